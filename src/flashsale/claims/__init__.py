@@ -1,0 +1,1 @@
+"""The claim engine: how claims reach the database (strategies, coalescing)."""

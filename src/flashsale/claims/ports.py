@@ -1,0 +1,46 @@
+"""What the claim engine needs from storage, and what it gets back. The store
+in flashsale.storage implements ClaimStore; the engine never imports storage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from flashsale.domain import ClaimOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Outcomes in input order, and the coupon as the batch left it."""
+
+    outcomes: list[ClaimOutcome]
+    coupon_id: int | None
+    remaining: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SoldOutRead:
+    """Who among the users holds the coupon, and the coupon as read."""
+
+    holds: list[bool]
+    coupon_id: int | None
+    remaining: int | None
+
+
+class ClaimStore(Protocol):
+    async def claim_batch(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult: ...
+
+    async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead: ...
+
+    async def claim_one(self, coupon_name: str, user_id: str) -> ClaimOutcome: ...
+
+
+class ClaimStrategy(Protocol):
+    """Decides one user's claim on one coupon; a ClaimOutcome, or
+    ServiceUnavailable when the database or the queue cannot take it."""
+
+    async def claim(self, coupon_name: str, user_id: str) -> ClaimOutcome: ...
+
+    async def close(self) -> None:
+        """Finish the claims already accepted (graceful shutdown)."""

@@ -1,0 +1,124 @@
+"""Settings, read once from the environment (the original's variables first)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import msgspec
+
+
+class ClaimStrategyName(StrEnum):
+    BATCHED = "batched"
+    TRANSACTION = "transaction"
+
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    app_host: str = "0.0.0.0"  # noqa: S104 - containers must listen beyond loopback
+    app_port: Port = 8080
+    workers: Positive = 2
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: Port = 5432
+    db_user: str = "postgres"
+    db_password: str = "postgres"  # noqa: S105 - the original's documented default
+    db_name: str = "coupondb"
+    db_sslmode: str = "disable"
+    data_dir: Path = Path(".flashsale")
+    claim_strategy: ClaimStrategyName = ClaimStrategyName.BATCHED
+    claim_batch_max: Positive = 500
+    claim_queue_max: Positive = 20_000
+    db_pool_min: Positive = 2
+    db_pool_max: Positive = 10
+    db_acquire_timeout: PositiveFloat = 2.0
+    db_statement_timeout: PositiveFloat = 5.0
+    admin_token: str | None = None
+    log_level: str = "info"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        """No server named: the service brings its own PostgreSQL."""
+        return self.database_url is None and self.db_host is None
+
+    def dsn(self) -> str:
+        """Connection URL: DATABASE_URL wins over the DB_* variables."""
+        if self.database_url:
+            return self.database_url
+        user = quote(self.db_user, safe="")
+        password = quote(self.db_password, safe="")
+        host = self.db_host or "localhost"
+        return (
+            f"postgresql://{user}:{password}@{host}:{self.db_port}/"
+            f"{quote(self.db_name, safe='')}?sslmode={self.db_sslmode}"
+        )
+
+
+# Environment variable for each setting. The original's names come first.
+ENVIRONMENT = {
+    "app_host": "APP_HOST",
+    "app_port": "APP_PORT",
+    "workers": "WEB_WORKERS",
+    "database_url": "DATABASE_URL",
+    "db_host": "DB_HOST",
+    "db_port": "DB_PORT",
+    "db_user": "DB_USER",
+    "db_password": "DB_PASSWORD",
+    "db_name": "DB_NAME",
+    "db_sslmode": "DB_SSLMODE",
+    "data_dir": "FLASHSALE_DATA_DIR",
+    "claim_strategy": "CLAIM_STRATEGY",
+    "claim_batch_max": "CLAIM_BATCH_MAX",
+    "claim_queue_max": "CLAIM_QUEUE_MAX",
+    "db_pool_min": "DB_POOL_MIN",
+    "db_pool_max": "DB_POOL_MAX",
+    "db_acquire_timeout": "DB_ACQUIRE_TIMEOUT",
+    "db_statement_timeout": "DB_STATEMENT_TIMEOUT",
+    "admin_token": "ADMIN_TOKEN",
+    "log_level": "LOG_LEVEL",
+}
+
+
+class SettingsError(ValueError):
+    """A variable is set to something the service cannot use."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:
+    """Settings from the environment; ``overrides`` (e.g. CLI options) win."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, object] = {
+        field: env[var] for field, var in ENVIRONMENT.items() if env.get(var, "") != ""
+    }
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        raise SettingsError(_name_variable(str(error))) from None
+    if settings.db_pool_min > settings.db_pool_max:
+        raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    return settings
+
+
+def _name_variable(message: str) -> str:
+    """Point at the environment variable rather than the field name."""
+    for field, var in ENVIRONMENT.items():
+        message = message.replace(f"`$.{field}`", var)
+    return message
+
+
+def redact_dsn(dsn: str) -> str:
+    """The URL with any password replaced, fit for a log line."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))

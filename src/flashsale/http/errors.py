@@ -1,0 +1,117 @@
+"""Every failure becomes ``{"error": <code>, "message": <text>}`` here, in one
+place. No stack trace, SQL or driver text ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import ExceptionHandlersMap
+
+from flashsale.domain import (
+    AlreadyClaimed,
+    CouponExists,
+    CouponNotFound,
+    DomainError,
+    InvalidRequest,
+    ServiceUnavailable,
+    SoldOut,
+    UnsupportedMediaType,
+)
+from flashsale.http.schemas import ErrorResponse
+
+log = logging.getLogger("flashsale.http")
+
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    InvalidRequest: HTTP_400_BAD_REQUEST,
+    UnsupportedMediaType: HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    CouponExists: HTTP_409_CONFLICT,
+    CouponNotFound: HTTP_404_NOT_FOUND,
+    AlreadyClaimed: HTTP_409_CONFLICT,
+    SoldOut: HTTP_409_CONFLICT,
+    ServiceUnavailable: HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+# Codes for the framework's own HTTP errors (routing, limits, parsing).
+HTTP_CODES: dict[int, str] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "service_unavailable",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response[ErrorResponse]:
+    return Response(
+        ErrorResponse(error=code, message=message),
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def domain_error(_: Request[Any, Any, Any], error: DomainError) -> Response[ErrorResponse]:
+    status = DOMAIN_STATUS.get(type(error), HTTP_400_BAD_REQUEST)
+    headers = None
+    if isinstance(error, ServiceUnavailable):
+        headers = {"Retry-After": str(error.retry_after)}
+    return error_response(status, error.code, error.message, headers)
+
+
+def validation_error(
+    _: Request[Any, Any, Any], error: ValidationException
+) -> Response[ErrorResponse]:
+    return error_response(HTTP_400_BAD_REQUEST, "invalid_request", describe_invalid(error))
+
+
+def describe_invalid(error: ValidationException) -> str:
+    """One sentence naming the field, from msgspec's message when there is one."""
+    extra = error.extra if isinstance(error.extra, list) else []
+    for item in extra:
+        if isinstance(item, dict) and item.get("message"):
+            message = str(item["message"])
+            key = item.get("key")
+            return f"{message} (field {key!r})" if key and "`$." not in message else message
+    return "the request body must be a JSON object with the documented fields"
+
+
+def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[ErrorResponse]:
+    code = HTTP_CODES.get(error.status_code, "http_error")
+    headers = dict(error.headers) if error.headers else None
+    return error_response(error.status_code, code, _plain_detail(error), headers)
+
+
+def _plain_detail(error: HTTPException) -> str:
+    detail = error.detail or "request failed"
+    return detail[:200]
+
+
+def unexpected_error(_: Request[Any, Any, Any], error: Exception) -> Response[ErrorResponse]:
+    log.error("unexpected error while handling a request", exc_info=error)
+    return error_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "the server failed to handle the request"
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DomainError: domain_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

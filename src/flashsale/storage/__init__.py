@@ -1,0 +1,1 @@
+"""PostgreSQL: connection pool, named queries, migrations, embedded server."""

@@ -1,0 +1,38 @@
+"""The asyncpg pool every query goes through, with the timeouts that keep a
+stalled database from turning into a pile of waiting requests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+import asyncpg.pool
+
+from flashsale.config import Settings
+
+if TYPE_CHECKING:
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    Connection: TypeAlias = asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+else:  # the runtime classes are not subscriptable
+    Pool = asyncpg.Pool
+    Connection = asyncpg.pool.PoolConnectionProxy
+
+
+async def create_pool(settings: Settings, *, dsn: str | None = None) -> Pool:
+    statement_timeout_ms = int(settings.db_statement_timeout * 1000)
+    pool = await asyncpg.create_pool(
+        dsn or settings.dsn(),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        # Client-side bound as well: a dead server never answers a statement timeout.
+        command_timeout=settings.db_statement_timeout + 1,
+        timeout=settings.db_acquire_timeout + 3,
+        server_settings={
+            "application_name": "flashsale",
+            "statement_timeout": str(statement_timeout_ms),
+            "lock_timeout": str(statement_timeout_ms),
+            "idle_in_transaction_session_timeout": str(statement_timeout_ms * 2),
+        },
+    )
+    assert pool is not None
+    return pool

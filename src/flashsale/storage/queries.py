@@ -1,0 +1,31 @@
+"""Loads the named queries of ``queries.sql`` once, so SQL lives in one file."""
+
+import re
+from functools import cache
+from importlib.resources import files
+
+_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """Split a file of ``-- name: x`` sections into ``{"x": "<sql>"}``.
+
+    Comment lines are kept out of the SQL; text before the first header is ignored.
+    """
+    parts = _HEADER.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in queries:
+            raise ValueError(f"query {name!r} is defined twice")
+        lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+        queries[name] = "\n".join(lines).strip().rstrip(";")
+    return queries
+
+
+@cache
+def load_queries() -> dict[str, str]:
+    return parse_queries(files("flashsale.storage").joinpath("queries.sql").read_text())
+
+
+def query(name: str) -> str:
+    return load_queries()[name]

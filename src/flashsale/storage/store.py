@@ -1,0 +1,72 @@
+"""Runs the named queries of queries.sql and returns plain Python values."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from flashsale.claims.ports import BatchResult, SoldOutRead
+from flashsale.domain import ClaimOutcome, Coupon, CouponExists
+from flashsale.storage.errors import database_unavailable_as_503
+from flashsale.storage.pool import Connection, Pool
+from flashsale.storage.queries import query
+
+
+class CouponStore:
+    def __init__(self, pool: Pool, acquire_timeout: float) -> None:
+        self.pool = pool
+        self.acquire_timeout = acquire_timeout
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection, or 503 once the pool has been busy for too long."""
+        with database_unavailable_as_503():
+            async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
+                yield connection
+
+    async def ping(self) -> None:
+        async with self._connection() as connection:
+            await connection.fetchval(query("ping"))
+
+    async def create_coupon(self, name: str, amount: int) -> None:
+        async with self._connection() as connection:
+            try:
+                await connection.execute(query("create_coupon"), name, amount)
+            except asyncpg.UniqueViolationError:
+                raise CouponExists(f"coupon {name!r} already exists") from None
+
+    async def get_coupon(self, name: str) -> Coupon | None:
+        async with self._connection() as connection:
+            row = await connection.fetchrow(query("get_coupon"), name)
+        if row is None:
+            return None
+        return Coupon(row["name"], row["amount"], row["remaining_amount"], row["claimed_by"])
+
+    async def claim_batch(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
+        async with self._connection() as connection:
+            rows = await connection.fetch(query("claim_batch"), coupon_name, user_ids)
+        first = rows[0]
+        return BatchResult(
+            [ClaimOutcome(row["outcome"]) for row in rows], first["coupon_id"], first["remaining"]
+        )
+
+    async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
+        async with self._connection() as connection:
+            rows = await connection.fetch(query("sold_out_batch"), coupon_name, user_ids)
+        first = rows[0]
+        return SoldOutRead([row["holds"] for row in rows], first["coupon_id"], first["remaining"])
+
+    async def claim_one(self, coupon_name: str, user_id: str) -> ClaimOutcome:
+        """The original's flow: one transaction (one autocommit statement) per claim."""
+        async with self._connection() as connection:
+            try:
+                coupon_id = await connection.fetchval(query("claim_one"), coupon_name, user_id)
+            except asyncpg.UniqueViolationError:
+                return ClaimOutcome.ALREADY_CLAIMED
+            except asyncpg.CheckViolationError as error:
+                if error.constraint_name != "coupons_remaining_not_negative":
+                    raise
+                return ClaimOutcome.SOLD_OUT
+        return ClaimOutcome.NOT_FOUND if coupon_id is None else ClaimOutcome.CLAIMED

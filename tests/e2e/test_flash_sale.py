@@ -1,0 +1,95 @@
+"""Many real concurrent requests against ``flashsale serve`` processes, then
+the database is asked whether anything was oversold, doubled or lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import assert_invariants
+from tests.load import claim_all, create_coupon, outcomes, post_all
+from tests.support import LiveServer, start_server
+
+STRATEGIES = ["batched", "transaction"]
+
+
+async def assert_claimed_by(db: asyncpg.Connection[Any], coupon: str, winners: set[str]) -> None:
+    rows = await db.fetch("SELECT user_id FROM claims WHERE coupon_name = $1", coupon)
+    assert {row["user_id"] for row in rows} == winners
+
+
+@pytest.fixture(params=STRATEGIES)
+def server(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> Any:
+    live = start_server(
+        database, tmp_path / "server.log", workers=2, env={"CLAIM_STRATEGY": request.param}
+    )
+    yield live
+    assert live.stop() == 0
+
+
+async def test_a_flash_sale_of_100_among_1000_users_sells_exactly_100(
+    server: LiveServer, db: asyncpg.Connection[Any]
+) -> None:
+    await create_coupon(server.base_url, "FLASH", 100)
+    users = [f"user-{i}" for i in range(1000)]
+    responses = await claim_all([server.base_url], "FLASH", users)
+    assert outcomes(responses) == {"ok": 100, "409 sold_out": 900}
+    winners = {u for u, r in zip(users, responses, strict=True) if r.status == 200}
+    await assert_claimed_by(db, "FLASH", winners)
+    assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'FLASH'") == 0
+    await assert_invariants(db)
+
+
+async def test_one_user_claiming_100_times_at_once_gets_exactly_one(
+    server: LiveServer, db: asyncpg.Connection[Any]
+) -> None:
+    await create_coupon(server.base_url, "DIP", 50)
+    responses = await claim_all([server.base_url], "DIP", ["greedy"] * 100)
+    assert outcomes(responses) == {"ok": 1, "409 already_claimed": 99}
+    await assert_claimed_by(db, "DIP", {"greedy"})
+    assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'DIP'") == 49
+    await assert_invariants(db)
+
+
+async def test_two_server_processes_sharing_one_database_still_sell_exactly_100(
+    database: str, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    first = start_server(database, tmp_path / "first.log", workers=1)
+    second = start_server(database, tmp_path / "second.log", workers=1)
+    try:
+        await create_coupon(first.base_url, "SHARED", 100)
+        users = [f"user-{i}" for i in range(1000)]
+        responses = await claim_all([first.base_url, second.base_url], "SHARED", users)
+        assert outcomes(responses) == {"ok": 100, "409 sold_out": 900}
+        winners = {u for u, r in zip(users, responses, strict=True) if r.status == 200}
+        await assert_claimed_by(db, "SHARED", winners)
+        await assert_invariants(db)
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0
+
+
+async def test_many_coupons_at_once_each_sell_their_own_stock(
+    server: LiveServer, db: asyncpg.Connection[Any]
+) -> None:
+    stocks = {"MIX_A": 5, "MIX_B": 50, "MIX_C": 500}
+    for name, amount in stocks.items():
+        await create_coupon(server.base_url, name, amount)
+    replies = await post_all(
+        [
+            (
+                f"{server.base_url}/api/coupons/claim",
+                {"user_id": f"u{i % 200}", "coupon_name": name},
+            )
+            for i in range(600)
+            for name in stocks
+        ]
+    )
+    assert {reply.status for reply in replies} == {200, 409}
+    for name, amount in stocks.items():
+        sold = await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = $1", name)
+        assert sold == min(amount, 200)
+    await assert_invariants(db)
