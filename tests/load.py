@@ -15,6 +15,7 @@ import aiohttp
 class Reply:
     status: int
     body: Any
+    headers: dict[str, str]
 
     @property
     def outcome(self) -> str:
@@ -31,7 +32,8 @@ async def post_all(
 
         async def one(url: str, body: dict[str, Any]) -> Reply:
             async with session.post(url, json=body) as response:
-                return Reply(response.status, await response.json(content_type=None))
+                body = await response.json(content_type=None)
+                return Reply(response.status, body, dict(response.headers))
 
         return list(await asyncio.gather(*(one(url, body) for url, body in requests)))
 

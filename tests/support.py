@@ -86,8 +86,15 @@ class LiveServer:
 
 
 def start_server(
-    database: str, log_path: Path, *, workers: int = 1, env: Mapping[str, str] | None = None
+    database: str,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+    new_session: bool = False,
 ) -> LiveServer:
+    """``new_session``: own process group, so a signal to the group reaches
+    Granian's main process and every worker (crash tests kill -9 them all)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -106,6 +113,7 @@ def start_server(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=log_path.parent,
+            start_new_session=new_session,
         )
     server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
     _wait_until_healthy(server)

@@ -1,0 +1,40 @@
+"""Integration level: the store and the claim engine on a real database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from flashsale.claims.batched import BatchedClaims
+from flashsale.config import Settings, load_settings
+from flashsale.storage.pool import Pool, create_pool
+from flashsale.storage.store import CouponStore
+
+StoreFactory = Callable[..., Awaitable[CouponStore]]
+
+
+@pytest.fixture
+async def make_store(database: str) -> AsyncIterator[StoreFactory]:
+    """Stores with pools of their own, as separate server processes would have."""
+    pools: list[Pool] = []
+
+    async def make(**environment: str) -> CouponStore:
+        settings: Settings = load_settings({"DATABASE_URL": database, **environment})
+        pool = await create_pool(settings)
+        pools.append(pool)
+        return CouponStore(pool, settings.db_acquire_timeout)
+
+    yield make
+    for pool in pools:
+        await pool.close()
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> CouponStore:
+    return await make_store(DB_POOL_MIN="1")
+
+
+@pytest.fixture
+def engine(store: CouponStore) -> BatchedClaims:
+    return BatchedClaims(store, max_batch=500, max_queue=10_000)

@@ -1,0 +1,200 @@
+"""The batched claim engine against a real database: lanes, the sold-out
+hint, failures mid-batch and callers that leave."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+from flashsale.claims.batched import BatchedClaims
+from flashsale.domain import ClaimOutcome, ServiceUnavailable
+from flashsale.storage.store import CouponStore
+from tests.conftest import assert_invariants
+from tests.integration.conftest import StoreFactory
+
+CLAIMED = ClaimOutcome.CLAIMED
+
+
+async def claim_many(engine: BatchedClaims, coupon: str, users: list[str]) -> list[Any]:
+    return await asyncio.gather(
+        *(engine.claim(coupon, user) for user in users), return_exceptions=True
+    )
+
+
+async def hold_coupon_lock(
+    db: asyncpg.Connection[Any], coupon: str
+) -> asyncpg.transaction.Transaction:
+    transaction = db.transaction()
+    await transaction.start()
+    await db.execute("SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon)
+    return transaction
+
+
+async def test_concurrent_claims_are_granted_in_arrival_order(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon("C", 30)
+    users = [f"u{i:03}" for i in range(100)]
+    outcomes = await claim_many(engine, "C", users)
+    assert outcomes == [CLAIMED] * 30 + [ClaimOutcome.SOLD_OUT] * 70
+    rows = await db.fetch("SELECT user_id FROM claims ORDER BY id")
+    assert [row["user_id"] for row in rows] == users[:30]
+
+
+async def test_several_coupons_at_once_each_sell_exactly_their_stock(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    stocks = {"A": 1, "B": 10, "C": 100}
+    for name, amount in stocks.items():
+        await store.create_coupon(name, amount)
+    calls = [(name, f"user{i}") for i in range(50) for name in stocks]
+    outcomes = await asyncio.gather(*(engine.claim(name, user) for name, user in calls))
+    for name, amount in stocks.items():
+        granted = sum(
+            1 for (n, _), o in zip(calls, outcomes, strict=True) if n == name and o is CLAIMED
+        )
+        assert granted == min(amount, 50)
+    await assert_invariants(db)
+
+
+async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
+    make_store: StoreFactory, db: asyncpg.Connection[Any], database: str
+) -> None:
+    store = await make_store(DB_STATEMENT_TIMEOUT="0.3")
+    engine = BatchedClaims(store, max_batch=500, max_queue=1000)
+    await store.create_coupon("C", 100)
+    lock_holder = await asyncpg.connect(database)
+    transaction = await hold_coupon_lock(lock_holder, "C")
+    outcomes = await claim_many(engine, "C", [f"u{i}" for i in range(50)])
+    await transaction.rollback()
+    await lock_holder.close()
+    assert all(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
+    assert await db.fetchval("SELECT count(*) FROM claims") == 0
+    assert await engine.claim("C", "after") is CLAIMED
+    await assert_invariants(db)
+
+
+async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
+) -> None:
+    await store.create_coupon("C", 100)
+    lock_holder = await asyncpg.connect(database)
+    transaction = await hold_coupon_lock(lock_holder, "C")
+    pending = asyncio.gather(
+        *(engine.claim("C", f"u{i}") for i in range(20)), return_exceptions=True
+    )
+    await asyncio.sleep(0.3)
+    await db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'flashsale' AND wait_event_type = 'Lock'"
+    )
+    outcomes = await pending
+    await transaction.rollback()
+    await lock_holder.close()
+    assert not any(outcome is CLAIMED for outcome in outcomes[:1])
+    assert all(o is CLAIMED or isinstance(o, ServiceUnavailable) for o in outcomes)
+    committed = await db.fetchval("SELECT count(*) FROM claims")
+    assert committed == sum(1 for o in outcomes if o is CLAIMED)
+    await assert_invariants(db)
+
+
+async def test_what_committed_stands_when_callers_leave(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
+) -> None:
+    await store.create_coupon("C", 100)
+    lock_holder = await asyncpg.connect(database)
+    transaction = await hold_coupon_lock(lock_holder, "C")
+    in_flight = asyncio.create_task(engine.claim("C", "in-flight"))
+    await asyncio.sleep(0.1)  # its batch is now waiting for the lock
+    queued = [asyncio.create_task(engine.claim("C", f"queued{i}")) for i in range(3)]
+    await asyncio.sleep(0.05)
+    in_flight.cancel()
+    queued[0].cancel()
+    await transaction.rollback()
+    await lock_holder.close()
+    assert [await task for task in queued[1:]] == [CLAIMED, CLAIMED]
+    rows = await db.fetch("SELECT user_id FROM claims ORDER BY id")
+    assert [row["user_id"] for row in rows] == ["in-flight", "queued1", "queued2"]
+    await assert_invariants(db)
+
+
+async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
+    engine: BatchedClaims, store: CouponStore, database: str
+) -> None:
+    await store.create_coupon("C", 1)
+    assert await engine.claim("C", "winner") is CLAIMED
+    assert await engine.claim("C", "late") is ClaimOutcome.SOLD_OUT  # the hint is set now
+    lock_holder = await asyncpg.connect(database)
+    transaction = await hold_coupon_lock(lock_holder, "C")
+    try:
+        async with asyncio.timeout(2):
+            outcomes = await claim_many(engine, "C", ["winner", "x", "y"])
+    finally:
+        await transaction.rollback()
+        await lock_holder.close()
+    assert outcomes == [ClaimOutcome.ALREADY_CLAIMED, ClaimOutcome.SOLD_OUT, ClaimOutcome.SOLD_OUT]
+
+
+async def test_a_coupon_recreated_under_the_same_name_is_claimable_again(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon("C", 1)
+    await engine.claim("C", "a")
+    assert await engine.claim("C", "b") is ClaimOutcome.SOLD_OUT
+    await db.execute("DELETE FROM coupons WHERE name = 'C'")
+    assert await engine.claim("C", "b") is ClaimOutcome.NOT_FOUND
+    await store.create_coupon("C", 5)
+    assert await engine.claim("C", "a") is CLAIMED
+    await assert_invariants(db)
+
+
+async def test_stock_returned_by_an_operator_reopens_a_sold_out_coupon(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon("C", 1)
+    await engine.claim("C", "a")
+    assert await engine.claim("C", "b") is ClaimOutcome.SOLD_OUT
+    await db.execute("DELETE FROM claims WHERE user_id = 'a'")
+    assert await engine.claim("C", "b") is CLAIMED
+    assert await engine.claim("C", "c") is ClaimOutcome.SOLD_OUT
+    await assert_invariants(db)
+
+
+async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
+    store: CouponStore, database: str
+) -> None:
+    engine = BatchedClaims(store, max_batch=10, max_queue=5)
+    await store.create_coupon("C", 100)
+    lock_holder = await asyncpg.connect(database)
+    transaction = await hold_coupon_lock(lock_holder, "C")
+    pending = asyncio.gather(
+        *(engine.claim("C", f"u{i}") for i in range(20)), return_exceptions=True
+    )
+    await asyncio.sleep(0.2)
+    await transaction.rollback()
+    await lock_holder.close()
+    outcomes = await pending
+    refused = [o for o in outcomes if isinstance(o, ServiceUnavailable)]
+    # All twenty arrive before the first batch leaves: five wait, the rest are refused.
+    assert len(refused) == 15
+    assert outcomes.count(CLAIMED) == 5
+
+
+@pytest.mark.parametrize("workers", [3])
+async def test_engines_in_separate_processes_share_one_stock_exactly(
+    make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any], workers: int
+) -> None:
+    engines = [
+        BatchedClaims(await make_store(), max_batch=50, max_queue=10_000) for _ in range(workers)
+    ]
+    await store.create_coupon("C", 250)
+    users = [f"u{i}" for i in range(1000)]
+    outcomes = await asyncio.gather(
+        *(engines[i % workers].claim("C", user) for i, user in enumerate(users))
+    )
+    assert outcomes.count(CLAIMED) == 250
+    assert await db.fetchval("SELECT count(*) FROM claims") == 250
+    await assert_invariants(db)
