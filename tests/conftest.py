@@ -4,6 +4,7 @@ TEST_DATABASE_URL), a migrated template, and a fresh database per test."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,9 @@ async def database_server(
 ) -> AsyncIterator[DatabaseServer]:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
-        url = start_embedded(tmp_path_factory.mktemp("embedded"), cleanup="delete")
+        # Not under pytest's basetemp: pytest makes that 0700 (root only), and
+        # the embedded server runs as its own user when the suite runs as root.
+        url = start_embedded(Path(tempfile.mkdtemp(prefix="flashsale-pg-")), cleanup="delete")
     server = DatabaseServer(url)
     await server.prepare_template()
     yield server

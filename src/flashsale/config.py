@@ -41,8 +41,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max: Positive = 10
     db_acquire_timeout: PositiveFloat = 2.0
     db_statement_timeout: PositiveFloat = 5.0
+    request_timeout: PositiveFloat = 10.0  # whole request, queues included, then 503
     admin_token: str | None = None
     log_level: str = "info"
+    log_access: bool = False  # one JSON line per request (costs throughput)
+    bench_routes: bool = False  # /bench/* endpoints, for `flashsale bench` only
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -82,8 +85,11 @@ ENVIRONMENT = {
     "db_pool_max": "DB_POOL_MAX",
     "db_acquire_timeout": "DB_ACQUIRE_TIMEOUT",
     "db_statement_timeout": "DB_STATEMENT_TIMEOUT",
+    "request_timeout": "REQUEST_TIMEOUT",
     "admin_token": "ADMIN_TOKEN",
     "log_level": "LOG_LEVEL",
+    "log_access": "LOG_ACCESS",
+    "bench_routes": "FLASHSALE_BENCH_ROUTES",
 }
 
 
@@ -99,12 +105,19 @@ def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: obje
     }
     raw.update({key: value for key, value in overrides.items() if value is not None})
     try:
-        settings = msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as error:
         raise SettingsError(_name_variable(str(error))) from None
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
     return settings
+
+
+def _decode_path(kind: type, value: object) -> object:
+    """msgspec has no built-in conversion to Path."""
+    if kind is Path and isinstance(value, str | Path):
+        return Path(value)
+    raise NotImplementedError(f"cannot convert {value!r} to {kind}")
 
 
 def _name_variable(message: str) -> str:
