@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+
 from granian.constants import Interfaces, Loops
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
 from granian.server import Server
 
 from flashsale.config import Settings
+from flashsale.logs import logging_config
+
+HEADER_READ_TIMEOUT_MS = 10_000
 
 
 class _Server(Server):  # type: ignore[misc,valid-type]
@@ -18,9 +25,24 @@ class _Server(Server):  # type: ignore[misc,valid-type]
         super().signal_handler_interrupt(*args, **kwargs)
 
 
+# Young-generation collections every 700 allocations cost 7-10% of a worker's
+# CPU under load (py-spy --native: gc_collect_main); requests allocate short-
+# lived, mostly acyclic objects, so collect less often. Forked workers inherit it.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Fewer collections, and what is loaded before the workers fork stays out
+    of them (and out of copy-on-write) for good."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_server(settings: Settings) -> None:
     """Blocks until Granian stops (SIGINT/SIGTERM: stop accepting, finish
     requests in flight, run each worker's shutdown, exit)."""
+    tune_gc()
     _Server(
         "flashsale.http.app:create_app",
         factory=True,
@@ -30,6 +52,18 @@ def run_server(settings: Settings) -> None:
         workers=settings.workers,
         loop=Loops.uvloop,
         backlog=4096,
-        log_access=False,
+        # A client that sends half a header and stalls loses its connection
+        # after this long (Granian's default is 30 s); it never blocks others.
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        log_access=False,  # the app's own access log (LOG_ACCESS) carries request ids
+        log_level=_granian_level(settings.log_level),
+        log_dictconfig=logging_config(settings.log_level),  # Granian's lines as JSON too
         workers_kill_timeout=8,
     ).serve()
+
+
+def _granian_level(level: str) -> LogLevels:
+    try:
+        return LogLevels(level.lower())
+    except ValueError:
+        return LogLevels.info

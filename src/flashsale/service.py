@@ -2,33 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import Coupon, CouponNotFound, raise_for_outcome
+from flashsale.domain import Coupon, CouponNotFound, ServiceUnavailable, raise_for_outcome
 from flashsale.storage.store import CouponStore
+
+HEALTH_TIMEOUT = 2.0  # a health check must answer before a load balancer gives up
+
+
+@asynccontextmanager
+async def deadline(seconds: float) -> AsyncIterator[None]:
+    """503 once ``seconds`` have passed, whatever the request waits on (a
+    claim queue, the pool, a reconnect): a request never hangs. A claim cut
+    off here may still commit with its batch; a retry then hears already_claimed."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise ServiceUnavailable("the database is too slow to answer, retry shortly") from None
 
 
 class CouponService:
-    def __init__(self, store: CouponStore, claims: ClaimStrategy) -> None:
+    def __init__(
+        self, store: CouponStore, claims: ClaimStrategy, *, request_timeout: float = 10.0
+    ) -> None:
         self.store = store
         self.claims = claims
+        self.request_timeout = request_timeout
 
     async def create_coupon(self, name: str, amount: int) -> Coupon:
-        await self.store.create_coupon(name, amount)
+        async with deadline(self.request_timeout):
+            await self.store.create_coupon(name, amount)
         return Coupon(name=name, amount=amount, remaining_amount=amount, claimed_by=[])
 
     async def claim(self, coupon_name: str, user_id: str) -> None:
         """Returns once the claim is committed; raises the reason otherwise."""
-        outcome = await self.claims.claim(coupon_name, user_id)
+        async with deadline(self.request_timeout):
+            outcome = await self.claims.claim(coupon_name, user_id)
         raise_for_outcome(outcome, coupon_name, user_id)
 
     async def get_coupon(self, name: str) -> Coupon:
-        coupon = await self.store.get_coupon(name)
+        async with deadline(self.request_timeout):
+            coupon = await self.store.get_coupon(name)
         if coupon is None:
             raise CouponNotFound(f"coupon {name!r} does not exist")
         return coupon
 
     async def check_health(self) -> None:
-        await self.store.ping()
+        async with deadline(min(HEALTH_TIMEOUT, self.request_timeout)):
+            await self.store.ping()
 
     async def close(self) -> None:
         await self.claims.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
+from flashsale.bench.cpu import CpuSplit
 from flashsale.bench.database import Check
 from flashsale.bench.report import all_targets, render
 from flashsale.bench.runner import Measurement
@@ -84,3 +85,19 @@ def test_a_broken_invariant_fails_the_run_and_shows_in_the_table() -> None:
     console = Console(record=True, width=200)
     console.print(render(run))
     assert "FAILED: rush: 1001 claims and 0 remaining" in console.export_text()
+
+
+def test_the_table_shows_each_partys_cpu_microseconds_per_request() -> None:
+    cpu = CpuSplit(server=1.0, postgres=0.4, wrk=0.2)  # seconds, over 10,000 requests
+    run = [
+        Measurement(
+            "batched",
+            HOT,
+            WrkResult(10.0, 10_000, {200: 10_000}, 0, 5.0, 20.0),
+            Check(claims=10_000),
+            cpu,
+        )
+    ]
+    console = Console(record=True, width=220)
+    console.print(render(run))
+    assert "100 / 40 / 20" in console.export_text()

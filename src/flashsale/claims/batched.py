@@ -13,7 +13,8 @@ the claim lane, whose answer is authoritative.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from flashsale.claims.coalescer import Coalescer
 from flashsale.claims.ports import ClaimStore
@@ -21,14 +22,27 @@ from flashsale.domain import ClaimOutcome
 
 
 class BatchedClaims:
-    def __init__(self, store: ClaimStore, *, max_batch: int, max_queue: int) -> None:
+    def __init__(
+        self,
+        store: ClaimStore,
+        *,
+        max_batch: int,
+        max_queue: int,
+        on_batch: Callable[[str, int], None] | None = None,  # (lane, size), for metrics
+    ) -> None:
         self._store = store
         self._sold_out: dict[str, int] = {}  # coupon name -> id of the coupon seen sold out
         self._claim_lane: Coalescer[str, str, ClaimOutcome] = Coalescer(
-            self._claim_batch, max_batch=max_batch, max_queue=max_queue
+            self._claim_batch,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            on_batch=partial(on_batch, "claim") if on_batch else None,
         )
         self._sold_out_lane: Coalescer[str, str, ClaimOutcome | None] = Coalescer(
-            self._sold_out_batch, max_batch=max_batch, max_queue=max_queue
+            self._sold_out_batch,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            on_batch=partial(on_batch, "sold_out") if on_batch else None,
         )
 
     async def claim(self, coupon_name: str, user_id: str) -> ClaimOutcome:

@@ -20,6 +20,7 @@ I = TypeVar("I")  # noqa: E741 - item
 O = TypeVar("O")  # noqa: E741 - outcome
 
 RunBatch = Callable[[K, Sequence[I]], Awaitable[Sequence[O]]]
+OnBatch = Callable[[int], None]  # told each batch's size as it is sent (metrics)
 
 
 class _Lane(Generic[I, O]):
@@ -30,8 +31,16 @@ class _Lane(Generic[I, O]):
 
 
 class Coalescer(Generic[K, I, O]):
-    def __init__(self, run_batch: RunBatch[K, I, O], *, max_batch: int, max_queue: int) -> None:
+    def __init__(
+        self,
+        run_batch: RunBatch[K, I, O],
+        *,
+        max_batch: int,
+        max_queue: int,
+        on_batch: OnBatch | None = None,
+    ) -> None:
         self._run_batch = run_batch
+        self._on_batch = on_batch
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._lanes: dict[K, _Lane[I, O]] = {}
@@ -74,6 +83,8 @@ class Coalescer(Generic[K, I, O]):
                 batch.append((item, future))
         if not batch:
             return
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
         try:
             outcomes = await self._run_batch(key, [item for item, _ in batch])
         except BaseException as error:  # every waiter learns, none hangs

@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from flashsale import __version__
+from flashsale.cli.bench import bench
 from flashsale.cli.migrate import migrate_command
 from flashsale.cli.serve import serve
+from flashsale.cli.verify import verify_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -23,3 +25,5 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(migrate_command)
+main.add_command(bench)
+main.add_command(verify_command)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg
 import click
 
 from flashsale.config import Settings, SettingsError, load_settings, redact_dsn
+from flashsale.logs import configure_logging, protect_secrets
 from flashsale.storage.database import migrate
 from flashsale.storage.embedded import start_embedded, with_database
 
@@ -16,15 +18,16 @@ log = logging.getLogger("flashsale")
 
 def settings_or_exit(**overrides: object) -> Settings:
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except SettingsError as error:
         raise click.UsageError(f"invalid configuration: {error}") from None
+    protect_secrets(settings)
+    return settings
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """JSON lines through structlog (flashsale.logs), stdlib loggers included."""
+    configure_logging(level)
 
 
 def prepare_database(settings: Settings) -> str:
@@ -40,7 +43,13 @@ def prepare_database(settings: Settings) -> str:
     else:
         dsn = settings.dsn()
         log.info("using PostgreSQL at %s", redact_dsn(dsn))
-    applied = asyncio.run(migrate(dsn))
+    try:
+        applied = asyncio.run(migrate(dsn))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # One line for the operator, no trace: the start-up needs the database.
+        raise click.ClickException(
+            f"cannot prepare the database at {redact_dsn(dsn)}: {type(error).__name__}"
+        ) from None
     for migration in applied:
         log.info("applied migration %04d_%s", migration.version, migration.name)
     return dsn

@@ -8,6 +8,10 @@ import click
 
 from flashsale.cli.common import prepare_database, settings_or_exit, setup_logging
 from flashsale.config import ENVIRONMENT
+from flashsale.logs import get_logger, public_settings
+from flashsale.metrics_dir import prepare_multiprocess_dir
+
+log = get_logger("flashsale.cli")
 
 
 @click.command()
@@ -26,6 +30,8 @@ def serve(host: str | None, port: int | None, workers: int | None, strategy: str
         app_host=host, app_port=port, workers=workers, claim_strategy=strategy
     )
     setup_logging(settings.log_level)
+    metrics_dir = prepare_multiprocess_dir()  # before anything imports prometheus_client
+    log.info("configuration", metrics_dir=str(metrics_dir), **public_settings(settings))
     dsn = prepare_database(settings)
     # Workers are separate processes that read their settings from the
     # environment: hand them the resolved database and the CLI's choices.

@@ -7,13 +7,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
 
-from flashsale import __version__
+from flashsale.claims.counted import CountedClaims
 from flashsale.claims.engine import create_claim_engine
 from flashsale.config import Settings, load_settings
+from flashsale.http.auth import configure_admin
+from flashsale.http.bench_routes import bench_handlers
+from flashsale.http.dashboard_routes import DASHBOARD_HANDLERS
 from flashsale.http.errors import EXCEPTION_HANDLERS
+from flashsale.http.listing_routes import LISTING_HANDLERS
+from flashsale.http.observability import (
+    metrics_endpoint,
+    observe_requests,
+    pool_metrics,
+)
+from flashsale.http.openapi import complete_schema, openapi_config, openapi_json
 from flashsale.http.routes import CouponController, health
+from flashsale.logs import configure_logging, protect_secrets
+from flashsale.metrics import get_metrics
 from flashsale.service import CouponService
 from flashsale.storage.pool import create_pool
 from flashsale.storage.store import CouponStore
@@ -23,12 +34,19 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    protect_secrets(settings)
+    metrics = get_metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        configure_admin(app.state, settings)
         pool = await create_pool(settings)
         store = CouponStore(pool, settings.db_acquire_timeout)
-        service = CouponService(store, create_claim_engine(settings, store))
+        engine = create_claim_engine(settings, store, metrics.observe_batch)
+        service = CouponService(
+            store, CountedClaims(engine, metrics), request_timeout=settings.request_timeout
+        )
         app.state.service = service
         try:
             yield
@@ -36,10 +54,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await service.close()  # claims already accepted finish first
             await pool.close()
 
-    return Litestar(
-        route_handlers=[CouponController, health],
-        lifespan=[lifespan],
+    app = Litestar(
+        route_handlers=[
+            CouponController,
+            health,
+            metrics_endpoint,
+            openapi_json,
+            *bench_handlers(settings),
+            *LISTING_HANDLERS,
+            *DASHBOARD_HANDLERS,
+        ],
+        lifespan=[lifespan, pool_metrics],
+        logging_config=None,  # flashsale.logs owns logging (Litestar's would replace it)
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(title="flashsale", version=__version__),
+        openapi_config=openapi_config(),
+        on_startup=[complete_schema],
     )
+    return observe_requests(app, access=settings.log_access)

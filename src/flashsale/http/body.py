@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
+from litestar.exceptions import InternalServerException
 
 from flashsale.domain import InvalidRequest, UnsupportedMediaType
 
@@ -17,7 +18,7 @@ T = TypeVar("T")
 FIELD_RULES = {
     "name": "must be 1-64 characters: ASCII letters, digits, '_', '-' or '.'",
     "coupon_name": "must be 1-64 characters: ASCII letters, digits, '_', '-' or '.'",
-    "user_id": "must be 1-128 characters with no control characters",
+    "user_id": "must be 1-128 characters with no control characters, not only white space",
     "amount": "must be an integer from 1 to 1000000000",
 }
 _FIELD_PATH = re.compile(r"at `\$\.(\w+)")
@@ -32,13 +33,18 @@ def _is_json(content_type: str) -> bool:
 async def decode_body(request: Request[Any, Any, Any], decoder: msgspec.json.Decoder[T]) -> T:
     if not _is_json(request.headers.get("content-type", "")):
         raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
-    body = await request.body()
+    try:
+        body = await request.body()
+    except InternalServerException:  # Litestar's "client disconnected prematurely"
+        raise InvalidRequest("the request body was cut off or badly framed") from None
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as error:
         raise InvalidRequest(describe(str(error))) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 raises the latter
         raise InvalidRequest("the request body is not valid JSON") from None
+    except RecursionError:  # msgspec's guard against deeply nested unknown fields
+        raise InvalidRequest("the request body is nested too deeply") from None
 
 
 def describe(msgspec_message: str) -> str:

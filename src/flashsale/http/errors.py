@@ -3,7 +3,6 @@ place. No stack trace, SQL or driver text ever reaches a client."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -29,8 +28,9 @@ from flashsale.domain import (
     UnsupportedMediaType,
 )
 from flashsale.http.schemas import ErrorResponse
+from flashsale.logs import get_logger
 
-log = logging.getLogger("flashsale.http")
+log = get_logger("flashsale.http")
 
 DOMAIN_STATUS: dict[type[DomainError], int] = {
     InvalidRequest: HTTP_400_BAD_REQUEST,
@@ -102,8 +102,14 @@ def _plain_detail(error: HTTPException) -> str:
     return detail[:200]
 
 
-def unexpected_error(_: Request[Any, Any, Any], error: Exception) -> Response[ErrorResponse]:
-    log.error("unexpected error while handling a request", exc_info=error)
+def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorResponse]:
+    log.error(
+        "unexpected error while handling a request",
+        exc_info=error,
+        route=request.scope.get("path_template"),
+        method=request.method,
+        error_code="internal_error",
+    )
     return error_response(
         HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "the server failed to handle the request"
     )

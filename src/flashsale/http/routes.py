@@ -8,10 +8,26 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.domain import Coupon
+from flashsale.http.auth import require_admin
 from flashsale.http.body import decode_body
+from flashsale.http.coupon_stream import coupon_stream
+from flashsale.http.listing_routes import AFTER, LIMIT, LIST_COUPONS_DOCS, coupons_page
+from flashsale.http.listing_schemas import CouponsPageResponse
+from flashsale.http.openapi import (
+    CLAIM_DOCS,
+    COUPON_NOT_FOUND,
+    CREATE_COUPON_DOCS,
+    HEALTH_DOCS,
+    SERVICE_UNAVAILABLE,
+    documented,
+)
+from flashsale.http.paths import require_coupon_name
+from flashsale.http.readers import browser_of
 from flashsale.http.schemas import (
     ClaimRequest,
     ClaimResponse,
@@ -19,7 +35,7 @@ from flashsale.http.schemas import (
     CreateCouponRequest,
     HealthResponse,
 )
-from flashsale.service import CouponService
+from flashsale.service import CouponService, deadline
 
 CREATE_COUPON = msgspec.json.Decoder(CreateCouponRequest)
 CLAIM = msgspec.json.Decoder(ClaimRequest)
@@ -44,24 +60,52 @@ class CouponController(Controller):
     path = "/api/coupons"
     tags = ["coupons"]  # noqa: RUF012 - Litestar declares it as an instance attribute
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create a coupon with a fixed stock")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Create a coupon with a fixed stock",
+        guards=[require_admin],
+        **CREATE_COUPON_DOCS,
+    )
     async def create_coupon(self, request: AnyRequest) -> CouponResponse:
         data = await decode_body(request, CREATE_COUPON)
         coupon = await service_of(request.app.state).create_coupon(data.name, data.amount)
         return coupon_response(coupon)
 
-    @post("/claim", status_code=HTTP_200_OK, summary="Claim a coupon for a user")
+    @get("/", summary="Coupons with their stock, by name, a page at a time", **LIST_COUPONS_DOCS)
+    async def list_coupons(
+        self, state: State, limit: str | None = LIMIT, after: str | None = AFTER
+    ) -> CouponsPageResponse:
+        return await coupons_page(state, limit, after)
+
+    @post("/claim", status_code=HTTP_200_OK, summary="Claim a coupon for a user", **CLAIM_DOCS)
     async def claim_coupon(self, request: AnyRequest) -> ClaimResponse:
         data = await decode_body(request, CLAIM)
         await service_of(request.app.state).claim(data.coupon_name, data.user_id)
         return ClaimResponse(user_id=data.user_id, coupon_name=data.coupon_name)
 
-    @get("/{name:str}", summary="A coupon with its remaining stock and claimers")
-    async def get_coupon(self, state: State, name: str) -> CouponResponse:
-        return coupon_response(await service_of(state).get_coupon(name))
+    @get(
+        "/{name:str}",
+        summary="A coupon with its remaining stock and claimers (streamed)",
+        **documented(
+            COUPON_NOT_FOUND,
+            SERVICE_UNAVAILABLE,
+            responses={200: ResponseSpec(CouponResponse, description="the coupon, streamed")},
+        ),
+    )
+    async def get_coupon(self, state: State, name: str) -> Stream:
+        require_coupon_name(name)
+        # The deadline covers opening the snapshot; 404 and 503 are decided there.
+        async with deadline(service_of(state).request_timeout):
+            return await coupon_stream(browser_of(state), name)
 
 
-@get("/health", summary="200 when the database answers, 503 when it does not", tags=["health"])
+@get(
+    "/health",
+    summary="200 when the database answers, 503 when it does not",
+    tags=["health"],
+    **HEALTH_DOCS,
+)
 async def health(state: State) -> HealthResponse:
     await service_of(state).check_health()
     return HealthResponse(status="ok", database="ok")

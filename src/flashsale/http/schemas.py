@@ -14,20 +14,25 @@ CouponName = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9_.\-]+$",
+        # "(?!\n)": Python's "$" (msgspec's) also matches before a final newline.
+        pattern=r"^[A-Za-z0-9_.\-]+$(?!\n)",
         description="1-64 ASCII letters, digits, '_', '-' or '.'",
         examples=["PROMO_SUPER"],
     ),
 ]
 # Any text without control characters (C0, DEL, C1): PostgreSQL text cannot
 # hold NUL, and control characters in ids only ever mean a broken client.
+_NOT_IN_IDS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 UserId = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=128,
-        pattern=r"^[^\x00-\x1f\x7f-\x9f]+$",
-        description="1-128 characters, no control characters",
+        # ... nor line/paragraph separators, which some locales' [[:cntrl:]]
+        # (the table's CHECK) counts; and at least one character that is not
+        # white space: "   " is no one's id.
+        pattern=rf"^[^{_NOT_IN_IDS}]*[^\s{_NOT_IN_IDS}][^{_NOT_IN_IDS}]*$(?!\n)",
+        description="1-128 characters, no control characters, not only white space",
         examples=["user_12345"],
     ),
 ]

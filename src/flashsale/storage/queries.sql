@@ -53,3 +53,58 @@ HAVING c.remaining_amount < 0
     OR c.amount - c.remaining_amount <> count(h.user_id)
     OR count(h.user_id) <> count(DISTINCT h.user_id)
  ORDER BY c.name;
+
+-- name: count_coupons_and_claims
+-- What `flashsale verify` checked, for its summary line.
+SELECT (SELECT count(*) FROM coupons) AS coupons, (SELECT count(*) FROM claims) AS claims;
+
+-- name: coupon_header
+-- The coupon a streamed read starts from; its claimers come from
+-- coupon_claimers in the same REPEATABLE READ snapshot.
+SELECT id, name, amount, remaining_amount FROM coupons WHERE name = $1;
+
+-- name: coupon_claimers
+-- A coupon's claimers in claim order, read through a cursor in batches;
+-- walks claims_coupon_order_idx, so no sort however many there are.
+SELECT user_id FROM claims WHERE coupon_id = $1 ORDER BY id;
+
+-- name: claims_page
+-- Up to $3 claims of coupon $1 after claim id $2 (keyset on
+-- claims_coupon_order_idx). No row at all: no such coupon; a single row with
+-- a NULL id: the coupon exists and the page is empty.
+SELECT h.id, h.user_id, h.claimed_at
+  FROM coupons AS c
+  LEFT JOIN LATERAL (SELECT id, user_id, claimed_at
+                       FROM claims
+                      WHERE coupon_id = c.id AND id > $2
+                      ORDER BY id
+                      LIMIT $3) AS h ON true
+ WHERE c.name = $1
+ ORDER BY h.id;
+
+-- name: coupons_page
+-- Up to $2 coupons named after $1, by name (keyset on coupons_name_key).
+SELECT name, amount, remaining_amount
+  FROM coupons
+ WHERE name > $1
+ ORDER BY name
+ LIMIT $2;
+
+-- name: dashboard_coupons
+-- The live dashboard's tick: the $1 coupons claimed most recently (then the
+-- newest unclaimed ones), each with its last $2 claimers, newest first. One
+-- backward probe of claims_coupon_order_idx per coupon; never a scan of claims.
+SELECT s.name, s.amount, s.remaining_amount,
+       ARRAY(SELECT h.user_id
+               FROM claims AS h
+              WHERE h.coupon_id = s.id
+              ORDER BY h.id DESC
+              LIMIT $2) AS recent
+  FROM (SELECT c.id, c.name, c.amount, c.remaining_amount, l.last_id
+          FROM coupons AS c
+          CROSS JOIN LATERAL (SELECT max(h.id) AS last_id
+                                FROM claims AS h
+                               WHERE h.coupon_id = c.id) AS l
+         ORDER BY l.last_id DESC NULLS LAST, c.id DESC
+         LIMIT $1) AS s
+ ORDER BY s.last_id DESC NULLS LAST, s.id DESC;

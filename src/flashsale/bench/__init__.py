@@ -1,0 +1,1 @@
+"""``flashsale bench``: the service under wrk, with an invariant check after."""

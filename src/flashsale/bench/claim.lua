@@ -1,0 +1,62 @@
+-- wrk script for `flashsale bench`: every request claims the coupon for a
+-- new user (thread id + counter), every thread counts the status codes it
+-- saw, and done() prints one parseable line with the totals.
+-- Arguments (after --): coupon name, request path, user id prefix (unique
+-- per run, so a second run against the same coupon still has new users).
+
+local threads = {}
+local next_thread = 0
+
+function setup(thread)
+   next_thread = next_thread + 1
+   thread:set("thread_id", next_thread)
+   table.insert(threads, thread)
+end
+
+local coupon = "BENCH"
+local path = "/api/coupons/claim"
+local counter = 0
+local prefix = "w"
+local headers = { ["Content-Type"] = "application/json" }
+counts = {}
+
+function init(args)
+   coupon = args[1] or coupon
+   path = args[2] or path
+   prefix = args[3] or prefix
+end
+
+function request()
+   counter = counter + 1
+   local body = string.format('{"user_id":"%s%d-%d","coupon_name":"%s"}', prefix, thread_id, counter, coupon)
+   return wrk.format("POST", path, headers, body)
+end
+
+function response(status, headers, body)
+   counts[status] = (counts[status] or 0) + 1
+end
+
+local function statuses_json()
+   local totals = {}
+   for _, thread in ipairs(threads) do
+      for status, n in pairs(thread:get("counts")) do
+         totals[status] = (totals[status] or 0) + n
+      end
+   end
+   local parts = {}
+   for status, n in pairs(totals) do
+      table.insert(parts, string.format('"%d":%d', status, n))
+   end
+   return "{" .. table.concat(parts, ",") .. "}"
+end
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format(
+      'FLASHSALE_WRK {"duration_us":%d,"requests":%d,"statuses":%s,' ..
+      '"errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},' ..
+      '"latency_us":{"p50":%.0f,"p99":%.0f,"max":%.0f,"mean":%.0f}}\n',
+      summary.duration, summary.requests, statuses_json(),
+      e.connect, e.read, e.write, e.timeout,
+      latency:percentile(50), latency:percentile(99), latency.max, latency.mean))
+end

@@ -1,0 +1,117 @@
+"""CPU time per request of each party (server, PostgreSQL, wrk), read from
+/proc: on a shared machine rates swing with the neighbours' load, CPU spent
+per request much less, so it tells where the time goes in every run."""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROC = Path("/proc")
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSplit:
+    """CPU seconds spent by each party during one wrk run."""
+
+    server: float
+    postgres: float
+    wrk: float
+
+    def per_request_us(self, requests: int) -> tuple[float, float, float]:
+        scale = 1e6 / max(requests, 1)
+        return (self.server * scale, self.postgres * scale, self.wrk * scale)
+
+
+@dataclass
+class CpuMeter:
+    """Filled when the measured block ends."""
+
+    split: CpuSplit = field(default_factory=lambda: CpuSplit(0.0, 0.0, 0.0))
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_S  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [
+            int(c) for c in (PROC / str(pid) / "task" / str(pid) / "children").read_text().split()
+        ]
+    except OSError:
+        return []
+
+
+def process_tree(root: int) -> list[int]:
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo += _children(pid)
+    return pids
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The embedded server's postmaster (first line of postmaster.pid)."""
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def postgres_pids(postmaster: int | None) -> list[int]:
+    """The bench's own PostgreSQL when known (its backends come and go with
+    the pools), else every local PostgreSQL process."""
+    if postmaster is not None:
+        return process_tree(postmaster)
+    pids = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _snapshot(server_pid: int, postmaster: int | None) -> dict[str, dict[int, float]]:
+    return {
+        "server": {pid: _cpu_seconds(pid) for pid in process_tree(server_pid)},
+        "postgres": {pid: _cpu_seconds(pid) for pid in postgres_pids(postmaster)},
+    }
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(max(seconds - before.get(pid, 0.0), 0.0) for pid, seconds in after.items())
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def measure_cpu(server_pid: int, postmaster: int | None) -> Iterator[CpuMeter]:
+    """CPU of the server's processes, PostgreSQL's and our finished children
+    (wrk) while the block runs."""
+    meter = CpuMeter()
+    before, children = _snapshot(server_pid, postmaster), _children_cpu()
+    yield meter
+    after = _snapshot(server_pid, postmaster)
+    meter.split = CpuSplit(
+        server=_spent(before["server"], after["server"]),
+        postgres=_spent(before["postgres"], after["postgres"]),
+        wrk=_children_cpu() - children,
+    )

@@ -1,0 +1,91 @@
+"""A fresh database per bench run, its coupons, and the checks afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from flashsale.bench.scenarios import RUSH_STOCK, Scenario
+from flashsale.bench.wrk import WrkResult
+from flashsale.storage.database import migrate
+from flashsale.storage.queries import query
+from flashsale.storage.verify import find_violations
+
+
+def database_url(server_url: str, database: str) -> str:
+    """The server's URL pointing at another database."""
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
+
+
+async def create_fresh_database(server_url: str, scenarios: tuple[Scenario, ...]) -> str:
+    """A new, migrated database holding the scenarios' coupons; its URL."""
+    url = database_url(server_url, f"flashsale_bench_{uuid.uuid4().hex[:10]}")
+    await migrate(url)  # creates the database, then applies the migrations
+    connection = await asyncpg.connect(url)
+    try:
+        for scenario in scenarios:
+            if scenario.stock is not None:
+                await connection.execute(query("create_coupon"), scenario.coupon, scenario.stock)
+    finally:
+        await connection.close()
+    return url
+
+
+async def drop_database(server_url: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What the database says after a scenario; ``problems`` empty means sound."""
+
+    claims: int | None  # claim rows of the scenario's coupon
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def check_scenario(
+    url: str, scenario: Scenario, result: WrkResult, in_flight_bound: int
+) -> Check:
+    """No invariant broken, and every 200 wrk saw is a committed claim row.
+
+    wrk stops at the deadline without reading the answers still in flight, and
+    the server commits those claims anyway: there may be up to one row more
+    than 200s per connection, never fewer rows than 200s."""
+    if scenario.stock is None:
+        return Check(claims=None)
+    connection = await asyncpg.connect(url)
+    try:
+        violations = await find_violations(connection)
+        row = await connection.fetchrow(query("get_coupon"), scenario.coupon)
+    finally:
+        await connection.close()
+    assert row is not None, "the bench created this coupon"
+    claims = row["amount"] - row["remaining_amount"]
+    problems = [v.describe() for v in violations if v.coupon == scenario.coupon]
+    problems += claim_count_problems(scenario, result.ok, claims, row["remaining_amount"])
+    if not 0 <= claims - result.ok <= in_flight_bound:
+        problems.append(f"{claims} claim rows for {result.ok} answers 200")
+    return Check(claims=claims, problems=problems)
+
+
+def claim_count_problems(scenario: Scenario, ok: int, claims: int, remaining: int) -> list[str]:
+    if scenario.stock != RUSH_STOCK:
+        return []
+    problems = []
+    if claims != RUSH_STOCK or remaining != 0:
+        problems.append(f"rush: {claims} claims and {remaining} remaining, expected 1000 and 0")
+    if ok != RUSH_STOCK:
+        problems.append(f"rush: {ok} answers 200, expected exactly {RUSH_STOCK}")
+    return problems

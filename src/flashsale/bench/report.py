@@ -1,0 +1,148 @@
+"""The bench's table and its targets, from the measurements of one run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from flashsale.bench.runner import Measurement
+from flashsale.bench.scenarios import CEILING, HOT, RUSH
+
+BATCHED = "batched"
+TRANSACTION = "transaction"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    measured: str
+    met: bool
+
+
+def find(measurements: list[Measurement], strategy: str, key: str) -> Measurement | None:
+    for measurement in measurements:
+        if measurement.strategy == strategy and measurement.scenario.key == key:
+            return measurement
+    return None
+
+
+def ceiling_share(measurements: list[Measurement], measurement: Measurement) -> float | None:
+    """Requests/s as a share of the same server's no-database ceiling."""
+    ceiling = find(measurements, measurement.strategy, CEILING.key)
+    if ceiling is None or ceiling.result.requests_per_s == 0:
+        return None
+    return measurement.result.requests_per_s / ceiling.result.requests_per_s
+
+
+def statuses(measurement: Measurement) -> str:
+    result = measurement.result
+    parts = [f"{code}:{n}" for code, n in sorted(result.statuses.items())]
+    if result.socket_errors:
+        parts.append(f"socket errors:{result.socket_errors}")
+    return " ".join(parts)
+
+
+def cpu_per_request(measurement: Measurement) -> str:
+    """CPU microseconds each party spent per request: on a shared machine
+    steadier than the rates, and it shows where a claim's time goes."""
+    if measurement.cpu is None:
+        return "-"
+    us = measurement.cpu.per_request_us(measurement.result.requests)
+    return " / ".join(f"{value:.0f}" for value in us)
+
+
+def invariants(measurement: Measurement) -> Text:
+    check = measurement.check
+    if check.claims is None:
+        return Text("n/a (no database)", style="dim")
+    if check.ok:
+        return Text(f"ok ({check.claims} claims)", style="green")
+    return Text("FAILED: " + "; ".join(check.problems), style="bold red")
+
+
+def results_table(measurements: list[Measurement]) -> Table:
+    table = Table(title="flashsale bench")
+    for column in ("strategy", "scenario", "claims/s", "requests/s", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column in ("strategy", "scenario") else "right")
+    table.add_column("of ceiling", justify="right")
+    table.add_column("CPU us/request\nserver/pg/wrk", justify="right")
+    for column in ("statuses", "database check"):
+        table.add_column(column)
+    for m in measurements:
+        share = ceiling_share(measurements, m)
+        claims = "-" if m.scenario is CEILING else f"{m.result.ok_per_s:,.0f}"
+        table.add_row(
+            m.strategy,
+            m.scenario.title,
+            claims,
+            f"{m.result.requests_per_s:,.0f}",
+            f"{m.result.p50_ms:.1f}",
+            f"{m.result.p99_ms:.1f}",
+            "-" if share is None or m.scenario is CEILING else f"{share:.0%}",
+            cpu_per_request(m),
+            statuses(m),
+            invariants(m),
+        )
+    return table
+
+
+def hot_targets(measurements: list[Measurement]) -> list[Target]:
+    hot = find(measurements, BATCHED, HOT.key)
+    if hot is None:
+        return []
+    claims = hot.result.ok_per_s
+    targets = [
+        Target("batched hot coupon: >= 10,000 claims/s", f"{claims:,.0f}/s", claims >= 10_000),
+        Target(
+            "batched hot coupon: p99 <= 50 ms",
+            f"{hot.result.p99_ms:.1f} ms",
+            hot.result.p99_ms <= 50,
+        ),
+    ]
+    baseline = find(measurements, TRANSACTION, HOT.key)
+    if baseline is not None and baseline.result.ok_per_s > 0:
+        ratio = claims / baseline.result.ok_per_s
+        targets.append(Target("batched hot coupon: >= 5x transaction", f"{ratio:.1f}x", ratio >= 5))
+    share = ceiling_share(measurements, hot)
+    if share is not None:
+        targets.append(
+            Target("batched hot coupon: >= 75% of ceiling", f"{share:.0%}", share >= 0.75)
+        )
+    return targets
+
+
+def all_targets(measurements: list[Measurement]) -> list[Target]:
+    targets = hot_targets(measurements)
+    rush = find(measurements, BATCHED, RUSH.key)
+    if rush is not None:
+        rate = rush.result.requests_per_s
+        targets.append(
+            Target("batched rush: >= 12,000 requests/s", f"{rate:,.0f}/s", rate >= 12_000)
+        )
+    broken = [m for m in measurements if not m.check.ok]
+    targets.append(
+        Target(
+            "no oversell, no double claim, every 200 committed",
+            f"{len(broken)} scenario(s) failed",
+            not broken,
+        )
+    )
+    return targets
+
+
+def targets_table(targets: list[Target]) -> Table:
+    table = Table(title="targets (2 cores, 256 connections)")
+    table.add_column("target")
+    table.add_column("measured", justify="right")
+    table.add_column("", justify="center")
+    for target in targets:
+        mark = Text("met", style="green") if target.met else Text("MISSED", style="bold red")
+        table.add_row(target.name, target.measured, mark)
+    return table
+
+
+def render(measurements: list[Measurement]) -> Group:
+    return Group(results_table(measurements), targets_table(all_targets(measurements)))

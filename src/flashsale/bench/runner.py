@@ -1,0 +1,109 @@
+"""One bench run: for each strategy, a fresh database and a fresh server,
+every scenario against that server, then the database checks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flashsale.bench.cpu import CpuSplit, measure_cpu, postmaster_pid
+from flashsale.bench.database import Check, check_scenario, create_fresh_database, drop_database
+from flashsale.bench.scenarios import SCENARIOS, Scenario
+from flashsale.bench.server import RunningServer, ServerConfig, start_server
+from flashsale.bench.wrk import Load, WrkResult, run_wrk
+from flashsale.storage.embedded import start_embedded
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    strategy: str
+    scenario: Scenario
+    result: WrkResult
+    check: Check
+    cpu: CpuSplit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPlan:
+    strategies: tuple[str, ...]
+    workers: int
+    load: Load
+    database_url: str | None  # None: a throwaway embedded PostgreSQL
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseServer:
+    url: str
+    postmaster: int | None  # known for the embedded server: its CPU is measured
+
+
+Announce = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def database_server(url: str | None, workdir: Path) -> Iterator[DatabaseServer]:
+    """A server to create bench databases on."""
+    if url:
+        yield DatabaseServer(url, None)
+    else:  # deleted, data and all, when this process exits
+        embedded = start_embedded(workdir / "embedded", cleanup="delete")
+        yield DatabaseServer(embedded, postmaster_pid(workdir / "embedded" / "pgdata"))
+
+
+def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
+    measurements: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
+        workdir = Path(tmp)
+        with database_server(plan.database_url, workdir) as database:
+            for strategy in plan.strategies:
+                measurements += run_strategy(plan, strategy, database, workdir, announce)
+    return measurements
+
+
+def run_strategy(
+    plan: BenchPlan, strategy: str, database: DatabaseServer, workdir: Path, announce: Announce
+) -> list[Measurement]:
+    announce(f"{strategy}: fresh database, starting {plan.workers} workers")
+    url = asyncio.run(create_fresh_database(database.url, SCENARIOS))
+    try:
+        config = ServerConfig(url, plan.workers, strategy, workdir / f"server-{strategy}.log")
+        server = start_server(config)
+        try:
+            runs = [
+                drive(server, database.postmaster, scenario, plan.load, strategy, announce)
+                for scenario in SCENARIOS
+            ]
+        finally:
+            server.stop()  # graceful: the claims in flight commit before the checks
+        return [
+            Measurement(
+                strategy,
+                scenario,
+                result,
+                asyncio.run(check_scenario(url, scenario, result, plan.load.connections)),
+                cpu,
+            )
+            for scenario, (result, cpu) in zip(SCENARIOS, runs, strict=True)
+        ]
+    finally:
+        asyncio.run(drop_database(database.url, url))
+
+
+def drive(
+    server: RunningServer,
+    postmaster: int | None,
+    scenario: Scenario,
+    load: Load,
+    strategy: str,
+    announce: Announce,
+) -> tuple[WrkResult, CpuSplit]:
+    announce(f"{strategy}: {scenario.title}, {load.connections} connections, {load.duration_s:g}s")
+    url = server.base_url + scenario.path
+    with measure_cpu(server.process.pid, postmaster) as meter:
+        result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-"))
+    return result, meter.split

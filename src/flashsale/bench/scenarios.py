@@ -1,0 +1,33 @@
+"""What the bench measures: each scenario is one wrk run against one server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CLAIM_PATH = "/api/coupons/claim"
+CEILING_PATH = "/bench/claim-ceiling"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    key: str
+    title: str
+    coupon: str
+    stock: int | None  # None: no coupon, the request never reaches the database
+    path: str = CLAIM_PATH
+
+    def wrk_args(self, run_tag: str) -> list[str]:
+        """claim.lua's arguments; user ids start with ``run_tag``."""
+        return [self.coupon, self.path, run_tag]
+
+
+# The same server, same body and same response, minus the database.
+CEILING = Scenario("ceiling", "no-db ceiling", "BENCH_CEILING", None, CEILING_PATH)
+# Stock that never runs out: every request is a new user's successful claim.
+HOT = Scenario("hot", "hot coupon", "BENCH_HOT", 1_000_000_000)
+# A real flash sale: 1,000 in stock, then everyone else is told it is sold out.
+RUSH_STOCK = 1_000
+RUSH = Scenario("rush", "rush (stock 1,000)", "BENCH_RUSH", RUSH_STOCK)
+
+# The ceiling goes first: it also warms up the workers.
+SCENARIOS = (CEILING, HOT, RUSH)

@@ -1,0 +1,25 @@
+"""Counts every claim's outcome in the metrics, around any strategy."""
+
+from __future__ import annotations
+
+from flashsale.claims.ports import ClaimStrategy
+from flashsale.domain import ClaimOutcome, ServiceUnavailable
+from flashsale.metrics import Metrics
+
+
+class CountedClaims:
+    def __init__(self, inner: ClaimStrategy, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def claim(self, coupon_name: str, user_id: str) -> ClaimOutcome:
+        try:
+            outcome = await self._inner.claim(coupon_name, user_id)
+        except ServiceUnavailable:
+            self._metrics.count_claim(coupon_name, "unavailable")
+            raise
+        self._metrics.count_claim(coupon_name, outcome.value)
+        return outcome
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,80 @@
+"""``flashsale verify``: prove on a live database that nothing was oversold,
+doubled or lost. Exits 1, naming each coupon, on any violation."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import asyncpg
+import click
+from rich.console import Console
+from rich.table import Table
+
+from flashsale.cli.common import prepare_database, settings_or_exit, setup_logging
+from flashsale.config import redact_dsn
+from flashsale.storage.queries import query
+from flashsale.storage.verify import Violation, find_violations
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    coupons: int
+    claims: int
+    violations: list[Violation]
+
+
+async def _inspect(dsn: str) -> Report:
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        # One snapshot for the counts and the checks, even while claims go on.
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            counts = await connection.fetchrow(query("count_coupons_and_claims"))
+            assert counts is not None  # an aggregate always returns its row
+            violations = await find_violations(connection)
+    finally:
+        await connection.close()
+    return Report(counts["coupons"], counts["claims"], violations)
+
+
+def _show(console: Console, where: str, report: Report) -> None:
+    if not report.violations:
+        console.print(
+            f"[green]ok[/green] {report.coupons} coupons, {report.claims} claims in {where}: "
+            "stock within bounds, stock matches claims, no duplicate claims"
+        )
+        return
+    console.print(f"checked {where}", highlight=False)
+    table = Table(title="invariant violations")
+    for column in ("coupon", "amount", "remaining", "claims", "duplicated"):
+        table.add_column(column)
+    for v in report.violations:
+        table.add_row(
+            v.coupon, str(v.amount), str(v.remaining_amount), str(v.claims), str(v.duplicate_claims)
+        )
+    console.print(table)
+    for v in report.violations:
+        console.print(f"[red]violation[/red] {v.describe()}", highlight=False)
+    console.print(f"[red]{len(report.violations)} of {report.coupons} coupons break an invariant")
+
+
+@click.command(name="verify")
+@click.option(
+    "--database-url",
+    help="PostgreSQL URL to check. [default: the configured database, as for serve]",
+)
+def verify_command(database_url: str | None) -> None:
+    """Check every invariant on a live database (stock bounds, stock equals
+    amount minus claims, one claim per user per coupon); exit 1 on any violation."""
+    settings = settings_or_exit()
+    setup_logging(settings.log_level)
+    dsn = database_url or prepare_database(settings)
+    try:
+        report = asyncio.run(_inspect(dsn))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise click.ClickException(
+            f"cannot check {redact_dsn(dsn)}: {type(error).__name__}"
+        ) from None
+    _show(Console(), redact_dsn(dsn), report)
+    if report.violations:
+        raise SystemExit(1)

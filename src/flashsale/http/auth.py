@@ -1,0 +1,51 @@
+"""Who may administer coupons: with ADMIN_TOKEN set, admin routes need
+``Authorization: Bearer <token>``; claims and reads stay open to everyone."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import BaseRouteHandler
+
+from flashsale.config import Settings
+
+log = logging.getLogger("flashsale.auth")
+
+_STATE_KEY = "admin_token"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def configure_admin(state: State, settings: Settings) -> None:
+    """Remember the token for the guard; say so loudly when there is none."""
+    state[_STATE_KEY] = settings.admin_token
+    if settings.admin_token is None:
+        log.warning("ADMIN_TOKEN is not set: anyone can create coupons")
+
+
+def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Litestar guard for admin routes: 401 unless the bearer token matches."""
+    expected: str | None = connection.app.state.get(_STATE_KEY)
+    if expected is None:
+        return
+    presented = _bearer_token(connection.headers.get("authorization", ""))
+    # Constant-time comparison: response timing must not reveal the token's
+    # prefix. Header text is the wire's bytes read as Latin-1: compare bytes,
+    # so a token beyond ASCII matches when the client sends it as UTF-8.
+    if presented is None or not hmac.compare_digest(
+        presented.encode("latin-1"), expected.encode("utf-8")
+    ):
+        raise NotAuthorizedException(
+            detail="this endpoint needs Authorization: Bearer <admin token>", headers=_CHALLENGE
+        )
+
+
+def _bearer_token(header: str) -> str | None:
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,147 @@
+"""Request ids, request metrics, the opt-in access log and ``/metrics``.
+
+One ASGI layer (``RequestObserver``) does it all for every request: it picks
+the request id, binds it for log lines, stamps it on the response, and times
+the request by route template (bounded label values, unlike raw paths).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from litestar import Litestar, Response, get
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+
+from flashsale.logs import REQUEST_ID, get_logger
+from flashsale.metrics import (
+    CONTENT_TYPE,
+    forget_this_process,
+    get_metrics,
+    render_metrics,
+)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_KEY = b"x-request-id"
+_STATE_KEY = "request_id"
+# An incoming id is kept when it is 1-128 printable ASCII characters without
+# spaces (what tracing systems send); anything else is replaced, so a log
+# line never carries a client's control characters or megabytes.
+_SANE_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+POOL_SAMPLE_SECONDS = 1.0
+
+access_log = get_logger("flashsale.access")
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id: the client's when sane, else a new one; the same
+    for the whole request."""
+    state = scope["state"]
+    request_id: str | None = state.get(_STATE_KEY)
+    if request_id is None:
+        # 32 hex digits: as unique as a UUID4, at a third of its cost.
+        request_id = state[_STATE_KEY] = _incoming_id(scope) or os.urandom(16).hex()
+    return request_id
+
+
+def _incoming_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID_KEY:
+            return value.decode("ascii") if _SANE_ID.fullmatch(value) else None
+    return None
+
+
+class RequestObserver:
+    """The outermost ASGI layer, around Litestar's exception handling and
+    routing, so it sees every response (404 and 405 from the router too) as
+    the client gets it, for the price of one wrapper per request (a Litestar
+    middleware would add a layer per route, and an exception handler)."""
+
+    def __init__(self, app: ASGIApp, *, access: bool) -> None:
+        self.app = app
+        self.access = access
+        self.metrics = get_metrics()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        REQUEST_ID.set(request_id)
+        header = (_REQUEST_ID_KEY, request_id.encode("ascii"))
+        started = time.perf_counter()
+        status = 500  # what the client gets if nothing is sent
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: HTTPScope, status: int, elapsed: float) -> None:
+        # The router sets the template; unknown paths have none and are not
+        # timed (a raw path would be an unbounded label).
+        route: str | None = scope.get("path_template")
+        method = scope["method"]
+        if route is not None:
+            self.metrics.observe_request(method, route, status, elapsed)
+        if self.access:
+            access_log.info(
+                "request",
+                method=method,
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 3),
+            )
+
+
+def observe_requests(app: Litestar, *, access: bool) -> Litestar:
+    """Put the RequestObserver around the app's ASGI handler."""
+    app.asgi_handler = RequestObserver(app.asgi_handler, access=access)
+    return app
+
+
+@get(
+    "/metrics",
+    media_type=CONTENT_TYPE,
+    summary="Prometheus metrics, summed over all worker processes",
+    tags=["observability"],
+    sync_to_thread=True,  # reads every worker's metric files
+)
+def metrics_endpoint() -> Response[bytes]:
+    return Response(render_metrics(), media_type=CONTENT_TYPE)
+
+
+@asynccontextmanager
+async def pool_metrics(app: Litestar) -> AsyncIterator[None]:
+    """Lifespan after the one that opens the pool: samples its use each second
+    (each worker its own pool, summed at scrape time)."""
+    task = asyncio.get_running_loop().create_task(_sample_pool(app))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        forget_this_process()
+
+
+async def _sample_pool(app: Litestar) -> None:
+    metrics = get_metrics()
+    pool: Any = app.state.service.store.pool
+    while True:
+        metrics.sample_pool(pool.get_size(), pool.get_idle_size(), pool.get_max_size())
+        await asyncio.sleep(POOL_SAMPLE_SECONDS)

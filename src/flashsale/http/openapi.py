@@ -1,0 +1,244 @@
+"""What /openapi.json says about each route, declared apart from the routes.
+
+Litestar documents a route's success response from its return type. The rest
+is declared here and attached with one argument per decorator::
+
+    @post("/claim", ..., **documented(*BODY_FAILURES, COUPON_NOT_FOUND, body=ClaimRequest))
+
+``documented`` takes the failures a route can answer (each a status, an
+``error`` code and when it happens; several codes may share a status) and,
+for handlers that decode the raw body themselves (``http/body.py``), the
+msgspec struct of the body. ``complete_schema`` (a startup hook) then adds,
+to every route's responses, X-Request-ID, Retry-After on 503, and our error
+body where Litestar assumed its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any, cast
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    Example,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+
+from flashsale import __version__
+from flashsale.http.schemas import ClaimRequest, CreateCouponRequest, ErrorResponse
+
+DOCS_PATH = "/docs"
+ADMIN_SECURITY = "adminToken"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One way a route can fail: the status, the ``error`` code, and when."""
+
+    status: int
+    code: str
+    when: str
+
+
+INVALID_REQUEST = Failure(
+    400, "invalid_request", "the body or a parameter breaks its rule (the message names it)"
+)
+UNAUTHORIZED = Failure(
+    401,
+    "unauthorized",
+    "ADMIN_TOKEN is set and the request lacks `Authorization: Bearer <ADMIN_TOKEN>`",
+)
+COUPON_NOT_FOUND = Failure(404, "coupon_not_found", "no coupon has this name")
+COUPON_EXISTS = Failure(409, "coupon_exists", "a coupon with this name exists")
+ALREADY_CLAIMED = Failure(409, "already_claimed", "this user holds this coupon")
+SOLD_OUT = Failure(409, "sold_out", "no stock left")
+PAYLOAD_TOO_LARGE = Failure(413, "payload_too_large", "the body is over 64 KiB")
+UNSUPPORTED_MEDIA_TYPE = Failure(
+    415, "unsupported_media_type", "a Content-Type that is not JSON (none is taken as JSON)"
+)
+SERVICE_UNAVAILABLE = Failure(
+    503,
+    "service_unavailable",
+    "the database is unreachable or saturated, or too many claims wait for this coupon; "
+    "retry after Retry-After seconds",
+)
+
+# What any route that reads a JSON body can answer.
+BODY_FAILURES = (INVALID_REQUEST, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
+
+_REQUEST_ID_HEADER = OpenAPIHeader(
+    schema=Schema(type=cast(Any, "string")),
+    required=True,
+    description="The request's id: the client's X-Request-ID when it is 1-128 printable "
+    "ASCII characters, else a new one. Log lines about the request carry it.",
+)
+# errors.py answers every error with ErrorResponse, a component once any route
+# documents a failure (all of ours do).
+_ERROR_REFERENCE = Reference(ref=f"#/components/schemas/{ErrorResponse.__name__}")
+_RETRY_AFTER_HEADER = OpenAPIHeader(
+    schema=Schema(type=cast(Any, "integer"), minimum=0),
+    description="Seconds to wait before retrying",
+    required=True,
+)
+_WWW_AUTHENTICATE_HEADER = OpenAPIHeader(
+    schema=Schema(type=cast(Any, "string")), description="`Bearer`"
+)
+
+
+def documented(
+    *failures: Failure,
+    body: type[msgspec.Struct] | None = None,
+    responses: Mapping[int, ResponseSpec] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for a route decorator: its failures, its body, and
+    any other response to declare (e.g. a streamed 200)."""
+    arguments: dict[str, Any] = {
+        "responses": {**failure_responses(failures), **(responses or {})},
+        "operation_class": _operation_class(body),
+    }
+    if UNAUTHORIZED in failures:
+        arguments["security"] = [{ADMIN_SECURITY: []}]
+    return arguments
+
+
+def failure_responses(failures: Iterable[Failure]) -> dict[int, ResponseSpec]:
+    """One response per status; codes sharing a status are listed together."""
+    by_status = sorted(failures, key=lambda failure: failure.status)
+    return {
+        status: _failure_response(list(group))
+        for status, group in groupby(by_status, key=lambda failure: failure.status)
+    }
+
+
+def _failure_response(failures: list[Failure]) -> ResponseSpec:
+    description = "; ".join(f"`{failure.code}`: {failure.when}" for failure in failures)
+    return ResponseSpec(
+        data_container=ErrorResponse,
+        description=description,
+        generate_examples=False,
+        examples=[
+            Example(summary=f.code, value={"error": f.code, "message": f.when}) for f in failures
+        ],
+    )
+
+
+def body_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """The body's JSON Schema as msgspec enforces it (OpenAPI 3.1 speaks
+    JSON Schema 2020-12, so it goes in as is)."""
+    _, components = msgspec.json.schema_components([struct])
+    schema: dict[str, Any] = components[struct.__name__]
+    return schema
+
+
+def _operation_class(body: type[msgspec.Struct] | None) -> type[Operation]:
+    @dataclass
+    class DocumentedOperation(Operation):
+        def __post_init__(self) -> None:
+            if body is not None:
+                schema = cast(Any, body_schema(body))
+                self.request_body = RequestBody(
+                    content={"application/json": OpenAPIMediaType(schema=schema)}, required=True
+                )
+
+    return DocumentedOperation
+
+
+def complete_schema(app: Litestar) -> None:
+    """Startup hook, for every route (documented or not): the headers every
+    response has, and our error body where Litestar assumed its own 400 for
+    a route with parameters (errors.py answers ``invalid_request``)."""
+    openapi = app.openapi_schema
+    for path_item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation: Operation | None = getattr(path_item, method, None)
+            if operation is not None and operation.responses:
+                _complete_responses(operation.responses)
+
+
+def _complete_responses(responses: dict[str, Any]) -> None:
+    for status, response in responses.items():
+        if not isinstance(response, OpenAPIResponse):
+            continue
+        if status == "400" and _is_litestar_validation_error(response):
+            response.description = f"`{INVALID_REQUEST.code}`: {INVALID_REQUEST.when}"
+            response.content = {"application/json": OpenAPIMediaType(schema=_ERROR_REFERENCE)}
+        headers = dict(response.headers or {})
+        headers["X-Request-ID"] = _REQUEST_ID_HEADER
+        if status == "503":
+            headers["Retry-After"] = _RETRY_AFTER_HEADER
+        if status == "401":
+            headers["WWW-Authenticate"] = _WWW_AUTHENTICATE_HEADER
+        response.headers = headers
+
+
+def _is_litestar_validation_error(response: OpenAPIResponse) -> bool:
+    media = (response.content or {}).get("application/json")
+    schema = media.schema if media else None
+    return isinstance(schema, Schema) and "status_code" in (schema.properties or {})
+
+
+def openapi_config() -> OpenAPIConfig:
+    """OpenAPI 3.1, with Swagger UI at /docs (its JSON also at
+    /docs/openapi.json); /openapi.json is served by ``openapi_json``."""
+    return OpenAPIConfig(
+        title="flashsale",
+        version=__version__,
+        description=(
+            "A flash-sale coupon service. Every error body is "
+            '`{"error": "<code>", "message": "<text>"}`: `error` is a stable code to '
+            "branch on. Unknown routes answer 404 `not_found`, a known route with "
+            "another method 405 `method_not_allowed`."
+        ),
+        path=DOCS_PATH,
+        render_plugins=[SwaggerRenderPlugin(path="/")],
+        components=Components(
+            security_schemes={
+                ADMIN_SECURITY: SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="Needed by admin routes only when ADMIN_TOKEN is set "
+                    "(without it they are open, and the server logs a warning).",
+                )
+            }
+        ),
+    )
+
+
+# The routes of http/routes.py.
+CREATE_COUPON_DOCS = documented(
+    *BODY_FAILURES, UNAUTHORIZED, COUPON_EXISTS, SERVICE_UNAVAILABLE, body=CreateCouponRequest
+)
+CLAIM_DOCS = documented(
+    *BODY_FAILURES,
+    COUPON_NOT_FOUND,
+    ALREADY_CLAIMED,
+    SOLD_OUT,
+    SERVICE_UNAVAILABLE,
+    body=ClaimRequest,
+)
+HEALTH_DOCS = documented(SERVICE_UNAVAILABLE)
+
+
+@get("/openapi.json", include_in_schema=False, media_type=MediaType.JSON, sync_to_thread=False)
+def openapi_json(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The schema at the conventional root path, encoded once per process."""
+    state = request.app.state
+    encoded: bytes | None = state.get("openapi_json")
+    if encoded is None:
+        encoded = state["openapi_json"] = msgspec.json.encode(
+            request.app.openapi_schema.to_schema()
+        )
+    return Response(encoded, media_type=MediaType.JSON)

@@ -1,0 +1,166 @@
+"""Prometheus metrics, correct across Granian's worker processes.
+
+``flashsale serve`` points PROMETHEUS_MULTIPROC_DIR at a fresh directory
+before the workers start (``metrics_dir.prepare_multiprocess_dir``); prometheus_client
+then keeps every value in a per-process file there and ``render_metrics``
+adds them up, whichever worker answers ``/metrics``. Without the variable
+(tests, in-process use) values live in this process's memory.
+
+prometheus_client picks its storage when it is first imported, so nothing
+imported by ``flashsale.cli`` may import this module: the HTTP layer and the
+claim engine do, inside the workers.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from flashsale.metrics_dir import MULTIPROC_ENV
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Coupon names are chosen by admins, and a claim may name any string: only a
+# coupon the database confirmed gets its own label, and a worker labels at
+# most this many; the rest are counted under OTHER_COUPONS.
+MAX_COUPON_LABELS = 1000
+UNKNOWN_COUPON = "(unknown)"
+OTHER_COUPONS = "(other)"
+# Outcomes that prove the coupon exists.
+_EXISTING = frozenset({"claimed", "already_claimed", "sold_out"})
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+class Metrics:
+    """This process's metrics. Children are cached by label values: a hot
+    path pays one dict lookup and one increment."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.claims = Counter(
+            "flashsale_claims",
+            "Claims decided, by coupon and outcome (claimed, already_claimed, sold_out, "
+            "not_found, unavailable)",
+            ["coupon", "outcome"],
+            registry=registry,
+        )
+        self.claim_batch_size = Histogram(
+            "flashsale_claim_batch_size",
+            "Claims decided together in one database round trip, by lane (claim, sold_out)",
+            ["lane"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "flashsale_http_request_duration_seconds",
+            "Time to handle a request, by method, route template and status",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.db_errors = Counter(
+            "flashsale_db_errors",
+            "Database failures turned into 503, by exception class",
+            ["kind"],
+            registry=registry,
+        )
+        self.pool_connections = Gauge(
+            "flashsale_db_pool_connections",
+            "Pooled database connections, by state (in_use, idle), summed over workers",
+            ["state"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_max = Gauge(
+            "flashsale_db_pool_max_connections",
+            "Most pooled connections, summed over workers",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self._coupon_labels: set[str] = set()
+        self._claim_children: dict[tuple[str, str], Counter] = {}
+        self._request_children: dict[tuple[str, str, int], Histogram] = {}
+        self._batch_children: dict[str, Histogram] = {}
+
+    def count_claim(self, coupon: str, outcome: str) -> None:
+        child = self._claim_children.get((coupon, outcome))
+        if child is None:
+            label = self._coupon_label(coupon, outcome)
+            child = self.claims.labels(label, outcome)
+            if label == coupon:  # unknown names are not cached: that map stays bounded
+                self._claim_children[(coupon, outcome)] = child
+        child.inc()
+
+    def _coupon_label(self, coupon: str, outcome: str) -> str:
+        if coupon in self._coupon_labels:
+            return coupon
+        if outcome not in _EXISTING:
+            return UNKNOWN_COUPON
+        if len(self._coupon_labels) >= MAX_COUPON_LABELS:
+            return OTHER_COUPONS
+        self._coupon_labels.add(coupon)
+        return coupon
+
+    def observe_batch(self, lane: str, size: int) -> None:
+        child = self._batch_children.get(lane)
+        if child is None:
+            child = self._batch_children[lane] = self.claim_batch_size.labels(lane)
+        child.observe(size)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.request_duration.labels(
+                method, route, str(status)
+            )
+        child.observe(seconds)
+
+    def count_database_error(self, error: BaseException) -> None:
+        self.db_errors.labels(type(error).__name__).inc()
+
+    def sample_pool(self, size: int, idle: int, max_size: int) -> None:
+        self.pool_connections.labels("in_use").set(size - idle)
+        self.pool_connections.labels("idle").set(idle)
+        self.pool_max.set(max_size)
+
+
+@cache
+def get_metrics() -> Metrics:
+    """The process's metrics, created on first use (never at import)."""
+    return Metrics(CollectorRegistry(auto_describe=True))
+
+
+def count_database_error(error: BaseException) -> None:
+    get_metrics().count_database_error(error)
+
+
+def render_metrics() -> bytes:
+    """The text exposition: every worker's values when multiprocess."""
+    if multiprocess_mode():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(get_metrics().registry)
+
+
+def forget_this_process() -> None:
+    """At a worker's exit: its live gauges (pool use) stop counting."""
+    if multiprocess_mode():
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -1,0 +1,80 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by
+Playwright watches the stock drain while claims arrive through the API.
+Screenshots land in test-artifacts/ (desktop and phone width)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, async_playwright, expect
+
+from tests.load import claim_all, create_coupon
+from tests.support import ROOT, LiveServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)",
+)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        await browser.close()
+
+
+async def test_the_dashboard_shows_the_stock_drain_live(
+    browser: Browser, live_server: LiveServer
+) -> None:
+    await create_coupon(live_server.base_url, "FLASH", 100)
+    await create_coupon(live_server.base_url, "CALM", 10)
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    await page.goto(f"{live_server.base_url}/dashboard")
+    card = page.locator('section.coupon[data-coupon="FLASH"]')
+    await expect(card.locator(".remaining")).to_have_text("100", timeout=10_000)
+    await expect(page.locator("#status")).to_contain_text("live")
+
+    users = [f"shopper-{i}" for i in range(25)]
+    replies = await claim_all([live_server.base_url], "FLASH", users)
+    assert {reply.status for reply in replies} == {200}
+
+    await expect(card.locator(".remaining")).to_have_text("75", timeout=10_000)
+    # The ten latest claimers, newest first; which of the 25 were last is up
+    # to the race between them.
+    await expect(card.locator(".claimer")).to_have_count(10)
+    await expect(card.locator(".claimer").first).to_have_text(re.compile(r"^shopper-\d+$"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    await page.close()
+
+
+async def test_the_dashboard_is_readable_on_a_phone(
+    browser: Browser, live_server: LiveServer
+) -> None:
+    await create_coupon(live_server.base_url, "PHONE_DEAL_WITH_A_RATHER_LONG_NAME", 40)
+    await claim_all([live_server.base_url], "PHONE_DEAL_WITH_A_RATHER_LONG_NAME", ["a", "b"])
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    await page.goto(f"{live_server.base_url}/dashboard")
+    card = page.locator("section.coupon").first
+    await expect(card.locator(".remaining")).to_have_text("38", timeout=10_000)
+    # Nothing wider than the screen: no sideways scrolling on a phone.
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    box = await card.bounding_box()
+    assert box is not None
+    assert box["width"] <= 390
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    await page.close()

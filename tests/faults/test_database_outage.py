@@ -1,0 +1,148 @@
+"""PostgreSQL stops under load and comes back: the service answers 503 fast
+while it is gone, serves again within seconds of its return, loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import asyncpg
+
+from tests.conftest import assert_invariants
+from tests.faults.postgres import OwnPostgres
+from tests.faults.traffic import Traffic, claim_loop, session
+from tests.load import create_coupon
+from tests.support import LiveServer, start_server
+
+ACQUIRE_TIMEOUT = 1.0
+STATEMENT_TIMEOUT = 2.0
+# A reply while the database is down must come well before a client gives up.
+FAST = ACQUIRE_TIMEOUT + STATEMENT_TIMEOUT + 1
+OUTAGE_SECONDS = 3.0
+
+
+async def health(base_url: str) -> tuple[int, str, float]:
+    started = time.monotonic()
+    async with session(1) as http, http.get(f"{base_url}/health") as response:
+        body = await response.json(content_type=None)
+        return response.status, str(body.get("error", "")), time.monotonic() - started
+
+
+async def first_success_after(traffic: Traffic, moment: float, limit: float) -> float | None:
+    """Seconds from ``moment`` to the first 200 sent after it, waiting up to ``limit``."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        done = [
+            s.started + s.latency for s in traffic.sent if s.status == 200 and s.started >= moment
+        ]
+        if done:
+            return min(done) - moment
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def test_a_database_outage_gives_fast_503s_and_claims_resume_when_it_returns(
+    own_postgres: OwnPostgres, own_database: str, tmp_path: Path
+) -> None:
+    server = start_server(
+        own_database,
+        tmp_path / "server.log",
+        workers=2,
+        env={
+            "DB_ACQUIRE_TIMEOUT": str(ACQUIRE_TIMEOUT),
+            "DB_STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT),
+        },
+    )
+    try:
+        await create_coupon(server.base_url, "OUTAGE", 1_000_000)
+        traffic, stop = Traffic(), asyncio.Event()
+        load = asyncio.create_task(
+            claim_loop(server.base_url, "OUTAGE", traffic, stop, clients=32, tag="u")
+        )
+        await asyncio.sleep(1)
+        down_at = time.monotonic()
+        await asyncio.to_thread(own_postgres.stop, "fast")
+        await asyncio.sleep(0.5)  # requests in flight at the stop have settled
+        status, code, took = await health(server.base_url)
+        assert (status, code) == (503, "service_unavailable")
+        assert took < 2.5
+        await asyncio.sleep(OUTAGE_SECONDS)
+        restart_at = time.monotonic()
+        await asyncio.to_thread(own_postgres.start)
+        recovered = await first_success_after(traffic, restart_at, limit=10)
+        stop.set()
+        await load
+    finally:
+        server.stop()
+    during = traffic.between(down_at + 0.5, restart_at)
+    assert during, "no claim was answered while the database was down"
+    assert {s.outcome for s in during} == {"503 service_unavailable"}
+    assert max(s.latency for s in during) < FAST
+    assert not [s for s in traffic.sent if s.status is None or s.status == 500], server.log()
+    assert recovered is not None, "claims did not resume within 10 s"
+    assert recovered < 5, f"claims resumed {recovered:.1f} s after the database"
+    slowest = max(s.latency for s in during)
+    print(
+        f"outage: {len(during)} claims answered 503 while down (slowest {slowest:.2f} s); "
+        f"claims resumed {recovered:.2f} s after the restart; {traffic.outcomes()}"
+    )
+    await assert_acknowledged_claims_are_stored(own_database, traffic)
+
+
+async def assert_acknowledged_claims_are_stored(url: str, traffic: Traffic) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch("SELECT user_id FROM claims")
+        assert traffic.winners <= {row["user_id"] for row in rows}
+        await assert_invariants(connection)
+    finally:
+        await connection.close()
+
+
+PASSWORD = "Pw-outage-0b9e-never-print-me"
+
+
+async def test_health_and_claims_are_503_while_the_database_is_down_and_no_password_leaks(
+    own_postgres: OwnPostgres, own_database: str, tmp_path: Path
+) -> None:
+    # The embedded server trusts local users, so any password gets in: a
+    # distinctive one shows whether it ever reaches a reply or a log line.
+    url = own_database.replace("postgres:@", f"postgres:{PASSWORD}@")
+    server: LiveServer = start_server(url, tmp_path / "server.log", workers=1)
+    try:
+        await create_coupon(server.base_url, "DOWN", 10)
+        await asyncio.to_thread(own_postgres.stop, "immediate")
+        status, code, took = await health(server.base_url)
+        assert (status, code) == (503, "service_unavailable")
+        assert took < 2.5
+        replies = []
+        async with session(4) as http:
+            for path in ("/api/coupons/DOWN", "/health"):
+                async with http.get(f"{server.base_url}{path}") as response:
+                    replies.append((response.status, await response.text(), response.headers))
+            claim = {"user_id": "u", "coupon_name": "DOWN"}
+            async with http.post(f"{server.base_url}/api/coupons/claim", json=claim) as response:
+                replies.append((response.status, await response.text(), response.headers))
+        for status, text, headers in replies:
+            assert status == 503
+            assert "Retry-After" in headers
+            assert PASSWORD not in text
+        await asyncio.to_thread(own_postgres.start)
+        recovered = await wait_until_healthy(server.base_url, limit=5)
+        assert recovered, "health did not recover within 5 s"
+    finally:
+        assert server.stop() == 0
+    assert PASSWORD not in server.log()
+    assert "Traceback" not in server.log()
+
+
+async def wait_until_healthy(base_url: str, limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    for _ in range(int(limit / 0.1) + 1):
+        if (await health(base_url))[0] == 200:
+            return True
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    return False

@@ -1,0 +1,67 @@
+"""The dashboard feed on a real database: viewers of one worker share one
+poll per tick, and polling stops with the last viewer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flashsale.dashboard import DashboardFeed, DashboardSnapshot
+from flashsale.storage.activity import ActivityReader, CouponActivity
+from flashsale.storage.store import CouponStore
+
+
+class CountingReader(ActivityReader):
+    """The real reader, counting its queries."""
+
+    polls = 0
+
+    async def recent_activity(self, coupons: int, claimers: int) -> list[CouponActivity]:
+        self.polls += 1
+        return await super().recent_activity(coupons, claimers)
+
+
+async def watch(feed: DashboardFeed, count: int) -> list[DashboardSnapshot]:
+    seen: list[DashboardSnapshot] = []
+    async for snapshot in feed.snapshots():
+        seen.append(snapshot)
+        if len(seen) == count:
+            break
+    return seen
+
+
+async def test_viewers_share_one_poll_per_tick(store: CouponStore) -> None:
+    await store.create_coupon("SHARED", 10)
+    reader = CountingReader(store.pool, store.acquire_timeout)
+    feed = DashboardFeed(reader, tick=0.05)
+    views = await asyncio.gather(*(watch(feed, 3) for _ in range(8)))
+    assert all(len(view) == 3 for view in views)
+    assert views[0][0].coupons[0].name == "SHARED"
+    # Eight viewers polling on their own would have run 24 queries.
+    assert reader.polls <= 5
+
+
+async def test_polling_stops_with_the_last_viewer(store: CouponStore) -> None:
+    reader = CountingReader(store.pool, store.acquire_timeout)
+    feed = DashboardFeed(reader, tick=0.05)
+    await watch(feed, 2)
+    await asyncio.sleep(0.2)  # the poller notices nobody watches
+    after_last_viewer = reader.polls
+    await asyncio.sleep(0.3)  # six ticks
+    assert reader.polls == after_last_viewer
+    assert len(await watch(feed, 2)) == 2  # and starts again for a new viewer
+
+
+async def test_viewers_stop_when_the_worker_stops(store: CouponStore) -> None:
+    feed = DashboardFeed(ActivityReader(store.pool, store.acquire_timeout), tick=0.05)
+    stop = asyncio.Event()
+    seen: list[DashboardSnapshot] = []
+
+    async def view() -> None:
+        async for snapshot in feed.snapshots(stop.is_set):
+            seen.append(snapshot)
+
+    viewer = asyncio.create_task(view())
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(viewer, timeout=2)  # ends on its own, without cancellation
+    assert seen

@@ -1,0 +1,126 @@
+"""/openapi.json and /docs: an OpenAPI 3.1 document that names every status
+and error code of every endpoint, and the interactive page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient[Any]
+
+# What each operation must document: status -> error codes named in it.
+EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
+    ("post", "/api/coupons"): {
+        "201": set(),
+        "400": {"invalid_request"},
+        "401": {"unauthorized"},
+        "409": {"coupon_exists"},
+        "413": {"payload_too_large"},
+        "415": {"unsupported_media_type"},
+        "503": {"service_unavailable"},
+    },
+    ("post", "/api/coupons/claim"): {
+        "200": set(),
+        "400": {"invalid_request"},
+        "404": {"coupon_not_found"},
+        "409": {"already_claimed", "sold_out"},
+        "413": {"payload_too_large"},
+        "415": {"unsupported_media_type"},
+        "503": {"service_unavailable"},
+    },
+    ("get", "/api/coupons/{name}"): {
+        "200": set(),
+        "404": {"coupon_not_found"},
+        "503": {"service_unavailable"},
+    },
+    ("get", "/health"): {"200": set(), "503": {"service_unavailable"}},
+    ("get", "/metrics"): {"200": set()},
+}
+
+
+async def openapi(client: Client) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+async def test_the_schema_is_openapi_3_1_with_every_endpoint(client: Client) -> None:
+    document = await openapi(client)
+    assert document["openapi"].startswith("3.1")
+    for method, path in EXPECTED:
+        assert method in document["paths"][path], (method, path)
+
+
+async def test_each_endpoint_documents_each_status_and_error_code(client: Client) -> None:
+    paths = (await openapi(client))["paths"]
+    for (method, path), statuses in EXPECTED.items():
+        responses = paths[path][method]["responses"]
+        assert set(statuses) <= set(responses), (method, path, sorted(responses))
+        for status, codes in statuses.items():
+            for code in codes:
+                assert code in responses[status]["description"], (method, path, status, code)
+
+
+async def test_error_responses_have_the_error_body_schema(client: Client) -> None:
+    document = await openapi(client)
+    error = document["components"]["schemas"]["ErrorResponse"]
+    assert set(error["required"]) == {"error", "message"}
+    conflict = document["paths"]["/api/coupons/claim"]["post"]["responses"]["409"]
+    schema = conflict["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+    examples = conflict["content"]["application/json"]["examples"].values()
+    assert {example["value"]["error"] for example in examples} == {"already_claimed", "sold_out"}
+
+
+async def test_the_raw_body_handlers_document_their_request_bodies(client: Client) -> None:
+    paths = (await openapi(client))["paths"]
+    create = paths["/api/coupons"]["post"]["requestBody"]["content"]["application/json"]
+    assert create["schema"]["required"] == ["name", "amount"]
+    assert create["schema"]["properties"]["amount"]["maximum"] == 1_000_000_000
+    claim = paths["/api/coupons/claim"]["post"]["requestBody"]["content"]["application/json"]
+    assert claim["schema"]["required"] == ["user_id", "coupon_name"]
+
+
+async def test_a_503_documents_retry_after_and_every_response_the_request_id(
+    client: Client,
+) -> None:
+    paths = (await openapi(client))["paths"]
+    claim = paths["/api/coupons/claim"]["post"]["responses"]
+    assert claim["503"]["headers"]["Retry-After"]["required"] is True
+    for item in paths.values():
+        for operation in item.values():
+            for response in operation["responses"].values():
+                assert "X-Request-ID" in response["headers"]
+
+
+async def test_the_admin_route_declares_its_bearer_token(client: Client) -> None:
+    document = await openapi(client)
+    create = document["paths"]["/api/coupons"]["post"]
+    assert create["security"] == [{"adminToken": []}]
+    scheme = document["components"]["securitySchemes"]["adminToken"]
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+
+
+async def test_no_response_documents_litestars_own_error_body(client: Client) -> None:
+    paths = (await openapi(client))["paths"]
+    for item in paths.values():
+        for operation in item.values():
+            for response in operation["responses"].values():
+                for media in response.get("content", {}).values():
+                    assert "status_code" not in str(media.get("schema")), operation["summary"]
+
+
+async def test_the_docs_page_is_html(client: Client) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "swagger" in response.text.lower()
+
+
+async def test_the_schema_validates_against_the_openapi_3_1_meta_schema(client: Client) -> None:
+    from schemathesis.specs.openapi import definitions
+
+    errors = list(definitions.OPENAPI_31_VALIDATOR.iter_errors(await openapi(client)))
+    assert errors == []

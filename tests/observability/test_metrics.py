@@ -1,0 +1,103 @@
+"""/metrics: claims by outcome per coupon, batch sizes, request latency by
+route and pool use, added up over every worker process of a live server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from flashsale.metrics import MAX_COUPON_LABELS, OTHER_COUPONS, UNKNOWN_COUPON, Metrics
+from tests.load import claim_all, create_coupon, outcomes
+from tests.support import LiveServer
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(base_url: str) -> Samples:
+    response = httpx.get(f"{base_url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_metrics_add_up_claims_and_batches_over_both_workers(
+    live_server: LiveServer,
+) -> None:
+    base = live_server.base_url
+    await create_coupon(base, "METERED", 20)
+    users = [f"user-{i}" for i in range(30)]
+    first = await claim_all([base], "METERED", users)
+    again = await claim_all([base], "METERED", users)
+    missing = await claim_all([base], "NO_SUCH_COUPON", users[:3])
+    assert outcomes(first) == {"ok": 20, "409 sold_out": 10}
+    assert outcomes(again) == {"409 already_claimed": 20, "409 sold_out": 10}
+    assert outcomes(missing) == {"404 coupon_not_found": 3}
+
+    samples = scrape(base)
+    claims = "flashsale_claims_total"
+    assert value(samples, claims, coupon="METERED", outcome="claimed") == 20
+    assert value(samples, claims, coupon="METERED", outcome="already_claimed") == 20
+    assert value(samples, claims, coupon="METERED", outcome="sold_out") == 20
+    assert value(samples, claims, coupon=UNKNOWN_COUPON, outcome="not_found") == 3
+    # Every claim went through at least one batch (a stale sold-out hint sends
+    # a claim through both lanes).
+    batched = sum(
+        value(samples, "flashsale_claim_batch_size_sum", lane=lane)
+        for lane in ("claim", "sold_out")
+    )
+    assert batched >= 63
+    assert value(samples, "flashsale_claim_batch_size_count", lane="claim") >= 1
+    latency = "flashsale_http_request_duration_seconds_count"
+    assert value(samples, latency, method="POST", route="/api/coupons/claim", status="200") == 20
+    assert value(samples, latency, method="POST", route="/api/coupons/claim", status="409") == 40
+    # Each worker samples its own pool (DB_POOL_MAX=8 in tests): two workers, 16.
+    assert value(samples, "flashsale_db_pool_max_connections") == 16
+
+
+def test_latency_is_labelled_by_route_template_not_raw_path(live_server: LiveServer) -> None:
+    base = live_server.base_url
+    for name in ("A1", "B2", "C3"):
+        httpx.get(f"{base}/api/coupons/{name}", timeout=10)
+    samples = scrape(base)
+    latency = "flashsale_http_request_duration_seconds_count"
+    assert value(samples, latency, method="GET", route="/api/coupons/{name}", status="404") == 3
+    assert not any("A1" in str(labels) for _, labels in samples)
+
+
+def test_claims_of_unknown_coupons_share_one_label() -> None:
+    metrics = Metrics(CollectorRegistry())
+    for i in range(50):
+        metrics.count_claim(f"made-up-{i}", "not_found")
+    metrics.count_claim("made-up-0", "unavailable")
+    coupons = {sample.labels["coupon"] for sample in next(iter(metrics.claims.collect())).samples}
+    assert coupons == {UNKNOWN_COUPON}
+
+
+def test_coupon_labels_are_capped_per_process() -> None:
+    metrics = Metrics(CollectorRegistry())
+    for i in range(MAX_COUPON_LABELS + 10):
+        metrics.count_claim(f"C{i}", "claimed")
+    metrics.count_claim("C0", "sold_out")  # a coupon already labelled keeps its label
+    samples = next(iter(metrics.claims.collect())).samples
+    totals = {s.labels["coupon"]: s.value for s in samples if s.name.endswith("_total")}
+    assert len(totals) == MAX_COUPON_LABELS + 1
+    assert totals[OTHER_COUPONS] == 10
+
+
+def test_the_command_line_does_not_import_prometheus_client() -> None:
+    """prometheus_client picks per-process files or memory when first imported:
+    `flashsale serve` must set PROMETHEUS_MULTIPROC_DIR before that happens."""
+    probe = "import sys, flashsale.cli; sys.exit('prometheus_client' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
