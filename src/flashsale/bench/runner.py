@@ -4,7 +4,9 @@ every scenario against that server, then the database checks."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,20 +48,24 @@ Announce = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def database_server(url: str | None, workdir: Path) -> Iterator[DatabaseServer]:
+def database_server(url: str | None) -> Iterator[DatabaseServer]:
     """A server to create bench databases on."""
     if url:
         yield DatabaseServer(url, None)
-    else:  # deleted, data and all, when this process exits
-        embedded = start_embedded(workdir / "embedded", cleanup="delete")
-        yield DatabaseServer(embedded, postmaster_pid(workdir / "embedded" / "pgdata"))
+        return
+    # Not in workdir: the server stops only when this process exits (atexit),
+    # and its folder must outlive it; removed after it (atexit runs in reverse).
+    folder = Path(tempfile.mkdtemp(prefix="flashsale-bench-pg-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    embedded = start_embedded(folder, cleanup="delete")
+    yield DatabaseServer(embedded, postmaster_pid(folder / "pgdata"))
 
 
 def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
         workdir = Path(tmp)
-        with database_server(plan.database_url, workdir) as database:
+        with database_server(plan.database_url) as database:
             for strategy in plan.strategies:
                 measurements += run_strategy(plan, strategy, database, workdir, announce)
     return measurements

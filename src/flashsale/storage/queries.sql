@@ -20,10 +20,11 @@ SELECT c.name, c.amount, c.remaining_amount,
   FROM coupons AS c
  WHERE c.name = $1;
 
--- name: claim_batch
--- Decides a batch of claims for one coupon under its row lock (0003).
-SELECT arrival, outcome, coupon_id, remaining
-  FROM claim_batch($1, $2::text[]);
+-- name: claim_many
+-- Decides a batch of distinct users' claims on one coupon under its row lock
+-- in one round trip (0004): one row with who was granted and who held it.
+SELECT coupon_id, remaining, claimed, holders
+  FROM claim_many($1, $2::text[]);
 
 -- name: sold_out_batch
 -- Lock-free answers for a coupon believed sold out (0003).
