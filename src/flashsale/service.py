@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import Coupon, CouponNotFound, ServiceUnavailable, raise_for_outcome
+from flashsale.domain import Coupon, ServiceUnavailable, raise_for_outcome
 from flashsale.storage.store import CouponStore
 
 HEALTH_TIMEOUT = 2.0  # a health check must answer before a load balancer gives up
@@ -43,13 +43,6 @@ class CouponService:
         async with deadline(self.request_timeout):
             outcome = await self.claims.claim(coupon_name, user_id)
         raise_for_outcome(outcome, coupon_name, user_id)
-
-    async def get_coupon(self, name: str) -> Coupon:
-        async with deadline(self.request_timeout):
-            coupon = await self.store.get_coupon(name)
-        if coupon is None:
-            raise CouponNotFound(f"coupon {name!r} does not exist")
-        return coupon
 
     async def check_health(self) -> None:
         async with deadline(min(HEALTH_TIMEOUT, self.request_timeout)):

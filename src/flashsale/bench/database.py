@@ -68,7 +68,7 @@ async def check_scenario(
     connection = await asyncpg.connect(url)
     try:
         violations = await find_violations(connection)
-        row = await connection.fetchrow(query("get_coupon"), scenario.coupon)
+        row = await connection.fetchrow(query("coupon_header"), scenario.coupon)
     finally:
         await connection.close()
     assert row is not None, "the bench created this coupon"

@@ -11,15 +11,6 @@ INSERT INTO coupons (name, amount, remaining_amount)
 VALUES ($1, $2, $2)
 RETURNING id;
 
--- name: get_coupon
--- One coupon with its claimers in claim order, read in one snapshot so that
--- amount - remaining_amount always equals the number of claimers returned.
-SELECT c.name, c.amount, c.remaining_amount,
-       coalesce((SELECT array_agg(h.user_id ORDER BY h.id)
-                   FROM claims AS h WHERE h.coupon_id = c.id), '{}') AS claimed_by
-  FROM coupons AS c
- WHERE c.name = $1;
-
 -- name: claim_many
 -- Decides a batch of distinct users' claims on one coupon under its row lock
 -- in one round trip (0004): one row with who was granted and who held it.

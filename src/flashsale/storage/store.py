@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from flashsale.claims.ports import BatchResult, SoldOutRead
-from flashsale.domain import ClaimOutcome, Coupon, CouponExists
+from flashsale.domain import ClaimOutcome, CouponExists
 from flashsale.storage.errors import database_unavailable_as_503
 from flashsale.storage.pool import Connection, Pool
 from flashsale.storage.queries import query
@@ -36,13 +36,6 @@ class CouponStore:
                 await connection.execute(query("create_coupon"), name, amount)
             except asyncpg.UniqueViolationError:
                 raise CouponExists(f"coupon {name!r} already exists") from None
-
-    async def get_coupon(self, name: str) -> Coupon | None:
-        async with self._connection() as connection:
-            row = await connection.fetchrow(query("get_coupon"), name)
-        if row is None:
-            return None
-        return Coupon(row["name"], row["amount"], row["remaining_amount"], row["claimed_by"])
 
     async def claim_batch(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
         firsts = list(dict.fromkeys(user_ids))  # each user once, at their first arrival
