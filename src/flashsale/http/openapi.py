@@ -38,7 +38,7 @@ from litestar.openapi.spec import (
 )
 
 from flashsale import __version__
-from flashsale.http.schemas import ClaimRequest, CreateCouponRequest, ErrorResponse
+from flashsale.http.schemas import ClaimRequest, ClaimResponse, CreateCouponRequest, ErrorResponse
 
 DOCS_PATH = "/docs"
 ADMIN_SECURITY = "adminToken"
@@ -228,6 +228,9 @@ CLAIM_DOCS = documented(
     SOLD_OUT,
     SERVICE_UNAVAILABLE,
     body=ClaimRequest,
+    # The handler answers its own failures (a Response of either struct);
+    # the success body is declared here.
+    responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
 )
 HEALTH_DOCS = documented(SERVICE_UNAVAILABLE)
 

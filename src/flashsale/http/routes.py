@@ -6,16 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from flashsale.domain import Coupon
+from flashsale.domain import Coupon, DomainError
 from flashsale.http.auth import require_admin
 from flashsale.http.body import decode_body
 from flashsale.http.coupon_stream import coupon_stream
+from flashsale.http.errors import domain_error
 from flashsale.http.listing_routes import AFTER, LIMIT, LIST_COUPONS_DOCS, coupons_page
 from flashsale.http.listing_schemas import CouponsPageResponse
 from flashsale.http.openapi import (
@@ -79,10 +80,15 @@ class CouponController(Controller):
         return await coupons_page(state, limit, after)
 
     @post("/claim", status_code=HTTP_200_OK, summary="Claim a coupon for a user", **CLAIM_DOCS)
-    async def claim_coupon(self, request: AnyRequest) -> ClaimResponse:
+    async def claim_coupon(self, request: AnyRequest) -> Response[Any]:
         data = await decode_body(request, CLAIM)
-        await service_of(request.app.state).claim(data.coupon_name, data.user_id)
-        return ClaimResponse(user_id=data.user_id, coupon_name=data.coupon_name)
+        try:
+            await service_of(request.app.state).claim(data.coupon_name, data.user_id)
+        except DomainError as error:
+            # Most answers in a rush are sold_out: answered here, they skip
+            # Litestar's exception middleware (re-raise, handler lookup).
+            return domain_error(request, error)
+        return Response(ClaimResponse(user_id=data.user_id, coupon_name=data.coupon_name))
 
     @get(
         "/{name:str}",
