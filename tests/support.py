@@ -109,17 +109,20 @@ def start_server(
             start_new_session=new_session,
         )
     server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
-    _wait_until_healthy(server)
+    _wait_until_ready(server, workers)
     return server
 
 
-def _wait_until_healthy(server: LiveServer, timeout: float = 30) -> None:
+def _wait_until_ready(server: LiveServer, workers: int, timeout: float = 30) -> None:
+    """Healthy, and every worker ready: one worker answers /health while
+    another may still be opening its pool."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.log()}")
         try:
-            if httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200:
+            healthy = httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200
+            if healthy and server.log().count('"worker ready"') >= workers:
                 return
         except httpx.HTTPError:
             pass

@@ -23,13 +23,15 @@ from flashsale.http.observability import (
 )
 from flashsale.http.openapi import complete_schema, openapi_config, openapi_json
 from flashsale.http.routes import CouponController, health
-from flashsale.logs import configure_logging, protect_secrets
+from flashsale.logs import configure_logging, get_logger, protect_secrets
 from flashsale.metrics import get_metrics
 from flashsale.service import CouponService
 from flashsale.storage.pool import create_pool
 from flashsale.storage.store import CouponStore
 
 MAX_BODY_BYTES = 64 * 1024
+
+log = get_logger("flashsale.app")
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             store, CountedClaims(engine, metrics), request_timeout=settings.request_timeout
         )
         app.state.service = service
+        log.info("worker ready", strategy=settings.claim_strategy)
         try:
             yield
         finally:
