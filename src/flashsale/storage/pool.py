@@ -33,6 +33,20 @@ async def create_pool(settings: Settings, *, dsn: str | None = None) -> Pool:
             "lock_timeout": str(statement_timeout_ms),
             "idle_in_transaction_session_timeout": str(statement_timeout_ms * 2),
         },
+        reset=keep_session,
     )
     assert pool is not None
     return pool
+
+
+async def keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """What a pooled connection goes through on release, after asyncpg's own
+    part (roll back an open transaction, drop listeners): nothing more.
+
+    asyncpg's default also sends ``RESET ALL; UNLISTEN *; CLOSE ALL;
+    pg_advisory_unlock_all()``: one more round trip per batch, about 3% of a
+    worker's CPU in a rush. Nothing here changes session state (no SET,
+    LISTEN, advisory lock or cursor outside a transaction; migrations and
+    their advisory lock use a connection of their own), and the settings
+    above are the session's defaults, so there is nothing to reset.
+    """
