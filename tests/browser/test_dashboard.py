@@ -1,38 +1,17 @@
-"""The dashboard in a real browser: Debian's headless Chromium driven by
-Playwright watches the stock drain while claims arrive through the API.
-Screenshots land in test-artifacts/ (desktop and phone width)."""
+"""The dashboard in a real browser watches the stock drain while claims
+arrive through the API (screenshots at desktop and phone width)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
+from tests.browser.chromium import ARTIFACTS, needs_chromium
 from tests.load import claim_all, create_coupon
-from tests.support import ROOT, LiveServer
+from tests.support import LiveServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)",
-)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        await browser.close()
+pytestmark = needs_chromium
 
 
 async def test_the_dashboard_shows_the_stock_drain_live(

@@ -3,6 +3,7 @@ and error code of every endpoint, and the interactive page."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -117,6 +118,23 @@ async def test_the_docs_page_is_html(client: Client) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "swagger" in response.text.lower()
+
+
+async def test_the_docs_page_loads_nothing_from_another_host(client: Client) -> None:
+    page = (await client.get("/docs")).text
+    links = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', page)
+    assert len(links) >= 4  # script, preset, stylesheet, icon
+    for link in links:
+        assert link.startswith("/docs/assets/"), link
+        asset = await client.get(link)
+        assert asset.status_code == 200, link
+        assert "max-age" in asset.headers["cache-control"]
+
+
+async def test_an_unknown_docs_asset_is_a_json_404(client: Client) -> None:
+    response = await client.get("/docs/assets/no-such-file.js")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
 
 
 async def test_the_schema_validates_against_the_openapi_3_1_meta_schema(client: Client) -> None:

@@ -14,6 +14,7 @@ from flashsale.config import Settings, load_settings
 from flashsale.http.auth import configure_admin
 from flashsale.http.bench_routes import bench_handlers
 from flashsale.http.dashboard_routes import DASHBOARD_HANDLERS
+from flashsale.http.docs_ui import swagger_assets
 from flashsale.http.errors import EXCEPTION_HANDLERS
 from flashsale.http.listing_routes import LISTING_HANDLERS
 from flashsale.http.observability import (
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             health,
             metrics_endpoint,
             openapi_json,
+            swagger_assets(),
             *bench_handlers(settings),
             *LISTING_HANDLERS,
             *DASHBOARD_HANDLERS,

@@ -23,7 +23,6 @@ from typing import Any, cast
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     Example,
@@ -38,6 +37,7 @@ from litestar.openapi.spec import (
 )
 
 from flashsale import __version__
+from flashsale.http.docs_ui import swagger_ui
 from flashsale.http.schemas import ClaimRequest, ClaimResponse, CreateCouponRequest, ErrorResponse
 
 DOCS_PATH = "/docs"
@@ -203,7 +203,7 @@ def openapi_config() -> OpenAPIConfig:
             "another method 405 `method_not_allowed`."
         ),
         path=DOCS_PATH,
-        render_plugins=[SwaggerRenderPlugin(path="/")],
+        render_plugins=[swagger_ui()],
         components=Components(
             security_schemes={
                 ADMIN_SECURITY: SecurityScheme(
