@@ -128,6 +128,26 @@ async def test_unknown_routes_and_methods_get_json_errors(client: Client) -> Non
     assert wrong_method.json()["error"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/coupons", {"GET", "OPTIONS", "POST"}),  # two handlers on one path
+        ("/api/coupons/claim", {"OPTIONS", "POST"}),
+        ("/api/coupons/X", {"GET", "OPTIONS"}),
+        ("/health", {"GET", "OPTIONS"}),
+    ],
+)
+async def test_options_and_405_name_every_method_of_a_path(
+    client: Client, path: str, allowed: set[str]
+) -> None:
+    options = await client.options(path)
+    assert options.status_code == 204
+    assert set(options.headers["allow"].split(", ")) == allowed
+    wrong_method = await client.put(path, json={})
+    assert wrong_method.status_code == 405
+    assert set(wrong_method.headers["allow"].split(", ")) == allowed
+
+
 INVALID_CREATES: list[tuple[bytes, str]] = [
     (b"not json", "not valid JSON"),
     (b"[1, 2]", "JSON object"),

@@ -241,7 +241,10 @@ def openapi_json(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = request.app.state
     encoded: bytes | None = state.get("openapi_json")
     if encoded is None:
-        encoded = state["openapi_json"] = msgspec.json.encode(
-            request.app.openapi_schema.to_schema()
-        )
+        encoded = state["openapi_json"] = encode_schema(request.app)
     return Response(encoded, media_type=MediaType.JSON)
+
+
+def encode_schema(app: Litestar) -> bytes:
+    """The document as JSON (its examples are msgspec structs until encoded)."""
+    return msgspec.json.encode(app.openapi_schema.to_schema())
