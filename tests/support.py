@@ -97,6 +97,7 @@ def start_server(
         "WEB_WORKERS": str(workers),
         "DB_POOL_MIN": "1",
         "DB_POOL_MAX": "8",
+        "LOG_LEVEL": "info",  # start_server waits for each worker's "worker ready" line
         **(env or {}),
     }
     with log_path.open("wb") as log_file:  # the child keeps its own descriptor
