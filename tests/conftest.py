@@ -15,9 +15,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from flashsale.config import load_settings
-from flashsale.http.app import create_app
 from flashsale.storage.embedded import start_embedded
 from flashsale.storage.verify import find_violations
+from flashsale.wiring import create_app
 from tests.support import DatabaseServer, LiveServer, start_server
 
 if TYPE_CHECKING:

@@ -31,14 +31,6 @@ class DomainError(Exception):
         self.message = message
 
 
-class InvalidRequest(DomainError):
-    code = "invalid_request"
-
-
-class UnsupportedMediaType(DomainError):
-    code = "unsupported_media_type"
-
-
 class CouponExists(DomainError):
     code = "coupon_exists"
 
@@ -65,7 +57,7 @@ class ServiceUnavailable(DomainError):
         self.retry_after = retry_after
 
 
-def raise_for_outcome(outcome: ClaimOutcome, coupon_name: str, user_id: str) -> None:
+def raise_for_outcome(outcome: ClaimOutcome, *, coupon_name: str, user_id: str) -> None:
     """Turn a claim's outcome into success (return) or the client's error."""
     if outcome is ClaimOutcome.CLAIMED:
         return

@@ -44,7 +44,7 @@ def run_server(settings: Settings) -> None:
     requests in flight, run each worker's shutdown, exit)."""
     tune_gc()
     _Server(
-        "flashsale.http.app:create_app",
+        "flashsale.wiring:create_app",
         factory=True,
         address=settings.app_host,
         port=settings.app_port,

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from flashsale.config import load_settings
-from flashsale.http.app import create_app
-from flashsale.http.openapi import complete_schema, encode_schema
+from flashsale.http.docs import encode_schema
+from flashsale.http.openapi import complete_schema
+from flashsale.wiring import create_app
 from tests.support import DatabaseServer, LiveServer, start_server
 
 ADMIN_TOKEN = "fuzz-admin-token-0123456789"

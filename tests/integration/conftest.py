@@ -8,7 +8,9 @@ import pytest
 
 from flashsale.claims.batched import BatchedClaims
 from flashsale.config import Settings, load_settings
+from flashsale.storage.connections import Connections
 from flashsale.storage.pool import Pool, create_pool
+from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
 
 StoreFactory = Callable[..., Awaitable[CouponStore]]
@@ -23,7 +25,7 @@ async def make_store(database: str) -> AsyncIterator[StoreFactory]:
         settings: Settings = load_settings({"DATABASE_URL": database, **environment})
         pool = await create_pool(settings)
         pools.append(pool)
-        return CouponStore(pool, settings.db_acquire_timeout)
+        return CouponStore(Connections(pool, settings.db_acquire_timeout))
 
     yield make
     for pool in pools:
@@ -38,3 +40,12 @@ async def store(make_store: StoreFactory) -> CouponStore:
 @pytest.fixture
 def engine(store: CouponStore) -> BatchedClaims:
     return BatchedClaims(store, max_batch=500, max_queue=10_000)
+
+
+@pytest.fixture
+async def read_store(make_store: StoreFactory, database: str) -> AsyncIterator[CouponReadStore]:
+    """The read side's store on a pool of its own."""
+    settings = load_settings({"DATABASE_URL": database, "DB_POOL_MIN": "1"})
+    pool = await create_pool(settings)
+    yield CouponReadStore(Connections(pool, settings.db_acquire_timeout))
+    await pool.close()

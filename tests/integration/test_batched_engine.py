@@ -20,7 +20,7 @@ CLAIMED = ClaimOutcome.CLAIMED
 
 async def claim_many(engine: BatchedClaims, coupon: str, users: list[str]) -> list[Any]:
     return await asyncio.gather(
-        *(engine.claim(coupon, user) for user in users), return_exceptions=True
+        *(engine.claim(coupon_name=coupon, user_id=user) for user in users), return_exceptions=True
     )
 
 
@@ -36,7 +36,7 @@ async def hold_coupon_lock(
 async def test_concurrent_claims_are_granted_in_arrival_order(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 30)
+    await store.create_coupon(name="C", amount=30)
     users = [f"u{i:03}" for i in range(100)]
     outcomes = await claim_many(engine, "C", users)
     assert outcomes == [CLAIMED] * 30 + [ClaimOutcome.SOLD_OUT] * 70
@@ -49,9 +49,11 @@ async def test_several_coupons_at_once_each_sell_exactly_their_stock(
 ) -> None:
     stocks = {"A": 1, "B": 10, "C": 100}
     for name, amount in stocks.items():
-        await store.create_coupon(name, amount)
+        await store.create_coupon(name=name, amount=amount)
     calls = [(name, f"user{i}") for i in range(50) for name in stocks]
-    outcomes = await asyncio.gather(*(engine.claim(name, user) for name, user in calls))
+    outcomes = await asyncio.gather(
+        *(engine.claim(coupon_name=name, user_id=user) for name, user in calls)
+    )
     for name, amount in stocks.items():
         granted = sum(
             1 for (n, _), o in zip(calls, outcomes, strict=True) if n == name and o is CLAIMED
@@ -65,7 +67,7 @@ async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
 ) -> None:
     store = await make_store(DB_STATEMENT_TIMEOUT="0.3")
     engine = BatchedClaims(store, max_batch=500, max_queue=1000)
-    await store.create_coupon("C", 100)
+    await store.create_coupon(name="C", amount=100)
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     outcomes = await claim_many(engine, "C", [f"u{i}" for i in range(50)])
@@ -73,18 +75,18 @@ async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
     await lock_holder.close()
     assert all(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
     assert await db.fetchval("SELECT count(*) FROM claims") == 0
-    assert await engine.claim("C", "after") is CLAIMED
+    assert await engine.claim(coupon_name="C", user_id="after") is CLAIMED
     await assert_invariants(db)
 
 
 async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
-    await store.create_coupon("C", 100)
+    await store.create_coupon(name="C", amount=100)
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     pending = asyncio.gather(
-        *(engine.claim("C", f"u{i}") for i in range(20)), return_exceptions=True
+        *(engine.claim(coupon_name="C", user_id=f"u{i}") for i in range(20)), return_exceptions=True
     )
     await asyncio.sleep(0.3)
     await db.execute(
@@ -104,12 +106,14 @@ async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
 async def test_what_committed_stands_when_callers_leave(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
-    await store.create_coupon("C", 100)
+    await store.create_coupon(name="C", amount=100)
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
-    in_flight = asyncio.create_task(engine.claim("C", "in-flight"))
+    in_flight = asyncio.create_task(engine.claim(coupon_name="C", user_id="in-flight"))
     await asyncio.sleep(0.1)  # its batch is now waiting for the lock
-    queued = [asyncio.create_task(engine.claim("C", f"queued{i}")) for i in range(3)]
+    queued = [
+        asyncio.create_task(engine.claim(coupon_name="C", user_id=f"queued{i}")) for i in range(3)
+    ]
     await asyncio.sleep(0.05)
     in_flight.cancel()
     queued[0].cancel()
@@ -124,9 +128,11 @@ async def test_what_committed_stands_when_callers_leave(
 async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
     engine: BatchedClaims, store: CouponStore, database: str
 ) -> None:
-    await store.create_coupon("C", 1)
-    assert await engine.claim("C", "winner") is CLAIMED
-    assert await engine.claim("C", "late") is ClaimOutcome.SOLD_OUT  # the hint is set now
+    await store.create_coupon(name="C", amount=1)
+    assert await engine.claim(coupon_name="C", user_id="winner") is CLAIMED
+    assert (
+        await engine.claim(coupon_name="C", user_id="late") is ClaimOutcome.SOLD_OUT
+    )  # the hint is set now
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     try:
@@ -141,25 +147,25 @@ async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
 async def test_a_coupon_recreated_under_the_same_name_is_claimable_again(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 1)
-    await engine.claim("C", "a")
-    assert await engine.claim("C", "b") is ClaimOutcome.SOLD_OUT
+    await store.create_coupon(name="C", amount=1)
+    await engine.claim(coupon_name="C", user_id="a")
+    assert await engine.claim(coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
     await db.execute("DELETE FROM coupons WHERE name = 'C'")
-    assert await engine.claim("C", "b") is ClaimOutcome.NOT_FOUND
-    await store.create_coupon("C", 5)
-    assert await engine.claim("C", "a") is CLAIMED
+    assert await engine.claim(coupon_name="C", user_id="b") is ClaimOutcome.NOT_FOUND
+    await store.create_coupon(name="C", amount=5)
+    assert await engine.claim(coupon_name="C", user_id="a") is CLAIMED
     await assert_invariants(db)
 
 
 async def test_stock_returned_by_an_operator_reopens_a_sold_out_coupon(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 1)
-    await engine.claim("C", "a")
-    assert await engine.claim("C", "b") is ClaimOutcome.SOLD_OUT
+    await store.create_coupon(name="C", amount=1)
+    await engine.claim(coupon_name="C", user_id="a")
+    assert await engine.claim(coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
     await db.execute("DELETE FROM claims WHERE user_id = 'a'")
-    assert await engine.claim("C", "b") is CLAIMED
-    assert await engine.claim("C", "c") is ClaimOutcome.SOLD_OUT
+    assert await engine.claim(coupon_name="C", user_id="b") is CLAIMED
+    assert await engine.claim(coupon_name="C", user_id="c") is ClaimOutcome.SOLD_OUT
     await assert_invariants(db)
 
 
@@ -167,11 +173,11 @@ async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
     store: CouponStore, database: str
 ) -> None:
     engine = BatchedClaims(store, max_batch=10, max_queue=5)
-    await store.create_coupon("C", 100)
+    await store.create_coupon(name="C", amount=100)
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     pending = asyncio.gather(
-        *(engine.claim("C", f"u{i}") for i in range(20)), return_exceptions=True
+        *(engine.claim(coupon_name="C", user_id=f"u{i}") for i in range(20)), return_exceptions=True
     )
     await asyncio.sleep(0.2)
     await transaction.rollback()
@@ -190,10 +196,10 @@ async def test_engines_in_separate_processes_share_one_stock_exactly(
     engines = [
         BatchedClaims(await make_store(), max_batch=50, max_queue=10_000) for _ in range(workers)
     ]
-    await store.create_coupon("C", 250)
+    await store.create_coupon(name="C", amount=250)
     users = [f"u{i}" for i in range(1000)]
     outcomes = await asyncio.gather(
-        *(engines[i % workers].claim("C", user) for i, user in enumerate(users))
+        *(engines[i % workers].claim(coupon_name="C", user_id=user) for i, user in enumerate(users))
     )
     assert outcomes.count(CLAIMED) == 250
     assert await db.fetchval("SELECT count(*) FROM claims") == 250

@@ -24,8 +24,8 @@ async def claimers(db: asyncpg.Connection[Any], coupon: str) -> list[str]:
 async def test_stock_goes_to_the_earliest_arrivals(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 3)
-    result = await store.claim_batch("C", ["e", "d", "c", "b", "a"])
+    await store.create_coupon(name="C", amount=3)
+    result = await store.claim_many("C", ["e", "d", "c", "b", "a"])
     assert result.outcomes == [CLAIMED, CLAIMED, CLAIMED, SOLD_OUT, SOLD_OUT]
     assert result.remaining == 0
     assert await claimers(db, "C") == ["e", "d", "c"]
@@ -35,8 +35,8 @@ async def test_stock_goes_to_the_earliest_arrivals(
 async def test_a_user_twice_in_one_batch_gets_one_claim(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 10)
-    result = await store.claim_batch("C", ["a", "b", "a", "a", "c", "b"])
+    await store.create_coupon(name="C", amount=10)
+    result = await store.claim_many("C", ["a", "b", "a", "a", "c", "b"])
     assert result.outcomes == [CLAIMED, CLAIMED, ALREADY, ALREADY, CLAIMED, ALREADY]
     assert result.remaining == 7
     assert await claimers(db, "C") == ["a", "b", "c"]
@@ -46,40 +46,40 @@ async def test_a_user_twice_in_one_batch_gets_one_claim(
 async def test_duplicates_of_a_user_who_missed_the_stock_are_sold_out_too(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 1)
-    result = await store.claim_batch("C", ["a", "b", "b"])
+    await store.create_coupon(name="C", amount=1)
+    result = await store.claim_many("C", ["a", "b", "b"])
     assert result.outcomes == [CLAIMED, SOLD_OUT, SOLD_OUT]
 
 
 async def test_duplicates_do_not_use_up_stock_meant_for_later_users(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 2)
-    result = await store.claim_batch("C", ["a", "a", "a", "b"])
+    await store.create_coupon(name="C", amount=2)
+    result = await store.claim_many("C", ["a", "a", "a", "b"])
     assert result.outcomes == [CLAIMED, ALREADY, ALREADY, CLAIMED]
 
 
 async def test_holders_hear_already_claimed_even_at_sell_out(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 2)
-    await store.claim_batch("C", ["a"])
-    result = await store.claim_batch("C", ["x", "a", "y"])
+    await store.create_coupon(name="C", amount=2)
+    await store.claim_many("C", ["a"])
+    result = await store.claim_many("C", ["x", "a", "y"])
     assert result.outcomes == [CLAIMED, ALREADY, SOLD_OUT]
-    sold_out = await store.claim_batch("C", ["a", "z"])
+    sold_out = await store.claim_many("C", ["a", "z"])
     assert sold_out.outcomes == [ALREADY, SOLD_OUT]
     await assert_invariants(db)
 
 
 async def test_an_unknown_coupon_is_not_found_for_every_position(store: CouponStore) -> None:
-    result = await store.claim_batch("NOPE", ["a", "b"])
+    result = await store.claim_many("NOPE", ["a", "b"])
     assert result.outcomes == [ClaimOutcome.NOT_FOUND] * 2
     assert result.coupon_id is None
 
 
 async def test_the_sold_out_read_tells_holders_from_others(store: CouponStore) -> None:
-    await store.create_coupon("C", 1)
-    claimed = await store.claim_batch("C", ["a"])
+    await store.create_coupon(name="C", amount=1)
+    claimed = await store.claim_many("C", ["a"])
     read = await store.sold_out_batch("C", ["b", "a"])
     assert read.holds == [False, True]
     assert (read.coupon_id, read.remaining) == (claimed.coupon_id, 0)
@@ -88,18 +88,18 @@ async def test_the_sold_out_read_tells_holders_from_others(store: CouponStore) -
 async def test_the_transaction_strategy_statement_agrees(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 1)
-    assert await store.claim_one("C", "a") is CLAIMED
-    assert await store.claim_one("C", "a") is ALREADY
-    assert await store.claim_one("C", "b") is SOLD_OUT
-    assert await store.claim_one("NOPE", "a") is ClaimOutcome.NOT_FOUND
+    await store.create_coupon(name="C", amount=1)
+    assert await store.claim_one(coupon_name="C", user_id="a") is CLAIMED
+    assert await store.claim_one(coupon_name="C", user_id="a") is ALREADY
+    assert await store.claim_one(coupon_name="C", user_id="b") is SOLD_OUT
+    assert await store.claim_one(coupon_name="NOPE", user_id="a") is ClaimOutcome.NOT_FOUND
     await assert_invariants(db)
 
 
 async def test_the_schema_refuses_an_oversell_by_hand(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 1)
+    await store.create_coupon(name="C", amount=1)
     with pytest.raises(asyncpg.CheckViolationError) as refused:
         await db.execute(
             "INSERT INTO claims (coupon_id, coupon_name, user_id) "
@@ -112,8 +112,8 @@ async def test_the_schema_refuses_an_oversell_by_hand(
 async def test_stock_follows_claims_deleted_by_an_operator(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon("C", 2)
-    await store.claim_batch("C", ["a", "b"])
+    await store.create_coupon(name="C", amount=2)
+    await store.claim_many("C", ["a", "b"])
     await db.execute("DELETE FROM claims WHERE user_id = 'a'")
     assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'C'") == 1
     await assert_invariants(db)

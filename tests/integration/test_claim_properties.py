@@ -49,11 +49,11 @@ async def test_claims_across_processes_keep_every_invariant(
     prefix = uuid.uuid4().hex[:8]
     coupons = [f"{prefix}-{i}" for i in range(3)]
     for name, amount in zip(coupons, stocks, strict=True):
-        await store.create_coupon(name, amount)
+        await store.create_coupon(name=name, amount=amount)
 
     async def call(engine: int, coupon: int, user: int, delay: float) -> ClaimOutcome:
         await asyncio.sleep(delay)
-        return await engines[engine].claim(coupons[coupon], f"user{user}")
+        return await engines[engine].claim(coupon_name=coupons[coupon], user_id=f"user{user}")
 
     outcomes = await asyncio.gather(*(call(*c) for c in calls))
     answered: dict[str, dict[str, set[ClaimOutcome]]] = defaultdict(lambda: defaultdict(set))

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import asyncio
 
-from flashsale.dashboard import DashboardFeed, DashboardSnapshot
-from flashsale.storage.activity import ActivityReader, CouponActivity
+from flashsale.service.dashboard import DashboardFeed, DashboardSnapshot
+from flashsale.service.ports import CouponActivity
+from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
 
 
-class CountingReader(ActivityReader):
+class CountingReader:
     """The real reader, counting its queries."""
 
-    polls = 0
+    def __init__(self, reader: CouponReadStore) -> None:
+        self.reader = reader
+        self.polls = 0
 
-    async def recent_activity(self, coupons: int, claimers: int) -> list[CouponActivity]:
+    async def recent_activity(self, *, coupons: int, claimers: int) -> list[CouponActivity]:
         self.polls += 1
-        return await super().recent_activity(coupons, claimers)
+        return await self.reader.recent_activity(coupons=coupons, claimers=claimers)
 
 
 async def watch(feed: DashboardFeed, count: int) -> list[DashboardSnapshot]:
@@ -29,9 +32,11 @@ async def watch(feed: DashboardFeed, count: int) -> list[DashboardSnapshot]:
     return seen
 
 
-async def test_viewers_share_one_poll_per_tick(store: CouponStore) -> None:
-    await store.create_coupon("SHARED", 10)
-    reader = CountingReader(store.pool, store.acquire_timeout)
+async def test_viewers_share_one_poll_per_tick(
+    store: CouponStore, read_store: CouponReadStore
+) -> None:
+    await store.create_coupon(name="SHARED", amount=10)
+    reader = CountingReader(read_store)
     feed = DashboardFeed(reader, tick=0.05)
     views = await asyncio.gather(*(watch(feed, 3) for _ in range(8)))
     assert all(len(view) == 3 for view in views)
@@ -40,8 +45,8 @@ async def test_viewers_share_one_poll_per_tick(store: CouponStore) -> None:
     assert reader.polls <= 5
 
 
-async def test_polling_stops_with_the_last_viewer(store: CouponStore) -> None:
-    reader = CountingReader(store.pool, store.acquire_timeout)
+async def test_polling_stops_with_the_last_viewer(read_store: CouponReadStore) -> None:
+    reader = CountingReader(read_store)
     feed = DashboardFeed(reader, tick=0.05)
     await watch(feed, 2)
     await asyncio.sleep(0.2)  # the poller notices nobody watches
@@ -51,8 +56,8 @@ async def test_polling_stops_with_the_last_viewer(store: CouponStore) -> None:
     assert len(await watch(feed, 2)) == 2  # and starts again for a new viewer
 
 
-async def test_viewers_stop_when_the_worker_stops(store: CouponStore) -> None:
-    feed = DashboardFeed(ActivityReader(store.pool, store.acquire_timeout), tick=0.05)
+async def test_viewers_stop_when_the_worker_stops(read_store: CouponReadStore) -> None:
+    feed = DashboardFeed(read_store, tick=0.05)
     stop = asyncio.Event()
     seen: list[DashboardSnapshot] = []
 

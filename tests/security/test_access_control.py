@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from flashsale.config import load_settings
-from flashsale.http.app import create_app
+from flashsale.wiring import create_app
 from tests.support import start_server
 
 Client = AsyncTestClient[Any]

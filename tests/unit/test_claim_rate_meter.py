@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flashsale.dashboard import ClaimRateMeter, tiles
-from flashsale.storage.activity import CouponActivity
+from flashsale.service.dashboard import ClaimRateMeter, tiles
+from flashsale.service.ports import CouponActivity
 
 
 def test_the_first_poll_has_no_rate_yet() -> None:

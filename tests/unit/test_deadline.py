@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from flashsale.domain import ServiceUnavailable
-from flashsale.service import deadline
+from flashsale.service.deadline import deadline
 
 
 async def test_work_that_finishes_in_time_is_untouched() -> None:

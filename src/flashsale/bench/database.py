@@ -4,43 +4,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 
 from flashsale.bench.scenarios import RUSH_STOCK, Scenario
 from flashsale.bench.wrk import WrkResult
+from flashsale.storage.admin import coupon_stock, database_url, drop_database, seed_coupon
 from flashsale.storage.database import migrate
-from flashsale.storage.queries import query
-from flashsale.storage.verify import find_violations
+from flashsale.storage.verify import verify_database
 
-
-def database_url(server_url: str, database: str) -> str:
-    """The server's URL pointing at another database."""
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
+__all__ = ["Check", "check_scenario", "create_fresh_database", "drop_database"]
 
 
 async def create_fresh_database(server_url: str, scenarios: tuple[Scenario, ...]) -> str:
     """A new, migrated database holding the scenarios' coupons; its URL."""
     url = database_url(server_url, f"flashsale_bench_{uuid.uuid4().hex[:10]}")
     await migrate(url)  # creates the database, then applies the migrations
-    connection = await asyncpg.connect(url)
-    try:
-        for scenario in scenarios:
-            if scenario.stock is not None:
-                await connection.execute(query("create_coupon"), scenario.coupon, scenario.stock)
-    finally:
-        await connection.close()
+    for scenario in scenarios:
+        if scenario.stock is not None:
+            await seed_coupon(url, scenario.coupon, scenario.stock)
     return url
-
-
-async def drop_database(server_url: str, url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +46,11 @@ async def check_scenario(
     than 200s per connection, never fewer rows than 200s."""
     if scenario.stock is None:
         return Check(claims=None)
-    connection = await asyncpg.connect(url)
-    try:
-        violations = await find_violations(connection)
-        row = await connection.fetchrow(query("coupon_header"), scenario.coupon)
-    finally:
-        await connection.close()
-    assert row is not None, "the bench created this coupon"
-    claims = row["amount"] - row["remaining_amount"]
-    problems = [v.describe() for v in violations if v.coupon == scenario.coupon]
-    problems += claim_count_problems(scenario, result.ok, claims, row["remaining_amount"])
+    report = await verify_database(url)
+    amount, remaining = await coupon_stock(url, scenario.coupon)
+    claims = amount - remaining
+    problems = [v.describe() for v in report.violations if v.coupon == scenario.coupon]
+    problems += claim_count_problems(scenario, result.ok, claims, remaining)
     if not 0 <= claims - result.ok <= in_flight_bound:
         problems.append(f"{claims} claim rows for {result.ok} answers 200")
     return Check(claims=claims, problems=problems)

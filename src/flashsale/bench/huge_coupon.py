@@ -2,7 +2,7 @@
 
     uv run python -m flashsale.bench.huge_coupon [--claims N] [--database-url URL]
 
-Seeds one coupon with N claims (one INSERT ... SELECT generate_series), starts
+Seeds one coupon with N claims (admin.sql's seed_claims, one statement), starts
 ``flashsale serve`` with one worker (so the measured worker is the one that
 answers), and reports the time to the full body, the time to the first byte
 and how much the worker's resident memory grew while it streamed the body.
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -22,22 +19,15 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import msgspec
 
-from flashsale.bench.server import free_port
+from flashsale.bench.server import start_server
+from flashsale.storage.admin import database_url, drop_database, seed_coupon
 from flashsale.storage.database import migrate
 from flashsale.storage.embedded import start_embedded
 
 COUPON = "HUGE"
-# Test data, not runtime SQL: every claim in one statement; the statement-level
-# trigger moves the stock once.
-SEED = """
-INSERT INTO claims (coupon_id, coupon_name, user_id)
-SELECT id, name, 'user-' || g FROM coupons, generate_series(1, $2) AS g WHERE name = $1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +49,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def worker_pid(server_pid: int) -> int:
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    return int(children[0])
 
 
 class PeakSampler:
@@ -104,60 +89,21 @@ def read_coupon(base_url: str, pid: int) -> Reading:
 
 async def seed(url: str, claims: int) -> None:
     await migrate(url)
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(
-            "INSERT INTO coupons (name, amount, remaining_amount) VALUES ($1, $2, $2)",
-            COUPON,
-            claims,
-        )
-        await connection.execute(SEED, COUPON, claims)
-        await connection.execute("ANALYZE claims")
-    finally:
-        await connection.close()
-
-
-def serve(url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "APP_HOST": "127.0.0.1", "APP_PORT": str(port)}
-    env["WEB_WORKERS"] = "1"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flashsale", "serve"], env=env, stdout=out, stderr=out
-        )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=1):  # noqa: S310
-                return process, base
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start:\n{log.read_text()[-2000:]}")
+    await seed_coupon(url, COUPON, claims, claims=claims)
 
 
 def run(server_url: str, claims: int, rounds: int, workdir: Path) -> list[Reading]:
-    url = urlunsplit(urlsplit(server_url)._replace(path=f"/flashsale_huge_{uuid.uuid4().hex[:8]}"))
+    url = database_url(server_url, f"flashsale_huge_{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
     asyncio.run(seed(url, claims))
     print(f"seeded {claims:,} claims in {time.perf_counter() - started:.1f} s")
-    process, base = serve(url, workdir / "server.log")
+    server = start_server(url, workdir / "server.log", workers=1)
     try:
-        pid = worker_pid(process.pid)
-        return [read_coupon(base, pid) for _ in range(rounds)]
+        pid = server.worker_pids()[0]
+        return [read_coupon(server.base_url, pid) for _ in range(rounds)]
     finally:
-        process.terminate()
-        process.wait(timeout=20)
-        asyncio.run(drop(server_url, url))
-
-
-async def drop(server_url: str, url: str) -> None:
-    admin = await asyncpg.connect(server_url)
-    try:
-        name = urlsplit(url).path.lstrip("/")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        server.stop()
+        asyncio.run(drop_database(server_url, url))
 
 
 def main() -> None:

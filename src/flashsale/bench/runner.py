@@ -7,6 +7,7 @@ import asyncio
 import atexit
 import contextlib
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 from flashsale.bench.cpu import CpuSplit, measure_cpu, postmaster_pid
 from flashsale.bench.database import Check, check_scenario, create_fresh_database, drop_database
 from flashsale.bench.scenarios import SCENARIOS, Scenario
-from flashsale.bench.server import RunningServer, ServerConfig, start_server
+from flashsale.bench.server import RunningServer, start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.storage.embedded import start_embedded
 
@@ -77,15 +78,19 @@ def run_strategy(
     announce(f"{strategy}: fresh database, starting {plan.workers} workers")
     url = asyncio.run(create_fresh_database(database.url, SCENARIOS))
     try:
-        config = ServerConfig(url, plan.workers, strategy, workdir / f"server-{strategy}.log")
-        server = start_server(config)
+        server = start_server(
+            url,
+            workdir / f"server-{strategy}.log",
+            workers=plan.workers,
+            env={"CLAIM_STRATEGY": strategy, "FLASHSALE_BENCH_ROUTES": "true"},
+        )
         try:
             runs = [
                 drive(server, database.postmaster, scenario, plan.load, strategy, announce)
                 for scenario in SCENARIOS
             ]
         finally:
-            server.stop()  # graceful: the claims in flight commit before the checks
+            stop(server)  # graceful: the claims in flight commit before the checks
         return [
             Measurement(
                 strategy,
@@ -113,3 +118,10 @@ def drive(
     with measure_cpu(server.process.pid, postmaster) as meter:
         result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-"))
     return result, meter.split
+
+
+def stop(server: RunningServer) -> None:
+    try:
+        server.stop()
+    except subprocess.TimeoutExpired:
+        server.kill()

@@ -1,5 +1,6 @@
 """The server under test, started as a user starts it: ``python -m
-flashsale serve`` in a child process, configured through the environment."""
+flashsale serve`` in a child process, configured through the environment.
+The bench and the test suite both start their servers here."""
 
 from __future__ import annotations
 
@@ -11,20 +12,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+READY_LINE = '"worker ready"'  # what each worker logs once its pool and engine exist
+
 
 class ServerError(RuntimeError):
-    """The server exited early or never became healthy."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    database_url: str
-    workers: int
-    strategy: str
-    log_path: Path
+    """The server exited early or never became ready."""
 
 
 @dataclass
@@ -33,8 +29,11 @@ class RunningServer:
     base_url: str
     log_path: Path
 
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
     def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
+        return self.log()[-chars:]
 
     def worker_pids(self) -> list[int]:
         """Granian's worker processes (children of the serve process)."""
@@ -44,14 +43,17 @@ class RunningServer:
         except OSError:
             return []
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Signal the server and wait for its exit code; subprocess.TimeoutExpired
+        if it is still running after ``timeout`` seconds."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
             self.process.kill()
-            self.process.wait()
+        self.process.wait()
 
 
 def free_port() -> int:
@@ -61,51 +63,63 @@ def free_port() -> int:
         return port
 
 
-def server_environment(config: ServerConfig, port: int) -> dict[str, str]:
-    return {
+def start_server(
+    database_url: str,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+    new_session: bool = False,
+    timeout: float = 60,
+) -> RunningServer:
+    """``flashsale serve`` on a free loopback port, returned once healthy with
+    every worker ready. ``new_session``: its own process group (and session),
+    so a signal to the group reaches Granian's main process and every worker;
+    mind that the kernel's autogroup then gives it its own share of the CPU."""
+    port = free_port()
+    environment = {
         **os.environ,
-        "DATABASE_URL": config.database_url,
+        "DATABASE_URL": database_url,
         "APP_HOST": "127.0.0.1",
         "APP_PORT": str(port),
-        "WEB_WORKERS": str(config.workers),
-        "CLAIM_STRATEGY": config.strategy,
-        "FLASHSALE_BENCH_ROUTES": "true",
-        "LOG_LEVEL": "warning",
+        "WEB_WORKERS": str(workers),
+        "LOG_LEVEL": "info",  # the ready lines are info; requests log nothing by default
+        **(env or {}),
     }
-
-
-def start_server(config: ServerConfig) -> RunningServer:
-    port = free_port()
-    with config.log_path.open("wb") as log_file:  # the child keeps its own descriptor
+    with log_path.open("wb") as log_file:  # the child keeps its own descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "flashsale", "serve"],
-            env=server_environment(config, port),
+            env=environment,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            cwd=log_path.parent,
+            start_new_session=new_session,
         )
-    server = RunningServer(process, f"http://127.0.0.1:{port}", config.log_path)
+    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        wait_until_healthy(server)
+        wait_until_ready(server, workers, timeout)
     except BaseException:
-        server.stop()
+        server.kill()
         raise
     return server
 
 
-def wait_until_healthy(server: RunningServer, timeout: float = 60) -> None:
+def wait_until_ready(server: RunningServer, workers: int, timeout: float = 60) -> None:
+    """Healthy, and every worker ready: one worker answers /health while
+    another may still be opening its pool."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise ServerError(f"the server exited early:\n{server.log_tail()}")
-        if _healthy(f"{server.base_url}/health"):
+        if healthy(server.base_url) and server.log().count(READY_LINE) >= workers:
             return
         time.sleep(0.1)
-    raise ServerError(f"the server did not become healthy:\n{server.log_tail()}")
+    raise ServerError(f"the server did not become ready:\n{server.log_tail()}")
 
 
-def _healthy(url: str) -> bool:
+def healthy(base_url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - http://127.0.0.1
+        with urllib.request.urlopen(f"{base_url}/health", timeout=1) as response:  # noqa: S310 - http://127.0.0.1
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False

@@ -1,7 +1,7 @@
 """The default strategy: concurrent claims for one coupon share a transaction.
 
 Two lanes per coupon, each a Coalescer:
-- the claim lane runs ``claim_batch``, which takes the coupon's row lock;
+- the claim lane runs ``claim_many``, which takes the coupon's row lock;
 - the sold-out lane, used once this process has seen the coupon sold out,
   runs ``sold_out_batch``, a plain snapshot read that never touches the lock.
 
@@ -33,7 +33,7 @@ class BatchedClaims:
         self._store = store
         self._sold_out: dict[str, int] = {}  # coupon name -> id of the coupon seen sold out
         self._claim_lane: Coalescer[str, str, ClaimOutcome] = Coalescer(
-            self._claim_batch,
+            self._claim_many,
             max_batch=max_batch,
             max_queue=max_queue,
             on_batch=partial(on_batch, "claim") if on_batch else None,
@@ -45,15 +45,15 @@ class BatchedClaims:
             on_batch=partial(on_batch, "sold_out") if on_batch else None,
         )
 
-    async def claim(self, coupon_name: str, user_id: str) -> ClaimOutcome:
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimOutcome:
         if coupon_name in self._sold_out:
             outcome = await self._sold_out_lane.submit(coupon_name, user_id)
             if outcome is not None:
                 return outcome
         return await self._claim_lane.submit(coupon_name, user_id)
 
-    async def _claim_batch(self, coupon_name: str, users: Sequence[str]) -> list[ClaimOutcome]:
-        result = await self._store.claim_batch(coupon_name, users)
+    async def _claim_many(self, coupon_name: str, users: Sequence[str]) -> list[ClaimOutcome]:
+        result = await self._store.claim_many(coupon_name, users)
         if result.coupon_id is not None and result.remaining == 0:
             self._sold_out[coupon_name] = result.coupon_id
         return result.outcomes

@@ -12,9 +12,9 @@ class CountedClaims:
         self._inner = inner
         self._metrics = metrics
 
-    async def claim(self, coupon_name: str, user_id: str) -> ClaimOutcome:
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimOutcome:
         try:
-            outcome = await self._inner.claim(coupon_name, user_id)
+            outcome = await self._inner.claim(coupon_name=coupon_name, user_id=user_id)
         except ServiceUnavailable:
             self._metrics.count_claim(coupon_name, "unavailable")
             raise

@@ -11,8 +11,8 @@ class TransactionPerClaim:
     def __init__(self, store: ClaimStore) -> None:
         self._store = store
 
-    async def claim(self, coupon_name: str, user_id: str) -> ClaimOutcome:
-        return await self._store.claim_one(coupon_name, user_id)
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimOutcome:
+        return await self._store.claim_one(coupon_name=coupon_name, user_id=user_id)
 
     async def close(self) -> None:
         return None

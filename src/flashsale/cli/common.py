@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import asyncpg
 import click
 
 from flashsale.config import Settings, SettingsError, load_settings, redact_dsn
 from flashsale.logs import configure_logging, protect_secrets
 from flashsale.storage.database import migrate
 from flashsale.storage.embedded import start_embedded, with_database
+from flashsale.storage.errors import DatabaseUnreachable, unreachable_as_error
 
 log = logging.getLogger("flashsale")
 
@@ -44,11 +44,12 @@ def prepare_database(settings: Settings) -> str:
         dsn = settings.dsn()
         log.info("using PostgreSQL at %s", redact_dsn(dsn))
     try:
-        applied = asyncio.run(migrate(dsn))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        with unreachable_as_error():
+            applied = asyncio.run(migrate(dsn))
+    except DatabaseUnreachable as error:
         # One line for the operator, no trace: the start-up needs the database.
         raise click.ClickException(
-            f"cannot prepare the database at {redact_dsn(dsn)}: {type(error).__name__}"
+            f"cannot prepare the database at {redact_dsn(dsn)}: {error}"
         ) from None
     for migration in applied:
         log.info("applied migration %04d_%s", migration.version, migration.name)

@@ -4,37 +4,15 @@ doubled or lost. Exits 1, naming each coupon, on any violation."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
-import asyncpg
 import click
 from rich.console import Console
 from rich.table import Table
 
 from flashsale.cli.common import prepare_database, settings_or_exit, setup_logging
 from flashsale.config import redact_dsn
-from flashsale.storage.queries import query
-from flashsale.storage.verify import Violation, find_violations
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    coupons: int
-    claims: int
-    violations: list[Violation]
-
-
-async def _inspect(dsn: str) -> Report:
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        # One snapshot for the counts and the checks, even while claims go on.
-        async with connection.transaction(isolation="repeatable_read", readonly=True):
-            counts = await connection.fetchrow(query("count_coupons_and_claims"))
-            assert counts is not None  # an aggregate always returns its row
-            violations = await find_violations(connection)
-    finally:
-        await connection.close()
-    return Report(counts["coupons"], counts["claims"], violations)
+from flashsale.storage.errors import DatabaseUnreachable
+from flashsale.storage.verify import Report, verify_database
 
 
 def _show(console: Console, where: str, report: Report) -> None:
@@ -70,11 +48,9 @@ def verify_command(database_url: str | None) -> None:
     setup_logging(settings.log_level)
     dsn = database_url or prepare_database(settings)
     try:
-        report = asyncio.run(_inspect(dsn))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        raise click.ClickException(
-            f"cannot check {redact_dsn(dsn)}: {type(error).__name__}"
-        ) from None
+        report = asyncio.run(verify_database(dsn))
+    except DatabaseUnreachable as error:
+        raise click.ClickException(f"cannot check {redact_dsn(dsn)}: {error}") from None
     _show(Console(), redact_dsn(dsn), report)
     if report.violations:
         raise SystemExit(1)

@@ -22,19 +22,37 @@ from flashsale.domain import (
     CouponExists,
     CouponNotFound,
     DomainError,
-    InvalidRequest,
     ServiceUnavailable,
     SoldOut,
-    UnsupportedMediaType,
 )
 from flashsale.http.schemas import ErrorResponse
 from flashsale.logs import get_logger
 
 log = get_logger("flashsale.http")
 
+
+class RequestError(Exception):
+    """A request the HTTP layer refuses before any use case runs (a transport
+    matter: framing, media type, a malformed parameter), not a domain error."""
+
+    status = HTTP_400_BAD_REQUEST
+    code = "invalid_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(RequestError):
+    pass
+
+
+class UnsupportedMediaType(RequestError):
+    status = HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
 DOMAIN_STATUS: dict[type[DomainError], int] = {
-    InvalidRequest: HTTP_400_BAD_REQUEST,
-    UnsupportedMediaType: HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     CouponExists: HTTP_409_CONFLICT,
     CouponNotFound: HTTP_404_NOT_FOUND,
     AlreadyClaimed: HTTP_409_CONFLICT,
@@ -72,6 +90,10 @@ def domain_error(_: Request[Any, Any, Any], error: DomainError) -> Response[Erro
     if isinstance(error, ServiceUnavailable):
         headers = {"Retry-After": str(error.retry_after)}
     return error_response(status, error.code, error.message, headers)
+
+
+def request_error(_: Request[Any, Any, Any], error: RequestError) -> Response[ErrorResponse]:
+    return error_response(error.status, error.code, error.message)
 
 
 def validation_error(
@@ -117,6 +139,7 @@ def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Respo
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: domain_error,
+    RequestError: request_error,
     ValidationException: validation_error,
     HTTPException: http_error,
     Exception: unexpected_error,

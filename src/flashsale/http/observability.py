@@ -1,4 +1,5 @@
-"""Request ids, request metrics, the opt-in access log and ``/metrics``.
+"""Request ids, request metrics and the opt-in access log (``/metrics``
+itself is http/metrics.py).
 
 One ASGI layer (``RequestObserver``) does it all for every request: it picks
 the request id, binds it for log lines, stamps it on the response, and times
@@ -7,26 +8,17 @@ the request by route template (bounded label values, unlike raw paths).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from typing import Any
 
-from litestar import Litestar, Response, get
+from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from flashsale.logs import REQUEST_ID, get_logger
-from flashsale.metrics import (
-    CONTENT_TYPE,
-    forget_this_process,
-    get_metrics,
-    render_metrics,
-)
+from flashsale.metrics import get_metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_KEY = b"x-request-id"
@@ -35,7 +27,6 @@ _STATE_KEY = "request_id"
 # spaces (what tracing systems send); anything else is replaced, so a log
 # line never carries a client's control characters or megabytes.
 _SANE_ID = re.compile(rb"[\x21-\x7e]{1,128}")
-POOL_SAMPLE_SECONDS = 1.0
 
 access_log = get_logger("flashsale.access")
 
@@ -136,36 +127,3 @@ def observe_requests(app: Litestar, *, access: bool) -> Litestar:
     """Put the RequestObserver around the app's ASGI handler."""
     app.asgi_handler = RequestObserver(app.asgi_handler, access=access)
     return app
-
-
-@get(
-    "/metrics",
-    media_type=CONTENT_TYPE,
-    summary="Prometheus metrics, summed over all worker processes",
-    tags=["observability"],
-    sync_to_thread=True,  # reads every worker's metric files
-)
-def metrics_endpoint() -> Response[bytes]:
-    return Response(render_metrics(), media_type=CONTENT_TYPE)
-
-
-@asynccontextmanager
-async def pool_metrics(app: Litestar) -> AsyncIterator[None]:
-    """Lifespan after the one that opens the pool: samples its use each second
-    (each worker its own pool, summed at scrape time)."""
-    task = asyncio.get_running_loop().create_task(_sample_pool(app))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-        forget_this_process()
-
-
-async def _sample_pool(app: Litestar) -> None:
-    metrics = get_metrics()
-    pool: Any = app.state.service.store.pool
-    while True:
-        metrics.sample_pool(pool.get_size(), pool.get_idle_size(), pool.get_max_size())
-        await asyncio.sleep(POOL_SAMPLE_SECONDS)

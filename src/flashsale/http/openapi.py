@@ -1,7 +1,9 @@
-"""What /openapi.json says about each route, declared apart from the routes.
+"""The shared vocabulary of the OpenAPI document: the failures routes can
+answer, the ``documented`` helper each route's decorator uses beside its
+handler, and the post-processing every route gets.
 
 Litestar documents a route's success response from its return type. The rest
-is declared here and attached with one argument per decorator::
+is declared with one argument per decorator::
 
     @post("/claim", ..., **documented(*BODY_FAILURES, COUPON_NOT_FOUND, body=ClaimRequest))
 
@@ -21,10 +23,9 @@ from itertools import groupby
 from typing import Any, cast
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, get
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar import Litestar
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
-    Components,
     Example,
     OpenAPIHeader,
     OpenAPIMediaType,
@@ -33,14 +34,10 @@ from litestar.openapi.spec import (
     Reference,
     RequestBody,
     Schema,
-    SecurityScheme,
 )
 
-from flashsale import __version__
-from flashsale.http.docs_ui import swagger_ui
-from flashsale.http.schemas import ClaimRequest, ClaimResponse, CreateCouponRequest, ErrorResponse
+from flashsale.http.schemas import ErrorResponse
 
-DOCS_PATH = "/docs"
 ADMIN_SECURITY = "adminToken"
 
 
@@ -188,63 +185,3 @@ def _is_litestar_validation_error(response: OpenAPIResponse) -> bool:
     media = (response.content or {}).get("application/json")
     schema = media.schema if media else None
     return isinstance(schema, Schema) and "status_code" in (schema.properties or {})
-
-
-def openapi_config() -> OpenAPIConfig:
-    """OpenAPI 3.1, with Swagger UI at /docs (its JSON also at
-    /docs/openapi.json); /openapi.json is served by ``openapi_json``."""
-    return OpenAPIConfig(
-        title="flashsale",
-        version=__version__,
-        description=(
-            "A flash-sale coupon service. Every error body is "
-            '`{"error": "<code>", "message": "<text>"}`: `error` is a stable code to '
-            "branch on. Unknown routes answer 404 `not_found`, a known route with "
-            "another method 405 `method_not_allowed`."
-        ),
-        path=DOCS_PATH,
-        render_plugins=[swagger_ui()],
-        components=Components(
-            security_schemes={
-                ADMIN_SECURITY: SecurityScheme(
-                    type="http",
-                    scheme="bearer",
-                    description="Needed by admin routes only when ADMIN_TOKEN is set "
-                    "(without it they are open, and the server logs a warning).",
-                )
-            }
-        ),
-    )
-
-
-# The routes of http/routes.py.
-CREATE_COUPON_DOCS = documented(
-    *BODY_FAILURES, UNAUTHORIZED, COUPON_EXISTS, SERVICE_UNAVAILABLE, body=CreateCouponRequest
-)
-CLAIM_DOCS = documented(
-    *BODY_FAILURES,
-    COUPON_NOT_FOUND,
-    ALREADY_CLAIMED,
-    SOLD_OUT,
-    SERVICE_UNAVAILABLE,
-    body=ClaimRequest,
-    # The handler answers its own failures (a Response of either struct);
-    # the success body is declared here.
-    responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
-)
-HEALTH_DOCS = documented(SERVICE_UNAVAILABLE)
-
-
-@get("/openapi.json", include_in_schema=False, media_type=MediaType.JSON, sync_to_thread=False)
-def openapi_json(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """The schema at the conventional root path, encoded once per process."""
-    state = request.app.state
-    encoded: bytes | None = state.get("openapi_json")
-    if encoded is None:
-        encoded = state["openapi_json"] = encode_schema(request.app)
-    return Response(encoded, media_type=MediaType.JSON)
-
-
-def encode_schema(app: Litestar) -> bytes:
-    """The document as JSON (its examples are msgspec structs until encoded)."""
-    return msgspec.json.encode(app.openapi_schema.to_schema())

@@ -4,6 +4,7 @@ booleans or strings where an integer is declared)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -80,3 +81,24 @@ class ErrorResponse(Body):
 
     error: str
     message: str
+
+
+class ClaimItem(Body):
+    user_id: str
+    claimed_at: datetime
+
+
+class ClaimsPageResponse(Body):
+    claims: list[ClaimItem]
+    next: str | None  # cursor for ?after=; null on the last page
+
+
+class CouponItem(Body):
+    name: str
+    amount: int
+    remaining_amount: int
+
+
+class CouponsPageResponse(Body):
+    coupons: list[CouponItem]
+    next: str | None

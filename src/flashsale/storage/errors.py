@@ -33,6 +33,25 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class DatabaseUnreachable(Exception):
+    """A command (serve's start-up, verify) could not use the database; the
+    message names the driver's exception class only (its text may hold SQL,
+    data or, for connection errors, the DSN)."""
+
+
+# What a command outside a request may meet: no server, a refused login, a
+# failed statement. Requests use UNAVAILABLE_ERRORS and answer 503 instead.
+COMMAND_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+@contextmanager
+def unreachable_as_error() -> Iterator[None]:
+    try:
+        yield
+    except COMMAND_ERRORS as error:
+        raise DatabaseUnreachable(type(error).__name__) from None
+
+
 @contextmanager
 def database_unavailable_as_503() -> Iterator[None]:
     try:

@@ -1,4 +1,5 @@
-"""Loads the named queries of ``queries.sql`` once, so SQL lives in one file."""
+"""Loads the named queries of ``queries.sql`` (the service's) and
+``admin.sql`` (the tools') once, so SQL lives in .sql files only."""
 
 import re
 from functools import cache
@@ -23,9 +24,13 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 @cache
-def load_queries() -> dict[str, str]:
-    return parse_queries(files("flashsale.storage").joinpath("queries.sql").read_text())
+def load_queries(file_name: str = "queries.sql") -> dict[str, str]:
+    return parse_queries(files("flashsale.storage").joinpath(file_name).read_text())
 
 
 def query(name: str) -> str:
     return load_queries()[name]
+
+
+def admin_query(name: str) -> str:
+    return load_queries("admin.sql")[name]

@@ -13,12 +13,13 @@ RETURNING id;
 
 -- name: claim_many
 -- Decides a batch of distinct users' claims on one coupon under its row lock
--- in one round trip (0004): one row with who was granted and who held it.
+-- in one round trip: one row with who was granted and who held it (the
+-- function: schema.sql).
 SELECT coupon_id, remaining, claimed, holders
   FROM claim_many($1, $2::text[]);
 
 -- name: sold_out_batch
--- Lock-free answers for a coupon believed sold out (0003).
+-- Lock-free answers for a coupon believed sold out (the function: schema.sql).
 SELECT arrival, holds, coupon_id, remaining
   FROM sold_out_batch($1, $2::text[]);
 
@@ -82,7 +83,7 @@ SELECT name, amount, remaining_amount
  ORDER BY name
  LIMIT $2;
 
--- name: dashboard_coupons
+-- name: recent_activity
 -- The live dashboard's tick: the $1 coupons claimed most recently (then the
 -- newest unclaimed ones), each with its last $2 claimers, newest first. One
 -- backward probe of claims_coupon_order_idx per coupon; never a scan of claims.

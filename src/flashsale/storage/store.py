@@ -1,43 +1,35 @@
-"""Runs the named queries of queries.sql and returns plain Python values."""
+"""The write side's storage: coupons created, claims decided (the claim
+engine's ClaimStore and the service's CouponWriter). Each method runs the
+query of queries.sql that bears its name and returns plain Python values."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 import asyncpg
 
 from flashsale.claims.ports import BatchResult, SoldOutRead
 from flashsale.domain import ClaimOutcome, CouponExists
-from flashsale.storage.errors import database_unavailable_as_503
-from flashsale.storage.pool import Connection, Pool
+from flashsale.storage.connections import Connections
 from flashsale.storage.queries import query
 
 
 class CouponStore:
-    def __init__(self, pool: Pool, acquire_timeout: float) -> None:
-        self.pool = pool
-        self.acquire_timeout = acquire_timeout
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection, or 503 once the pool has been busy for too long."""
-        with database_unavailable_as_503():
-            async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
-                yield connection
+    def __init__(self, connections: Connections) -> None:
+        self._connection = connections.connection
 
     async def ping(self) -> None:
         async with self._connection() as connection:
             await connection.fetchval(query("ping"))
 
-    async def create_coupon(self, name: str, amount: int) -> None:
+    async def create_coupon(self, *, name: str, amount: int) -> None:
         async with self._connection() as connection:
             try:
                 await connection.execute(query("create_coupon"), name, amount)
             except asyncpg.UniqueViolationError:
                 raise CouponExists(f"coupon {name!r} already exists") from None
 
-    async def claim_batch(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
+    async def claim_many(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
         firsts = list(dict.fromkeys(user_ids))  # each user once, at their first arrival
         async with self._connection() as connection:
             row = await connection.fetchrow(query("claim_many"), coupon_name, firsts)
@@ -53,7 +45,7 @@ class CouponStore:
         first = rows[0]
         return SoldOutRead([row["holds"] for row in rows], first["coupon_id"], first["remaining"])
 
-    async def claim_one(self, coupon_name: str, user_id: str) -> ClaimOutcome:
+    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimOutcome:
         """The original's flow: one transaction (one autocommit statement) per claim."""
         async with self._connection() as connection:
             try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from flashsale.storage.errors import unreachable_as_error
 from flashsale.storage.queries import query
 
 
@@ -26,6 +27,29 @@ class Violation:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    coupons: int
+    claims: int
+    violations: list[Violation]
+
+
 async def find_violations(connection: asyncpg.Connection[asyncpg.Record]) -> list[Violation]:
     rows = await connection.fetch(query("find_violations"))
     return [Violation(*row) for row in rows]
+
+
+async def verify_database(dsn: str) -> Report:
+    """Counts and violations of the database at ``dsn``; DatabaseUnreachable
+    when it cannot be read."""
+    with unreachable_as_error():
+        connection = await asyncpg.connect(dsn, timeout=10)
+        try:
+            # One snapshot for the counts and the checks, even while claims go on.
+            async with connection.transaction(isolation="repeatable_read", readonly=True):
+                counts = await connection.fetchrow(query("count_coupons_and_claims"))
+                assert counts is not None  # an aggregate always returns its row
+                violations = await find_violations(connection)
+        finally:
+            await connection.close()
+    return Report(counts["coupons"], counts["claims"], violations)

@@ -12,8 +12,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.status_codes import HTTP_200_OK
 
 from flashsale.config import Settings
-from flashsale.http.body import decode_body
-from flashsale.http.routes import CLAIM, AnyRequest
+from flashsale.http.requests import CLAIM, AnyRequest, decode_body
 from flashsale.http.schemas import ClaimResponse
 
 

@@ -3,7 +3,7 @@ coupons with their stock, claims per second and latest claimers.
 
 Claims per second come from how much each coupon's claimed count grew over
 the last few seconds of polls, so a tick costs one cheap query (see
-dashboard_coupons in queries.sql) per worker, and nothing on the claim path."""
+recent_activity in queries.sql) per worker, and nothing on the claim path."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from flashsale.domain import ServiceUnavailable
-from flashsale.storage.activity import ActivityReader, CouponActivity
+from flashsale.service.ports import ActivityReader, CouponActivity
 
 TICK_SECONDS = 0.5
 RATE_WINDOW_SECONDS = 3.0
@@ -108,6 +109,13 @@ class DashboardFeed:
         finally:
             self._viewers -= 1
 
+    async def close(self) -> None:
+        """Stop polling (shutdown); open streams end with their poller."""
+        if self._poller is not None and not self._poller.done():
+            self._poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._poller
+
     def _start_poller(self, stopping: Callable[[], bool]) -> None:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll_while_watched(stopping))
@@ -132,7 +140,9 @@ class DashboardFeed:
 
     async def _poll(self, meter: ClaimRateMeter) -> DashboardSnapshot:
         try:
-            activity = await self.reader.recent_activity(MAX_COUPONS, RECENT_CLAIMERS)
+            activity = await self.reader.recent_activity(
+                coupons=MAX_COUPONS, claimers=RECENT_CLAIMERS
+            )
         except ServiceUnavailable:
             return DashboardSnapshot(time.time(), "unavailable")
         except Exception as error:  # a bug must not stop every open dashboard

@@ -12,9 +12,9 @@ from litestar import MediaType, Response, get
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from flashsale.dashboard import DashboardFeed
-from flashsale.http.readers import dashboard_of
+from flashsale.http.context import services_of
 from flashsale.http.stopping import stopping, watch_stop_signals
+from flashsale.service.dashboard import DashboardFeed
 
 _ENCODER = msgspec.json.Encoder()
 RECONNECT_MS = 1000
@@ -37,7 +37,7 @@ async def dashboard() -> Response[bytes]:
 )
 async def dashboard_events(state: State) -> ServerSentEvent:
     watch_stop_signals()
-    return ServerSentEvent(_events(dashboard_of(state)), retry_duration=RECONNECT_MS)
+    return ServerSentEvent(_events(services_of(state).dashboard), retry_duration=RECONNECT_MS)
 
 
 async def _events(feed: DashboardFeed) -> AsyncIterator[ServerSentEventMessage]:

@@ -1,0 +1,149 @@
+"""What arrives in a request, parsed in one place: JSON bodies (strictly, in
+one pass), names in the path, paging cursors and limits. Anything malformed
+is a 400 (or a 404 for a name no coupon can have), never a 500 and never a
+query."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request
+from litestar.exceptions import InternalServerException
+from litestar.params import Parameter
+
+from flashsale.domain import CouponNotFound
+from flashsale.http.errors import InvalidRequest, UnsupportedMediaType
+from flashsale.http.schemas import ClaimRequest, CouponName, CreateCouponRequest
+
+T = TypeVar("T")
+AnyRequest = Request[Any, Any, Any]
+
+# msgspec straight from bytes to the declared struct, so ``true``, ``5.0``
+# and ``"5"`` are not integers, and the client learns which field is wrong.
+CREATE_COUPON = msgspec.json.Decoder(CreateCouponRequest)
+CLAIM = msgspec.json.Decoder(ClaimRequest)
+
+FIELD_RULES = {
+    "name": "must be 1-64 characters: ASCII letters, digits, '_', '-' or '.'",
+    "coupon_name": "must be 1-64 characters: ASCII letters, digits, '_', '-' or '.'",
+    "user_id": "must be 1-128 characters with no control characters, not only white space",
+    "amount": "must be an integer from 1 to 1000000000",
+}
+_FIELD_PATH = re.compile(r"at `\$\.(\w+)")
+_MISSING = re.compile(r"missing required field `(\w+)`")
+
+
+def is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or media.endswith("+json")
+
+
+async def decode_body(request: AnyRequest, decoder: msgspec.json.Decoder[T]) -> T:
+    if not is_json(request.headers.get("content-type", "")):
+        raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
+    try:
+        body = await request.body()
+    except InternalServerException:  # Litestar's "client disconnected prematurely"
+        raise InvalidRequest("the request body was cut off or badly framed") from None
+    return decode_json(body, decoder)
+
+
+def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise InvalidRequest(describe(str(error))) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 raises the latter
+        raise InvalidRequest("the request body is not valid JSON") from None
+    except RecursionError:  # msgspec's guard against deeply nested unknown fields
+        raise InvalidRequest("the request body is nested too deeply") from None
+
+
+def describe(msgspec_message: str) -> str:
+    """A message that names the field and its rule, from msgspec's text."""
+    if missing := _MISSING.search(msgspec_message):
+        field = missing[1]
+        return f"{field} is required and {FIELD_RULES.get(field, 'must be set')}"
+    if path := _FIELD_PATH.search(msgspec_message):
+        field = path[1]
+        rule = FIELD_RULES.get(field)
+        return f"{field} {rule}" if rule else f"unexpected value at {field}"
+    return "the request body must be a JSON object"
+
+
+def require_coupon_name(name: str) -> None:
+    """404 without asking the database when ``name`` (from a URL path, where
+    anything can be: NUL, invalid UTF-8, 10,000 characters) breaks the naming
+    rule (PostgreSQL would reject a NUL with an error, not an empty answer)."""
+    try:
+        msgspec.convert(name, CouponName)
+    except msgspec.ValidationError:
+        raise CouponNotFound(
+            "no coupon has this name: names are 1-64 of A-Z a-z 0-9 _ - ."
+        ) from None
+
+
+# Paging: keyset pages behind opaque cursors. Clients pass back what ``next``
+# said; anything else is a 400.
+LIMIT = Parameter(default=None, description="Items per page, 1-1000 (default 100)")
+AFTER = Parameter(
+    default=None,
+    description="Cursor from the previous page's `next`; omit for the first page",
+)
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_CLAIM_ID = re.compile(r"^[1-9][0-9]{0,18}$")
+_COUPON_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_LIMIT = re.compile(r"^[0-9]{1,4}$")
+MAX_BIGINT = 2**63 - 1
+
+
+def encode_cursor(value: str | int | None) -> str | None:
+    if value is None:
+        return None
+    return base64.urlsafe_b64encode(str(value).encode()).rstrip(b"=").decode()
+
+
+def claim_cursor(after: str | None) -> int:
+    """The claim id a claims cursor stands for; 0 (before every claim) when absent."""
+    if after is None:
+        return 0
+    text = _decode_cursor(after)
+    if not _CLAIM_ID.match(text) or int(text) > MAX_BIGINT:
+        raise _invalid_cursor()
+    return int(text)
+
+
+def coupon_cursor(after: str | None) -> str:
+    """The coupon name a coupons cursor stands for; "" (before every name) when absent."""
+    if after is None:
+        return ""
+    text = _decode_cursor(after)
+    if not _COUPON_NAME.match(text):
+        raise _invalid_cursor()
+    return text
+
+
+def page_limit(raw: str | None, *, default: int = 100, most: int = 1000) -> int:
+    if raw is None:
+        return default
+    if not _LIMIT.match(raw) or not 1 <= int(raw) <= most:
+        raise InvalidRequest(f"limit must be an integer from 1 to {most}")
+    return int(raw)
+
+
+def _decode_cursor(cursor: str) -> str:
+    if not _BASE64URL.match(cursor):
+        raise _invalid_cursor()
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return raw.decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _invalid_cursor() from None
+
+
+def _invalid_cursor() -> InvalidRequest:
+    return InvalidRequest("after must be a cursor returned as next by this endpoint")

@@ -1,0 +1,56 @@
+"""The read use cases, for coupons of any size: one coupon streamed from a
+snapshot, its claims page by page, and the coupons themselves page by page.
+Each runs under the request deadline, as the writes do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flashsale.domain import CouponNotFound
+from flashsale.service.deadline import deadline
+from flashsale.service.ports import ClaimRow, CouponReader, CouponSnapshot, CouponStock
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimsPage:
+    claims: list[ClaimRow]
+    next_after: int | None  # claim id to continue after; None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class CouponsPage:
+    coupons: list[CouponStock]
+    next_after: str | None  # coupon name to continue after; None on the last page
+
+
+class CouponReads:
+    def __init__(self, reader: CouponReader, *, request_timeout: float = 10.0) -> None:
+        self._reader = reader
+        self.request_timeout = request_timeout
+
+    async def open_coupon(self, name: str) -> CouponSnapshot:
+        """The coupon, with its claimers still to be read from the same
+        snapshot; CouponNotFound (nothing held) when there is none. The
+        deadline covers opening the snapshot: 404 and 503 are decided there."""
+        async with deadline(self.request_timeout):
+            snapshot = await self._reader.open_snapshot(name)
+        if snapshot is None:
+            raise CouponNotFound(f"coupon {name!r} does not exist")
+        return snapshot
+
+    async def claims_page(self, name: str, *, after: int, limit: int) -> ClaimsPage:
+        # One row more than asked tells whether another page follows.
+        async with deadline(self.request_timeout):
+            rows = await self._reader.claims_page(name, after=after, limit=limit + 1)
+        if rows is None:
+            raise CouponNotFound(f"coupon {name!r} does not exist")
+        page = rows[:limit]
+        more = len(rows) > limit
+        return ClaimsPage(page, page[-1].claim_id if more else None)
+
+    async def coupons_page(self, *, after: str, limit: int) -> CouponsPage:
+        async with deadline(self.request_timeout):
+            rows = await self._reader.coupons_page(after=after, limit=limit + 1)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return CouponsPage(page, page[-1].name if more else None)

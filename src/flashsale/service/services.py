@@ -1,0 +1,17 @@
+"""Every use case of a running worker, as the HTTP layer receives them from
+the composition root (flashsale.wiring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flashsale.service.coupons import CouponService
+from flashsale.service.dashboard import DashboardFeed
+from flashsale.service.reads import CouponReads
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    coupons: CouponService  # the writes: create, claim, health
+    reads: CouponReads
+    dashboard: DashboardFeed

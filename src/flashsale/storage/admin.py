@@ -1,0 +1,75 @@
+"""Throwaway databases and seeded data for the test suite and the bench:
+databases created (fresh, or as copies of a migrated template) and dropped
+on a server, coupons with many claims. Never used by the service itself."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import asyncpg
+
+from flashsale.storage.queries import admin_query, query
+
+
+def database_url(server_url: str, database: str) -> str:
+    """The server's URL pointing at another database."""
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
+
+
+def database_name(url: str) -> str:
+    return unquote(urlsplit(url).path.lstrip("/")) or "postgres"
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def create_database(server_url: str, database: str, *, template: str | None = None) -> str:
+    """A new database on the server of ``server_url`` (a copy of ``template``
+    when given); its URL."""
+    if template is None:
+        sql = admin_query("create_database").format(database=quote_identifier(database))
+    else:
+        sql = admin_query("create_database_from_template").format(
+            database=quote_identifier(database), template=quote_identifier(template)
+        )
+    await _run_on_server(server_url, sql)
+    return database_url(server_url, database)
+
+
+async def drop_database(server_url: str, url: str) -> None:
+    """Drop the database ``url`` names, through a connection to ``server_url``."""
+    sql = admin_query("drop_database").format(database=quote_identifier(database_name(url)))
+    await _run_on_server(server_url, sql)
+
+
+async def seed_coupon(url: str, name: str, amount: int, *, claims: int = 0) -> None:
+    """A coupon of ``amount`` with ``claims`` claims by user-1 .. user-N."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(query("create_coupon"), name, amount)
+        if claims:
+            await connection.execute(admin_query("seed_claims"), name, claims)
+            await connection.execute(admin_query("analyze_claims"))
+    finally:
+        await connection.close()
+
+
+async def coupon_stock(url: str, name: str) -> tuple[int, int]:
+    """The coupon's amount and remaining amount; LookupError when there is none."""
+    connection = await asyncpg.connect(url)
+    try:
+        row = await connection.fetchrow(query("coupon_header"), name)
+    finally:
+        await connection.close()
+    if row is None:
+        raise LookupError(f"no coupon {name!r}")
+    return row["amount"], row["remaining_amount"]
+
+
+async def _run_on_server(server_url: str, sql: str) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(sql)
+    finally:
+        await admin.close()

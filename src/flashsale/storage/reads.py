@@ -1,0 +1,110 @@
+"""The read side's storage: coupons too big for one query result (a coupon
+with a million claimers streamed from one snapshot, pages of claims, pages of
+coupons) and the live dashboard's tick. Implements the service's CouponReader
+and ActivityReader; each method runs the query that bears its name."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+from flashsale.domain import ServiceUnavailable
+from flashsale.service.ports import (
+    ClaimRow,
+    CouponActivity,
+    CouponHeader,
+    CouponSnapshot,
+    CouponStock,
+)
+from flashsale.storage.connections import Connections
+from flashsale.storage.queries import query
+
+# Rows per FETCH: about 300 KB of JSON for typical user ids, one round trip each.
+BATCH_ROWS = 20_000
+
+
+class CouponReadStore:
+    """Coupon reads that page or stream instead of building one huge result."""
+
+    def __init__(self, connections: Connections, batch_rows: int = BATCH_ROWS) -> None:
+        self._connection = connections.connection
+        self._acquire_timeout = connections.acquire_timeout
+        self._batch_rows = batch_rows
+        # A stream holds a connection for its whole body: leave the rest of the
+        # pool to claims even when many huge reads arrive at once.
+        self._streams = asyncio.Semaphore(max(1, connections.max_size // 2))
+
+    async def open_snapshot(self, name: str) -> CouponSnapshot | None:
+        found: list[CouponHeader] = []
+        batches = self._coupon_claimers(name, found)
+        try:
+            await anext(batches)  # runs up to the first yield: the coupon row is read
+        except StopAsyncIteration:
+            return None
+        return CouponSnapshot(found[0], batches)
+
+    async def _coupon_claimers(
+        self, name: str, found: list[CouponHeader]
+    ) -> AsyncGenerator[list[str], None]:
+        # REPEATABLE READ: the header and every FETCH see one snapshot, so
+        # amount - remaining_amount always equals the claimers streamed.
+        async with (
+            self._stream_slot(),
+            self._connection() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            row = await connection.fetchrow(query("coupon_header"), name)
+            if row is None:
+                return
+            found.append(CouponHeader(row["name"], row["amount"], row["remaining_amount"]))
+            yield []
+            cursor = await connection.cursor(query("coupon_claimers"), row["id"])
+            while batch := await cursor.fetch(self._batch_rows):
+                yield [record[0] for record in batch]
+
+    async def claims_page(self, name: str, *, after: int, limit: int) -> list[ClaimRow] | None:
+        async with self._connection() as connection:
+            rows = await connection.fetch(query("claims_page"), name, after, limit)
+        if not rows:
+            return None
+        return [
+            ClaimRow(row["id"], row["user_id"], row["claimed_at"])
+            for row in rows
+            if row["id"] is not None
+        ]
+
+    async def coupons_page(self, *, after: str, limit: int) -> list[CouponStock]:
+        async with self._connection() as connection:
+            rows = await connection.fetch(query("coupons_page"), after, limit)
+        return [CouponStock(row["name"], row["amount"], row["remaining_amount"]) for row in rows]
+
+    async def recent_activity(self, *, coupons: int, claimers: int) -> list[CouponActivity]:
+        async with self._connection() as connection:
+            rows = await connection.fetch(query("recent_activity"), coupons, claimers)
+        return [
+            CouponActivity(row["name"], row["amount"], row["remaining_amount"], row["recent"])
+            for row in rows
+        ]
+
+    def _stream_slot(self) -> _Slot:
+        return _Slot(self._streams, self._acquire_timeout)
+
+
+class _Slot:
+    """One of the stream slots, or 503 when none frees up in time."""
+
+    def __init__(self, semaphore: asyncio.Semaphore, timeout: float) -> None:
+        self._semaphore = semaphore
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        try:
+            # asyncio.timeout, not wait_for: a permit granted as time runs out
+            # is handed on rather than lost.
+            async with asyncio.timeout(self._timeout):
+                await self._semaphore.acquire()
+        except TimeoutError:
+            raise ServiceUnavailable("too many large reads at once, retry shortly") from None
+
+    async def __aexit__(self, *_: object) -> None:
+        self._semaphore.release()

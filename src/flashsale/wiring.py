@@ -1,0 +1,74 @@
+"""The composition root: the one place that builds the objects a worker runs
+on (pool, stores, claim engine, use cases) and closes them, in reverse order.
+Granian serves ``flashsale.wiring:create_app`` as its factory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from functools import partial
+
+from litestar import Litestar
+
+from flashsale.claims.counted import CountedClaims
+from flashsale.claims.engine import create_claim_engine
+from flashsale.config import Settings, load_settings
+from flashsale.http.app import build_app
+from flashsale.logs import get_logger
+from flashsale.metrics import Metrics, forget_this_process, get_metrics
+from flashsale.service.coupons import CouponService
+from flashsale.service.dashboard import DashboardFeed
+from flashsale.service.reads import CouponReads
+from flashsale.service.services import Services
+from flashsale.storage.connections import Connections
+from flashsale.storage.pool import Pool, create_pool
+from flashsale.storage.reads import CouponReadStore
+from flashsale.storage.store import CouponStore
+
+POOL_SAMPLE_SECONDS = 1.0
+
+log = get_logger("flashsale.wiring")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    return build_app(settings, partial(open_services, settings))
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """A worker's services, from its pool up; closed in reverse order (claims
+    already accepted finish before the pool closes)."""
+    metrics = get_metrics()
+    pool = await create_pool(settings)
+    connections = Connections(pool, settings.db_acquire_timeout)
+    store = CouponStore(connections)
+    engine = create_claim_engine(settings, store, metrics.observe_batch)
+    reads = CouponReadStore(connections)
+    services = Services(
+        coupons=CouponService(
+            store, CountedClaims(engine, metrics), request_timeout=settings.request_timeout
+        ),
+        reads=CouponReads(reads, request_timeout=settings.request_timeout),
+        dashboard=DashboardFeed(reads),
+    )
+    sampler = asyncio.get_running_loop().create_task(_sample_pool(pool, metrics))
+    log.info("worker ready", strategy=settings.claim_strategy)
+    try:
+        yield services
+    finally:
+        sampler.cancel()
+        with suppress(asyncio.CancelledError):
+            await sampler
+        await services.dashboard.close()
+        await services.coupons.close()
+        await pool.close()
+        forget_this_process()  # this worker's metric files (multiprocess mode)
+
+
+async def _sample_pool(pool: Pool, metrics: Metrics) -> None:
+    """Pool use each second (each worker its own pool, summed at scrape time)."""
+    while True:
+        metrics.sample_pool(pool.get_size(), pool.get_idle_size(), pool.get_max_size())
+        await asyncio.sleep(POOL_SAMPLE_SECONDS)
