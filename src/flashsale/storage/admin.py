@@ -4,6 +4,7 @@ on a server, coupons with many claims. Never used by the service itself."""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
@@ -65,6 +66,26 @@ async def coupon_stock(url: str, name: str) -> tuple[int, int]:
     if row is None:
         raise LookupError(f"no coupon {name!r}")
     return row["amount"], row["remaining_amount"]
+
+
+def schema_sql() -> str:
+    """schema.sql: the schema the migrations build, in one file."""
+    return files("flashsale.storage").joinpath("schema.sql").read_text()
+
+
+async def load_schema(url: str) -> None:
+    """Build the schema from schema.sql alone, without the migrations."""
+    await _run_on_server(url, schema_sql())
+
+
+async def describe_schema(url: str) -> list[tuple[str, str, str]]:
+    """(kind, name, definition) of every object of the public schema."""
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(admin_query("describe_schema"))
+    finally:
+        await connection.close()
+    return [(row["kind"], row["name"], row["definition"]) for row in rows]
 
 
 async def _run_on_server(server_url: str, sql: str) -> None:

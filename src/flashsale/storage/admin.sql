@@ -24,3 +24,43 @@ SELECT id, name, 'user-' || g FROM coupons, generate_series(1, $2) AS g WHERE na
 -- name: analyze_claims
 -- Fresh statistics after a bulk seed, so plans match a real coupon's.
 ANALYZE claims;
+
+-- name: describe_schema
+-- The public schema as the catalog has it, one row per object, comparable
+-- between two databases: columns, constraints, indexes, functions (with their
+-- bodies) and triggers. schema_migrations is the migrator's own bookkeeping.
+SELECT 'column' AS kind,
+       c.relname || '.' || a.attname AS name,
+       format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+           || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+           || CASE a.attidentity WHEN 'a' THEN ' identity always'
+                                 WHEN 'd' THEN ' identity by default' ELSE '' END AS definition
+  FROM pg_attribute AS a
+  JOIN pg_class AS c ON c.oid = a.attrelid
+  JOIN pg_namespace AS n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+   AND c.relname <> 'schema_migrations'
+UNION ALL
+SELECT 'constraint', t.relname || '.' || k.conname, pg_get_constraintdef(k.oid)
+  FROM pg_constraint AS k
+  JOIN pg_class AS t ON t.oid = k.conrelid
+  JOIN pg_namespace AS n ON n.oid = t.relnamespace
+ WHERE n.nspname = 'public' AND t.relname <> 'schema_migrations'
+UNION ALL
+SELECT 'index', i.indexname, i.indexdef
+  FROM pg_indexes AS i
+ WHERE i.schemaname = 'public' AND i.tablename <> 'schema_migrations'
+UNION ALL
+SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       pg_get_functiondef(p.oid)
+  FROM pg_proc AS p
+  JOIN pg_namespace AS n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public'
+UNION ALL
+SELECT 'trigger', g.tgname, pg_get_triggerdef(g.oid)
+  FROM pg_trigger AS g
+  JOIN pg_class AS c ON c.oid = g.tgrelid
+  JOIN pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND NOT g.tgisinternal
+ ORDER BY 1, 2;
