@@ -1,5 +1,6 @@
 """Fixtures: a real PostgreSQL for the whole run (embedded and throwaway, or
-TEST_DATABASE_URL), a migrated template, and a fresh database per test."""
+TEST_DATABASE_URL), a migrated template, a fresh database per test, the app
+in process, and ``flashsale serve`` as a child process."""
 
 from __future__ import annotations
 
@@ -11,23 +12,19 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
-from flashsale.config import load_settings
+from flashsale.bench.server import RunningServer
 from flashsale.storage.embedded import start_embedded
-from flashsale.storage.verify import find_violations
-from flashsale.wiring import create_app
-from tests.support import DatabaseServer, LiveServer, start_server
+from tests.support.api import Client, in_process_client
+from tests.support.databases import DatabaseServer
+from tests.support.servers import serve
 
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[asyncpg.Record]
 
 
 @pytest.fixture(scope="session")
-async def database_server(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[DatabaseServer]:
+async def database_server() -> AsyncIterator[DatabaseServer]:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         # Not under pytest's basetemp: pytest makes that 0700 (root only), and
@@ -47,6 +44,14 @@ async def database(database_server: DatabaseServer) -> AsyncIterator[str]:
     await database_server.drop_database(url)
 
 
+@pytest.fixture(scope="module")
+async def module_database(database_server: DatabaseServer) -> AsyncIterator[str]:
+    """One fresh migrated database for a module's tests (and its server)."""
+    url = await database_server.create_database()
+    yield url
+    await database_server.drop_database(url)
+
+
 @pytest.fixture
 async def db(database: str) -> AsyncIterator[Connection]:
     connection = await asyncpg.connect(database)
@@ -55,21 +60,15 @@ async def db(database: str) -> AsyncIterator[Connection]:
 
 
 @pytest.fixture
-async def client(database: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    """The app in-process over ASGI (the same HTTP semantics, no socket)."""
-    settings = load_settings({"DATABASE_URL": database, "DB_POOL_MIN": "1"})
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
+async def client(database: str) -> AsyncIterator[Client]:
+    """The app in process over ASGI (the same HTTP semantics, no socket)."""
+    async with in_process_client(database) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def live_server(database: str, tmp_path: Path) -> Iterator[LiveServer]:
+def live_server(database: str, tmp_path: Path) -> Iterator[RunningServer]:
     """``flashsale serve`` in a child process with two workers."""
-    server = start_server(database, tmp_path / "server.log", workers=2)
+    server = serve(database, tmp_path / "server.log", workers=2)
     yield server
     server.stop()
-
-
-async def assert_invariants(connection: Connection) -> None:
-    violations = await find_violations(connection)
-    assert violations == [], [v.describe() for v in violations]

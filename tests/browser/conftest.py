@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.browser.chromium import CHROMIUM
+from tests.support.chromium import CHROMIUM
 
 
 @pytest.fixture

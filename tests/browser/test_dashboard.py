@@ -7,15 +7,15 @@ import re
 
 from playwright.async_api import Browser, expect
 
-from tests.browser.chromium import ARTIFACTS, needs_chromium
-from tests.load import claim_all, create_coupon
-from tests.support import LiveServer
+from flashsale.bench.server import RunningServer
+from tests.support.chromium import ARTIFACTS, needs_chromium
+from tests.support.load import claim_all, create_coupon
 
 pytestmark = needs_chromium
 
 
 async def test_the_dashboard_shows_the_stock_drain_live(
-    browser: Browser, live_server: LiveServer
+    browser: Browser, live_server: RunningServer
 ) -> None:
     await create_coupon(live_server.base_url, "FLASH", 100)
     await create_coupon(live_server.base_url, "CALM", 10)
@@ -40,7 +40,7 @@ async def test_the_dashboard_shows_the_stock_drain_live(
 
 
 async def test_the_dashboard_is_readable_on_a_phone(
-    browser: Browser, live_server: LiveServer
+    browser: Browser, live_server: RunningServer
 ) -> None:
     await create_coupon(live_server.base_url, "PHONE_DEAL_WITH_A_RATHER_LONG_NAME", 40)
     await claim_all([live_server.base_url], "PHONE_DEAL_WITH_A_RATHER_LONG_NAME", ["a", "b"])

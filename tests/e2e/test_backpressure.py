@@ -8,17 +8,15 @@ from typing import Any
 
 import asyncpg
 
-from tests.conftest import assert_invariants
-from tests.load import claim_all, create_coupon
-from tests.support import start_server
+from tests.support.invariants import assert_invariants
+from tests.support.load import claim_all, create_coupon
+from tests.support.servers import serve
 
 
 async def test_claims_past_the_queue_cap_get_503_with_retry_after(
     database: str, db: asyncpg.Connection[Any], tmp_path: Path
 ) -> None:
-    server = start_server(
-        database, tmp_path / "server.log", workers=1, env={"CLAIM_QUEUE_MAX": "10"}
-    )
+    server = serve(database, tmp_path / "server.log", workers=1, env={"CLAIM_QUEUE_MAX": "10"})
     try:
         await create_coupon(server.base_url, "QUEUED", 1000)
         lock = db.transaction()

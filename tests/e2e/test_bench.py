@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support import DatabaseServer
+from tests.support.databases import DatabaseServer
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 

@@ -1,4 +1,4 @@
-"""The live dashboard's page and its server-sent events, from a real server."""
+"""The live dashboard's server-sent events, from a real server."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from typing import Any
 
 import asyncpg
 import httpx
-from litestar.testing import AsyncTestClient
 
-from tests.load import claim_all, create_coupon
-from tests.support import LiveServer, start_server
-
-Client = AsyncTestClient[Any]
+from flashsale.bench.server import RunningServer
+from tests.support.load import claim_all, create_coupon
+from tests.support.servers import serve
 
 
 async def snapshots(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
@@ -33,18 +31,8 @@ def tile(snapshot: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((c for c in snapshot["coupons"] if c["name"] == name), None)
 
 
-async def test_the_dashboard_is_one_self_contained_html_page(client: Client) -> None:
-    response = await client.get("/dashboard")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    page = response.text
-    assert 'EventSource("/dashboard/events")' in page
-    assert "://" not in page  # nothing loaded from elsewhere
-    assert 'name="viewport"' in page
-
-
 async def test_dashboard_events_show_the_stock_drain_and_the_claimers(
-    live_server: LiveServer,
+    live_server: RunningServer,
 ) -> None:
     await create_coupon(live_server.base_url, "LIVE", 50)
     url = f"{live_server.base_url}/dashboard/events"
@@ -82,7 +70,7 @@ def read_events_until_closed(url: str, ended: list[str]) -> None:
 
 
 def test_open_dashboards_do_not_hold_up_a_server_shutdown(database: str, tmp_path: Path) -> None:
-    server = start_server(database, tmp_path / "server.log", workers=2)
+    server = serve(database, tmp_path / "server.log", workers=2)
     ended: list[str] = []
     readers = [
         threading.Thread(
@@ -121,7 +109,7 @@ async def session_activity(database: str) -> set[tuple[int, Any]]:
 
 
 async def test_a_dashboard_that_goes_away_stops_polling(
-    live_server: LiveServer, database: str
+    live_server: RunningServer, database: str
 ) -> None:
     url = f"{live_server.base_url}/dashboard/events"
     async with httpx.AsyncClient(timeout=30) as client:

@@ -3,20 +3,17 @@ PostgreSQL, whose data survives a restart."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import free_port
+from flashsale.bench.server import RunningServer
+from tests.support.servers import serve
 
 
 @pytest.fixture
@@ -27,44 +24,16 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "DB_HOST", "TEST_DATABASE_URL")
-    }
-    environment |= {
-        "FLASHSALE_DATA_DIR": str(data_dir),
-        "APP_HOST": "127.0.0.1",
-        "APP_PORT": str(port),
-        "WEB_WORKERS": "1",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "flashsale", "serve"],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def serve_embedded(data_dir: Path, log_name: str) -> RunningServer:
+    """No database named (None): serve starts the embedded one in ``data_dir``.
+    The log sits there too: the server's working folder, which the embedded
+    server's own account can enter."""
+    return serve(None, data_dir / log_name, env={"FLASHSALE_DATA_DIR": str(data_dir)})
 
 
-def wait_healthy(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise AssertionError("server did not become healthy")
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=20)
-    assert process.returncode == 0, output
-    return output
+def stop(server: RunningServer) -> str:
+    assert server.stop() == 0, server.log()
+    return server.log()
 
 
 def postgres_running_in(data_dir: Path) -> bool:
@@ -75,13 +44,11 @@ def postgres_running_in(data_dir: Path) -> bool:
 def test_serve_without_a_database_uses_an_embedded_one_that_keeps_its_data(
     data_dir: Path,
 ) -> None:
-    port = free_port()
-    first = serve(data_dir, port)
-    wait_healthy(port, first)
-    created = httpx.post(f"http://127.0.0.1:{port}/api/coupons", json={"name": "KEPT", "amount": 3})
+    first = serve_embedded(data_dir, "first.log")
+    created = httpx.post(f"{first.base_url}/api/coupons", json={"name": "KEPT", "amount": 3})
     assert created.status_code == 201
     claimed = httpx.post(
-        f"http://127.0.0.1:{port}/api/coupons/claim",
+        f"{first.base_url}/api/coupons/claim",
         json={"user_id": "u1", "coupon_name": "KEPT"},
     )
     assert claimed.status_code == 200
@@ -90,8 +57,7 @@ def test_serve_without_a_database_uses_an_embedded_one_that_keeps_its_data(
     assert str(data_dir) in output
     assert not postgres_running_in(data_dir)
 
-    second = serve(data_dir, port)
-    wait_healthy(port, second)
-    coupon = httpx.get(f"http://127.0.0.1:{port}/api/coupons/KEPT").json()
+    second = serve_embedded(data_dir, "second.log")
+    coupon = httpx.get(f"{second.base_url}/api/coupons/KEPT").json()
     stop(second)
     assert coupon == {"name": "KEPT", "amount": 3, "remaining_amount": 2, "claimed_by": ["u1"]}

@@ -9,9 +9,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import assert_invariants
-from tests.load import claim_all, create_coupon, outcomes, post_all
-from tests.support import LiveServer, start_server
+from flashsale.bench.server import RunningServer
+from tests.support.invariants import assert_invariants
+from tests.support.load import claim_all, create_coupon, outcomes, post_all
+from tests.support.servers import serve
 
 STRATEGIES = ["batched", "transaction"]
 
@@ -23,7 +24,7 @@ async def assert_claimed_by(db: asyncpg.Connection[Any], coupon: str, winners: s
 
 @pytest.fixture(params=STRATEGIES)
 def server(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> Any:
-    live = start_server(
+    live = serve(
         database, tmp_path / "server.log", workers=2, env={"CLAIM_STRATEGY": request.param}
     )
     yield live
@@ -31,7 +32,7 @@ def server(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> Any
 
 
 async def test_a_flash_sale_of_100_among_1000_users_sells_exactly_100(
-    server: LiveServer, db: asyncpg.Connection[Any]
+    server: RunningServer, db: asyncpg.Connection[Any]
 ) -> None:
     await create_coupon(server.base_url, "FLASH", 100)
     users = [f"user-{i}" for i in range(1000)]
@@ -44,7 +45,7 @@ async def test_a_flash_sale_of_100_among_1000_users_sells_exactly_100(
 
 
 async def test_one_user_claiming_100_times_at_once_gets_exactly_one(
-    server: LiveServer, db: asyncpg.Connection[Any]
+    server: RunningServer, db: asyncpg.Connection[Any]
 ) -> None:
     await create_coupon(server.base_url, "DIP", 50)
     responses = await claim_all([server.base_url], "DIP", ["greedy"] * 100)
@@ -57,8 +58,8 @@ async def test_one_user_claiming_100_times_at_once_gets_exactly_one(
 async def test_two_server_processes_sharing_one_database_still_sell_exactly_100(
     database: str, db: asyncpg.Connection[Any], tmp_path: Path
 ) -> None:
-    first = start_server(database, tmp_path / "first.log", workers=1)
-    second = start_server(database, tmp_path / "second.log", workers=1)
+    first = serve(database, tmp_path / "first.log", workers=1)
+    second = serve(database, tmp_path / "second.log", workers=1)
     try:
         await create_coupon(first.base_url, "SHARED", 100)
         users = [f"user-{i}" for i in range(1000)]
@@ -73,7 +74,7 @@ async def test_two_server_processes_sharing_one_database_still_sell_exactly_100(
 
 
 async def test_many_coupons_at_once_each_sell_their_own_stock(
-    server: LiveServer, db: asyncpg.Connection[Any]
+    server: RunningServer, db: asyncpg.Connection[Any]
 ) -> None:
     stocks = {"MIX_A": 5, "MIX_B": 50, "MIX_C": 500}
     for name, amount in stocks.items():

@@ -7,50 +7,34 @@ connection behind. Speed and memory are measured by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import httpx
 import msgspec
 import pytest
 
-from tests.conftest import assert_invariants
-from tests.support import DatabaseServer, LiveServer, start_server
+from flashsale.bench.server import RunningServer
+from flashsale.storage.admin import seed_coupon
+from tests.support.invariants import assert_invariants
+from tests.support.servers import serve
 
 CLAIMS = 1_000_000
 COUPON = "HUGE"
 
 
 @pytest.fixture(scope="module")
-async def huge_database(database_server: DatabaseServer) -> AsyncIterator[str]:
+async def huge_database(module_database: str) -> str:
     """One database for the module: seeding a million claims takes seconds."""
-    url = await database_server.create_database()
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(
-            "INSERT INTO coupons (name, amount, remaining_amount) VALUES ($1, $2, $2)",
-            COUPON,
-            CLAIMS,
-        )
-        await connection.execute(
-            "INSERT INTO claims (coupon_id, coupon_name, user_id)"
-            " SELECT id, name, 'user-' || g FROM coupons, generate_series(1, $2) AS g"
-            " WHERE name = $1",
-            COUPON,
-            CLAIMS,
-        )
-        await connection.execute("ANALYZE claims")
-    finally:
-        await connection.close()
-    yield url
-    await database_server.drop_database(url)
+    await seed_coupon(module_database, COUPON, CLAIMS, claims=CLAIMS)
+    return module_database
 
 
 @pytest.fixture(scope="module")
 def huge_server(
     huge_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    server = start_server(huge_database, tmp_path_factory.mktemp("huge") / "server.log", workers=2)
+) -> Iterator[RunningServer]:
+    server = serve(huge_database, tmp_path_factory.mktemp("huge") / "server.log", workers=2)
     yield server
     server.stop()
 
@@ -80,7 +64,7 @@ async def wait_until_idle(url: str, polls: int = 100) -> list[str]:
 
 
 async def test_a_million_claimers_arrive_whole_in_claim_order_matching_the_stock(
-    huge_server: LiveServer, huge_database: str
+    huge_server: RunningServer, huge_database: str
 ) -> None:
     async with httpx.AsyncClient(timeout=60) as client:
         response = await client.get(f"{huge_server.base_url}/api/coupons/{COUPON}")
@@ -99,7 +83,7 @@ async def test_a_million_claimers_arrive_whole_in_claim_order_matching_the_stock
 
 
 async def test_readers_that_hang_up_mid_body_give_their_connections_back(
-    huge_server: LiveServer, huge_database: str
+    huge_server: RunningServer, huge_database: str
 ) -> None:
     url = f"{huge_server.base_url}/api/coupons/{COUPON}"
     async with httpx.AsyncClient(timeout=60) as client:
@@ -115,7 +99,7 @@ async def test_readers_that_hang_up_mid_body_give_their_connections_back(
 
 
 async def test_a_database_failure_mid_body_cuts_the_response_and_is_logged(
-    huge_server: LiveServer, huge_database: str
+    huge_server: RunningServer, huge_database: str
 ) -> None:
     url = f"{huge_server.base_url}/api/coupons/{COUPON}"
     received: list[int] = []

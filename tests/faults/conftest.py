@@ -11,9 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from flashsale.storage.admin import database_url
 from flashsale.storage.database import migrate
-from tests.faults.postgres import OwnPostgres
-from tests.support import database_url
+from tests.support.own_postgres import OwnPostgres
 
 
 @pytest.fixture

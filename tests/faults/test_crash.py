@@ -10,11 +10,11 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import assert_invariants
-from tests.faults.postgres import OwnPostgres
-from tests.faults.traffic import Traffic, claim_once, session, wait_until
-from tests.load import create_coupon
-from tests.support import start_server
+from tests.support.invariants import assert_invariants
+from tests.support.load import create_coupon
+from tests.support.own_postgres import OwnPostgres
+from tests.support.servers import serve
+from tests.support.traffic import Traffic, claim_once, session, wait_until
 
 CLAIMS = 3000
 IN_FLIGHT = 400
@@ -45,7 +45,7 @@ def group_alive(group: int) -> bool:
 async def test_killing_every_server_process_mid_sale_loses_no_acknowledged_claim(
     own_postgres: OwnPostgres, own_database: str, tmp_path: Path
 ) -> None:
-    server = start_server(own_database, tmp_path / "server.log", workers=2, new_session=True)
+    server = serve(own_database, tmp_path / "server.log", workers=2, new_session=True)
     await create_coupon(server.base_url, "CRASH", CLAIMS)
     await create_coupon(server.base_url, "SCARCE", 50)
     traffic = Traffic()

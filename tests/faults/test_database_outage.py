@@ -9,11 +9,13 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import assert_invariants
-from tests.faults.postgres import OwnPostgres
-from tests.faults.traffic import Traffic, claim_loop, session
-from tests.load import create_coupon
-from tests.support import LiveServer, start_server
+from flashsale.bench.server import RunningServer
+from tests.support.databases import with_password
+from tests.support.invariants import assert_invariants
+from tests.support.load import create_coupon
+from tests.support.own_postgres import OwnPostgres
+from tests.support.servers import serve
+from tests.support.traffic import Traffic, claim_loop, session
 
 ACQUIRE_TIMEOUT = 1.0
 STATEMENT_TIMEOUT = 2.0
@@ -45,7 +47,7 @@ async def first_success_after(traffic: Traffic, moment: float, limit: float) -> 
 async def test_a_database_outage_gives_fast_503s_and_claims_resume_when_it_returns(
     own_postgres: OwnPostgres, own_database: str, tmp_path: Path
 ) -> None:
-    server = start_server(
+    server = serve(
         own_database,
         tmp_path / "server.log",
         workers=2,
@@ -108,8 +110,8 @@ async def test_health_and_claims_are_503_while_the_database_is_down_and_no_passw
 ) -> None:
     # The embedded server trusts local users, so any password gets in: a
     # distinctive one shows whether it ever reaches a reply or a log line.
-    url = own_database.replace("postgres:@", f"postgres:{PASSWORD}@")
-    server: LiveServer = start_server(url, tmp_path / "server.log", workers=1)
+    url = with_password(own_database, PASSWORD)
+    server: RunningServer = serve(url, tmp_path / "server.log", workers=1)
     try:
         await create_coupon(server.base_url, "DOWN", 10)
         await asyncio.to_thread(own_postgres.stop, "immediate")

@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from tests.conftest import assert_invariants
-from tests.faults.traffic import Traffic, claim_once, session, wait_until
-from tests.load import create_coupon
-from tests.support import LiveServer, start_server
+from flashsale.bench.server import RunningServer
+from tests.support.invariants import assert_invariants
+from tests.support.load import create_coupon
+from tests.support.servers import serve
+from tests.support.traffic import Traffic, claim_once, session, wait_until
 
 CLAIMS = 2000
 IN_FLIGHT = 300
@@ -40,7 +41,7 @@ def connection_refused(base_url: str) -> bool:
         return True
 
 
-async def wait_for_exit(server: LiveServer, limit: float) -> tuple[int | None, float]:
+async def wait_for_exit(server: RunningServer, limit: float) -> tuple[int | None, float]:
     started = time.monotonic()
     await wait_until(lambda: server.process.poll() is not None, limit)
     return server.process.poll(), time.monotonic() - started
@@ -50,9 +51,7 @@ async def wait_for_exit(server: LiveServer, limit: float) -> tuple[int | None, f
 async def test_sigterm_under_load_answers_accepted_claims_and_exits_cleanly(
     database: str, db: asyncpg.Connection[asyncpg.Record], tmp_path: Path, strategy: str
 ) -> None:
-    server = start_server(
-        database, tmp_path / "server.log", workers=2, env={"CLAIM_STRATEGY": strategy}
-    )
+    server = serve(database, tmp_path / "server.log", workers=2, env={"CLAIM_STRATEGY": strategy})
     await create_coupon(server.base_url, "BYE", CLAIMS)
     traffic = Traffic()
     load = asyncio.create_task(claim_all(server.base_url, "BYE", traffic))

@@ -11,10 +11,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import assert_invariants
-from tests.faults.traffic import Traffic, claim_once, session
-from tests.load import create_coupon
-from tests.support import start_server
+from tests.support.invariants import assert_invariants
+from tests.support.load import create_coupon
+from tests.support.servers import serve
+from tests.support.traffic import Traffic, claim_once, session
 
 
 async def get_status(http: aiohttp.ClientSession, url: str) -> tuple[int, str, float]:
@@ -59,7 +59,7 @@ async def test_a_stalled_database_turns_into_prompt_503s_and_service_resumes(
     env: dict[str, str],
     bound: float,
 ) -> None:
-    server = start_server(
+    server = serve(
         database,
         tmp_path / "server.log",
         env={"CLAIM_STRATEGY": strategy, "DB_POOL_MAX": "2", "DB_ACQUIRE_TIMEOUT": "0.5", **env},

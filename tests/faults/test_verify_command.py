@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.load import claim_all, create_coupon
-from tests.support import LiveServer
+from flashsale.bench.server import RunningServer
+from tests.support.load import claim_all, create_coupon
 
 
 def verify(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -25,7 +25,7 @@ def verify(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
-async def test_verify_passes_after_a_real_sale(live_server: LiveServer, database: str) -> None:
+async def test_verify_passes_after_a_real_sale(live_server: RunningServer, database: str) -> None:
     await create_coupon(live_server.base_url, "FINE", 10)
     await create_coupon(live_server.base_url, "UNTOUCHED", 5)
     await claim_all([live_server.base_url], "FINE", [f"u{n}" for n in range(30)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,8 +12,7 @@ from flashsale.storage.connections import Connections
 from flashsale.storage.pool import Pool, create_pool
 from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
-
-StoreFactory = Callable[..., Awaitable[CouponStore]]
+from tests.support.stores import StoreFactory
 
 
 @pytest.fixture

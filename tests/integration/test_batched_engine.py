@@ -12,8 +12,8 @@ import pytest
 from flashsale.claims.batched import BatchedClaims
 from flashsale.domain import ClaimOutcome, ServiceUnavailable
 from flashsale.storage.store import CouponStore
-from tests.conftest import assert_invariants
-from tests.integration.conftest import StoreFactory
+from tests.support.invariants import assert_invariants
+from tests.support.stores import StoreFactory
 
 CLAIMED = ClaimOutcome.CLAIMED
 

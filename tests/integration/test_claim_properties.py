@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from flashsale.claims.batched import BatchedClaims
 from flashsale.domain import ClaimOutcome
 from flashsale.storage.store import CouponStore
-from tests.conftest import assert_invariants
-from tests.integration.conftest import StoreFactory
+from tests.support.invariants import assert_invariants
+from tests.support.stores import StoreFactory
 
 ENGINES = 3
 claim_calls = st.lists(

@@ -8,9 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from flashsale.storage.admin import database_url
 from flashsale.storage.database import migrate
 from flashsale.storage.migrations import load_migrations
-from tests.support import DatabaseServer, database_url
+from tests.support.databases import DatabaseServer
 
 
 def test_migration_files_are_numbered_without_gaps() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from flashsale.storage.admin import create_database, describe_schema, drop_database, load_schema
-from tests.support import DatabaseServer
+from tests.support.databases import DatabaseServer
 
 
 async def test_schema_file_matches_a_migrated_database(

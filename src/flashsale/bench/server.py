@@ -64,23 +64,27 @@ def free_port() -> int:
 
 
 def start_server(
-    database_url: str,
+    database_url: str | None,
     log_path: Path,
     *,
     workers: int = 1,
+    host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     new_session: bool = False,
     timeout: float = 60,
 ) -> RunningServer:
-    """``flashsale serve`` on a free loopback port, returned once healthy with
-    every worker ready. ``new_session``: its own process group (and session),
-    so a signal to the group reaches Granian's main process and every worker;
-    mind that the kernel's autogroup then gives it its own share of the CPU."""
+    """``flashsale serve`` on a free port of ``host`` (a loopback address),
+    returned once healthy with every worker ready. ``database_url`` None names
+    no database at all (DATABASE_URL and DB_HOST are not passed on), so the
+    server brings its embedded PostgreSQL. ``new_session``: its own process
+    group (and session), so a signal to the group reaches Granian's main
+    process and every worker; mind that the kernel's autogroup then gives it
+    its own share of the CPU."""
     port = free_port()
     environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_HOST": "127.0.0.1",
+        **_without_database(os.environ),
+        **({} if database_url is None else {"DATABASE_URL": database_url}),
+        "APP_HOST": host,
         "APP_PORT": str(port),
         "WEB_WORKERS": str(workers),
         "LOG_LEVEL": "info",  # the ready lines are info; requests log nothing by default
@@ -95,13 +99,19 @@ def start_server(
             cwd=log_path.parent,
             start_new_session=new_session,
         )
-    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+    server = RunningServer(process, f"http://{host}:{port}", log_path)
     try:
         wait_until_ready(server, workers, timeout)
     except BaseException:
         server.kill()
         raise
     return server
+
+
+def _without_database(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus the variables that name a database server
+    (config.Settings.uses_embedded_database); start_server sets its own."""
+    return {k: v for k, v in environ.items() if k not in ("DATABASE_URL", "DB_HOST")}
 
 
 def wait_until_ready(server: RunningServer, workers: int, timeout: float = 60) -> None:

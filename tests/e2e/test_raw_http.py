@@ -8,30 +8,22 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
+from flashsale.bench.server import RunningServer
 from flashsale.server import HEADER_READ_TIMEOUT_MS
-from tests.load import claim_all, create_coupon, outcomes
-from tests.support import DatabaseServer, LiveServer, start_server
-
-
-@pytest.fixture(scope="module")
-async def database_for_module(database_server: DatabaseServer) -> AsyncIterator[str]:
-    url = await database_server.create_database()
-    yield url
-    await database_server.drop_database(url)
+from tests.support.load import claim_all, create_coupon, outcomes
+from tests.support.servers import serve
 
 
 @pytest.fixture(scope="module")
 def server(
-    database_for_module: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    live = start_server(
-        database_for_module, tmp_path_factory.mktemp("raw") / "server.log", workers=2
-    )
+    module_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    live = serve(module_database, tmp_path_factory.mktemp("raw") / "server.log", workers=2)
     yield live
     assert live.stop() == 0
     log = live.log()
@@ -39,14 +31,14 @@ def server(
     assert "internal_error" not in log
 
 
-def address(server: LiveServer) -> tuple[str, int]:
+def address(server: RunningServer) -> tuple[str, int]:
     parts = urlsplit(server.base_url)
     assert parts.hostname is not None
     assert parts.port is not None
     return parts.hostname, parts.port
 
 
-def exchange(server: LiveServer, request: bytes, timeout: float = 3) -> bytes:
+def exchange(server: RunningServer, request: bytes, timeout: float = 3) -> bytes:
     """Send ``request`` as is; everything the server answers until it closes
     or goes quiet. A server that cuts the upload short is fine too."""
     with socket.create_connection(address(server), timeout=timeout) as sock:
@@ -123,7 +115,7 @@ RAW_REQUESTS: list[tuple[str, bytes]] = [
 
 @pytest.mark.parametrize(("what", "request_bytes"), RAW_REQUESTS, ids=[r[0] for r in RAW_REQUESTS])
 async def test_malformed_http_gets_a_4xx_or_a_closed_connection_never_a_500(
-    server: LiveServer, what: str, request_bytes: bytes
+    server: RunningServer, what: str, request_bytes: bytes
 ) -> None:
     await create_coupon_once(server)
     response = await asyncio.to_thread(exchange, server, request_bytes)
@@ -137,20 +129,20 @@ async def test_malformed_http_gets_a_4xx_or_a_closed_connection_never_a_500(
 _created: set[str] = set()
 
 
-async def create_coupon_once(server: LiveServer) -> None:
+async def create_coupon_once(server: RunningServer) -> None:
     if server.base_url not in _created:
         await create_coupon(server.base_url, "RAW", 1_000_000)
         _created.add(server.base_url)
 
 
-async def healthy(server: LiveServer) -> bool:
+async def healthy(server: RunningServer) -> bool:
     response = await asyncio.to_thread(
         exchange, server, b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     )
     return status_of(response) == 200
 
 
-def big_upload(server: LiveServer, head: bytes, body: bytes) -> int | None:
+def big_upload(server: RunningServer, head: bytes, body: bytes) -> int | None:
     """Stream a large body; the server may answer 413 before it is all sent."""
     with socket.create_connection(address(server), timeout=10) as sock:
         try:
@@ -162,7 +154,7 @@ def big_upload(server: LiveServer, head: bytes, body: bytes) -> int | None:
         return status_of(read_all(sock))
 
 
-async def test_a_10_mb_body_is_refused_with_413(server: LiveServer) -> None:
+async def test_a_10_mb_body_is_refused_with_413(server: RunningServer) -> None:
     body = b'{"user_id": "' + b"x" * 10_000_000 + b'", "coupon_name": "RAW"}'
     head = (
         b"POST /api/coupons/claim HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
@@ -171,7 +163,7 @@ async def test_a_10_mb_body_is_refused_with_413(server: LiveServer) -> None:
     assert await asyncio.to_thread(big_upload, server, head, body) == 413
 
 
-async def test_a_10_mb_chunked_body_is_refused_with_413(server: LiveServer) -> None:
+async def test_a_10_mb_chunked_body_is_refused_with_413(server: RunningServer) -> None:
     chunk = b"x" * (1 << 20)
     body = (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 10 + b"0\r\n\r\n"
     head = (
@@ -181,7 +173,7 @@ async def test_a_10_mb_chunked_body_is_refused_with_413(server: LiveServer) -> N
     assert await asyncio.to_thread(big_upload, server, head, body) == 413
 
 
-def stall(server: LiveServer, partial: bytes, count: int) -> list[socket.socket]:
+def stall(server: RunningServer, partial: bytes, count: int) -> list[socket.socket]:
     sockets = []
     for _ in range(count):
         sock = socket.create_connection(address(server), timeout=5)
@@ -191,7 +183,7 @@ def stall(server: LiveServer, partial: bytes, count: int) -> list[socket.socket]
 
 
 async def test_clients_that_send_half_a_request_and_stall_block_no_one(
-    server: LiveServer,
+    server: RunningServer,
 ) -> None:
     await create_coupon_once(server)
     half_headers = b"POST /api/coupons/claim HTTP/1.1\r\nHost: t\r\nContent-Ty"

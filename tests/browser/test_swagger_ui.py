@@ -9,9 +9,9 @@ import json
 import httpx
 from playwright.async_api import Browser, Page, Route, expect
 
-from tests.browser.chromium import ARTIFACTS, needs_chromium
-from tests.load import create_coupon
-from tests.support import LiveServer
+from flashsale.bench.server import RunningServer
+from tests.support.chromium import ARTIFACTS, needs_chromium
+from tests.support.load import create_coupon
 
 pytestmark = needs_chromium
 
@@ -36,7 +36,7 @@ async def offline_page(browser: Browser, base_url: str) -> tuple[Page, list[str]
 
 
 async def test_the_docs_work_without_a_cdn_and_try_a_claim(
-    browser: Browser, live_server: LiveServer
+    browser: Browser, live_server: RunningServer
 ) -> None:
     await create_coupon(live_server.base_url, "DOCS_DEAL", 5)
     page, elsewhere = await offline_page(browser, live_server.base_url)

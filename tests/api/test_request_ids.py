@@ -3,19 +3,10 @@ new one, and every response carries it, errors included."""
 
 from __future__ import annotations
 
-import multiprocessing
-import re
-from typing import Any
-
 import pytest
-from litestar.testing import AsyncTestClient
 
-from flashsale.http.observability import new_request_id
-from tests.load import claim_all
-from tests.support import LiveServer
-
-Client = AsyncTestClient[Any]
-GENERATED = re.compile(r"[0-9a-f]{32}")
+from tests.support.api import Client
+from tests.support.observability import GENERATED
 
 
 async def test_a_sane_incoming_request_id_is_echoed(client: Client) -> None:
@@ -62,21 +53,3 @@ async def test_error_responses_carry_the_request_id(
     )
     assert response.status_code == status
     assert response.headers["X-Request-ID"] == "err-check-1"
-
-
-async def test_generated_ids_are_unique_across_the_workers_of_a_live_server(
-    live_server: LiveServer,
-) -> None:
-    users = [f"id-user-{i}" for i in range(400)]
-    replies = await claim_all([live_server.base_url], "NO_SUCH_COUPON", users)
-    ids = [reply.headers["X-Request-ID"] for reply in replies]
-    assert all(GENERATED.fullmatch(request_id) for request_id in ids)
-    assert len(set(ids)) == len(ids)
-
-
-def test_a_forked_worker_draws_its_own_id_prefix() -> None:
-    parent = new_request_id()
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        child = pool.apply(new_request_id)
-    assert GENERATED.fullmatch(child)
-    assert child[:16] != parent[:16]

@@ -6,9 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from litestar.testing import AsyncTestClient
-
-Client = AsyncTestClient[Any]
+from tests.support.api import Client
 
 # What each operation must document: status -> error codes named in it.
 EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {

@@ -5,7 +5,7 @@ documented (status, headers, body schema, content type) and none is a 500."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,11 +13,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from flashsale.bench.server import RunningServer
 from flashsale.config import load_settings
 from flashsale.http.docs import encode_schema
 from flashsale.http.openapi import complete_schema
 from flashsale.wiring import create_app
-from tests.support import DatabaseServer, LiveServer, start_server
+from tests.support.servers import serve
 
 ADMIN_TOKEN = "fuzz-admin-token-0123456789"
 # Checks left out, and why:
@@ -31,15 +32,13 @@ STREAMING_PATHS = r"/events$"
 
 
 @pytest.fixture(scope="module")
-async def fuzz_server(
-    database_server: DatabaseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LiveServer]:
-    database = await database_server.create_database()
+def fuzz_server(
+    module_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     log_path = tmp_path_factory.mktemp("fuzz") / "server.log"
-    server = start_server(database, log_path, workers=1, env={"ADMIN_TOKEN": ADMIN_TOKEN})
+    server = serve(module_database, log_path, workers=1, env={"ADMIN_TOKEN": ADMIN_TOKEN})
     yield server
     server.stop()
-    await database_server.drop_database(database)
 
 
 def load_schema() -> Any:
@@ -63,7 +62,7 @@ schema = load_schema()
     suppress_health_check=list(HealthCheck),
 )
 def test_every_response_is_documented_and_never_a_server_error(
-    case: Any, fuzz_server: LiveServer
+    case: Any, fuzz_server: RunningServer
 ) -> None:
     case.call_and_validate(
         base_url=fuzz_server.base_url,

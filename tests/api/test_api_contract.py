@@ -7,25 +7,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-from litestar.testing import AsyncTestClient
 
-from tests.conftest import assert_invariants
-
-Client = AsyncTestClient[Any]
-
-
-async def create(client: Client, name: str, amount: object) -> Any:
-    return await client.post("/api/coupons", json={"name": name, "amount": amount})
-
-
-async def claim(client: Client, user: str, coupon: str) -> Any:
-    return await client.post("/api/coupons/claim", json={"user_id": user, "coupon_name": coupon})
+from tests.support.api import Client, post_claim, post_coupon
+from tests.support.invariants import assert_invariants
 
 
 async def test_the_original_walk_through(client: Client, db: asyncpg.Connection[Any]) -> None:
-    created = await create(client, "PROMO_SUPER", 100)
+    created = await post_coupon(client, "PROMO_SUPER", 100)
     assert created.status_code == 201
-    claimed = await claim(client, "user_12345", "PROMO_SUPER")
+    claimed = await post_claim(client, "user_12345", "PROMO_SUPER")
     assert claimed.status_code == 200
     details = await client.get("/api/coupons/PROMO_SUPER")
     assert details.status_code == 200
@@ -39,7 +29,7 @@ async def test_the_original_walk_through(client: Client, db: asyncpg.Connection[
 
 
 async def test_a_new_coupon_has_full_stock_and_no_claimers(client: Client) -> None:
-    await create(client, "FRESH", 3)
+    await post_coupon(client, "FRESH", 3)
     assert (await client.get("/api/coupons/FRESH")).json() == {
         "name": "FRESH",
         "amount": 3,
@@ -49,15 +39,15 @@ async def test_a_new_coupon_has_full_stock_and_no_claimers(client: Client) -> No
 
 
 async def test_creating_an_existing_coupon_is_a_conflict(client: Client) -> None:
-    await create(client, "TWICE", 5)
-    response = await create(client, "TWICE", 7)
+    await post_coupon(client, "TWICE", 5)
+    response = await post_coupon(client, "TWICE", 7)
     assert response.status_code == 409
     assert response.json()["error"] == "coupon_exists"
     assert (await client.get("/api/coupons/TWICE")).json()["amount"] == 5
 
 
 async def test_claiming_an_unknown_coupon_is_not_found(client: Client) -> None:
-    response = await claim(client, "u1", "NOPE")
+    response = await post_claim(client, "u1", "NOPE")
     assert response.status_code == 404
     assert response.json() == {
         "error": "coupon_not_found",
@@ -72,9 +62,9 @@ async def test_reading_an_unknown_coupon_is_not_found(client: Client) -> None:
 
 
 async def test_a_second_claim_by_the_same_user_is_already_claimed(client: Client) -> None:
-    await create(client, "ONCE", 5)
-    assert (await claim(client, "alice", "ONCE")).status_code == 200
-    second = await claim(client, "alice", "ONCE")
+    await post_coupon(client, "ONCE", 5)
+    assert (await post_claim(client, "alice", "ONCE")).status_code == 200
+    second = await post_claim(client, "alice", "ONCE")
     assert second.status_code == 409
     assert second.json()["error"] == "already_claimed"
 
@@ -82,10 +72,10 @@ async def test_a_second_claim_by_the_same_user_is_already_claimed(client: Client
 async def test_claims_past_the_stock_are_sold_out(
     client: Client, db: asyncpg.Connection[Any]
 ) -> None:
-    await create(client, "SCARCE", 2)
-    statuses = [(await claim(client, f"user{i}", "SCARCE")).status_code for i in range(3)]
+    await post_coupon(client, "SCARCE", 2)
+    statuses = [(await post_claim(client, f"user{i}", "SCARCE")).status_code for i in range(3)]
     assert statuses == [200, 200, 409]
-    last = await claim(client, "user9", "SCARCE")
+    last = await post_claim(client, "user9", "SCARCE")
     assert last.json()["error"] == "sold_out"
     assert (await client.get("/api/coupons/SCARCE")).json() == {
         "name": "SCARCE",
@@ -97,19 +87,19 @@ async def test_claims_past_the_stock_are_sold_out(
 
 
 async def test_a_holder_hears_already_claimed_even_when_sold_out(client: Client) -> None:
-    await create(client, "LAST", 1)
-    assert (await claim(client, "holder", "LAST")).status_code == 200
-    assert (await claim(client, "late", "LAST")).json()["error"] == "sold_out"
-    again = await claim(client, "holder", "LAST")
+    await post_coupon(client, "LAST", 1)
+    assert (await post_claim(client, "holder", "LAST")).status_code == 200
+    assert (await post_claim(client, "late", "LAST")).json()["error"] == "sold_out"
+    again = await post_claim(client, "holder", "LAST")
     assert again.status_code == 409
     assert again.json()["error"] == "already_claimed"
 
 
 async def test_claimers_are_listed_in_claim_order(client: Client) -> None:
-    await create(client, "ORDER", 10)
+    await post_coupon(client, "ORDER", 10)
     users = ["zed", "amy", "mo", "bea"]
     for user in users:
-        await claim(client, user, "ORDER")
+        await post_claim(client, user, "ORDER")
     assert (await client.get("/api/coupons/ORDER")).json()["claimed_by"] == users
 
 
@@ -205,7 +195,7 @@ INVALID_CLAIMS: list[tuple[object, str]] = [
 async def test_invalid_claim_bodies_are_rejected_naming_the_field(
     client: Client, db: asyncpg.Connection[Any], body: object, message: str
 ) -> None:
-    await create(client, "C", 5)
+    await post_coupon(client, "C", 5)
     response = await client.post("/api/coupons/claim", json=body)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
@@ -214,9 +204,9 @@ async def test_invalid_claim_bodies_are_rejected_naming_the_field(
 
 
 async def test_user_ids_may_be_any_printable_text(client: Client) -> None:
-    await create(client, "WIDE", 5)
+    await post_coupon(client, "WIDE", 5)
     for user in ["ユーザー", "a b c", "x" * 128, "emoji-\U0001f600"]:
-        assert (await claim(client, user, "WIDE")).status_code == 200
+        assert (await post_claim(client, user, "WIDE")).status_code == 200
 
 
 async def test_bodies_over_64_kib_are_too_large(client: Client) -> None:

@@ -7,42 +7,20 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from litestar.testing import AsyncTestClient
 
-from tests.conftest import assert_invariants
+from flashsale.storage.admin import seed_coupon
+from tests.support.api import Client, claim_coupon, create_coupon
+from tests.support.invariants import assert_invariants
 
-Client = AsyncTestClient[Any]
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[Any]
 
 
-async def create(client: Client, name: str, amount: int) -> None:
-    response = await client.post("/api/coupons", json={"name": name, "amount": amount})
-    assert response.status_code == 201, response.text
-
-
-async def claim(client: Client, user: str, coupon: str) -> None:
-    body = {"user_id": user, "coupon_name": coupon}
-    response = await client.post("/api/coupons/claim", json=body)
-    assert response.status_code == 200, response.text
-
-
-async def insert_claims(db: Connection, coupon: str, count: int) -> None:
-    """Claims straight into the table in one statement (the trigger moves the stock)."""
-    await db.execute(
-        "INSERT INTO claims (coupon_id, coupon_name, user_id)"
-        " SELECT id, name, 'user-' || g FROM coupons, generate_series(1, $2) AS g"
-        " WHERE name = $1",
-        coupon,
-        count,
-    )
-
-
 async def test_a_coupon_with_many_claimers_streams_them_all_in_claim_order(
-    client: Client, db: Connection
+    client: Client, db: Connection, database: str
 ) -> None:
-    await create(client, "MANY", 50_000)
-    await insert_claims(db, "MANY", 45_000)  # several FETCH batches, several chunks
+    # Claims seeded in one statement: several FETCH batches, several chunks.
+    await seed_coupon(database, "MANY", 50_000, claims=45_000)
     response = await client.get("/api/coupons/MANY")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
@@ -56,10 +34,10 @@ async def test_a_coupon_with_many_claimers_streams_them_all_in_claim_order(
 async def test_a_streamed_coupon_keeps_the_original_json_for_odd_user_ids(
     client: Client,
 ) -> None:
-    await create(client, "ODD", 3)
+    await create_coupon(client, "ODD", 3)
     users = ['quote " and \\ backslash', "ünïcødé 🎟", "</script>"]
     for user in users:
-        await claim(client, user, "ODD")
+        await claim_coupon(client, user, "ODD")
     response = await client.get("/api/coupons/ODD")
     assert response.json() == {
         "name": "ODD",
@@ -70,10 +48,10 @@ async def test_a_streamed_coupon_keeps_the_original_json_for_odd_user_ids(
 
 
 async def test_claims_page_through_every_claimer_with_a_cursor(client: Client) -> None:
-    await create(client, "PAGED", 10)
+    await create_coupon(client, "PAGED", 10)
     users = [f"u{i}" for i in range(5)]
     for user in users:
-        await claim(client, user, "PAGED")
+        await claim_coupon(client, user, "PAGED")
     seen: list[str] = []
     after: str | None = None
     pages = 0
@@ -93,7 +71,7 @@ async def test_claims_page_through_every_claimer_with_a_cursor(client: Client) -
 
 
 async def test_claims_of_an_unclaimed_coupon_are_an_empty_last_page(client: Client) -> None:
-    await create(client, "QUIET", 1)
+    await create_coupon(client, "QUIET", 1)
     response = await client.get("/api/coupons/QUIET/claims")
     assert response.json() == {"claims": [], "next": None}
 
@@ -108,8 +86,8 @@ async def test_coupons_are_listed_by_name_with_their_stock_a_page_at_a_time(
     client: Client,
 ) -> None:
     for name, amount in [("b-two", 2), ("a-one", 1), ("c-three", 3)]:
-        await create(client, name, amount)
-    await claim(client, "someone", "c-three")
+        await create_coupon(client, name, amount)
+    await claim_coupon(client, "someone", "c-three")
     first = (await client.get("/api/coupons", params={"limit": "2"})).json()
     assert first["coupons"] == [
         {"name": "a-one", "amount": 1, "remaining_amount": 1},
@@ -149,7 +127,7 @@ BAD_PAGING = [
 async def test_garbage_paging_input_is_a_400_with_a_json_error(
     client: Client, path: str, params: dict[str, str]
 ) -> None:
-    await create(client, "SOME", 1)
+    await create_coupon(client, "SOME", 1)
     response = await client.get(path, params=params)
     assert response.status_code == 400, response.text
     body = response.json()
@@ -160,7 +138,7 @@ async def test_garbage_paging_input_is_a_400_with_a_json_error(
 @pytest.mark.parametrize("cursor", ["MA", "LTE", "YWJj", "OTIyMzM3MjAzNjg1NDc3NTgwOA"])
 async def test_a_claims_cursor_must_stand_for_a_claim_id(client: Client, cursor: str) -> None:
     # "0", "-1", "abc" and 2**63 are well-formed base64 but no claim id.
-    await create(client, "SOME", 1)
+    await create_coupon(client, "SOME", 1)
     response = await client.get("/api/coupons/SOME/claims", params={"after": cursor})
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
@@ -169,8 +147,8 @@ async def test_a_claims_cursor_must_stand_for_a_claim_id(client: Client, cursor:
 async def test_listing_routes_leave_create_claim_and_read_where_they_were(
     client: Client, db: Connection
 ) -> None:
-    await create(client, "ROUTES", 2)
-    await claim(client, "u1", "ROUTES")
+    await create_coupon(client, "ROUTES", 2)
+    await claim_coupon(client, "u1", "ROUTES")
     assert (await client.get("/api/coupons/ROUTES")).json()["claimed_by"] == ["u1"]
     assert (await client.get("/api/coupons")).json()["coupons"][0]["name"] == "ROUTES"
     assert (await client.get("/api/coupons/ROUTES/claims")).json()["claims"][0]["user_id"] == "u1"

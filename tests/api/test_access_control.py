@@ -1,29 +1,24 @@
 """With ADMIN_TOKEN set, creating coupons needs the bearer token; claims and
-reads stay open. Without it, creation is open and the log says so."""
+reads stay open (tests/e2e/test_admin_token_warning.py: without it, creation
+is open and the start-up log says so)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from litestar.testing import AsyncTestClient
 
-from flashsale.config import load_settings
-from flashsale.wiring import create_app
-from tests.support import start_server
+from tests.support.api import Client, in_process_client
 
-Client = AsyncTestClient[Any]
 TOKEN = "test-admin-token-\u00e9-0123456789"
 COUPON = {"name": "GUARDED", "amount": 3}
 
 
 @pytest.fixture
 async def guarded(database: str) -> AsyncIterator[Client]:
-    settings = load_settings({"DATABASE_URL": database, "DB_POOL_MIN": "1", "ADMIN_TOKEN": TOKEN})
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    async with in_process_client(database, ADMIN_TOKEN=TOKEN) as client:
         yield client
 
 
@@ -78,25 +73,3 @@ async def test_the_token_is_checked_before_the_body_is_read(guarded: Client) -> 
         "/api/coupons", content=b"not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 401
-
-
-async def test_without_admin_token_creation_is_open_and_the_start_up_log_warns(
-    database: str, tmp_path: Path
-) -> None:
-    server = start_server(database, tmp_path / "open.log", env={"ADMIN_TOKEN": ""})
-    try:
-        assert "ADMIN_TOKEN is not set" in server.log()
-    finally:
-        assert server.stop() == 0
-
-
-async def test_with_admin_token_the_start_up_log_does_not_warn_nor_show_it(
-    database: str, tmp_path: Path
-) -> None:
-    server = start_server(database, tmp_path / "closed.log", env={"ADMIN_TOKEN": "tok-SECRET-42"})
-    try:
-        log = server.log()
-    finally:
-        assert server.stop() == 0
-    assert "ADMIN_TOKEN is not set" not in log
-    assert "tok-SECRET-42" not in log + server.log()

@@ -1,4 +1,6 @@
-"""The claim_batch function: one round trip decides a batch of claims."""
+"""The store's claim statements: claim_many decides a batch of claims in one
+round trip, sold_out_batch reads without the coupon's lock, claim_one is the
+transaction strategy's; the schema's own guards behind them."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 
 from flashsale.domain import ClaimOutcome
 from flashsale.storage.store import CouponStore
-from tests.conftest import assert_invariants
+from tests.support.invariants import assert_invariants
 
 CLAIMED = ClaimOutcome.CLAIMED
 ALREADY = ClaimOutcome.ALREADY_CLAIMED

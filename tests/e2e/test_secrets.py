@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import free_port
+from flashsale.bench.server import free_port
 
 PASSWORD = "Pw-7f3a9c-never-print-me"
 

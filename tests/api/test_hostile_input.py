@@ -1,7 +1,7 @@
 """Malformed and hostile requests, in process: each gets a 4xx with the JSON
 error body, never a 500, never a trace, SQL or driver text, and none of them
 changes the database. (The basic validation cases live in
-tests/e2e/test_api_contract.py; these are the nastier ones.)"""
+tests/api/test_api_contract.py; these are the nastier ones.)"""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from litestar.testing import AsyncTestClient
 
-Client = AsyncTestClient[Any]
+from tests.support.api import Client, create_coupon
+
 JSON = {"content-type": "application/json"}
 # What must never reach a client: Python, SQL and driver internals.
 LEAKS = ("Traceback", 'File "', "asyncpg", "SELECT", "INSERT", "psycopg", "postgres", "Error(")
@@ -25,11 +25,6 @@ def assert_clean_error(response: Any, status: int, code: str) -> None:
     assert body["error"] == code
     for leak in LEAKS:
         assert leak not in response.text
-
-
-async def create(client: Client, name: str = "C", amount: int = 5) -> None:
-    response = await client.post("/api/coupons", json={"name": name, "amount": amount})
-    assert response.status_code == 201
 
 
 NESTED = 30_000  # deep, yet under the 64 KiB body limit
@@ -82,7 +77,7 @@ HOSTILE_BODIES: list[tuple[str, str, bytes]] = [
 async def test_a_hostile_body_gets_a_clean_400_and_changes_nothing(
     client: Client, db: asyncpg.Connection[Any], what: str, endpoint: str, body: bytes
 ) -> None:
-    await create(client, "C")
+    await create_coupon(client, "C", 5)
     path = "/api/coupons/claim" if endpoint == "claim" else "/api/coupons"
     response = await client.post(path, content=body, headers=JSON)
     assert_clean_error(response, 400, "invalid_request")
@@ -139,7 +134,7 @@ NAMES_IN_PATHS = [
 
 @pytest.mark.parametrize("name", NAMES_IN_PATHS, ids=lambda name: name[:12])
 async def test_reading_a_malformed_coupon_name_is_not_found(client: Client, name: str) -> None:
-    await create(client, "ABC")
+    await create_coupon(client, "ABC", 5)
     response = await client.get(f"/api/coupons/{name}")
     assert response.status_code in (404, 400), response.text
     assert response.json()["error"] in ("coupon_not_found", "not_found", "invalid_request")
@@ -170,7 +165,7 @@ async def test_unknown_routes_and_methods_never_fail_the_server(
 
 
 async def test_a_10000_character_user_id_is_refused_without_echoing_it(client: Client) -> None:
-    await create(client, "C")
+    await create_coupon(client, "C", 5)
     user = "u" * 10_000
     response = await client.post("/api/coupons/claim", json={"user_id": user, "coupon_name": "C"})
     assert_clean_error(response, 400, "invalid_request")

@@ -1,0 +1,29 @@
+"""APP_HOST decides which address the server listens on."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.support.servers import serve
+
+
+def accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_server_listens_only_on_the_address_in_app_host(database: str, tmp_path: Path) -> None:
+    # 127.0.0.2 is loopback too on Linux: bound there, 127.0.0.1 must refuse.
+    server = serve(database, tmp_path / "server.log", host="127.0.0.2")
+    try:
+        port = urlsplit(server.base_url).port
+        assert port is not None
+        assert accepts("127.0.0.2", port), "the server never listened on 127.0.0.2"
+        assert not accepts("127.0.0.1", port)
+    finally:
+        assert server.stop() == 0

@@ -1,0 +1,44 @@
+"""The app in process over ASGI (the same HTTP semantics, no socket), and the
+one set of create and claim helpers for it: ``post_*`` return the response
+for the test to judge; ``create_coupon`` and ``claim_coupon`` are set-up
+steps that must succeed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from litestar.testing import AsyncTestClient
+
+from flashsale.config import load_settings
+from flashsale.wiring import create_app
+
+Client = AsyncTestClient[Any]
+
+
+@asynccontextmanager
+async def in_process_client(database: str, **environment: str) -> AsyncIterator[Client]:
+    """A client of the app configured by ``environment`` on ``database``."""
+    settings = load_settings({"DATABASE_URL": database, "DB_POOL_MIN": "1", **environment})
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+async def post_coupon(client: Client, name: str, amount: object) -> httpx.Response:
+    return await client.post("/api/coupons", json={"name": name, "amount": amount})
+
+
+async def post_claim(client: Client, user: str, coupon: str) -> httpx.Response:
+    return await client.post("/api/coupons/claim", json={"user_id": user, "coupon_name": coupon})
+
+
+async def create_coupon(client: Client, name: str, amount: int) -> None:
+    response = await post_coupon(client, name, amount)
+    assert response.status_code == 201, response.text
+
+
+async def claim_coupon(client: Client, user: str, coupon: str) -> None:
+    response = await post_claim(client, user, coupon)
+    assert response.status_code == 200, response.text

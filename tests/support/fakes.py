@@ -1,0 +1,84 @@
+"""An in-memory ClaimStore (flashsale.claims.ports) for unit tests of the
+claim engine: coupons in a dict, decided as the SQL decides them (holders
+hear already_claimed, then stock goes in arrival order), every call recorded
+as a Batch. ``gate`` holds calls so that callers pile up behind the one in
+flight; ``failure`` makes every call raise."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from flashsale.claims.ports import BatchResult, SoldOutRead
+from flashsale.domain import ClaimOutcome
+
+
+@dataclass
+class FakeCoupon:
+    id: int
+    amount: int
+    holders: list[str] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return self.amount - len(self.holders)
+
+
+@dataclass(frozen=True)
+class Batch:
+    call: str  # the ClaimStore method: claim_many, sold_out_batch or claim_one
+    coupon: str
+    users: list[str]
+
+
+class FakeClaimStore:
+    def __init__(self) -> None:
+        self.coupons: dict[str, FakeCoupon] = {}
+        self.batches: list[Batch] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.failure: BaseException | None = None
+        self._ids = itertools.count(1)
+
+    def create(self, name: str, amount: int) -> None:
+        """A coupon under ``name``, with a new id (as a recreated one gets)."""
+        self.coupons[name] = FakeCoupon(next(self._ids), amount)
+
+    def calls(self, call: str) -> list[Batch]:
+        return [batch for batch in self.batches if batch.call == call]
+
+    async def claim_many(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
+        coupon = await self._enter("claim_many", coupon_name, user_ids)
+        if coupon is None:
+            return BatchResult([ClaimOutcome.NOT_FOUND] * len(user_ids), None, None)
+        outcomes = [self._decide(coupon, user) for user in user_ids]
+        return BatchResult(outcomes, coupon.id, coupon.remaining)
+
+    async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
+        coupon = await self._enter("sold_out_batch", coupon_name, user_ids)
+        if coupon is None:
+            return SoldOutRead([False] * len(user_ids), None, None)
+        holds = [user in coupon.holders for user in user_ids]
+        return SoldOutRead(holds, coupon.id, coupon.remaining)
+
+    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimOutcome:
+        coupon = await self._enter("claim_one", coupon_name, [user_id])
+        return ClaimOutcome.NOT_FOUND if coupon is None else self._decide(coupon, user_id)
+
+    async def _enter(self, call: str, coupon: str, users: Sequence[str]) -> FakeCoupon | None:
+        self.batches.append(Batch(call, coupon, list(users)))
+        await self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
+        return self.coupons.get(coupon)
+
+    @staticmethod
+    def _decide(coupon: FakeCoupon, user: str) -> ClaimOutcome:
+        if user in coupon.holders:
+            return ClaimOutcome.ALREADY_CLAIMED
+        if coupon.remaining == 0:
+            return ClaimOutcome.SOLD_OUT
+        coupon.holders.append(user)
+        return ClaimOutcome.CLAIMED

@@ -1,0 +1,32 @@
+"""``flashsale serve`` for the tests: the bench's start_server (a child
+process, returned once healthy with every worker ready), with small pools."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from flashsale.bench.server import RunningServer, start_server
+
+# Many servers share the suite's PostgreSQL; the metrics tests count on 8.
+SMALL_POOLS = {"DB_POOL_MIN": "1", "DB_POOL_MAX": "8"}
+
+
+def serve(
+    database_url: str | None,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    host: str = "127.0.0.1",
+    env: Mapping[str, str] | None = None,
+    new_session: bool = False,
+) -> RunningServer:
+    """start_server with SMALL_POOLS under ``env``; None: the embedded default."""
+    return start_server(
+        database_url,
+        log_path,
+        workers=workers,
+        host=host,
+        env={**SMALL_POOLS, **(env or {})},
+        new_session=new_session,
+    )
