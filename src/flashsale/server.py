@@ -39,13 +39,18 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def run_server(settings: Settings) -> None:
+APP_FACTORY = "flashsale.wiring:create_app"
+
+
+def run_server(settings: Settings, target: str = APP_FACTORY, *, factory: bool = True) -> None:
     """Blocks until Granian stops (SIGINT/SIGTERM: stop accepting, finish
-    requests in flight, run each worker's shutdown, exit)."""
+    requests in flight, run each worker's shutdown, exit). ``target``: the
+    service's app factory, or (for the bench's raw ceiling) another ASGI app
+    served in exactly the same way."""
     tune_gc()
     _Server(
-        "flashsale.wiring:create_app",
-        factory=True,
+        target,
+        factory=factory,
         address=settings.app_host,
         port=settings.app_port,
         interface=Interfaces.ASGI,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flashsale.bench.cpu import CpuSplit, measure_cpu, postmaster_pid
 from flashsale.bench.database import Check, check_scenario, create_fresh_database, drop_database
-from flashsale.bench.scenarios import SCENARIOS, Scenario
+from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
 from flashsale.bench.server import RunningServer, start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.storage.embedded import start_embedded
@@ -66,10 +66,28 @@ def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
         workdir = Path(tmp)
+        measurements.append(run_raw_ceiling(plan, workdir, announce))
         with database_server(plan.database_url) as database:
             for strategy in plan.strategies:
                 measurements += run_strategy(plan, strategy, database, workdir, announce)
     return measurements
+
+
+RAW_STRATEGY = "-"  # the raw ceiling has no claim strategy
+
+
+def run_raw_ceiling(plan: BenchPlan, workdir: Path, announce: Announce) -> Measurement:
+    """The bare callable's requests/s, in the same arrangement as the service
+    (a child of this process, in its session, with the same workers)."""
+    announce(f"raw ceiling: starting {plan.workers} workers")
+    server = start_server(
+        None, workdir / "server-raw.log", workers=plan.workers, module="flashsale.bench.raw_ceiling"
+    )
+    try:
+        result, cpu = drive(server, None, RAW, plan.load, "raw", announce)
+    finally:
+        stop(server)
+    return Measurement(RAW_STRATEGY, RAW, result, Check(claims=None), cpu)
 
 
 def run_strategy(

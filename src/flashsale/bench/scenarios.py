@@ -21,6 +21,9 @@ class Scenario:
         return [self.coupon, self.path, run_tag]
 
 
+# A bare ASGI callable served by Granian as the service is: no framework, no
+# database (bench/raw_ceiling.py); once per run, beside every strategy.
+RAW = Scenario("raw", "raw ceiling", "BENCH_RAW", None, CLAIM_PATH)
 # The same server, same body and same response, minus the database.
 CEILING = Scenario("ceiling", "no-db ceiling", "BENCH_CEILING", None, CEILING_PATH)
 # Stock that never runs out: every request is a new user's successful claim.

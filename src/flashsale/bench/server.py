@@ -72,6 +72,7 @@ def start_server(
     env: Mapping[str, str] | None = None,
     new_session: bool = False,
     timeout: float = 60,
+    module: str = "flashsale",
 ) -> RunningServer:
     """``flashsale serve`` on a free port of ``host`` (a loopback address),
     returned once healthy with every worker ready. ``database_url`` None names
@@ -92,7 +93,8 @@ def start_server(
     }
     with log_path.open("wb") as log_file:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "flashsale", "serve"],
+            # ``module``: the bench's raw ceiling is served the same way.
+            [sys.executable, "-m", module, *(["serve"] if module == "flashsale" else [])],
             env=environment,
             stdout=log_file,
             stderr=subprocess.STDOUT,

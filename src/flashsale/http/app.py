@@ -11,8 +11,7 @@ from litestar import Litestar
 
 from flashsale.config import Settings
 from flashsale.http.auth import configure_admin
-from flashsale.http.bench import bench_handlers
-from flashsale.http.claims import CLAIM_HANDLERS
+from flashsale.http.claims import CLAIM_HANDLERS, ClaimEndpoint
 from flashsale.http.context import put_services
 from flashsale.http.coupons import CouponController
 from flashsale.http.dashboard import DASHBOARD_HANDLERS
@@ -20,12 +19,11 @@ from flashsale.http.docs import docs_handlers, openapi_config
 from flashsale.http.errors import EXCEPTION_HANDLERS
 from flashsale.http.health import health
 from flashsale.http.metrics import metrics_endpoint
-from flashsale.http.observability import observe_requests
+from flashsale.http.observability import RequestObserver
 from flashsale.http.openapi import complete_schema
+from flashsale.http.requests import MAX_BODY_BYTES
 from flashsale.logs import configure_logging, protect_secrets
 from flashsale.service.services import Services
-
-MAX_BODY_BYTES = 64 * 1024
 
 OpenServices = Callable[[], AbstractAsyncContextManager[Services]]
 
@@ -48,7 +46,6 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
             health,
             metrics_endpoint,
             *docs_handlers(),
-            *bench_handlers(settings),
             *DASHBOARD_HANDLERS,
         ],
         lifespan=[lifespan],
@@ -58,4 +55,8 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
         openapi_config=openapi_config(),
         on_startup=[complete_schema],
     )
-    return observe_requests(app, access=settings.log_access)
+    # Outermost first: the observer sees every answer as the client gets it;
+    # claims are answered next, everything else by Litestar.
+    claims = ClaimEndpoint(app, app.asgi_handler, ceiling=settings.bench_routes)
+    app.asgi_handler = RequestObserver(claims, access=settings.log_access)
+    return app

@@ -11,6 +11,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -52,6 +53,14 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported_media_type"
 
 
+class PayloadTooLarge(RequestError):
+    """What Litestar's own limit answers (RequestEntityTooLarge), for the
+    endpoints that read their body themselves (http/claims.py)."""
+
+    status = HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+
 DOMAIN_STATUS: dict[type[DomainError], int] = {
     CouponExists: HTTP_409_CONFLICT,
     CouponNotFound: HTTP_404_NOT_FOUND,
@@ -84,16 +93,21 @@ def error_response(
     )
 
 
-def domain_error(_: Request[Any, Any, Any], error: DomainError) -> Response[ErrorResponse]:
+def status_of(error: DomainError | RequestError) -> tuple[int, dict[str, str] | None]:
+    """The status and extra headers a client error is answered with."""
+    if isinstance(error, RequestError):
+        return error.status, None
     status = DOMAIN_STATUS.get(type(error), HTTP_400_BAD_REQUEST)
-    headers = None
     if isinstance(error, ServiceUnavailable):
-        headers = {"Retry-After": str(error.retry_after)}
+        return status, {"Retry-After": str(error.retry_after)}
+    return status, None
+
+
+def domain_error(
+    _: Request[Any, Any, Any], error: DomainError | RequestError
+) -> Response[ErrorResponse]:
+    status, headers = status_of(error)
     return error_response(status, error.code, error.message, headers)
-
-
-def request_error(_: Request[Any, Any, Any], error: RequestError) -> Response[ErrorResponse]:
-    return error_response(error.status, error.code, error.message)
 
 
 def validation_error(
@@ -124,22 +138,32 @@ def _plain_detail(error: HTTPException) -> str:
     return detail[:200]
 
 
-def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorResponse]:
+INTERNAL_ERROR = ErrorResponse(
+    error="internal_error", message="the server failed to handle the request"
+)
+
+
+def log_unexpected(error: Exception, route: str | None, method: str) -> None:
+    """The traceback goes to the log, never to the client."""
     log.error(
         "unexpected error while handling a request",
         exc_info=error,
-        route=request.scope.get("path_template"),
-        method=request.method,
+        route=route,
+        method=method,
         error_code="internal_error",
     )
-    return error_response(
-        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "the server failed to handle the request"
+
+
+def unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorResponse]:
+    log_unexpected(error, request.scope.get("path_template"), request.method)
+    return Response(
+        INTERNAL_ERROR, status_code=HTTP_500_INTERNAL_SERVER_ERROR, media_type=MediaType.JSON
     )
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: domain_error,
-    RequestError: request_error,
+    RequestError: domain_error,
     ValidationException: validation_error,
     HTTPException: http_error,
     Exception: unexpected_error,

@@ -13,7 +13,6 @@ import os
 import re
 import time
 
-from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
@@ -121,9 +120,3 @@ class RequestObserver:
                 status=status,
                 duration_ms=round(elapsed * 1000, 3),
             )
-
-
-def observe_requests(app: Litestar, *, access: bool) -> Litestar:
-    """Put the RequestObserver around the app's ASGI handler."""
-    app.asgi_handler = RequestObserver(app.asgi_handler, access=access)
-    return app

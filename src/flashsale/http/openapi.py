@@ -9,7 +9,7 @@ is declared with one argument per decorator::
 
 ``documented`` takes the failures a route can answer (each a status, an
 ``error`` code and when it happens; several codes may share a status) and,
-for handlers that decode the raw body themselves (``http/body.py``), the
+for handlers that decode the raw body themselves (``http/requests.py``), the
 msgspec struct of the body. ``complete_schema`` (a startup hook) then adds,
 to every route's responses, X-Request-ID, Retry-After on 503, and our error
 body where Litestar assumed its own.

@@ -14,9 +14,10 @@ import msgspec
 from litestar import Request
 from litestar.exceptions import InternalServerException
 from litestar.params import Parameter
+from litestar.types import HTTPReceiveMessage, HTTPScope, Receive
 
 from flashsale.domain import CouponNotFound
-from flashsale.http.errors import InvalidRequest, UnsupportedMediaType
+from flashsale.http.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from flashsale.http.schemas import ClaimRequest, CouponName, CreateCouponRequest
 
 T = TypeVar("T")
@@ -44,12 +45,47 @@ def is_json(content_type: str) -> bool:
 
 async def decode_body(request: AnyRequest, decoder: msgspec.json.Decoder[T]) -> T:
     if not is_json(request.headers.get("content-type", "")):
-        raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
+        raise UnsupportedMediaType(_NOT_JSON)
     try:
         body = await request.body()
     except InternalServerException:  # Litestar's "client disconnected prematurely"
-        raise InvalidRequest("the request body was cut off or badly framed") from None
+        raise InvalidRequest(_CUT_OFF) from None
     return decode_json(body, decoder)
+
+
+MAX_BODY_BYTES = 64 * 1024  # every route's limit (the app's request_max_body_size)
+_NOT_JSON = "the request body must be JSON (Content-Type: application/json)"
+_CUT_OFF = "the request body was cut off or badly framed"
+_TOO_LARGE = "Request Entity Too Large"  # Litestar's own words for its limit
+
+
+async def receive_json_body(
+    scope: HTTPScope, receive: Receive, limit: int = MAX_BODY_BYTES
+) -> bytes:
+    """The body of a raw ASGI request, held to the same rules as a Litestar
+    route's: a JSON media type (415), at most ``limit`` bytes whether announced
+    by Content-Length or streamed in chunks (413), fully received (400)."""
+    length = None
+    for name, value in scope["headers"]:
+        if name == b"content-type" and not is_json(value.decode("latin-1")):
+            raise UnsupportedMediaType(_NOT_JSON)
+        if name == b"content-length":
+            length = value
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(_TOO_LARGE)
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message: HTTPReceiveMessage = await receive()  # type: ignore[assignment]
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest(_CUT_OFF)
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(_TOO_LARGE)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
