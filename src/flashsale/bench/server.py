@@ -91,10 +91,11 @@ def start_server(
         "LOG_LEVEL": "info",  # the ready lines are info; requests log nothing by default
         **(env or {}),
     }
+    # ``module``: the bench's raw ceiling is served the same way.
+    command = [sys.executable, "-m", module, *(["serve"] if module == "flashsale" else [])]
     with log_path.open("wb") as log_file:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            # ``module``: the bench's raw ceiling is served the same way.
-            [sys.executable, "-m", module, *(["serve"] if module == "flashsale" else [])],
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command,
             env=environment,
             stdout=log_file,
             stderr=subprocess.STDOUT,
