@@ -58,7 +58,7 @@ class CouponController(Controller):
     # registered on a path (litestar#4169, fixed in 3.0), so OPTIONS
     # /api/coupons would leave out the listing GET. This handler takes its
     # place; it must be registered first on "/", and handlers register in
-    # the order of their names, hence "allow" (tests/e2e/test_api_contract.py).
+    # the order of their names, hence "allow" (tests/api/test_api_contract.py).
     @route(
         "/",
         http_method=HttpMethod.OPTIONS,
