@@ -68,3 +68,6 @@ class CouponService:
 
     async def close(self) -> None:
         await self.claims.close()
+        # Writes whose requests timed out may still wait for their commit:
+        # closing the pool under them would not cancel it, but would lose its answer.
+        await self.store.wait_for_writes()

@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         configure_admin(app.state, settings)
         pool = await create_pool(settings)
-        store = CouponStore(pool, settings.db_acquire_timeout)
+        store = CouponStore(
+            pool, settings.db_acquire_timeout, statement_timeout=settings.db_statement_timeout
+        )
         engine = create_claim_engine(settings, store, metrics.observe_batch)
         service = CouponService(
             store, CountedClaims(engine, metrics), request_timeout=settings.request_timeout
@@ -55,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
-            await service.close()  # claims already accepted finish first
+            await service.close()  # claims already accepted, and every write sent, finish first
             await pool.close()
 
     app = Litestar(

@@ -9,6 +9,7 @@ import asyncpg
 import asyncpg.pool
 
 from flashsale.config import Settings
+from flashsale.storage.errors import is_lost_connection
 
 if TYPE_CHECKING:
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
@@ -24,9 +25,17 @@ async def create_pool(settings: Settings, *, dsn: str | None = None) -> Pool:
         dsn or settings.dsn(),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
-        # Client-side bound as well: a dead server never answers a statement timeout.
-        command_timeout=settings.db_statement_timeout + 1,
+        # No command_timeout: its expiry sends a CancelRequest, which would cut
+        # a commit's wait for its synchronous standby short and leave the
+        # commit visible although a failover can lose it (see writes.py).
+        # Writes are bounded by abandoning the connection (writes.py), reads
+        # by an explicit timeout per call and by statement_timeout.
+        command_timeout=None,
         timeout=settings.db_acquire_timeout + 3,
+        # statement_timeout never fires during a commit's wait for the standby
+        # (PostgreSQL disables it before committing each statement); lock_timeout
+        # only fires before anything is committed. Both stay: they bound a
+        # stalled database without risking an acknowledged claim.
         server_settings={
             "application_name": "flashsale",
             "statement_timeout": str(statement_timeout_ms),
@@ -37,6 +46,16 @@ async def create_pool(settings: Settings, *, dsn: str | None = None) -> Pool:
     )
     assert pool is not None
     return pool
+
+
+async def forget_lost_connections(pool: Pool, error: BaseException) -> None:
+    """After an error that says the pool lost its primary (crash, failover,
+    demotion), every pooled connection is stale, not just the one that failed:
+    expire them all at once, so each is replaced on its next acquire by a fresh
+    connection to whichever host is the primary now, instead of each failing a
+    request of its own first."""
+    if is_lost_connection(error):
+        await pool.expire_connections()
 
 
 async def keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:

@@ -2,8 +2,13 @@
 -- "-- name: <query_name>" header; the store runs queries by that name.
 
 -- name: ping
--- Health check: the database answers.
-SELECT 1;
+-- Health check: the database answers, is a primary (a node demoted by a
+-- failover is in recovery), and can commit: Patroni's synchronous_mode_strict
+-- sets synchronous_standby_names to '*' when no synchronous standby is left,
+-- and then every commit waits until a standby connects (a walsender row).
+SELECT pg_is_in_recovery() AS read_only,
+       current_setting('synchronous_standby_names') = '*'
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_replication) AS no_standby;
 
 -- name: create_coupon
 -- New coupon with full stock; a duplicate name fails on coupons_name_key.

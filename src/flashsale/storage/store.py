@@ -1,4 +1,8 @@
-"""Runs the named queries of queries.sql and returns plain Python values."""
+"""Runs the named queries of queries.sql and returns plain Python values.
+
+Writes go through storage.writes (never cancelled once sent: a commit may be
+waiting for its synchronous standby); reads are bounded by a client-side
+timeout, which may cancel them: a read commits nothing."""
 
 from __future__ import annotations
 
@@ -8,39 +12,66 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from flashsale.claims.ports import BatchResult, SoldOutRead
-from flashsale.domain import ClaimOutcome, CouponExists
-from flashsale.storage.errors import database_unavailable_as_503
-from flashsale.storage.pool import Connection, Pool
+from flashsale.domain import ClaimOutcome, CouponExists, ServiceUnavailable
+from flashsale.storage.errors import UNAVAILABLE_ERRORS, unavailable
+from flashsale.storage.pool import Connection, Pool, forget_lost_connections
 from flashsale.storage.queries import query
+from flashsale.storage.writes import Writes
+
+# What a health check reports when the primary answers but cannot take writes.
+_READ_ONLY = "no writable primary (the database is a read-only replica), retry shortly"
+_NO_STANDBY = "commits are waiting for a synchronous standby, retry shortly"
 
 
 class CouponStore:
-    def __init__(self, pool: Pool, acquire_timeout: float) -> None:
+    def __init__(
+        self, pool: Pool, acquire_timeout: float, *, statement_timeout: float = 5.0
+    ) -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
+        # Client-side bound of a read, and the time after which a write's
+        # connection is abandoned: a dead server never answers statement_timeout.
+        self.read_timeout = statement_timeout + 1
+        self.writes = Writes(pool, acquire_timeout, abandon_after=statement_timeout + 1)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection, or 503 once the pool has been busy for too long."""
-        with database_unavailable_as_503():
+        """A pooled connection for a read, or 503 once the pool has been busy
+        for too long or the database is gone."""
+        try:
             async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
                 yield connection
+        except UNAVAILABLE_ERRORS as error:
+            await forget_lost_connections(self.pool, error)
+            raise unavailable(error) from None
 
     async def ping(self) -> None:
+        """Returns when the database would take a claim now; 503 naming why not."""
         async with self._connection() as connection:
-            await connection.fetchval(query("ping"))
+            row = await connection.fetchrow(query("ping"), timeout=self.read_timeout)
+        assert row is not None
+        if row["read_only"]:
+            await self.pool.expire_connections()  # connected to a demoted primary
+            raise ServiceUnavailable(_READ_ONLY)
+        if row["no_standby"]:
+            raise ServiceUnavailable(_NO_STANDBY)
 
     async def create_coupon(self, name: str, amount: int) -> None:
-        async with self._connection() as connection:
+        async def create(connection: Connection) -> None:
             try:
                 await connection.execute(query("create_coupon"), name, amount)
             except asyncpg.UniqueViolationError:
                 raise CouponExists(f"coupon {name!r} already exists") from None
 
+        await self.writes.run(create)
+
     async def claim_batch(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
         firsts = list(dict.fromkeys(user_ids))  # each user once, at their first arrival
-        async with self._connection() as connection:
-            row = await connection.fetchrow(query("claim_many"), coupon_name, firsts)
+
+        async def claim_many(connection: Connection) -> asyncpg.Record | None:
+            return await connection.fetchrow(query("claim_many"), coupon_name, firsts)
+
+        row = await self.writes.run(claim_many)
         assert row is not None
         if row["coupon_id"] is None:
             return BatchResult([ClaimOutcome.NOT_FOUND] * len(user_ids), None, None)
@@ -49,13 +80,18 @@ class CouponStore:
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         async with self._connection() as connection:
-            rows = await connection.fetch(query("sold_out_batch"), coupon_name, user_ids)
+            rows = await connection.fetch(
+                query("sold_out_batch"), coupon_name, user_ids, timeout=self.read_timeout
+            )
         first = rows[0]
         return SoldOutRead([row["holds"] for row in rows], first["coupon_id"], first["remaining"])
 
     async def claim_one(self, coupon_name: str, user_id: str) -> ClaimOutcome:
-        """The original's flow: one transaction (one autocommit statement) per claim."""
-        async with self._connection() as connection:
+        """The original's flow: one transaction (one autocommit statement) per
+        claim. It runs in the request's task, which the request deadline
+        cancels: hence through self.writes, which shields it."""
+
+        async def claim(connection: Connection) -> ClaimOutcome:
             try:
                 coupon_id = await connection.fetchval(query("claim_one"), coupon_name, user_id)
             except asyncpg.UniqueViolationError:
@@ -64,7 +100,12 @@ class CouponStore:
                 if error.constraint_name != "coupons_remaining_not_negative":
                     raise
                 return ClaimOutcome.SOLD_OUT
-        return ClaimOutcome.NOT_FOUND if coupon_id is None else ClaimOutcome.CLAIMED
+            return ClaimOutcome.NOT_FOUND if coupon_id is None else ClaimOutcome.CLAIMED
+
+        return await self.writes.run(claim)
+
+    async def wait_for_writes(self) -> None:
+        await self.writes.wait()
 
 
 def _first_arrival_outcomes(
