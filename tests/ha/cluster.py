@@ -321,7 +321,8 @@ def running_cluster(nodes: int = 3) -> Iterator[Cluster]:
         raise
     finally:
         cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        if not os.environ.get("FLASHSALE_HA_KEEP"):  # set it to read the nodes' logs
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _print_logs(cluster: Cluster) -> None:
