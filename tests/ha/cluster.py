@@ -270,6 +270,12 @@ class Cluster:
                 return self.node(member["name"])
         return None
 
+    def sync_standby(self) -> Node | None:
+        for member in self.members():
+            if member.get("role") == "sync_standby":
+                return self.node(member["name"])
+        return None
+
     def writable_leader(self) -> Node | None:
         """The node whose REST API answers /primary with 200 right now."""
         for node in self.nodes:

@@ -51,3 +51,12 @@ def timeline(traffic: Traffic, start: float, step: float = 0.5) -> str:
             counts = buckets.setdefault(slot, {})
             counts[s.outcome] = counts.get(s.outcome, 0) + 1
     return "\n".join(f"{slot * step:+6.1f}s {buckets[slot]}" for slot in sorted(buckets))
+
+
+def longest_gap(traffic: Traffic, start: float) -> float:
+    """The longest time after ``start`` between two claims answered 200."""
+    done = sorted(s.started + s.latency for s in traffic.sent if s.status == 200)
+    after = [t for t in done if t >= start]
+    before = [t for t in done if t < start]
+    points = before[-1:] + after
+    return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
