@@ -59,7 +59,8 @@ async def test_killing_the_leader_under_a_rush_loses_no_acknowledged_claim(
         server.stop()
     assert resumed is not None, "claims did not resume within 30 s of the promotion"
     leader = ha_cluster.leader()
-    assert leader is not None and leader is not victim
+    assert leader is not None
+    assert leader is not victim
     result = await check_set(leader.url(), "KILL", traffic)
     print(
         f"\nkill -9 leader ({strategy}): {result.summary()}; "

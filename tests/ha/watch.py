@@ -5,6 +5,7 @@ service's claims succeed again."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from tests.faults.traffic import Traffic
@@ -59,4 +60,4 @@ def longest_gap(traffic: Traffic, start: float) -> float:
     after = [t for t in done if t >= start]
     before = [t for t in done if t < start]
     points = before[-1:] + after
-    return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
+    return max((b - a for a, b in itertools.pairwise(points)), default=0.0)
