@@ -100,3 +100,14 @@ SELECT s.name, s.amount, s.remaining_amount,
          ORDER BY l.last_id DESC NULLS LAST, c.id DESC
          LIMIT $1) AS s
  ORDER BY s.last_id DESC NULLS LAST, s.id DESC;
+
+-- name: store_session_defaults
+-- Start-up: the configured timeouts (ms) as the role's defaults in this
+-- database (0005); true when they changed.
+SELECT store_session_defaults($1, $2, $3);
+
+-- name: session_timeouts
+-- What this session's timeouts are (tests, and a start-up log line).
+SELECT current_setting('statement_timeout') AS statement_timeout,
+       current_setting('lock_timeout') AS lock_timeout,
+       current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction;
