@@ -18,7 +18,8 @@ from string import Template
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-MAX_INSTANCES = 8  # FLASHSALE_APP1..8 in deploy/haproxy/haproxy.cfg
+MAX_INSTANCES = 8
+_AGGREGATES = ("BACKEND", "FRONTEND")  # FLASHSALE_APP1..8 in deploy/haproxy/haproxy.cfg
 
 
 class TopologyError(RuntimeError):
@@ -206,8 +207,8 @@ class HAProxy:
     def log(self) -> str:
         return (self.folder / "haproxy.log").read_text(errors="replace")[-3000:]
 
-    def server_states(self) -> dict[str, str]:
-        """Each instance's state as HAProxy sees it ("UP", "DOWN", ...)."""
+    def _stats(self) -> list[dict[str, str]]:
+        """The instances' rows of the runtime API's ``show stat`` (CSV)."""
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(2)
             sock.connect(str(self.socket_path))
@@ -215,12 +216,18 @@ class HAProxy:
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
-        states = {}
-        for line in data.decode().splitlines():
-            cells = line.split(",")
-            if len(cells) > 17 and cells[0] == "app" and cells[1] not in ("BACKEND", "FRONTEND"):
-                states[cells[1]] = cells[17]
-        return states
+        lines = data.decode().splitlines()
+        header = lines[0].removeprefix("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return [r for r in rows if r["pxname"] == "app" and r["svname"] not in _AGGREGATES]
+
+    def server_states(self) -> dict[str, str]:
+        """Each instance's state as HAProxy sees it ("UP", "DOWN", ...)."""
+        return {row["svname"]: row["status"] for row in self._stats()}
+
+    def server_sessions(self) -> dict[str, int]:
+        """Requests (sessions) HAProxy has sent each instance so far."""
+        return {row["svname"]: int(row["stot"] or 0) for row in self._stats()}
 
     def wait_for_states(self, wanted: dict[str, str], timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout

@@ -57,8 +57,16 @@ SELECT id, name, amount, remaining_amount FROM coupons WHERE name = $1;
 
 -- name: coupon_claimers
 -- A coupon's claimers in claim order, read through a cursor in batches;
--- walks claims_coupon_order_idx, so no sort however many there are.
+-- walks claims_coupon_order_idx, so no sort however many there are. An SQL
+-- cursor (DECLARE, then FETCH): it lives in the transaction, so it works
+-- behind a transaction-mode pooler, where asyncpg's cursors would leave a
+-- named prepared statement on a server connection other clients then get.
+DECLARE coupon_claimers NO SCROLL CURSOR FOR
 SELECT user_id FROM claims WHERE coupon_id = $1 ORDER BY id;
+
+-- name: fetch_coupon_claimers
+-- The next {rows} claimers of the cursor above (FETCH takes no parameter).
+FETCH FORWARD {rows} FROM coupon_claimers;
 
 -- name: claims_page
 -- Up to $3 claims of coupon $1 after claim id $2 (keyset on
