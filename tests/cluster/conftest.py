@@ -64,6 +64,7 @@ def start_instances(
     """``count`` instances at once, each in its own process group (a kill -9
     of the group takes Granian's main process and its worker)."""
     environment = {**BEHIND_PGBOUNCER, **(env or {})}
+    folder.mkdir(parents=True, exist_ok=True)
 
     def one(number: int) -> LiveServer:
         return start_server(

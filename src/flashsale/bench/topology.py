@@ -121,7 +121,7 @@ class PgBouncer:
         account = _run_as(self.server[0])
         command = [binary, *(["-u", account] if account else []), str(config)]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own binary and config
         try:
             wait_for_port(self.port)
         except TopologyError:
@@ -186,7 +186,7 @@ class HAProxy:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [binary, "-W", "-db", "-f", str(DEPLOY / "haproxy" / "haproxy.cfg")]
         with (self.folder / "haproxy.log").open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # noqa: S603 - our own binary and config
                 command, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
             )
         try:
