@@ -54,6 +54,17 @@ def cpu_per_request(measurement: Measurement) -> str:
     return " / ".join(f"{value:.0f}" for value in us)
 
 
+def cpu_parties(measurements: list[Measurement]) -> str:
+    """The CPU column's parties: PgBouncer and HAProxy when they were measured."""
+    cpu = next((m.cpu for m in measurements if m.cpu is not None), None)
+    names = ["server", "pg"]
+    if cpu is not None and cpu.pgbouncer is not None:
+        names.append("pgbouncer")
+    if cpu is not None and cpu.haproxy is not None:
+        names.append("haproxy")
+    return "/".join([*names, "wrk"])
+
+
 def invariants(measurement: Measurement) -> Text:
     check = measurement.check
     if check.claims is None:
@@ -68,7 +79,7 @@ def results_table(measurements: list[Measurement]) -> Table:
     for column in ("strategy", "scenario", "claims/s", "requests/s", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column in ("strategy", "scenario") else "right")
     table.add_column("of ceiling", justify="right")
-    table.add_column("CPU us/request\nserver/pg/wrk", justify="right")
+    table.add_column(f"CPU us/request\n{cpu_parties(measurements)}", justify="right")
     for column in ("statuses", "database check"):
         table.add_column(column)
     for m in measurements:

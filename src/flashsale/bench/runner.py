@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flashsale.bench.cpu import CpuSplit, measure_cpu, postmaster_pid
+from flashsale.bench.cpu import CpuSplit, Parties, measure_cpu, postmaster_pid
 from flashsale.bench.database import Check, check_scenario, create_fresh_database, drop_database
+from flashsale.bench.deployments import Deployment, deploy
 from flashsale.bench.scenarios import SCENARIOS, Scenario
-from flashsale.bench.server import RunningServer, ServerConfig, start_server
+from flashsale.bench.server import ServerConfig
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.storage.embedded import start_embedded
 
@@ -36,6 +37,8 @@ class BenchPlan:
     workers: int
     load: Load
     database_url: str | None  # None: a throwaway embedded PostgreSQL
+    topology: str = "direct"  # direct, pgbouncer or cluster (bench.deployments)
+    instances: int = 3  # of the service, in the cluster topology
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +77,16 @@ def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
 def run_strategy(
     plan: BenchPlan, strategy: str, database: DatabaseServer, workdir: Path, announce: Announce
 ) -> list[Measurement]:
-    announce(f"{strategy}: fresh database, starting {plan.workers} workers")
+    announce(f"{strategy}: fresh database, {plan.topology}, {plan.workers} workers per instance")
     url = asyncio.run(create_fresh_database(database.url, SCENARIOS))
     try:
         config = ServerConfig(url, plan.workers, strategy, workdir / f"server-{strategy}.log")
-        server = start_server(config)
-        try:
+        with deploy(plan.topology, plan.instances, config, database.postmaster, workdir) as target:
+            # Leaving the block stops the instances gracefully: the claims in
+            # flight commit before the checks.
             runs = [
-                drive(server, database.postmaster, scenario, plan.load, strategy, announce)
-                for scenario in SCENARIOS
+                drive(target, scenario, plan.load, strategy, announce) for scenario in SCENARIOS
             ]
-        finally:
-            server.stop()  # graceful: the claims in flight commit before the checks
         return [
             Measurement(
                 strategy,
@@ -101,15 +102,11 @@ def run_strategy(
 
 
 def drive(
-    server: RunningServer,
-    postmaster: int | None,
-    scenario: Scenario,
-    load: Load,
-    strategy: str,
-    announce: Announce,
+    target: Deployment, scenario: Scenario, load: Load, strategy: str, announce: Announce
 ) -> tuple[WrkResult, CpuSplit]:
     announce(f"{strategy}: {scenario.title}, {load.connections} connections, {load.duration_s:g}s")
-    url = server.base_url + scenario.path
-    with measure_cpu(server.process.pid, postmaster) as meter:
+    url = target.base_url + scenario.path
+    parties: Parties = target.parties
+    with measure_cpu(parties) as meter:
         result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-"))
     return result, meter.split

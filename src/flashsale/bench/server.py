@@ -11,7 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -25,6 +26,7 @@ class ServerConfig:
     workers: int
     strategy: str
     log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)  # e.g. DB_STATEMENT_CACHE_SIZE
 
 
 @dataclass
@@ -71,6 +73,7 @@ def server_environment(config: ServerConfig, port: int) -> dict[str, str]:
         "CLAIM_STRATEGY": config.strategy,
         "FLASHSALE_BENCH_ROUTES": "true",
         "LOG_LEVEL": "warning",
+        **config.env,
     }
 
 

@@ -94,8 +94,9 @@ class ClaimerReader:
                 return
             found.append(CouponHeader(row["name"], row["amount"], row["remaining_amount"]))
             yield []
-            cursor = await connection.cursor(query("coupon_claimers"), row["id"])
-            while batch := await cursor.fetch(self.batch_rows):
+            await connection.execute(query("coupon_claimers"), row["id"])
+            fetch = query("fetch_coupon_claimers").format(rows=int(self.batch_rows))
+            while batch := await connection.fetch(fetch):
                 yield [record[0] for record in batch]
 
     async def claims_page(self, name: str, after: int, limit: int) -> list[ClaimRow] | None:

@@ -1,4 +1,5 @@
-"""Loads the named queries of ``queries.sql`` once, so SQL lives in one file."""
+"""Loads the named queries of ``queries.sql`` (request time) and
+``startup.sql`` (start-up steps) once, so SQL lives in .sql files."""
 
 import re
 from functools import cache
@@ -23,9 +24,13 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 @cache
-def load_queries() -> dict[str, str]:
-    return parse_queries(files("flashsale.storage").joinpath("queries.sql").read_text())
+def load_queries(file: str = "queries.sql") -> dict[str, str]:
+    return parse_queries(files("flashsale.storage").joinpath(file).read_text())
 
 
 def query(name: str) -> str:
     return load_queries()[name]
+
+
+def startup_query(name: str) -> str:
+    return load_queries("startup.sql")[name]

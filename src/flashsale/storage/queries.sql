@@ -62,8 +62,16 @@ SELECT id, name, amount, remaining_amount FROM coupons WHERE name = $1;
 
 -- name: coupon_claimers
 -- A coupon's claimers in claim order, read through a cursor in batches;
--- walks claims_coupon_order_idx, so no sort however many there are.
+-- walks claims_coupon_order_idx, so no sort however many there are. An SQL
+-- cursor (DECLARE, then FETCH): it lives in the transaction, so it works
+-- behind a transaction-mode pooler, where asyncpg's cursors would leave a
+-- named prepared statement on a server connection other clients then get.
+DECLARE coupon_claimers NO SCROLL CURSOR FOR
 SELECT user_id FROM claims WHERE coupon_id = $1 ORDER BY id;
+
+-- name: fetch_coupon_claimers
+-- The next {rows} claimers of the cursor above (FETCH takes no parameter).
+FETCH FORWARD {rows} FROM coupon_claimers;
 
 -- name: claims_page
 -- Up to $3 claims of coupon $1 after claim id $2 (keyset on
@@ -105,3 +113,14 @@ SELECT s.name, s.amount, s.remaining_amount,
          ORDER BY l.last_id DESC NULLS LAST, c.id DESC
          LIMIT $1) AS s
  ORDER BY s.last_id DESC NULLS LAST, s.id DESC;
+
+-- name: store_session_defaults
+-- Start-up: the configured timeouts (ms) as the role's defaults in this
+-- database (0005); true when they changed.
+SELECT store_session_defaults($1, $2, $3);
+
+-- name: session_timeouts
+-- What this session's timeouts are (tests, and a start-up log line).
+SELECT current_setting('statement_timeout') AS statement_timeout,
+       current_setting('lock_timeout') AS lock_timeout,
+       current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction;

@@ -1,0 +1,75 @@
+"""What the bench drives, by topology: ``direct`` (one instance straight to
+PostgreSQL), ``pgbouncer`` (one instance through PgBouncer in transaction
+mode), ``cluster`` (HAProxy in front of N instances, all through PgBouncer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from flashsale.bench.cpu import Parties
+from flashsale.bench.server import RunningServer, ServerConfig, free_port, start_server
+from flashsale.bench.topology import HAProxy, PgBouncer, server_address
+
+TOPOLOGIES = ("direct", "pgbouncer", "cluster")
+# Debian's PgBouncer 1.18 tracks no prepared statements in transaction mode.
+BEHIND_PGBOUNCER = {"DB_STATEMENT_CACHE_SIZE": "0"}
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    base_url: str  # where wrk sends its requests
+    parties: Parties
+
+
+@contextmanager
+def deploy(
+    topology: str, instances: int, config: ServerConfig, postmaster: int | None, workdir: Path
+) -> Iterator[Deployment]:
+    """Starts the topology; stops it (instances gracefully) when the block ends."""
+    with ExitStack() as stack:
+        if topology == "direct":
+            server = _started(stack, config)
+            yield Deployment(server.base_url, Parties((server.process.pid,), postmaster))
+            return
+        bouncer = PgBouncer(workdir / "pgbouncer", server_address(config.database_url), free_port())
+        bouncer.start()
+        stack.callback(bouncer.stop)
+        pooled = replace(
+            config,
+            database_url=bouncer.url_for(config.database_url),
+            env={**BEHIND_PGBOUNCER, **config.env},
+        )
+        count = 1 if topology == "pgbouncer" else instances
+        servers = [_started(stack, _numbered(pooled, n)) for n in range(1, count + 1)]
+        pids = tuple(s.process.pid for s in servers)
+        if topology == "pgbouncer":
+            yield Deployment(servers[0].base_url, Parties(pids, postmaster, bouncer.pid))
+            return
+        haproxy = _haproxy(stack, servers, workdir)
+        assert haproxy.process is not None
+        yield Deployment(
+            haproxy.base_url, Parties(pids, postmaster, bouncer.pid, haproxy.process.pid)
+        )
+
+
+def _started(stack: ExitStack, config: ServerConfig) -> RunningServer:
+    server = start_server(config)
+    stack.callback(server.stop)
+    return server
+
+
+def _numbered(config: ServerConfig, number: int) -> ServerConfig:
+    log = config.log_path.with_name(f"{config.log_path.stem}-{number}{config.log_path.suffix}")
+    return replace(config, log_path=log)
+
+
+def _haproxy(stack: ExitStack, servers: list[RunningServer], workdir: Path) -> HAProxy:
+    backends = [s.base_url.removeprefix("http://") for s in servers]
+    haproxy = HAProxy(workdir / "haproxy", free_port(), backends)
+    haproxy.start()
+    stack.callback(haproxy.stop)
+    haproxy.wait_for_states({f"app{n}": "UP" for n in range(1, len(servers) + 1)})
+    return haproxy
