@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from flashsale.bench.patroni import Cluster
 from tests.faults.traffic import Traffic, claim_loop
-from tests.ha.cluster import Cluster
 from tests.ha.record import check_set
 from tests.ha.watch import first_success_after, promoted_at, timeline
 from tests.load import create_coupon

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import asyncpg
 
+from flashsale.bench.patroni import Cluster, Node
 from tests.faults.traffic import Traffic, claim_loop
-from tests.ha.cluster import Cluster, Node
 from tests.ha.record import check_set
 from tests.ha.test_failover import SERVICE_ENV
 from tests.ha.watch import first_success_after, promoted_at

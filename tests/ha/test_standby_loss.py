@@ -13,8 +13,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from flashsale.bench.patroni import Cluster
 from tests.faults.traffic import Traffic, claim_once, session
-from tests.ha.cluster import Cluster
 from tests.ha.record import check_set
 from tests.ha.test_failover import REQUEST_TIMEOUT, SERVICE_ENV
 from tests.load import create_coupon

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import asyncpg
 
+from flashsale.bench.patroni import Cluster
 from tests.faults.traffic import Traffic, claim_loop
-from tests.ha.cluster import Cluster
 from tests.ha.record import check_set
 from tests.ha.test_failover import REQUEST_TIMEOUT, SERVICE_ENV
 from tests.ha.watch import longest_gap, timeline

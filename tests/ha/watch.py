@@ -8,8 +8,8 @@ import asyncio
 import itertools
 import time
 
+from flashsale.bench.patroni import Node
 from tests.faults.traffic import Traffic
-from tests.ha.cluster import Node
 
 
 async def promoted_at(candidates: list[Node], limit: float = 60) -> float | None:

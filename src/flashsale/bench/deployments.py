@@ -1,6 +1,8 @@
 """What the bench drives, by topology: ``direct`` (one instance straight to
 PostgreSQL), ``pgbouncer`` (one instance through PgBouncer in transaction
-mode), ``cluster`` (HAProxy in front of N instances, all through PgBouncer)."""
+mode), ``cluster`` (HAProxy in front of N instances, all through PgBouncer),
+``ha`` (one instance on a Patroni cluster in strict synchronous mode, through
+the multi-host URL: every commit waits for the synchronous standby)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from flashsale.bench.cpu import Parties
 from flashsale.bench.server import RunningServer, ServerConfig, free_port, start_server
 from flashsale.bench.topology import HAProxy, PgBouncer, server_address
 
-TOPOLOGIES = ("direct", "pgbouncer", "cluster")
+TOPOLOGIES = ("direct", "pgbouncer", "cluster", "ha")
 # Debian's PgBouncer 1.18 tracks no prepared statements in transaction mode.
 BEHIND_PGBOUNCER = {"DB_STATEMENT_CACHE_SIZE": "0"}
 
@@ -30,7 +32,7 @@ def deploy(
 ) -> Iterator[Deployment]:
     """Starts the topology; stops it (instances gracefully) when the block ends."""
     with ExitStack() as stack:
-        if topology == "direct":
+        if topology in ("direct", "ha"):  # ha: the database side is the difference
             server = _started(stack, config)
             yield Deployment(server.base_url, Parties((server.process.pid,), postmaster))
             return

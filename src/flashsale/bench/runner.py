@@ -51,8 +51,12 @@ Announce = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def database_server(url: str | None) -> Iterator[DatabaseServer]:
+def database_server(url: str | None, topology: str = "direct") -> Iterator[DatabaseServer]:
     """A server to create bench databases on."""
+    if topology == "ha":
+        with patroni_database() as server:
+            yield server
+        return
     if url:
         yield DatabaseServer(url, None)
         return
@@ -64,11 +68,26 @@ def database_server(url: str | None) -> Iterator[DatabaseServer]:
     yield DatabaseServer(embedded, postmaster_pid(folder / "pgdata"))
 
 
+@contextlib.contextmanager
+def patroni_database() -> Iterator[DatabaseServer]:
+    """Three Patroni nodes of this run's own; the URL lists them all with
+    target_session_attrs=read-write, and the leader's CPU is measured."""
+    from flashsale.bench.patroni import missing_packages, running_cluster
+
+    if missing := missing_packages():
+        raise RuntimeError(f"--topology ha needs the Debian packages {', '.join(missing)}")
+    with running_cluster() as cluster:
+        leader = cluster.leader()
+        assert leader is not None
+        url = cluster.multi_host_url.replace("/coupondb?", "/postgres?")
+        yield DatabaseServer(url, leader.postmaster_pid())
+
+
 def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
         workdir = Path(tmp)
-        with database_server(plan.database_url) as database:
+        with database_server(plan.database_url, plan.topology) as database:
             for strategy in plan.strategies:
                 measurements += run_strategy(plan, strategy, database, workdir, announce)
     return measurements

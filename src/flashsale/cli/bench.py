@@ -37,7 +37,9 @@ STRATEGIES = ("batched", "transaction")
     type=click.Choice(TOPOLOGIES),
     default="direct",
     help="direct: one instance to PostgreSQL; pgbouncer: through PgBouncer (transaction "
-    "mode); cluster: HAProxy, --instances instances, PgBouncer. Uses deploy/'s configs.",
+    "mode); cluster: HAProxy, --instances instances, PgBouncer; ha: one instance on three "
+    "Patroni nodes in strict synchronous mode (etcd, patroni, PostgreSQL 15 packages). "
+    "Uses deploy/'s configs.",
 )
 @click.option(
     "--instances",

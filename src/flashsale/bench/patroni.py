@@ -1,4 +1,5 @@
-"""A Patroni cluster of the test's own, from Debian's packages: etcd, three
+"""A Patroni cluster of its own, from Debian's packages (tests/ha and
+`flashsale bench --topology ha`): etcd, three
 PostgreSQL 15 nodes in synchronous_mode_strict, and HAProxy in front, all on
 free loopback ports under one temporary folder. Configuration comes from
 deploy/ (the same files the compose `ha` profile uses); only addresses, paths
@@ -22,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support import ROOT, free_port
+from flashsale.bench.server import free_port
+from flashsale.bench.topology import DEPLOY
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PATRONI_CONFIG = ROOT / "deploy" / "patroni" / "patroni.yml"
-HAPROXY_CONFIG = ROOT / "deploy" / "haproxy-patroni.cfg"
-PASSWORD = "ha-test-secret"
+PATRONI_CONFIG = DEPLOY / "patroni" / "patroni.yml"
+HAPROXY_CONFIG = DEPLOY / "haproxy-patroni.cfg"
+PASSWORD = "ha-test-secret"  # noqa: S105 - a throwaway cluster on loopback
 DATABASE = "coupondb"
 
 # Binary -> the Debian package that ships it, for skip reasons.
@@ -185,7 +187,7 @@ class Cluster:
         user: pwd.struct_passwd | None = None,
     ) -> subprocess.Popen[bytes]:
         with log_path.open("ab") as log_file:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: S603
                 command,
                 env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **env},
                 stdout=log_file,
@@ -232,8 +234,8 @@ class Cluster:
 
     def patronictl(self, *args: str) -> str:
         env = {**os.environ, "PATRONICTL_CONFIG_FILE": str(self._ctl_config())}
-        result = subprocess.run(
-            ["patronictl", *args],
+        result = subprocess.run(  # noqa: S603
+            ["patronictl", *args],  # noqa: S607
             env=env,
             capture_output=True,
             text=True,
@@ -362,7 +364,7 @@ def _alive(pid: int) -> bool:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
+        with urllib.request.urlopen(url, timeout=1) as reply:  # noqa: S310
             return bool(reply.status == 200)
     except OSError:
         return False
