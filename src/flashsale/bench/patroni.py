@@ -28,7 +28,7 @@ from flashsale.bench.topology import DEPLOY
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PATRONI_CONFIG = DEPLOY / "patroni" / "patroni.yml"
-HAPROXY_CONFIG = DEPLOY / "haproxy-patroni.cfg"
+HAPROXY_CONFIG = DEPLOY / "haproxy" / "patroni.cfg"
 PASSWORD = "ha-test-secret"  # noqa: S105 - a throwaway cluster on loopback
 DATABASE = "coupondb"
 
