@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from flashsale.cli.common import prepare_database, settings_or_exit, setup_logging
-from flashsale.config import redact_dsn
-from flashsale.storage.queries import query
+from flashsale.config import load_settings, redact_dsn
+from flashsale.storage.queries import query, startup_query
 from flashsale.storage.verify import Violation, find_violations
 
 
@@ -25,10 +25,16 @@ class Report:
 
 
 async def _inspect(dsn: str) -> Report:
-    connection = await asyncpg.connect(dsn, timeout=10)
+    settings = load_settings()
+    connection = await asyncpg.connect(
+        dsn, timeout=10, statement_cache_size=settings.db_statement_cache_size
+    )
     try:
         # One snapshot for the counts and the checks, even while claims go on.
         async with connection.transaction(isolation="repeatable_read", readonly=True):
+            # A check of every claim may take longer than the service's
+            # timeouts, which are the role's defaults: lift them here only.
+            await connection.execute(startup_query("unbounded_transaction"))
             counts = await connection.fetchrow(query("count_coupons_and_claims"))
             assert counts is not None  # an aggregate always returns its row
             violations = await find_violations(connection)
