@@ -19,6 +19,7 @@ class ClaimStrategyName(StrEnum):
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
@@ -27,6 +28,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_port: Port = 8080
     workers: Positive = 2
     database_url: str | None = None
+    # Start-up steps (create the database, migrate) through another URL, e.g.
+    # straight to PostgreSQL while serving goes through a pooler.
+    migration_database_url: str | None = None
     db_host: str | None = None
     db_port: Port = 5432
     db_user: str = "postgres"
@@ -41,6 +45,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max: Positive = 10
     db_acquire_timeout: PositiveFloat = 2.0
     db_statement_timeout: PositiveFloat = 5.0
+    # asyncpg's prepared-statement cache per connection (its default, 100).
+    # 0 behind a transaction-mode pooler that does not track prepared
+    # statements (PgBouncer < 1.21, or without max_prepared_statements).
+    db_statement_cache_size: NonNegative = 100
     request_timeout: PositiveFloat = 10.0  # whole request, queues included, then 503
     admin_token: str | None = None
     log_level: str = "info"
@@ -52,15 +60,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """No server named: the service brings its own PostgreSQL."""
         return self.database_url is None and self.db_host is None
 
+    def migration_dsn(self) -> str:
+        """Where start-up creates the database and migrates: MIGRATION_DATABASE_URL
+        when set, else the serving URL."""
+        return self.migration_database_url or self.dsn()
+
     def dsn(self) -> str:
         """Connection URL: DATABASE_URL wins over the DB_* variables."""
         if self.database_url:
             return self.database_url
         user = quote(self.db_user, safe="")
         password = quote(self.db_password, safe="")
-        host = self.db_host or "localhost"
+        # DB_HOST may list several hosts ("db1,db2"), each on DB_PORT.
+        hosts = ",".join(
+            f"{host.strip()}:{self.db_port}" for host in (self.db_host or "localhost").split(",")
+        )
         return (
-            f"postgresql://{user}:{password}@{host}:{self.db_port}/"
+            f"postgresql://{user}:{password}@{hosts}/"
             f"{quote(self.db_name, safe='')}?sslmode={self.db_sslmode}"
         )
 
@@ -71,6 +87,7 @@ ENVIRONMENT = {
     "app_port": "APP_PORT",
     "workers": "WEB_WORKERS",
     "database_url": "DATABASE_URL",
+    "migration_database_url": "MIGRATION_DATABASE_URL",
     "db_host": "DB_HOST",
     "db_port": "DB_PORT",
     "db_user": "DB_USER",
@@ -85,6 +102,7 @@ ENVIRONMENT = {
     "db_pool_max": "DB_POOL_MAX",
     "db_acquire_timeout": "DB_ACQUIRE_TIMEOUT",
     "db_statement_timeout": "DB_STATEMENT_TIMEOUT",
+    "db_statement_cache_size": "DB_STATEMENT_CACHE_SIZE",
     "request_timeout": "REQUEST_TIMEOUT",
     "admin_token": "ADMIN_TOKEN",
     "log_level": "LOG_LEVEL",

@@ -166,7 +166,7 @@ def public_settings(settings: Settings) -> dict[str, object]:
             continue
         if field == "admin_token":
             shown["admin_token_set"] = value is not None
-        elif field == "database_url" and value is not None:
+        elif field in ("database_url", "migration_database_url") and value is not None:
             shown[field] = redact_dsn(value)
         elif isinstance(value, Enum | Path):
             shown[field] = str(value)
@@ -178,7 +178,10 @@ def public_settings(settings: Settings) -> dict[str, object]:
 def protect_secrets(settings: Settings) -> None:
     """Scrub this configuration's password and token from any line that would
     quote them (a driver message with a URL, say)."""
-    password = urlsplit(settings.dsn()).password
-    if password is None or unquote(password) == DOCUMENTED_DEFAULT_PASSWORD:
-        password = None  # the README's default is no secret, and "postgres" is in every URL
-    register_secrets([settings.admin_token, password, unquote(password or "")])
+    secrets: list[str | None] = [settings.admin_token]
+    for dsn in {settings.dsn(), settings.migration_dsn()}:
+        password = urlsplit(dsn).password
+        if password is None or unquote(password) == DOCUMENTED_DEFAULT_PASSWORD:
+            continue  # the README's default is no secret, and "postgres" is in every URL
+        secrets += [password, unquote(password)]
+    register_secrets(secrets)

@@ -42,7 +42,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     already accepted finish before the pool closes)."""
     metrics = get_metrics()
     pool = await create_pool(settings)
-    connections = Connections(pool, settings.db_acquire_timeout)
+    connections = Connections.configured(pool, settings)
     store = CouponStore(connections)
     engine = create_claim_engine(settings, store, metrics.observe_batch)
     reads = CouponReadStore(connections)
@@ -62,7 +62,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         with suppress(asyncio.CancelledError):
             await sampler
         await services.dashboard.close()
-        await services.coupons.close()
+        await services.coupons.close()  # claims already accepted finish first
+        await connections.wait_for_writes()  # and every write sent, timed out or not
         await pool.close()
         forget_this_process()  # this worker's metric files (multiprocess mode)
 

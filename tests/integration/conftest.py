@@ -24,7 +24,7 @@ async def make_store(database: str) -> AsyncIterator[StoreFactory]:
         settings: Settings = load_settings({"DATABASE_URL": database, **environment})
         pool = await create_pool(settings)
         pools.append(pool)
-        return CouponStore(Connections(pool, settings.db_acquire_timeout))
+        return CouponStore(Connections.configured(pool, settings))
 
     yield make
     for pool in pools:
@@ -46,5 +46,5 @@ async def read_store(make_store: StoreFactory, database: str) -> AsyncIterator[C
     """The read side's store on a pool of its own."""
     settings = load_settings({"DATABASE_URL": database, "DB_POOL_MIN": "1"})
     pool = await create_pool(settings)
-    yield CouponReadStore(Connections(pool, settings.db_acquire_timeout))
+    yield CouponReadStore(Connections.configured(pool, settings))
     await pool.close()

@@ -1,4 +1,5 @@
-"""CPU time per request of each party (server, PostgreSQL, wrk), read from
+"""CPU time per request of each party (server, PostgreSQL, PgBouncer,
+HAProxy, wrk), read from
 /proc: on a shared machine rates swing with the neighbours' load, CPU spent
 per request much less, so it tells where the time goes in every run."""
 
@@ -19,13 +20,17 @@ TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 class CpuSplit:
     """CPU seconds spent by each party during one wrk run."""
 
-    server: float
+    server: float  # every instance's processes together
     postgres: float
     wrk: float
+    pgbouncer: float | None = None  # None: not in this topology
+    haproxy: float | None = None
 
-    def per_request_us(self, requests: int) -> tuple[float, float, float]:
+    def per_request_us(self, requests: int) -> tuple[float, ...]:
+        """server, pg, [pgbouncer], [haproxy], wrk: the parties present."""
         scale = 1e6 / max(requests, 1)
-        return (self.server * scale, self.postgres * scale, self.wrk * scale)
+        hops = [v for v in (self.pgbouncer, self.haproxy) if v is not None]
+        return tuple(v * scale for v in (self.server, self.postgres, *hops, self.wrk))
 
 
 @dataclass
@@ -33,6 +38,17 @@ class CpuMeter:
     """Filled when the measured block ends."""
 
     split: CpuSplit = field(default_factory=lambda: CpuSplit(0.0, 0.0, 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Parties:
+    """The processes measured: the instances (each with its workers), and
+    PgBouncer's and HAProxy's when the topology has them."""
+
+    servers: tuple[int, ...]
+    postmaster: int | None
+    pgbouncer: int | None = None
+    haproxy: int | None = None
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -86,11 +102,14 @@ def postgres_pids(postmaster: int | None) -> list[int]:
     return pids
 
 
-def _snapshot(server_pid: int, postmaster: int | None) -> dict[str, dict[int, float]]:
-    return {
-        "server": {pid: _cpu_seconds(pid) for pid in process_tree(server_pid)},
-        "postgres": {pid: _cpu_seconds(pid) for pid in postgres_pids(postmaster)},
+def _snapshot(parties: Parties) -> dict[str, dict[int, float]]:
+    trees = {
+        "server": [pid for root in parties.servers for pid in process_tree(root)],
+        "postgres": postgres_pids(parties.postmaster),
+        "pgbouncer": process_tree(parties.pgbouncer) if parties.pgbouncer else [],
+        "haproxy": process_tree(parties.haproxy) if parties.haproxy else [],
     }
+    return {name: {pid: _cpu_seconds(pid) for pid in pids} for name, pids in trees.items()}
 
 
 def _spent(before: dict[int, float], after: dict[int, float]) -> float:
@@ -103,15 +122,18 @@ def _children_cpu() -> float:
 
 
 @contextmanager
-def measure_cpu(server_pid: int, postmaster: int | None) -> Iterator[CpuMeter]:
-    """CPU of the server's processes, PostgreSQL's and our finished children
-    (wrk) while the block runs."""
+def measure_cpu(parties: Parties) -> Iterator[CpuMeter]:
+    """CPU of the servers' processes, PostgreSQL's, PgBouncer's, HAProxy's and
+    our finished children (wrk) while the block runs."""
     meter = CpuMeter()
-    before, children = _snapshot(server_pid, postmaster), _children_cpu()
+    before, children = _snapshot(parties), _children_cpu()
     yield meter
-    after = _snapshot(server_pid, postmaster)
+    after = _snapshot(parties)
+    spent = {name: _spent(before[name], after[name]) for name in after}
     meter.split = CpuSplit(
-        server=_spent(before["server"], after["server"]),
-        postgres=_spent(before["postgres"], after["postgres"]),
+        server=spent["server"],
+        postgres=spent["postgres"],
         wrk=_children_cpu() - children,
+        pgbouncer=spent["pgbouncer"] if parties.pgbouncer else None,
+        haproxy=spent["haproxy"] if parties.haproxy else None,
     )

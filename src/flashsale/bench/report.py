@@ -63,6 +63,17 @@ def cpu_per_request(measurement: Measurement) -> str:
     return " / ".join(f"{value:.0f}" for value in us)
 
 
+def cpu_parties(measurements: list[Measurement]) -> str:
+    """The CPU column's parties: PgBouncer and HAProxy when they were measured."""
+    splits = [m.cpu for m in measurements if m.cpu is not None]
+    names = ["server", "pg"]
+    if any(cpu.pgbouncer is not None for cpu in splits):
+        names.append("pgbouncer")
+    if any(cpu.haproxy is not None for cpu in splits):
+        names.append("haproxy")
+    return "/".join([*names, "wrk"])
+
+
 def invariants(measurement: Measurement) -> Text:
     check = measurement.check
     if check.claims is None:
@@ -78,7 +89,7 @@ def results_table(measurements: list[Measurement]) -> Table:
         table.add_column(column, justify="left" if column in ("strategy", "scenario") else "right")
     table.add_column("of ceiling", justify="right")
     table.add_column("of raw", justify="right")
-    table.add_column("CPU us/request\nserver/pg/wrk", justify="right")
+    table.add_column(f"CPU us/request\n{cpu_parties(measurements)}", justify="right")
     for column in ("statuses", "database check"):
         table.add_column(column)
     for m in measurements:

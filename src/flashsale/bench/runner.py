@@ -7,17 +7,17 @@ import asyncio
 import atexit
 import contextlib
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flashsale.bench.cpu import CpuSplit, measure_cpu, postmaster_pid
+from flashsale.bench.cpu import CpuSplit, Parties, measure_cpu, postmaster_pid
 from flashsale.bench.database import Check, check_scenario, create_fresh_database, drop_database
+from flashsale.bench.deployments import Deployment, ServerConfig, deploy, stop
 from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
-from flashsale.bench.server import RunningServer, start_server
+from flashsale.bench.server import start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.storage.embedded import start_embedded
 
@@ -37,6 +37,8 @@ class BenchPlan:
     workers: int
     load: Load
     database_url: str | None  # None: a throwaway embedded PostgreSQL
+    topology: str = "direct"  # direct, pgbouncer or cluster (bench.deployments)
+    instances: int = 3  # of the service, in the cluster topology
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +51,12 @@ Announce = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def database_server(url: str | None) -> Iterator[DatabaseServer]:
+def database_server(url: str | None, topology: str = "direct") -> Iterator[DatabaseServer]:
     """A server to create bench databases on."""
+    if topology == "ha":
+        with patroni_database() as server:
+            yield server
+        return
     if url:
         yield DatabaseServer(url, None)
         return
@@ -62,12 +68,27 @@ def database_server(url: str | None) -> Iterator[DatabaseServer]:
     yield DatabaseServer(embedded, postmaster_pid(folder / "pgdata"))
 
 
+@contextlib.contextmanager
+def patroni_database() -> Iterator[DatabaseServer]:
+    """Three Patroni nodes of this run's own; the URL lists them all with
+    target_session_attrs=read-write, and the leader's CPU is measured."""
+    from flashsale.bench.patroni import missing_packages, running_cluster
+
+    if missing := missing_packages():
+        raise RuntimeError(f"--topology ha needs the Debian packages {', '.join(missing)}")
+    with running_cluster() as cluster:
+        leader = cluster.leader()
+        assert leader is not None
+        url = cluster.multi_host_url.replace("/coupondb?", "/postgres?")
+        yield DatabaseServer(url, leader.postmaster_pid())
+
+
 def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
         workdir = Path(tmp)
         measurements.append(run_raw_ceiling(plan, workdir, announce))
-        with database_server(plan.database_url) as database:
+        with database_server(plan.database_url, plan.topology) as database:
             for strategy in plan.strategies:
                 measurements += run_strategy(plan, strategy, database, workdir, announce)
     return measurements
@@ -84,7 +105,8 @@ def run_raw_ceiling(plan: BenchPlan, workdir: Path, announce: Announce) -> Measu
         None, workdir / "server-raw.log", workers=plan.workers, module="flashsale.bench.raw_ceiling"
     )
     try:
-        result, cpu = drive(server, None, RAW, plan.load, "raw", announce)
+        target = Deployment(server.base_url, Parties((server.process.pid,), None))
+        result, cpu = drive(target, RAW, plan.load, "raw", announce)
     finally:
         stop(server)
     return Measurement(RAW_STRATEGY, RAW, result, Check(claims=None), cpu)
@@ -93,22 +115,16 @@ def run_raw_ceiling(plan: BenchPlan, workdir: Path, announce: Announce) -> Measu
 def run_strategy(
     plan: BenchPlan, strategy: str, database: DatabaseServer, workdir: Path, announce: Announce
 ) -> list[Measurement]:
-    announce(f"{strategy}: fresh database, starting {plan.workers} workers")
+    announce(f"{strategy}: fresh database, {plan.topology}, {plan.workers} workers per instance")
     url = asyncio.run(create_fresh_database(database.url, SCENARIOS))
     try:
-        server = start_server(
-            url,
-            workdir / f"server-{strategy}.log",
-            workers=plan.workers,
-            env={"CLAIM_STRATEGY": strategy, "FLASHSALE_BENCH_ROUTES": "true"},
-        )
-        try:
+        config = ServerConfig(url, plan.workers, strategy, workdir / f"server-{strategy}.log")
+        with deploy(plan.topology, plan.instances, config, database.postmaster, workdir) as target:
+            # Leaving the block stops the instances gracefully: the claims in
+            # flight commit before the checks.
             runs = [
-                drive(server, database.postmaster, scenario, plan.load, strategy, announce)
-                for scenario in SCENARIOS
+                drive(target, scenario, plan.load, strategy, announce) for scenario in SCENARIOS
             ]
-        finally:
-            stop(server)  # graceful: the claims in flight commit before the checks
         return [
             Measurement(
                 strategy,
@@ -124,22 +140,11 @@ def run_strategy(
 
 
 def drive(
-    server: RunningServer,
-    postmaster: int | None,
-    scenario: Scenario,
-    load: Load,
-    strategy: str,
-    announce: Announce,
+    target: Deployment, scenario: Scenario, load: Load, strategy: str, announce: Announce
 ) -> tuple[WrkResult, CpuSplit]:
     announce(f"{strategy}: {scenario.title}, {load.connections} connections, {load.duration_s:g}s")
-    url = server.base_url + scenario.path
-    with measure_cpu(server.process.pid, postmaster) as meter:
+    url = target.base_url + scenario.path
+    parties: Parties = target.parties
+    with measure_cpu(parties) as meter:
         result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-"))
     return result, meter.split
-
-
-def stop(server: RunningServer) -> None:
-    try:
-        server.stop()
-    except subprocess.TimeoutExpired:
-        server.kill()

@@ -8,8 +8,10 @@ import platform
 import click
 from rich.console import Console
 
+from flashsale.bench.deployments import TOPOLOGIES
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
+from flashsale.bench.topology import MAX_INSTANCES
 from flashsale.bench.wrk import Load, WrkError, ensure_wrk
 
 STRATEGIES = ("batched", "transaction")
@@ -30,6 +32,21 @@ STRATEGIES = ("batched", "transaction")
     help="PostgreSQL server to create the bench databases on "
     "[default: a throwaway embedded PostgreSQL]",
 )
+@click.option(
+    "--topology",
+    type=click.Choice(TOPOLOGIES),
+    default="direct",
+    help="direct: one instance to PostgreSQL; pgbouncer: through PgBouncer (transaction "
+    "mode); cluster: HAProxy, --instances instances, PgBouncer; ha: one instance on three "
+    "Patroni nodes in strict synchronous mode (etcd, patroni, PostgreSQL 15 packages). "
+    "Uses deploy/'s configs.",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(1, MAX_INSTANCES),
+    default=3,
+    help="Instances of the service in the cluster topology.",
+)
 def bench(
     duration: float,
     connections: int,
@@ -37,6 +54,8 @@ def bench(
     workers: int,
     strategies: str,
     database_url: str | None,
+    topology: str,
+    instances: int,
 ) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
@@ -50,8 +69,13 @@ def bench(
         ensure_wrk()
     except WrkError as error:
         raise click.ClickException(str(error)) from None
-    plan = BenchPlan(chosen, workers, Load(connections, threads, duration), database_url)
-    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
+    load = Load(connections, threads, duration)
+    plan = BenchPlan(chosen, workers, load, database_url, topology, instances)
+    shape = f"{instances} instances" if topology == "cluster" else "1 instance"
+    console.print(
+        f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}; topology {topology}, "
+        f"{shape} of {workers} workers[/dim]"
+    )
     with console.status("starting") as status:
         measurements = run_bench(plan, lambda text: status.update(text))
     console.print(render(measurements))

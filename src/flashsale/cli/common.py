@@ -12,6 +12,8 @@ from flashsale.logs import configure_logging, protect_secrets
 from flashsale.storage.database import migrate
 from flashsale.storage.embedded import start_embedded, with_database
 from flashsale.storage.errors import DatabaseUnreachable, unreachable_as_error
+from flashsale.storage.migrations import Migration
+from flashsale.storage.session_defaults import Timeouts, store_session_defaults
 
 log = logging.getLogger("flashsale")
 
@@ -35,22 +37,36 @@ def prepare_database(settings: Settings) -> str:
     DATABASE_URL or DB_HOST, that is the embedded server, started here."""
     if settings.uses_embedded_database:
         uri = start_embedded(settings.data_dir)
-        dsn = with_database(uri, settings.db_name)
+        dsn = migration_dsn = with_database(uri, settings.db_name)
         log.info(
             "no DATABASE_URL or DB_HOST set: using embedded PostgreSQL with data in %s",
             (settings.data_dir / "pgdata").resolve(),
         )
     else:
-        dsn = settings.dsn()
+        dsn, migration_dsn = settings.dsn(), settings.migration_dsn()
         log.info("using PostgreSQL at %s", redact_dsn(dsn))
+        if migration_dsn != dsn:
+            log.info("creating and migrating through %s", redact_dsn(migration_dsn))
     try:
         with unreachable_as_error():
-            applied = asyncio.run(migrate(dsn))
+            applied = asyncio.run(_prepare(settings, dsn, migration_dsn))
     except DatabaseUnreachable as error:
         # One line for the operator, no trace: the start-up needs the database.
         raise click.ClickException(
-            f"cannot prepare the database at {redact_dsn(dsn)}: {error}"
+            f"cannot prepare the database at {redact_dsn(migration_dsn)}: {error}"
         ) from None
     for migration in applied:
         log.info("applied migration %04d_%s", migration.version, migration.name)
     return dsn
+
+
+async def _prepare(settings: Settings, dsn: str, migration_dsn: str) -> list[Migration]:
+    """Create and migrate (on the primary), then store the timeouts as the
+    serving role's defaults, before any worker opens its pool."""
+    applied = await migrate(migration_dsn, statement_cache_size=settings.db_statement_cache_size)
+    if await store_session_defaults(dsn, settings):
+        log.info(
+            "stored the session timeouts as the role's defaults: %s",
+            Timeouts.from_settings(settings),
+        )
+    return applied

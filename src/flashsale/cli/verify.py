@@ -48,7 +48,9 @@ def verify_command(database_url: str | None) -> None:
     setup_logging(settings.log_level)
     dsn = database_url or prepare_database(settings)
     try:
-        report = asyncio.run(verify_database(dsn))
+        report = asyncio.run(
+            verify_database(dsn, statement_cache_size=settings.db_statement_cache_size)
+        )
     except DatabaseUnreachable as error:
         raise click.ClickException(f"cannot check {redact_dsn(dsn)}: {error}") from None
     _show(Console(), redact_dsn(dsn), report)

@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from flashsale.storage.queries import admin_query, query
+from flashsale.storage.queries import admin_query, query, startup_query
 
 
 def database_url(server_url: str, database: str) -> str:
@@ -29,7 +29,7 @@ async def create_database(server_url: str, database: str, *, template: str | Non
     """A new database on the server of ``server_url`` (a copy of ``template``
     when given); its URL."""
     if template is None:
-        sql = admin_query("create_database").format(database=quote_identifier(database))
+        sql = startup_query("create_database").format(database=quote_identifier(database))
     else:
         sql = admin_query("create_database_from_template").format(
             database=quote_identifier(database), template=quote_identifier(template)

@@ -1,11 +1,9 @@
 -- SQL that tools run, never the service at request time: the test suite's
--- and the bench's throwaway databases and the data they seed. Same
+-- and the bench's throwaway databases and the data they seed (a plain
+-- CREATE DATABASE is startup.sql's create_database). Same
 -- "-- name: <query_name>" headers as queries.sql. CREATE and DROP DATABASE
 -- take no parameters, so {database} is filled with a quoted identifier
 -- (admin.py's quote_identifier), never with raw text.
-
--- name: create_database
-CREATE DATABASE {database};
 
 -- name: create_database_from_template
 -- A copy of a migrated template: far faster than migrating each database.

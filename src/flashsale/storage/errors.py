@@ -52,13 +52,49 @@ def unreachable_as_error() -> Iterator[None]:
         raise DatabaseUnreachable(type(error).__name__) from None
 
 
+# What says the pooled connections no longer reach a writable primary: the
+# server went away, restarts, or was demoted to a replica (a connection kept
+# from before a failover fails writes with SQLSTATE 25006). asyncpg's
+# TargetServerAttributeNotMatched (an InternalClientError) means no listed
+# host is the primary right now. Not TimeoutError: a busy pool is not a lost one.
+LOST_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    ConnectionError,
+)
+_NO_PRIMARY_ERRORS = (
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+)
+
+
+def is_lost_connection(error: BaseException) -> bool:
+    return isinstance(error, LOST_CONNECTION_ERRORS) or (
+        isinstance(error, OSError) and not isinstance(error, TimeoutError)
+    )
+
+
 @contextmanager
 def database_unavailable_as_503() -> Iterator[None]:
     try:
         yield
     except UNAVAILABLE_ERRORS as error:
-        _report(error)
-        raise ServiceUnavailable("the database is unavailable, retry shortly") from None
+        raise unavailable(error) from None
+
+
+def unavailable(error: BaseException) -> ServiceUnavailable:
+    """The 503 for a driver failure, reported, naming why (no driver text)."""
+    _report(error)
+    if isinstance(error, _NO_PRIMARY_ERRORS):
+        return ServiceUnavailable(
+            "no writable primary (the database is failing over), retry shortly"
+        )
+    if is_lost_connection(error):
+        return ServiceUnavailable("the database is unreachable, retry shortly")
+    return ServiceUnavailable("the database is unavailable, retry shortly")
 
 
 def _report(error: BaseException) -> None:

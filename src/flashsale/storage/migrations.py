@@ -9,7 +9,9 @@ from importlib.resources import files
 
 import asyncpg
 
-# Any constant shared by every flashsale process; pg_advisory_lock takes a bigint.
+from flashsale.storage.queries import startup_query
+
+# Any constant shared by every flashsale process; pg_advisory_xact_lock takes a bigint.
 MIGRATION_LOCK_KEY = 0x666C617368  # "flash"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -39,31 +41,24 @@ def load_migrations() -> list[Migration]:
 
 
 async def apply_migrations(connection: asyncpg.Connection[asyncpg.Record]) -> list[Migration]:
-    """Apply what is missing; returns the migrations this call applied."""
-    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-    try:
-        await connection.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version integer PRIMARY KEY,
-                   name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = {
-            row["version"]
-            for row in await connection.fetch("SELECT version FROM schema_migrations")
-        }
-        applied = []
-        for migration in load_migrations():
-            if migration.version in done:
-                continue
-            async with connection.transaction():
-                await connection.execute(migration.sql)
-                await connection.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
-            applied.append(migration)
-        return applied
-    finally:
-        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    """Apply what is missing; returns the migrations this call applied.
+
+    One transaction under a transaction-level advisory lock: it holds behind
+    PgBouncer in transaction mode, where consecutive transactions of one
+    client may run on different server connections (a session-level lock
+    would be taken on one and "released" on another). All pending migrations
+    commit together or not at all; a process that waited for the lock sees
+    the versions the first one recorded and applies nothing."""
+    async with connection.transaction():
+        await connection.execute(startup_query("unbounded_transaction"))
+        await connection.execute(startup_query("migration_lock"), MIGRATION_LOCK_KEY)
+        await connection.execute(startup_query("create_schema_migrations"))
+        rows = await connection.fetch(startup_query("applied_migrations"))
+        done = {row["version"] for row in rows}
+        applied = [m for m in load_migrations() if m.version not in done]
+        for migration in applied:
+            await connection.execute(migration.sql)
+            await connection.execute(
+                startup_query("record_migration"), migration.version, migration.name
+            )
+    return applied

@@ -1,5 +1,6 @@
-"""Loads the named queries of ``queries.sql`` (the service's) and
-``admin.sql`` (the tools') once, so SQL lives in .sql files only."""
+"""Loads the named queries of ``queries.sql`` (request time),
+``startup.sql`` (start-up steps) and ``admin.sql`` (the tools': test and
+bench databases) once, so SQL lives in .sql files only."""
 
 import re
 from functools import cache
@@ -34,3 +35,7 @@ def query(name: str) -> str:
 
 def admin_query(name: str) -> str:
     return load_queries("admin.sql")[name]
+
+
+def startup_query(name: str) -> str:
+    return load_queries("startup.sql")[name]

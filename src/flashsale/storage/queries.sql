@@ -2,8 +2,13 @@
 -- "-- name: <query_name>" header; the store runs queries by that name.
 
 -- name: ping
--- Health check: the database answers.
-SELECT 1;
+-- Health check: the database answers, is a primary (a node demoted by a
+-- failover is in recovery), and can commit: Patroni's synchronous_mode_strict
+-- sets synchronous_standby_names to '*' when no synchronous standby is left,
+-- and then every commit waits until a standby connects (a walsender row).
+SELECT pg_is_in_recovery() AS read_only,
+       current_setting('synchronous_standby_names') = '*'
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_replication) AS no_standby;
 
 -- name: create_coupon
 -- New coupon with full stock; a duplicate name fails on coupons_name_key.
@@ -58,8 +63,16 @@ SELECT id, name, amount, remaining_amount FROM coupons WHERE name = $1;
 
 -- name: coupon_claimers
 -- A coupon's claimers in claim order, read through a cursor in batches;
--- walks claims_coupon_order_idx, so no sort however many there are.
+-- walks claims_coupon_order_idx, so no sort however many there are. An SQL
+-- cursor (DECLARE, then FETCH): it lives in the transaction, so it works
+-- behind a transaction-mode pooler, where asyncpg's cursors would leave a
+-- named prepared statement on a server connection other clients then get.
+DECLARE coupon_claimers NO SCROLL CURSOR FOR
 SELECT user_id FROM claims WHERE coupon_id = $1 ORDER BY id;
+
+-- name: fetch_coupon_claimers
+-- The next {rows} claimers of the cursor above (FETCH takes no parameter).
+FETCH FORWARD {rows} FROM coupon_claimers;
 
 -- name: claims_page
 -- Up to $3 claims of coupon $1 after claim id $2 (keyset on
@@ -101,3 +114,14 @@ SELECT s.name, s.amount, s.remaining_amount,
          ORDER BY l.last_id DESC NULLS LAST, c.id DESC
          LIMIT $1) AS s
  ORDER BY s.last_id DESC NULLS LAST, s.id DESC;
+
+-- name: store_session_defaults
+-- Start-up: the configured timeouts (ms) as the role's defaults in this
+-- database (0005); true when they changed.
+SELECT store_session_defaults($1, $2, $3);
+
+-- name: session_timeouts
+-- What this session's timeouts are (tests, and a start-up log line).
+SELECT current_setting('statement_timeout') AS statement_timeout,
+       current_setting('lock_timeout') AS lock_timeout,
+       current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction;

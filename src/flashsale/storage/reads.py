@@ -29,6 +29,9 @@ class CouponReadStore:
     def __init__(self, connections: Connections, batch_rows: int = BATCH_ROWS) -> None:
         self._connection = connections.connection
         self._acquire_timeout = connections.acquire_timeout
+        # The pool has no command_timeout (connections.py): reads bound each
+        # round trip themselves; a cancelled read commits nothing.
+        self._timeout = connections.read_timeout
         self._batch_rows = batch_rows
         # A stream holds a connection for its whole body: leave the rest of the
         # pool to claims even when many huge reads arrive at once.
@@ -53,18 +56,21 @@ class CouponReadStore:
             self._connection() as connection,
             connection.transaction(isolation="repeatable_read", readonly=True),
         ):
-            row = await connection.fetchrow(query("coupon_header"), name)
+            row = await connection.fetchrow(query("coupon_header"), name, timeout=self._timeout)
             if row is None:
                 return
             found.append(CouponHeader(row["name"], row["amount"], row["remaining_amount"]))
             yield []
-            cursor = await connection.cursor(query("coupon_claimers"), row["id"])
-            while batch := await cursor.fetch(self._batch_rows):
+            await connection.execute(query("coupon_claimers"), row["id"], timeout=self._timeout)
+            fetch = query("fetch_coupon_claimers").format(rows=int(self._batch_rows))
+            while batch := await connection.fetch(fetch, timeout=self._timeout):
                 yield [record[0] for record in batch]
 
     async def claims_page(self, name: str, *, after: int, limit: int) -> list[ClaimRow] | None:
         async with self._connection() as connection:
-            rows = await connection.fetch(query("claims_page"), name, after, limit)
+            rows = await connection.fetch(
+                query("claims_page"), name, after, limit, timeout=self._timeout
+            )
         if not rows:
             return None
         return [
@@ -75,12 +81,16 @@ class CouponReadStore:
 
     async def coupons_page(self, *, after: str, limit: int) -> list[CouponStock]:
         async with self._connection() as connection:
-            rows = await connection.fetch(query("coupons_page"), after, limit)
+            rows = await connection.fetch(
+                query("coupons_page"), after, limit, timeout=self._timeout
+            )
         return [CouponStock(row["name"], row["amount"], row["remaining_amount"]) for row in rows]
 
     async def recent_activity(self, *, coupons: int, claimers: int) -> list[CouponActivity]:
         async with self._connection() as connection:
-            rows = await connection.fetch(query("recent_activity"), coupons, claimers)
+            rows = await connection.fetch(
+                query("recent_activity"), coupons, claimers, timeout=self._timeout
+            )
         return [
             CouponActivity(row["name"], row["amount"], row["remaining_amount"], row["recent"])
             for row in rows

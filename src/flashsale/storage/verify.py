@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from flashsale.storage.errors import unreachable_as_error
-from flashsale.storage.queries import query
+from flashsale.storage.queries import query, startup_query
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +39,20 @@ async def find_violations(connection: asyncpg.Connection[asyncpg.Record]) -> lis
     return [Violation(*row) for row in rows]
 
 
-async def verify_database(dsn: str) -> Report:
+async def verify_database(dsn: str, *, statement_cache_size: int = 100) -> Report:
     """Counts and violations of the database at ``dsn``; DatabaseUnreachable
-    when it cannot be read."""
+    when it cannot be read. ``statement_cache_size``: 0 behind a
+    transaction-mode pooler (DB_STATEMENT_CACHE_SIZE)."""
     with unreachable_as_error():
-        connection = await asyncpg.connect(dsn, timeout=10)
+        connection = await asyncpg.connect(
+            dsn, timeout=10, statement_cache_size=statement_cache_size
+        )
         try:
             # One snapshot for the counts and the checks, even while claims go on.
             async with connection.transaction(isolation="repeatable_read", readonly=True):
+                # A check of every claim may take longer than the service's
+                # timeouts, which are the role's defaults: lift them here only.
+                await connection.execute(startup_query("unbounded_transaction"))
                 counts = await connection.fetchrow(query("count_coupons_and_claims"))
                 assert counts is not None  # an aggregate always returns its row
                 violations = await find_violations(connection)

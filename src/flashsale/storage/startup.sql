@@ -1,0 +1,42 @@
+-- SQL of the start-up steps (storage/database.py, migrations.py, primary.py):
+-- find the primary, create the database, apply migrations. Same "-- name:"
+-- headers as queries.sql; kept apart because it runs once per start, never
+-- at request time.
+
+-- name: in_recovery
+-- A standby (or a primary being promoted) answers true; start-up only ever
+-- writes on a server that answers false.
+SELECT pg_is_in_recovery();
+
+-- name: database_exists
+SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1);
+
+-- name: create_database
+-- {database} is a quoted identifier: CREATE DATABASE takes no parameters.
+CREATE DATABASE {database};
+
+-- name: unbounded_transaction
+-- Migrations run without the service's timeouts, which are stored as the
+-- role's defaults and so apply here too: a migration may rewrite a big table,
+-- and waiting for another instance's migrations is the point of the lock.
+SET LOCAL statement_timeout = 0;
+SET LOCAL lock_timeout = 0;
+SET LOCAL idle_in_transaction_session_timeout = 0;
+
+-- name: migration_lock
+-- Transaction-level: released by COMMIT or ROLLBACK, so it holds behind a
+-- transaction-mode pooler (a session-level pg_advisory_lock would stay on a
+-- server connection that the next transaction may not get).
+SELECT pg_advisory_xact_lock($1);
+
+-- name: create_schema_migrations
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now());
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name) VALUES ($1, $2);

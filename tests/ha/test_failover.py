@@ -1,0 +1,74 @@
+"""The leader dies under a rush (kill -9 of its PostgreSQL and its Patroni):
+Patroni promotes the synchronous standby, the service finds it by itself, and
+no acknowledged claim is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from flashsale.bench.patroni import Cluster
+from tests.support.failover import (
+    REQUEST_TIMEOUT,
+    SERVICE_ENV,
+    first_success_after,
+    promoted_at,
+    timeline,
+)
+from tests.support.load import create_coupon
+from tests.support.servers import serve
+from tests.support.set_check import check_set
+from tests.support.traffic import Traffic, claim_loop
+
+CLIENTS = 48
+
+
+@pytest.mark.parametrize("strategy", ["batched", "transaction"])
+async def test_killing_the_leader_under_a_rush_loses_no_acknowledged_claim(
+    ha_cluster: Cluster, ha_database: str, tmp_path: Path, strategy: str
+) -> None:
+    server = serve(
+        ha_database,
+        tmp_path / "server.log",
+        workers=2,
+        env={**SERVICE_ENV, "CLAIM_STRATEGY": strategy},
+    )
+    traffic, stop = Traffic(), asyncio.Event()
+    try:
+        await create_coupon(server.base_url, "KILL", 1_000_000)
+        load = asyncio.create_task(
+            claim_loop(server.base_url, "KILL", traffic, stop, clients=CLIENTS, tag="k")
+        )
+        await asyncio.sleep(3)
+        victim = ha_cluster.leader()
+        assert victim is not None
+        killed_at = time.monotonic()
+        await asyncio.to_thread(ha_cluster.kill_node, victim)
+        survivors = [node for node in ha_cluster.nodes if node is not victim]
+        promoted = await promoted_at(survivors)
+        assert promoted is not None, "no replica was promoted within 60 s"
+        resumed = await first_success_after(traffic, promoted, limit=30)
+        await asyncio.sleep(2)
+        stop.set()
+        await load
+    finally:
+        stop.set()
+        server.stop()
+    assert resumed is not None, "claims did not resume within 30 s of the promotion"
+    leader = ha_cluster.leader()
+    assert leader is not None
+    assert leader is not victim
+    result = await check_set(leader.url(), "KILL", traffic)
+    print(
+        f"\nkill -9 leader ({strategy}): {result.summary()}; "
+        f"no writable primary for {promoted - killed_at:.2f} s; "
+        f"claims back {resumed - promoted:.2f} s after the promotion; {traffic.outcomes()}"
+    )
+    print(timeline(traffic, killed_at))
+    assert result.ok, result
+    slowest = max(s.latency for s in traffic.sent if s.status != 200)
+    assert slowest < REQUEST_TIMEOUT + 1, f"a 503 took {slowest:.2f} s"
+    assert resumed - promoted < 2.0, f"claims resumed {resumed - promoted:.2f} s after promotion"

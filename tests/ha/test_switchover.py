@@ -1,0 +1,77 @@
+"""A planned switchover under load, the service reaching the leader through
+HAProxy and Patroni's /primary check (the second documented way): nothing
+acknowledged is lost, and the time without claims is measured."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import asyncpg
+
+from flashsale.bench.patroni import Cluster
+from tests.support.failover import REQUEST_TIMEOUT, SERVICE_ENV, longest_gap, timeline
+from tests.support.load import create_coupon
+from tests.support.servers import serve
+from tests.support.set_check import check_set
+from tests.support.traffic import Traffic, claim_loop
+
+
+async def test_a_planned_switchover_through_haproxy_loses_nothing(
+    ha_cluster: Cluster, ha_database: str, tmp_path: Path
+) -> None:
+    await _wait_for_haproxy(ha_cluster.haproxy_url)
+    server = serve(ha_cluster.haproxy_url, tmp_path / "server.log", workers=2, env=SERVICE_ENV)
+    traffic, stop = Traffic(), asyncio.Event()
+    try:
+        await create_coupon(server.base_url, "SWITCH", 1_000_000)
+        load = asyncio.create_task(
+            claim_loop(server.base_url, "SWITCH", traffic, stop, clients=32, tag="s")
+        )
+        await asyncio.sleep(2)
+        old, new = ha_cluster.leader(), ha_cluster.sync_standby()
+        assert old is not None
+        assert new is not None
+        started = time.monotonic()
+        await asyncio.to_thread(
+            ha_cluster.patronictl,
+            "switchover",
+            "--leader",
+            old.name,
+            "--candidate",
+            new.name,
+            "--force",
+        )
+        await asyncio.to_thread(ha_cluster.wait_healthy, 60)
+        await asyncio.sleep(3)
+        stop.set()
+        await load
+    finally:
+        stop.set()
+        server.stop()
+    assert ha_cluster.leader() is new
+    result = await check_set(new.url(), "SWITCH", traffic)
+    gap = longest_gap(traffic, started)
+    print(
+        f"\nswitchover via HAProxy: {result.summary()}; longest time without a 200: "
+        f"{gap:.2f} s; {traffic.outcomes()}\n{timeline(traffic, started)}"
+    )
+    assert result.ok, result
+    slowest = max(s.latency for s in traffic.sent if s.status != 200)
+    assert slowest < REQUEST_TIMEOUT + 1, f"a 503 took {slowest:.2f} s"
+
+
+async def _wait_for_haproxy(url: str, limit: float = 15) -> None:
+    """HAProxy has seen the leader pass its first /primary check."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            connection = await asyncpg.connect(url.replace("/coupondb", "/postgres"), timeout=2)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        else:
+            await connection.close()
+            return
