@@ -130,7 +130,9 @@ async def terminate_stream_sessions(url: str) -> int:
         killed: int = await connection.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE application_name = 'flashsale' AND datname = current_database()"
-            " AND query LIKE 'SELECT user_id FROM claims%'"
+            # The stream reads through the SQL cursor coupon_claimers.
+            " AND (query LIKE 'FETCH FORWARD % FROM coupon_claimers'"
+            "      OR query LIKE 'DECLARE coupon_claimers%')"
         )
     finally:
         await connection.close()
