@@ -63,15 +63,21 @@ async def test_a_planned_switchover_through_haproxy_loses_nothing(
 
 
 async def _wait_for_haproxy(url: str, limit: float = 15) -> None:
-    """HAProxy has seen the leader pass its first /primary check."""
+    """HAProxy sends every new connection to the leader: it counts servers up
+    until their first checks fail, so a few connections in a row must all
+    land on a primary."""
     deadline = time.monotonic() + limit
-    while True:
+    on_primary = 0
+    while on_primary < 3:
         try:
             connection = await asyncpg.connect(url.replace("/coupondb", "/postgres"), timeout=2)
+            try:
+                in_recovery = await connection.fetchval("SELECT pg_is_in_recovery()")
+            finally:
+                await connection.close()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            if time.monotonic() > deadline:
-                raise
+            in_recovery = True
+        on_primary = 0 if in_recovery else on_primary + 1
+        if on_primary < 3:
+            assert time.monotonic() < deadline, "HAProxy never settled on the leader"
             await asyncio.sleep(0.2)
-        else:
-            await connection.close()
-            return

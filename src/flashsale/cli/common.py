@@ -13,6 +13,7 @@ from flashsale.storage.database import migrate
 from flashsale.storage.embedded import start_embedded, with_database
 from flashsale.storage.errors import DatabaseUnreachable, unreachable_as_error
 from flashsale.storage.migrations import Migration
+from flashsale.storage.primary import until_primary
 from flashsale.storage.session_defaults import Timeouts, store_session_defaults
 
 log = logging.getLogger("flashsale")
@@ -62,7 +63,12 @@ def prepare_database(settings: Settings) -> str:
 
 async def _prepare(settings: Settings, dsn: str, migration_dsn: str) -> list[Migration]:
     """Create and migrate (on the primary), then store the timeouts as the
-    serving role's defaults, before any worker opens its pool."""
+    serving role's defaults, before any worker opens its pool; waits for a
+    writable primary while there is none (a failover, a fresh load balancer)."""
+    return await until_primary(lambda: _prepare_once(settings, dsn, migration_dsn))
+
+
+async def _prepare_once(settings: Settings, dsn: str, migration_dsn: str) -> list[Migration]:
     applied = await migrate(migration_dsn, statement_cache_size=settings.db_statement_cache_size)
     if await store_session_defaults(dsn, settings):
         log.info(

@@ -12,12 +12,19 @@ read-write picks the primary again on each new connection, after a failover too)
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.connect_utils import SessionAttribute
 
 from flashsale.storage.queries import startup_query
+
+T = TypeVar("T")
+log = logging.getLogger("flashsale.storage")
 
 ADMIN_DATABASE = "postgres"  # on every PostgreSQL cluster, primary and standbys alike
 _PROBE_TIMEOUT = 5.0
@@ -26,6 +33,33 @@ _UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceE
 
 class NoPrimaryError(ConnectionError):
     """No host of the URL answered as a primary."""
+
+
+# What says "no primary right now" rather than "no database": a failover in
+# progress, or a load balancer that still sends to a standby until its first
+# health checks have run (HAProxy counts servers up until checks fail them).
+_NO_PRIMARY_YET = (
+    NoPrimaryError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # SQLSTATE 25006 on a standby
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    asyncpg.exceptions.CannotConnectNowError,  # starting up, or being promoted
+)
+PRIMARY_WAIT_SECONDS = 30.0
+
+
+async def until_primary(step: Callable[[], Awaitable[T]], limit: float = PRIMARY_WAIT_SECONDS) -> T:
+    """``step`` again until it runs on a primary, for up to ``limit`` seconds:
+    a service started during a failover waits for the new leader."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        try:
+            return await step()
+        except _NO_PRIMARY_YET as error:
+            if loop.time() >= deadline:
+                raise
+            log.warning("no writable primary yet (%s): retrying", type(error).__name__)
+            await asyncio.sleep(0.5)
 
 
 def url_hosts(dsn: str) -> list[str]:
