@@ -15,7 +15,7 @@ from tests.support.invariants import assert_invariants
 from tests.support.load import create_coupon
 from tests.support.own_postgres import OwnPostgres
 from tests.support.servers import serve
-from tests.support.traffic import Traffic, claim_loop, session
+from tests.support.traffic import Traffic, claim_loop, first_success_after, session
 
 ACQUIRE_TIMEOUT = 1.0
 STATEMENT_TIMEOUT = 2.0
@@ -29,19 +29,6 @@ async def health(base_url: str) -> tuple[int, str, float]:
     async with session(1) as http, http.get(f"{base_url}/health") as response:
         body = await response.json(content_type=None)
         return response.status, str(body.get("error", "")), time.monotonic() - started
-
-
-async def first_success_after(traffic: Traffic, moment: float, limit: float) -> float | None:
-    """Seconds from ``moment`` to the first 200 sent after it, waiting up to ``limit``."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        done = [
-            s.started + s.latency for s in traffic.sent if s.status == 200 and s.started >= moment
-        ]
-        if done:
-            return min(done) - moment
-        await asyncio.sleep(0.05)
-    return None
 
 
 async def test_a_database_outage_gives_fast_503s_and_claims_resume_when_it_returns(
@@ -72,7 +59,8 @@ async def test_a_database_outage_gives_fast_503s_and_claims_resume_when_it_retur
         await asyncio.sleep(OUTAGE_SECONDS)
         restart_at = time.monotonic()
         await asyncio.to_thread(own_postgres.start)
-        recovered = await first_success_after(traffic, restart_at, limit=10)
+        resumed = await first_success_after(traffic, restart_at, limit=10)
+        recovered = None if resumed is None else resumed - restart_at
         stop.set()
         await load
     finally:

@@ -14,14 +14,13 @@ from flashsale.bench.patroni import Cluster
 from tests.support.failover import (
     REQUEST_TIMEOUT,
     SERVICE_ENV,
-    first_success_after,
     promoted_at,
     timeline,
 )
 from tests.support.load import create_coupon
 from tests.support.servers import serve
 from tests.support.set_check import check_set
-from tests.support.traffic import Traffic, claim_loop
+from tests.support.traffic import Traffic, claim_loop, first_success_after
 
 CLIENTS = 48
 

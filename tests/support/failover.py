@@ -33,19 +33,6 @@ async def promoted_at(candidates: list[Node], limit: float = 60) -> float | None
     return None
 
 
-async def first_success_after(traffic: Traffic, moment: float, limit: float) -> float | None:
-    """When the first claim sent after ``moment`` was answered 200."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        done = [
-            s.started + s.latency for s in traffic.sent if s.status == 200 and s.started >= moment
-        ]
-        if done:
-            return min(done)
-        await asyncio.sleep(0.05)
-    return None
-
-
 def last_success_before(traffic: Traffic, moment: float) -> float | None:
     done = [s.started + s.latency for s in traffic.sent if s.status == 200]
     before = [t for t in done if t <= moment]

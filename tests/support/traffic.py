@@ -91,3 +91,16 @@ async def wait_until(condition: Callable[[], bool], limit: float, step: float = 
             return True
         await asyncio.sleep(step)
     return condition()
+
+
+async def first_success_after(traffic: Traffic, moment: float, limit: float) -> float | None:
+    """When the first claim sent after ``moment`` was answered 200."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        done = [
+            s.started + s.latency for s in traffic.sent if s.status == 200 and s.started >= moment
+        ]
+        if done:
+            return min(done)
+        await asyncio.sleep(0.05)
+    return None
