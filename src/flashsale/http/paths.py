@@ -1,0 +1,33 @@
+"""User ids in paths: ``/api/coupons/{name}/claims/{user_id}`` and
+``/api/users/{user_id}/claims`` carry any valid user id, '/' included,
+percent-encoded by the client (``a%2Fb``).
+
+An ASGI server decodes the path before routing (``scope["path"]`` has
+``a/b``, which Litestar's router would split into two segments), and keeps
+the bytes as sent in ``scope["raw_path"]``. For these routes only, this layer
+routes on the raw path: each segment stays percent-encoded, so '/' inside an
+id is never a separator, and the handlers decode their parameters themselves
+(http/requests.py path_user_id, path_coupon_name), exactly once."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+_USER_PATHS = re.compile(r"^/api/(?:users/|coupons/[^/]+/claims/.)")
+
+
+class RawUserPaths:
+    def __init__(self, inner: ASGIApp) -> None:
+        self._inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and _USER_PATHS.match(scope["path"]):
+            raw = scope.get("raw_path")
+            # Without raw_path (not every server sends it) re-encode the decoded
+            # path: the handlers' decoding then gives the same text back.
+            scope["path"] = raw.decode("latin-1") if raw else quote(scope["path"], safe="/")
+        await self._inner(scope, receive, send)
