@@ -23,7 +23,7 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
         "200": set(),
         "400": {"invalid_request"},
         "404": {"coupon_not_found"},
-        "409": {"already_claimed", "sold_out"},
+        "409": {"already_claimed", "sold_out", "not_started", "sale_ended", "paused"},
         "413": {"payload_too_large"},
         "415": {"unsupported_media_type"},
         "503": {"service_unavailable"},
@@ -70,14 +70,20 @@ async def test_error_responses_have_the_error_body_schema(client: Client) -> Non
     schema = conflict["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
     examples = conflict["content"]["application/json"]["examples"].values()
-    assert {example["value"]["error"] for example in examples} == {"already_claimed", "sold_out"}
+    assert {example["value"]["error"] for example in examples} == {
+        "already_claimed",
+        "sold_out",
+        "not_started",
+        "sale_ended",
+        "paused",
+    }
 
 
 async def test_the_raw_body_handlers_document_their_request_bodies(client: Client) -> None:
     paths = (await openapi(client))["paths"]
     create = paths["/api/coupons"]["post"]["requestBody"]["content"]["application/json"]
     assert create["schema"]["required"] == ["name", "amount"]
-    assert create["schema"]["properties"]["amount"]["maximum"] == 1_000_000_000
+    assert create["schema"]["properties"]["amount"]["maximum"] == 2_147_483_647
     claim = paths["/api/coupons/claim"]["post"]["requestBody"]["content"]["application/json"]
     assert claim["schema"]["required"] == ["user_id", "coupon_name"]
 

@@ -22,11 +22,15 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import msgspec
-from litestar import Litestar, Response, delete, get, post
+from litestar import HttpMethod, Litestar, Response, delete, get, post, route
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.status_codes import HTTP_200_OK, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_204_NO_CONTENT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
@@ -220,6 +224,20 @@ async def list_claims(
 ONE_CLAIM = "/api/coupons/{name:str}/claims/{user_id:str}"
 
 
+# Litestar 2 answers OPTIONS with the first handler's methods only
+# (litestar#4169, see http/coupons.py): this one is registered first.
+@route(
+    ONE_CLAIM,
+    http_method=HttpMethod.OPTIONS,
+    status_code=HTTP_204_NO_CONTENT,
+    include_in_schema=False,
+)
+async def allow_one_claim(name: str, user_id: str) -> Response[None]:
+    return Response(
+        None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS"}
+    )
+
+
 def claim_body(claim: ClaimView) -> ClaimBody:
     return ClaimBody(
         claim.user_id,
@@ -277,4 +295,11 @@ async def redeem_claim(state: State, name: str, user_id: str) -> ClaimBody:
     return claim_body(claim)
 
 
-CLAIM_HANDLERS = [claim_coupon, list_claims, read_claim, release_claim, redeem_claim]
+CLAIM_HANDLERS = [
+    claim_coupon,
+    list_claims,
+    allow_one_claim,
+    read_claim,
+    release_claim,
+    redeem_claim,
+]

@@ -75,6 +75,18 @@ class CouponController(Controller):
             None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"}
         )
 
+    # The same for "/{name}" (GET and PATCH); "allow_one" sorts before both.
+    @route(
+        "/{name:str}",
+        http_method=HttpMethod.OPTIONS,
+        status_code=HTTP_204_NO_CONTENT,
+        include_in_schema=False,
+    )
+    async def allow_one(self, name: str) -> Response[None]:
+        return Response(
+            None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, PATCH"}
+        )
+
     @post(
         "/",
         status_code=HTTP_201_CREATED,

@@ -44,11 +44,14 @@ async def drop_database(server_url: str, url: str) -> None:
     await _run_on_server(server_url, sql)
 
 
-async def seed_coupon(url: str, name: str, amount: int, *, claims: int = 0) -> None:
-    """A coupon of ``amount`` with ``claims`` claims by user-1 .. user-N."""
+async def seed_coupon(
+    url: str, name: str, amount: int, *, claims: int = 0, hold_seconds: int | None = None
+) -> None:
+    """A coupon of ``amount`` with ``claims`` claims by user-1 .. user-N
+    (holds, when ``hold_seconds`` is set)."""
     connection = await asyncpg.connect(url)
     try:
-        await connection.execute(query("create_coupon"), name, amount)
+        await connection.execute(query("create_coupon"), name, amount, None, None, hold_seconds)
         if claims:
             await connection.execute(admin_query("seed_claims"), name, claims)
             await connection.execute(admin_query("analyze_claims"))

@@ -17,9 +17,11 @@ DROP DATABASE IF EXISTS {database} WITH (FORCE);
 
 -- name: seed_claims
 -- $2 claims of coupon $1 by users 'user-1' .. 'user-$2', in one statement:
--- the statement-level trigger claims_take_stock moves the stock once.
-INSERT INTO claims (coupon_id, coupon_name, user_id)
-SELECT id, name, 'user-' || g FROM coupons, generate_series(1, $2) AS g WHERE name = $1;
+-- the statement-level trigger claims_take_stock moves the stock once. Holds
+-- when the coupon has hold_seconds, as a claim through the API would be.
+INSERT INTO claims (coupon_id, coupon_name, user_id, expires_at)
+SELECT id, name, 'user-' || g, now() + make_interval(secs => hold_seconds)
+  FROM coupons, generate_series(1, $2) AS g WHERE name = $1;
 
 -- name: analyze_claims
 -- Fresh statistics after a bulk seed, so plans match a real coupon's.
