@@ -27,7 +27,12 @@ class RawUserPaths:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and _USER_PATHS.match(scope["path"]):
             raw = scope.get("raw_path")
-            # Without raw_path (not every server sends it) re-encode the decoded
-            # path: the handlers' decoding then gives the same text back.
-            scope["path"] = raw.decode("latin-1") if raw else quote(scope["path"], safe="/")
+            # Some clients' transports (httpx's ASGI one) leave the query in
+            # raw_path; a '?' in a path segment is always sent as %3F. Without
+            # raw_path re-encode the decoded path: the handlers' decoding then
+            # gives the same text back.
+            if raw:
+                scope["path"] = raw.split(b"?", 1)[0].decode("latin-1")
+            else:
+                scope["path"] = quote(scope["path"], safe="/")
         await self._inner(scope, receive, send)
