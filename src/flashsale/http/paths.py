@@ -12,12 +12,15 @@ id is never a separator, and the handlers decode their parameters themselves
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, quote_from_bytes
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 _USER_PATHS = re.compile(r"^/api/(?:users/|coupons/[^/]+/claims/.)")
+# Kept as sent: '/' separates, '%' starts an escape, sub-delims and ':' '@'
+# are valid in a segment (RFC 3986 3.3); letters, digits, "_.-~" always are.
+_KEEP = "/%!$&'()*+,;=:@"
 
 
 class RawUserPaths:
@@ -32,7 +35,9 @@ class RawUserPaths:
             # raw_path re-encode the decoded path: the handlers' decoding then
             # gives the same text back.
             if raw:
-                scope["path"] = raw.split(b"?", 1)[0].decode("latin-1")
+                # Bytes a client sent unencoded (UTF-8, spaces) are encoded here,
+                # so every segment is ASCII and decodes once, as UTF-8.
+                scope["path"] = quote_from_bytes(raw.split(b"?", 1)[0], safe=_KEEP)
             else:
                 scope["path"] = quote(scope["path"], safe="/")
         await self._inner(scope, receive, send)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -139,8 +139,16 @@ def require_coupon_name(name: str) -> None:
 
 
 def check_window(starts_at: datetime | None, ends_at: datetime | None) -> None:
-    """400 before any query when a window given whole ends before it starts
-    (a change's window is judged with the stored ends by the database)."""
+    """400 before any query when a time has no UTC equivalent (year 1 at
+    +04:00 is year 0 in UTC; 9999-12-31 at -01:00 is year 10000) or a window
+    given whole ends before it starts (a change's window is judged with the
+    stored ends by the database)."""
+    for field, value in (("starts_at", starts_at), ("ends_at", ends_at)):
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise InvalidRequest(f"{field} {_TIME_RULE} between years 1 and 9999") from None
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         raise InvalidRequest("ends_at must be later than starts_at")
 
