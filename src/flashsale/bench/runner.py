@@ -9,6 +9,7 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from flashsale.bench.database import Check, check_scenario, create_fresh_databas
 from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
 from flashsale.bench.server import RunningServer, start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
+from flashsale.storage.admin import return_stock_during
 from flashsale.storage.embedded import start_embedded
 
 
@@ -104,7 +106,7 @@ def run_strategy(
         )
         try:
             runs = [
-                drive(server, database.postmaster, scenario, plan.load, strategy, announce)
+                drive(server, database.postmaster, scenario, plan.load, strategy, announce, url)
                 for scenario in SCENARIOS
             ]
         finally:
@@ -130,12 +132,44 @@ def drive(
     load: Load,
     strategy: str,
     announce: Announce,
+    database_url: str | None = None,
 ) -> tuple[WrkResult, CpuSplit]:
     announce(f"{strategy}: {scenario.title}, {load.connections} connections, {load.duration_s:g}s")
     url = server.base_url + scenario.path
-    with measure_cpu(server.process.pid, postmaster) as meter:
+    with (
+        measure_cpu(server.process.pid, postmaster) as meter,
+        returning_stock(database_url, scenario, load.duration_s, announce),
+    ):
         result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-"))
     return result, meter.split
+
+
+@contextlib.contextmanager
+def returning_stock(
+    url: str | None, scenario: Scenario, seconds: float, announce: Announce
+) -> Iterator[None]:
+    """For a scenario with seeded claims, half released and half expiring
+    over the run, from a thread of its own (wrk blocks this one)."""
+    if url is None or not scenario.seeded:
+        yield
+        return
+    seeded = [f"user-{i}" for i in range(1, scenario.seeded + 1)]
+    half = len(seeded) // 2
+    released: list[int] = []
+
+    def run() -> None:
+        returns = return_stock_during(
+            url, scenario.coupon, releases=seeded[:half], expiries=seeded[half:], seconds=seconds
+        )
+        released.append(asyncio.run(returns))
+
+    thread = threading.Thread(target=run, name="bench-returns")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+        announce(f"{scenario.title}: {released[0] if released else 0} released, {half} expiring")
 
 
 def stop(server: RunningServer) -> None:
