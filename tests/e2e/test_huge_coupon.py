@@ -130,7 +130,7 @@ async def terminate_stream_sessions(url: str) -> int:
         killed: int = await connection.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE application_name = 'flashsale' AND datname = current_database()"
-            " AND query LIKE 'SELECT user_id FROM claims%'"
+            " AND query LIKE 'SELECT user_id FROM live_claims%'"
         )
     finally:
         await connection.close()
