@@ -27,11 +27,11 @@ ALTER TABLE claims
     ADD COLUMN expires_at  timestamptz,
     ADD COLUMN redeemed_at timestamptz;
 
--- Holds the sweeper must take, soonest first (only unredeemed holds are in it).
+-- Unredeemed holds, soonest expiry first: the sweeper's scan, and the claim
+-- path's probe for one coupon's due holds (due holds are few: the sweepers
+-- take them within about 0.5 s, so the probe reads a short range). One index,
+-- not two: every hold a claim makes is an insert into each.
 CREATE INDEX claims_holds_due_idx ON claims (expires_at)
-    WHERE redeemed_at IS NULL AND expires_at IS NOT NULL;
--- One coupon's unredeemed holds by expiry: the claim path's probe for due holds.
-CREATE INDEX claims_coupon_holds_idx ON claims (coupon_id, expires_at)
     WHERE redeemed_at IS NULL AND expires_at IS NOT NULL;
 -- How many claims of a coupon are redeemed, without visiting the others.
 CREATE INDEX claims_coupon_redeemed_idx ON claims (coupon_id)
@@ -215,7 +215,7 @@ RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    c record;
+    c coupons%ROWTYPE;
     v_now timestamptz;
     v_expires timestamptz;
     v_remaining integer;
@@ -223,8 +223,7 @@ DECLARE
     v_claimed text[];
     v_holders text[];
 BEGIN
-    SELECT k.id, k.remaining_amount, k.starts_at, k.ends_at, k.active, k.hold_seconds INTO c
-      FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
+    SELECT * INTO c FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
     IF NOT FOUND THEN
         RETURN QUERY SELECT NULL::bigint, NULL::integer, NULL::text[], NULL::text[],
                             NULL::text, NULL::timestamptz, NULL::timestamptz;
