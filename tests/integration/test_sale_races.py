@@ -17,6 +17,7 @@ from flashsale.claims.batched import BatchedClaims
 from flashsale.domain import AlreadyRedeemed, AmountBelowClaimed, ClaimNotFound, ClaimOutcome
 from flashsale.service.ports import CouponChange
 from flashsale.storage.store import CouponStore
+from flashsale.storage.verify import find_violations
 from tests.support.invariants import assert_invariants
 from tests.support.stores import StoreFactory, outcome_of
 
@@ -303,3 +304,17 @@ async def test_stock_returned_reaches_a_worker_that_saw_the_coupon_sold_out(
         ClaimOutcome.ALREADY_CLAIMED
     )
     await assert_invariants(db)
+
+
+async def test_verify_finds_a_claim_recorded_as_ended_that_is_still_live(
+    store: CouponStore, engine: BatchedClaims, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon(name="V", amount=2)
+    await outcome_of(engine, coupon_name="V", user_id="a")
+    await db.execute(
+        "INSERT INTO claim_history (claim_id, coupon_id, coupon_name, user_id, claimed_at, reason)"
+        " SELECT id, coupon_id, coupon_name, user_id, claimed_at, 'expired' FROM claims"
+    )
+    [violation] = await find_violations(db)
+    assert (violation.coupon, violation.ended_but_live) == ("V", 1)
+    assert "1 ended yet live" in violation.describe()
