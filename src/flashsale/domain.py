@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -11,6 +12,23 @@ class ClaimOutcome(StrEnum):
     ALREADY_CLAIMED = "already_claimed"
     SOLD_OUT = "sold_out"
     NOT_FOUND = "not_found"
+    NOT_STARTED = "not_started"
+    SALE_ENDED = "sale_ended"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimDecision:
+    """A claim's outcome and, when granted, its times (PostgreSQL's clock);
+    ``expires_at`` is None unless the coupon has holds."""
+
+    outcome: ClaimOutcome
+    claimed_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+# One shared decision per refusal: the hot path allocates none for them.
+REFUSED = {outcome: ClaimDecision(outcome) for outcome in ClaimOutcome}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +65,37 @@ class SoldOut(DomainError):
     code = "sold_out"
 
 
+class NotStarted(DomainError):
+    code = "not_started"
+
+
+class SaleEnded(DomainError):
+    code = "sale_ended"
+
+
+class Paused(DomainError):
+    code = "paused"
+
+
+class ClaimNotFound(DomainError):
+    code = "claim_not_found"
+
+
+class AlreadyRedeemed(DomainError):
+    code = "already_redeemed"
+
+
+class AmountBelowClaimed(DomainError):
+    code = "amount_below_claimed"
+
+
+class InvalidCoupon(DomainError):
+    """A coupon's fields that only the database can judge (ends_at in the
+    past by its clock, a window whose end would precede its start)."""
+
+    code = "invalid_request"
+
+
 class ServiceUnavailable(DomainError):
     """The database is out of reach or the service is saturated: retry later."""
 
@@ -57,12 +106,22 @@ class ServiceUnavailable(DomainError):
         self.retry_after = retry_after
 
 
+_REFUSALS: dict[ClaimOutcome, tuple[type[DomainError], str]] = {
+    ClaimOutcome.ALREADY_CLAIMED: (
+        AlreadyClaimed,
+        "user {user!r} has already claimed coupon {coupon!r}",
+    ),
+    ClaimOutcome.SOLD_OUT: (SoldOut, "coupon {coupon!r} is sold out"),
+    ClaimOutcome.NOT_STARTED: (NotStarted, "the sale of coupon {coupon!r} has not started"),
+    ClaimOutcome.SALE_ENDED: (SaleEnded, "the sale of coupon {coupon!r} has ended"),
+    ClaimOutcome.PAUSED: (Paused, "the sale of coupon {coupon!r} is paused"),
+    ClaimOutcome.NOT_FOUND: (CouponNotFound, "coupon {coupon!r} does not exist"),
+}
+
+
 def raise_for_outcome(outcome: ClaimOutcome, *, coupon_name: str, user_id: str) -> None:
     """Turn a claim's outcome into success (return) or the client's error."""
     if outcome is ClaimOutcome.CLAIMED:
         return
-    if outcome is ClaimOutcome.ALREADY_CLAIMED:
-        raise AlreadyClaimed(f"user {user_id!r} has already claimed coupon {coupon_name!r}")
-    if outcome is ClaimOutcome.SOLD_OUT:
-        raise SoldOut(f"coupon {coupon_name!r} is sold out")
-    raise CouponNotFound(f"coupon {coupon_name!r} does not exist")
+    error, message = _REFUSALS[outcome]
+    raise error(message.format(user=user_id, coupon=coupon_name))

@@ -38,7 +38,9 @@ MAX_COUPON_LABELS = 1000
 UNKNOWN_COUPON = "(unknown)"
 OTHER_COUPONS = "(other)"
 # Outcomes that prove the coupon exists.
-_EXISTING = frozenset({"claimed", "already_claimed", "sold_out"})
+_EXISTING = frozenset(
+    {"claimed", "already_claimed", "sold_out", "not_started", "sale_ended", "paused"}
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -81,7 +83,7 @@ class Metrics:
         self.claims = Counter(
             "flashsale_claims",
             "Claims decided, by coupon and outcome (claimed, already_claimed, sold_out, "
-            "not_found, unavailable)",
+            "not_started, sale_ended, paused, not_found, unavailable)",
             ["coupon", "outcome"],
             registry=registry,
         )
@@ -97,6 +99,13 @@ class Metrics:
             "Time to handle a request, by method, route template and status",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.claim_endings = Counter(
+            "flashsale_claim_endings",
+            "Claims that ended or changed through this worker, by what happened "
+            "(released, redeemed, expired)",
+            ["event"],
             registry=registry,
         )
         self.db_errors = Counter(
@@ -141,6 +150,10 @@ class Metrics:
             return OTHER_COUPONS
         self._coupon_labels.add(coupon)
         return coupon
+
+    def count_claim_event(self, event: str, count: int = 1) -> None:
+        if count:
+            self.claim_endings.labels(event).inc(count)
 
     def observe_batch(self, lane: str, size: int) -> None:
         child = self._batch_children.get(lane)

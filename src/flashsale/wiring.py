@@ -19,6 +19,7 @@ from flashsale.logs import get_logger
 from flashsale.metrics import Metrics, forget_this_process, get_metrics
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
+from flashsale.service.expiry import HoldExpirer
 from flashsale.service.reads import CouponReads
 from flashsale.service.services import Services
 from flashsale.storage.connections import Connections
@@ -48,16 +49,23 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     reads = CouponReadStore(connections)
     services = Services(
         coupons=CouponService(
-            store, CountedClaims(engine, metrics), request_timeout=settings.request_timeout
+            store,
+            CountedClaims(engine, metrics),
+            request_timeout=settings.request_timeout,
+            on_event=metrics.count_claim_event,
         ),
         reads=CouponReads(reads, request_timeout=settings.request_timeout),
         dashboard=DashboardFeed(reads),
     )
     sampler = asyncio.get_running_loop().create_task(_sample_pool(pool, metrics))
+    # Holds expire with no request needed: one sweeper per worker (exactly once in SQL).
+    expirer = HoldExpirer(store, on_expired=partial(metrics.count_claim_event, "expired"))
+    expirer.start()
     log.info("worker ready", strategy=settings.claim_strategy)
     try:
         yield services
     finally:
+        await expirer.close()
         sampler.cancel()
         with suppress(asyncio.CancelledError):
             await sampler

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from flashsale.storage.admin import seed_coupon
-from tests.support.api import Client, claim_coupon, create_coupon
+from tests.support.api import Client, claim_coupon, create_coupon, sale_fields
 from tests.support.invariants import assert_invariants
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ async def test_a_streamed_coupon_keeps_the_original_json_for_odd_user_ids(
         "amount": 3,
         "remaining_amount": 0,
         "claimed_by": users,
+        **sale_fields("sold_out"),
     }
 
 
@@ -90,13 +91,13 @@ async def test_coupons_are_listed_by_name_with_their_stock_a_page_at_a_time(
     await claim_coupon(client, "someone", "c-three")
     first = (await client.get("/api/coupons", params={"limit": "2"})).json()
     assert first["coupons"] == [
-        {"name": "a-one", "amount": 1, "remaining_amount": 1},
-        {"name": "b-two", "amount": 2, "remaining_amount": 2},
+        {"name": "a-one", "amount": 1, "remaining_amount": 1, **sale_fields()},
+        {"name": "b-two", "amount": 2, "remaining_amount": 2, **sale_fields()},
     ]
     assert first["next"] is not None
     second = (await client.get("/api/coupons", params={"after": first["next"]})).json()
     assert second == {
-        "coupons": [{"name": "c-three", "amount": 3, "remaining_amount": 2}],
+        "coupons": [{"name": "c-three", "amount": 3, "remaining_amount": 2, **sale_fields()}],
         "next": None,
     }
 

@@ -23,7 +23,7 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
         "200": set(),
         "400": {"invalid_request"},
         "404": {"coupon_not_found"},
-        "409": {"already_claimed", "sold_out"},
+        "409": {"already_claimed", "sold_out", "not_started", "sale_ended", "paused"},
         "413": {"payload_too_large"},
         "415": {"unsupported_media_type"},
         "503": {"service_unavailable"},
@@ -31,6 +31,40 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
     ("get", "/api/coupons/{name}"): {
         "200": set(),
         "404": {"coupon_not_found"},
+        "503": {"service_unavailable"},
+    },
+    ("patch", "/api/coupons/{name}"): {
+        "200": set(),
+        "400": {"invalid_request"},
+        "401": {"unauthorized"},
+        "404": {"coupon_not_found"},
+        "409": {"amount_below_claimed"},
+        "413": {"payload_too_large"},
+        "415": {"unsupported_media_type"},
+        "503": {"service_unavailable"},
+    },
+    ("get", "/api/coupons/{name}/claims/{user_id}"): {
+        "200": set(),
+        "404": {"coupon_not_found", "claim_not_found"},
+        "503": {"service_unavailable"},
+    },
+    ("delete", "/api/coupons/{name}/claims/{user_id}"): {
+        "204": set(),
+        "401": {"unauthorized"},
+        "404": {"coupon_not_found", "claim_not_found"},
+        "409": {"already_redeemed"},
+        "503": {"service_unavailable"},
+    },
+    ("post", "/api/coupons/{name}/claims/{user_id}/redeem"): {
+        "200": set(),
+        "401": {"unauthorized"},
+        "404": {"coupon_not_found", "claim_not_found"},
+        "409": {"already_redeemed"},
+        "503": {"service_unavailable"},
+    },
+    ("get", "/api/users/{user_id}/claims"): {
+        "200": set(),
+        "400": {"invalid_request"},
         "503": {"service_unavailable"},
     },
     ("get", "/health"): {"200": set(), "503": {"service_unavailable"}},
@@ -70,14 +104,20 @@ async def test_error_responses_have_the_error_body_schema(client: Client) -> Non
     schema = conflict["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
     examples = conflict["content"]["application/json"]["examples"].values()
-    assert {example["value"]["error"] for example in examples} == {"already_claimed", "sold_out"}
+    assert {example["value"]["error"] for example in examples} == {
+        "already_claimed",
+        "sold_out",
+        "not_started",
+        "sale_ended",
+        "paused",
+    }
 
 
 async def test_the_raw_body_handlers_document_their_request_bodies(client: Client) -> None:
     paths = (await openapi(client))["paths"]
     create = paths["/api/coupons"]["post"]["requestBody"]["content"]["application/json"]
     assert create["schema"]["required"] == ["name", "amount"]
-    assert create["schema"]["properties"]["amount"]["maximum"] == 1_000_000_000
+    assert create["schema"]["properties"]["amount"]["maximum"] == 2_147_483_647
     claim = paths["/api/coupons/claim"]["post"]["requestBody"]["content"]["application/json"]
     assert claim["schema"]["required"] == ["user_id", "coupon_name"]
 

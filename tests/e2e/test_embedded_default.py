@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from flashsale.bench.server import RunningServer
+from tests.support.api import sale_fields
 from tests.support.servers import serve
 
 
@@ -60,4 +61,10 @@ def test_serve_without_a_database_uses_an_embedded_one_that_keeps_its_data(
     second = serve_embedded(data_dir, "second.log")
     coupon = httpx.get(f"{second.base_url}/api/coupons/KEPT").json()
     stop(second)
-    assert coupon == {"name": "KEPT", "amount": 3, "remaining_amount": 2, "claimed_by": ["u1"]}
+    assert coupon == {
+        "name": "KEPT",
+        "amount": 3,
+        "remaining_amount": 2,
+        "claimed_by": ["u1"],
+        **sale_fields(),
+    }

@@ -13,14 +13,15 @@ from flashsale.claims.batched import BatchedClaims
 from flashsale.domain import ClaimOutcome, ServiceUnavailable
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
-from tests.support.stores import StoreFactory
+from tests.support.stores import StoreFactory, outcome_of
 
 CLAIMED = ClaimOutcome.CLAIMED
 
 
 async def claim_many(engine: BatchedClaims, coupon: str, users: list[str]) -> list[Any]:
     return await asyncio.gather(
-        *(engine.claim(coupon_name=coupon, user_id=user) for user in users), return_exceptions=True
+        *(outcome_of(engine, coupon_name=coupon, user_id=user) for user in users),
+        return_exceptions=True,
     )
 
 
@@ -52,7 +53,7 @@ async def test_several_coupons_at_once_each_sell_exactly_their_stock(
         await store.create_coupon(name=name, amount=amount)
     calls = [(name, f"user{i}") for i in range(50) for name in stocks]
     outcomes = await asyncio.gather(
-        *(engine.claim(coupon_name=name, user_id=user) for name, user in calls)
+        *(outcome_of(engine, coupon_name=name, user_id=user) for name, user in calls)
     )
     for name, amount in stocks.items():
         granted = sum(
@@ -75,7 +76,7 @@ async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
     await lock_holder.close()
     assert all(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
     assert await db.fetchval("SELECT count(*) FROM claims") == 0
-    assert await engine.claim(coupon_name="C", user_id="after") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="after") is CLAIMED
     await assert_invariants(db)
 
 
@@ -86,7 +87,8 @@ async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     pending = asyncio.gather(
-        *(engine.claim(coupon_name="C", user_id=f"u{i}") for i in range(20)), return_exceptions=True
+        *(outcome_of(engine, coupon_name="C", user_id=f"u{i}") for i in range(20)),
+        return_exceptions=True,
     )
     await asyncio.sleep(0.3)
     await db.execute(
@@ -109,10 +111,11 @@ async def test_what_committed_stands_when_callers_leave(
     await store.create_coupon(name="C", amount=100)
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
-    in_flight = asyncio.create_task(engine.claim(coupon_name="C", user_id="in-flight"))
+    in_flight = asyncio.create_task(outcome_of(engine, coupon_name="C", user_id="in-flight"))
     await asyncio.sleep(0.1)  # its batch is now waiting for the lock
     queued = [
-        asyncio.create_task(engine.claim(coupon_name="C", user_id=f"queued{i}")) for i in range(3)
+        asyncio.create_task(outcome_of(engine, coupon_name="C", user_id=f"queued{i}"))
+        for i in range(3)
     ]
     await asyncio.sleep(0.05)
     in_flight.cancel()
@@ -129,9 +132,9 @@ async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
     engine: BatchedClaims, store: CouponStore, database: str
 ) -> None:
     await store.create_coupon(name="C", amount=1)
-    assert await engine.claim(coupon_name="C", user_id="winner") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="winner") is CLAIMED
     assert (
-        await engine.claim(coupon_name="C", user_id="late") is ClaimOutcome.SOLD_OUT
+        await outcome_of(engine, coupon_name="C", user_id="late") is ClaimOutcome.SOLD_OUT
     )  # the hint is set now
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
@@ -148,12 +151,12 @@ async def test_a_coupon_recreated_under_the_same_name_is_claimable_again(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
     await store.create_coupon(name="C", amount=1)
-    await engine.claim(coupon_name="C", user_id="a")
-    assert await engine.claim(coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
+    await outcome_of(engine, coupon_name="C", user_id="a")
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
     await db.execute("DELETE FROM coupons WHERE name = 'C'")
-    assert await engine.claim(coupon_name="C", user_id="b") is ClaimOutcome.NOT_FOUND
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.NOT_FOUND
     await store.create_coupon(name="C", amount=5)
-    assert await engine.claim(coupon_name="C", user_id="a") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="a") is CLAIMED
     await assert_invariants(db)
 
 
@@ -161,11 +164,11 @@ async def test_stock_returned_by_an_operator_reopens_a_sold_out_coupon(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
     await store.create_coupon(name="C", amount=1)
-    await engine.claim(coupon_name="C", user_id="a")
-    assert await engine.claim(coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
+    await outcome_of(engine, coupon_name="C", user_id="a")
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
     await db.execute("DELETE FROM claims WHERE user_id = 'a'")
-    assert await engine.claim(coupon_name="C", user_id="b") is CLAIMED
-    assert await engine.claim(coupon_name="C", user_id="c") is ClaimOutcome.SOLD_OUT
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="c") is ClaimOutcome.SOLD_OUT
     await assert_invariants(db)
 
 
@@ -177,7 +180,8 @@ async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     pending = asyncio.gather(
-        *(engine.claim(coupon_name="C", user_id=f"u{i}") for i in range(20)), return_exceptions=True
+        *(outcome_of(engine, coupon_name="C", user_id=f"u{i}") for i in range(20)),
+        return_exceptions=True,
     )
     await asyncio.sleep(0.2)
     await transaction.rollback()
@@ -199,7 +203,10 @@ async def test_engines_in_separate_processes_share_one_stock_exactly(
     await store.create_coupon(name="C", amount=250)
     users = [f"u{i}" for i in range(1000)]
     outcomes = await asyncio.gather(
-        *(engines[i % workers].claim(coupon_name="C", user_id=user) for i, user in enumerate(users))
+        *(
+            outcome_of(engines[i % workers], coupon_name="C", user_id=user)
+            for i, user in enumerate(users)
+        )
     )
     assert outcomes.count(CLAIMED) == 250
     assert await db.fetchval("SELECT count(*) FROM claims") == 250

@@ -17,7 +17,7 @@ from flashsale.claims.batched import BatchedClaims
 from flashsale.domain import ClaimOutcome
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
-from tests.support.stores import StoreFactory
+from tests.support.stores import StoreFactory, outcome_of
 
 ENGINES = 3
 claim_calls = st.lists(
@@ -53,7 +53,7 @@ async def test_claims_across_processes_keep_every_invariant(
 
     async def call(engine: int, coupon: int, user: int, delay: float) -> ClaimOutcome:
         await asyncio.sleep(delay)
-        return await engines[engine].claim(coupon_name=coupons[coupon], user_id=f"user{user}")
+        return await outcome_of(engines[engine], coupon_name=coupons[coupon], user_id=f"user{user}")
 
     outcomes = await asyncio.gather(*(call(*c) for c in calls))
     answered: dict[str, dict[str, set[ClaimOutcome]]] = defaultdict(lambda: defaultdict(set))

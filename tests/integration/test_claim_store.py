@@ -91,10 +91,12 @@ async def test_the_transaction_strategy_statement_agrees(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
     await store.create_coupon(name="C", amount=1)
-    assert await store.claim_one(coupon_name="C", user_id="a") is CLAIMED
-    assert await store.claim_one(coupon_name="C", user_id="a") is ALREADY
-    assert await store.claim_one(coupon_name="C", user_id="b") is SOLD_OUT
-    assert await store.claim_one(coupon_name="NOPE", user_id="a") is ClaimOutcome.NOT_FOUND
+    assert (await store.claim_one(coupon_name="C", user_id="a")).outcome is CLAIMED
+    assert (await store.claim_one(coupon_name="C", user_id="a")).outcome is ALREADY
+    assert (await store.claim_one(coupon_name="C", user_id="b")).outcome is SOLD_OUT
+    assert (
+        await store.claim_one(coupon_name="NOPE", user_id="a")
+    ).outcome is ClaimOutcome.NOT_FOUND
     await assert_invariants(db)
 
 

@@ -4,11 +4,19 @@ poll per tick, and polling stops with the last viewer."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
+from flashsale.claims.batched import BatchedClaims
 from flashsale.service.dashboard import DashboardFeed, DashboardSnapshot
-from flashsale.service.ports import CouponActivity
+from flashsale.service.ports import CouponActivity, CouponChange
 from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
+from tests.support.stores import outcome_of
+
+if TYPE_CHECKING:
+    Connection = asyncpg.Connection[Any]
 
 
 class CountingReader:
@@ -70,3 +78,19 @@ async def test_viewers_stop_when_the_worker_stops(read_store: CouponReadStore) -
     stop.set()
     await asyncio.wait_for(viewer, timeout=2)  # ends on its own, without cancellation
     assert seen
+
+
+async def test_a_tile_shows_status_holds_and_redemptions(
+    store: CouponStore, engine: BatchedClaims, read_store: CouponReadStore, db: Connection
+) -> None:
+    await store.create_coupon(name="LIFE", amount=5, hold_seconds=60)
+    for user in ["a", "b", "c"]:
+        await outcome_of(engine, coupon_name="LIFE", user_id=user)
+    await store.redeem_claim(coupon_name="LIFE", user_id="a")
+    await db.execute("UPDATE claims SET expires_at = now() WHERE user_id = 'c'")  # due, unswept
+    await store.change_coupon("LIFE", CouponChange(active=False))
+    feed = DashboardFeed(read_store, tick=0.05)
+    [snapshot] = await watch(feed, 1)
+    tile = snapshot.coupons[0]
+    assert (tile.status, tile.holds, tile.redeemed, tile.remaining_amount) == ("paused", 1, 1, 3)
+    assert tile.recent_claimers == ["b", "a"]

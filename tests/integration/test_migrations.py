@@ -34,7 +34,12 @@ async def test_a_missing_database_is_created_and_migrated_once(
             )
         finally:
             await connection.close()
-        assert [t["tablename"] for t in tables] == ["claims", "coupons", "schema_migrations"]
+        assert [t["tablename"] for t in tables] == [
+            "claim_history",
+            "claims",
+            "coupons",
+            "schema_migrations",
+        ]
     finally:
         await database_server.drop_database(url)
 

@@ -42,3 +42,15 @@ async def create_coupon(client: Client, name: str, amount: int) -> None:
 async def claim_coupon(client: Client, user: str, coupon: str) -> None:
     response = await post_claim(client, user, coupon)
     assert response.status_code == 200, response.text
+
+
+def sale_fields(status: str = "active", redeemed: int = 0) -> dict[str, object]:
+    """The coupon body's fields beside the original ones, for a coupon
+    created without window or holds."""
+    return {
+        "status": status,
+        "starts_at": None,
+        "ends_at": None,
+        "hold_seconds": None,
+        "redeemed": redeemed,
+    }

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flashsale.claims.ports import BatchResult, SoldOutRead
-from flashsale.domain import ClaimOutcome
+from flashsale.domain import ClaimDecision, ClaimOutcome
 
 
 @dataclass
@@ -63,9 +63,10 @@ class FakeClaimStore:
         holds = [user in coupon.holders for user in user_ids]
         return SoldOutRead(holds, coupon.id, coupon.remaining)
 
-    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimOutcome:
+    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
         coupon = await self._enter("claim_one", coupon_name, [user_id])
-        return ClaimOutcome.NOT_FOUND if coupon is None else self._decide(coupon, user_id)
+        outcome = ClaimOutcome.NOT_FOUND if coupon is None else self._decide(coupon, user_id)
+        return ClaimDecision(outcome)
 
     async def _enter(self, call: str, coupon: str, users: Sequence[str]) -> FakeCoupon | None:
         self.batches.append(Batch(call, coupon, list(users)))

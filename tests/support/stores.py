@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from flashsale.claims.ports import ClaimStrategy
+from flashsale.domain import ClaimOutcome
 from flashsale.storage.store import CouponStore
 
 # make_store(**environment): a store on a pool of its own, as a separate
 # server process would have.
 StoreFactory = Callable[..., Awaitable[CouponStore]]
+
+
+async def outcome_of(engine: ClaimStrategy, *, coupon_name: str, user_id: str) -> ClaimOutcome:
+    """A claim's outcome alone (the engine's decision also carries its times)."""
+    decision = await engine.claim(coupon_name=coupon_name, user_id=user_id)
+    return decision.outcome

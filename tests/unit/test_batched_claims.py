@@ -12,6 +12,7 @@ import pytest
 from flashsale.claims.batched import BatchedClaims
 from flashsale.domain import ClaimOutcome, ServiceUnavailable
 from tests.support.fakes import Batch, FakeClaimStore
+from tests.support.stores import outcome_of
 
 CLAIMED = ClaimOutcome.CLAIMED
 ALREADY = ClaimOutcome.ALREADY_CLAIMED
@@ -34,13 +35,13 @@ async def claim_at_once(
     engine: BatchedClaims, coupon: str, users: list[str]
 ) -> list[ClaimOutcome | BaseException]:
     return await asyncio.gather(
-        *(engine.claim(coupon_name=coupon, user_id=user) for user in users),
+        *(outcome_of(engine, coupon_name=coupon, user_id=user) for user in users),
         return_exceptions=True,
     )
 
 
 def claim_later(engine: BatchedClaims, coupon: str, user: str) -> asyncio.Task[ClaimOutcome]:
-    return asyncio.create_task(engine.claim(coupon_name=coupon, user_id=user))
+    return asyncio.create_task(outcome_of(engine, coupon_name=coupon, user_id=user))
 
 
 async def until(condition: Callable[[], bool], ticks: int = 100) -> None:
@@ -85,9 +86,9 @@ async def test_claims_on_different_coupons_never_share_a_batch(store: FakeClaimS
     store.create("B", 5)
     engine = engine_on(store)
     outcomes = await asyncio.gather(
-        engine.claim(coupon_name="A", user_id="x"),
-        engine.claim(coupon_name="B", user_id="y"),
-        engine.claim(coupon_name="A", user_id="z"),
+        outcome_of(engine, coupon_name="A", user_id="x"),
+        outcome_of(engine, coupon_name="B", user_id="y"),
+        outcome_of(engine, coupon_name="A", user_id="z"),
     )
     assert list(outcomes) == [CLAIMED] * 3
     assert sorted((batch.coupon, batch.users) for batch in store.batches) == [
@@ -133,7 +134,7 @@ async def test_a_batch_that_leaves_stock_keeps_claims_on_claim_many(
     store.create("C", 3)
     engine = engine_on(store)
     for user in ("a", "b", "c", "d"):
-        await engine.claim(coupon_name="C", user_id=user)
+        await outcome_of(engine, coupon_name="C", user_id=user)
     assert [batch.call for batch in store.batches] == ["claim_many"] * 3 + ["sold_out_batch"]
 
 
@@ -142,11 +143,11 @@ async def test_a_coupon_recreated_under_its_name_sends_claims_back_to_claim_many
 ) -> None:
     store.create("C", 1)
     engine = engine_on(store)
-    assert await engine.claim(coupon_name="C", user_id="a") is CLAIMED
-    assert await engine.claim(coupon_name="C", user_id="b") is SOLD_OUT
+    assert await outcome_of(engine, coupon_name="C", user_id="a") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is SOLD_OUT
     store.create("C", 5)  # a new coupon, a new id: the hint is stale
-    assert await engine.claim(coupon_name="C", user_id="b") is CLAIMED
-    assert await engine.claim(coupon_name="C", user_id="c") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="c") is CLAIMED
     assert [batch.call for batch in store.batches] == [
         "claim_many",
         "sold_out_batch",
@@ -161,11 +162,11 @@ async def test_stock_back_on_a_sold_out_coupon_sends_claims_back_to_claim_many(
 ) -> None:
     store.create("C", 1)
     engine = engine_on(store)
-    assert await engine.claim(coupon_name="C", user_id="a") is CLAIMED
-    assert await engine.claim(coupon_name="C", user_id="b") is SOLD_OUT
+    assert await outcome_of(engine, coupon_name="C", user_id="a") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is SOLD_OUT
     store.coupons["C"].holders.remove("a")  # an operator deletes a's claim
-    assert await engine.claim(coupon_name="C", user_id="b") is CLAIMED
-    assert await engine.claim(coupon_name="C", user_id="c") is SOLD_OUT
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="c") is SOLD_OUT
     assert [batch.call for batch in store.batches] == [
         "claim_many",
         "sold_out_batch",
@@ -180,7 +181,7 @@ async def test_an_unknown_coupon_is_not_found_for_every_claim_and_sets_no_hint(
 ) -> None:
     engine = engine_on(store)
     assert await claim_at_once(engine, "NOPE", ["a", "b"]) == [NOT_FOUND, NOT_FOUND]
-    assert await engine.claim(coupon_name="NOPE", user_id="c") is NOT_FOUND
+    assert await outcome_of(engine, coupon_name="NOPE", user_id="c") is NOT_FOUND
     assert [batch.call for batch in store.batches] == ["claim_many", "claim_many"]
 
 
@@ -189,11 +190,11 @@ async def test_a_sold_out_coupon_that_was_deleted_is_not_found_and_loses_its_hin
 ) -> None:
     store.create("C", 1)
     engine = engine_on(store)
-    assert await engine.claim(coupon_name="C", user_id="a") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="a") is CLAIMED
     del store.coupons["C"]
-    assert await engine.claim(coupon_name="C", user_id="b") is NOT_FOUND
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is NOT_FOUND
     store.create("C", 1)
-    assert await engine.claim(coupon_name="C", user_id="b") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
     assert [batch.call for batch in store.batches] == [
         "claim_many",
         "sold_out_batch",
@@ -213,7 +214,7 @@ async def test_an_error_in_claim_many_reaches_every_waiter(store: FakeClaimStore
     assert all(outcome is error for outcome in outcomes)
     assert [len(batch.users) for batch in store.batches] == [2, 2, 1]
     store.failure = None
-    assert await engine.claim(coupon_name="C", user_id="after") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="after") is CLAIMED
 
 
 async def test_a_caller_cancelled_before_its_batch_is_sent_is_never_sent(

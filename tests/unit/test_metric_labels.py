@@ -37,3 +37,18 @@ def test_the_command_line_does_not_import_prometheus_client() -> None:
     `flashsale serve` must set PROMETHEUS_MULTIPROC_DIR before that happens."""
     probe = "import sys, flashsale.cli; sys.exit('prometheus_client' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+
+
+def test_the_sales_outcomes_prove_the_coupon_exists_and_endings_are_counted() -> None:
+    metrics = Metrics(CollectorRegistry())
+    for outcome in ("not_started", "sale_ended", "paused"):
+        metrics.count_claim("XMAS", outcome)
+    metrics.count_claim_event("released")
+    metrics.count_claim_event("expired", 3)
+    metrics.count_claim_event("expired", 0)
+    samples = next(iter(metrics.claims.collect())).samples
+    counted = {(s.labels["coupon"], s.labels["outcome"]) for s in samples if s.value}
+    assert counted == {("XMAS", "not_started"), ("XMAS", "sale_ended"), ("XMAS", "paused")}
+    endings = next(iter(metrics.claim_endings.collect())).samples
+    totals = {s.labels["event"]: s.value for s in endings if s.name.endswith("_total")}
+    assert totals == {"released": 1, "expired": 3}

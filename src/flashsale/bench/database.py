@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 
 from flashsale.bench.scenarios import RUSH_STOCK, Scenario
 from flashsale.bench.wrk import WrkResult
-from flashsale.storage.admin import coupon_stock, database_url, drop_database, seed_coupon
+from flashsale.storage.admin import (
+    count_unseeded_claims,
+    coupon_stock,
+    database_url,
+    drop_database,
+    seed_coupon,
+)
 from flashsale.storage.database import migrate
 from flashsale.storage.verify import verify_database
 
@@ -20,7 +26,13 @@ async def create_fresh_database(server_url: str, scenarios: tuple[Scenario, ...]
     await migrate(url)  # creates the database, then applies the migrations
     for scenario in scenarios:
         if scenario.stock is not None:
-            await seed_coupon(url, scenario.coupon, scenario.stock)
+            await seed_coupon(
+                url,
+                scenario.coupon,
+                scenario.stock,
+                claims=scenario.seeded,
+                hold_seconds=scenario.hold_seconds,
+            )
     return url
 
 
@@ -49,6 +61,8 @@ async def check_scenario(
     report = await verify_database(url)
     amount, remaining = await coupon_stock(url, scenario.coupon)
     claims = amount - remaining
+    if scenario.seeded:  # seeded claims came and went: count the load's own rows
+        claims = await count_unseeded_claims(url, scenario.coupon)
     problems = [v.describe() for v in report.violations if v.coupon == scenario.coupon]
     problems += claim_count_problems(scenario, result.ok, claims, remaining)
     if not 0 <= claims - result.ok <= in_flight_bound:

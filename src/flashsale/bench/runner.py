@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from flashsale.bench.deployments import Deployment, ServerConfig, deploy, stop
 from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
 from flashsale.bench.server import start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
+from flashsale.storage.admin import return_stock_during
 from flashsale.storage.embedded import start_embedded
 
 
@@ -123,7 +125,8 @@ def run_strategy(
             # Leaving the block stops the instances gracefully: the claims in
             # flight commit before the checks.
             runs = [
-                drive(target, scenario, plan.load, strategy, announce) for scenario in SCENARIOS
+                drive(target, scenario, plan.load, strategy, announce, url)
+                for scenario in SCENARIOS
             ]
         return [
             Measurement(
@@ -140,11 +143,47 @@ def run_strategy(
 
 
 def drive(
-    target: Deployment, scenario: Scenario, load: Load, strategy: str, announce: Announce
+    target: Deployment,
+    scenario: Scenario,
+    load: Load,
+    strategy: str,
+    announce: Announce,
+    database_url: str | None = None,
 ) -> tuple[WrkResult, CpuSplit]:
     announce(f"{strategy}: {scenario.title}, {load.connections} connections, {load.duration_s:g}s")
     url = target.base_url + scenario.path
     parties: Parties = target.parties
-    with measure_cpu(parties) as meter:
+    with (
+        measure_cpu(parties) as meter,
+        returning_stock(database_url, scenario, load.duration_s, announce),
+    ):
         result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-"))
     return result, meter.split
+
+
+@contextlib.contextmanager
+def returning_stock(
+    url: str | None, scenario: Scenario, seconds: float, announce: Announce
+) -> Iterator[None]:
+    """For a scenario with seeded claims, half released and half expiring
+    over the run, from a thread of its own (wrk blocks this one)."""
+    if url is None or not scenario.seeded:
+        yield
+        return
+    seeded = [f"user-{i}" for i in range(1, scenario.seeded + 1)]
+    half = len(seeded) // 2
+    released: list[int] = []
+
+    def run() -> None:
+        returns = return_stock_during(
+            url, scenario.coupon, releases=seeded[:half], expiries=seeded[half:], seconds=seconds
+        )
+        released.append(asyncio.run(returns))
+
+    thread = threading.Thread(target=run, name="bench-returns")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+        announce(f"{scenario.title}: {released[0] if released else 0} released, {half} expiring")

@@ -6,9 +6,14 @@ Two lanes per coupon, each a Coalescer:
   runs ``sold_out_batch``, a plain snapshot read that never touches the lock.
 
 The sold-out hint is keyed by the coupon's identity, and it is only a hint:
-the lock-free read returns the coupon's id and stock, and if the coupon was
-recreated under the same name or has stock again, the claims go back through
-the claim lane, whose answer is authoritative.
+stock comes back (a release, a restock, a hold that expires), so every
+sold-out read re-reads the coupon's stock in a fresh snapshot, counting due
+holds as returned whether or not they were swept yet. A committed return of
+stock is in that snapshot, so the first read after it sees stock and sends
+the claims back to the claim lane, whose answer is authoritative. The same
+read decides the sale's window and pause as claim_many does, so both lanes
+answer alike (already_claimed first, then sale_ended, paused, not_started,
+then sold_out).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from functools import partial
 
 from flashsale.claims.coalescer import Coalescer
 from flashsale.claims.ports import ClaimStore
-from flashsale.domain import ClaimOutcome
+from flashsale.domain import REFUSED, ClaimDecision, ClaimOutcome
+
+_ALREADY = REFUSED[ClaimOutcome.ALREADY_CLAIMED]
 
 
 class BatchedClaims:
@@ -32,47 +39,50 @@ class BatchedClaims:
     ) -> None:
         self._store = store
         self._sold_out: dict[str, int] = {}  # coupon name -> id of the coupon seen sold out
-        self._claim_lane: Coalescer[str, str, ClaimOutcome] = Coalescer(
+        self._claim_lane: Coalescer[str, str, ClaimDecision] = Coalescer(
             self._claim_many,
             max_batch=max_batch,
             max_queue=max_queue,
             on_batch=partial(on_batch, "claim") if on_batch else None,
         )
-        self._sold_out_lane: Coalescer[str, str, ClaimOutcome | None] = Coalescer(
+        self._sold_out_lane: Coalescer[str, str, ClaimDecision | None] = Coalescer(
             self._sold_out_batch,
             max_batch=max_batch,
             max_queue=max_queue,
             on_batch=partial(on_batch, "sold_out") if on_batch else None,
         )
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimOutcome:
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
         if coupon_name in self._sold_out:
-            outcome = await self._sold_out_lane.submit(coupon_name, user_id)
-            if outcome is not None:
-                return outcome
+            decision = await self._sold_out_lane.submit(coupon_name, user_id)
+            if decision is not None:
+                return decision
         return await self._claim_lane.submit(coupon_name, user_id)
 
-    async def _claim_many(self, coupon_name: str, users: Sequence[str]) -> list[ClaimOutcome]:
+    async def _claim_many(self, coupon_name: str, users: Sequence[str]) -> list[ClaimDecision]:
         result = await self._store.claim_many(coupon_name, users)
         if result.coupon_id is not None and result.remaining == 0:
             self._sold_out[coupon_name] = result.coupon_id
-        return result.outcomes
+        granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
+        return [
+            granted if outcome is ClaimOutcome.CLAIMED else REFUSED[outcome]
+            for outcome in result.outcomes
+        ]
 
     async def _sold_out_batch(
         self, coupon_name: str, users: Sequence[str]
-    ) -> list[ClaimOutcome | None]:
-        """Outcomes for a coupon believed sold out; None sends a claim back to
+    ) -> list[ClaimDecision | None]:
+        """Decisions for a coupon believed sold out; None sends a claim back to
         the claim lane because the belief turned out stale."""
         read = await self._store.sold_out_batch(coupon_name, users)
         if read.coupon_id is None:
             self._sold_out.pop(coupon_name, None)
-            return [ClaimOutcome.NOT_FOUND] * len(users)
+            return [REFUSED[ClaimOutcome.NOT_FOUND]] * len(users)
         if read.coupon_id != self._sold_out.get(coupon_name) or read.remaining != 0:
             self._sold_out.pop(coupon_name, None)
             return [None] * len(users)
-        return [
-            ClaimOutcome.ALREADY_CLAIMED if holds else ClaimOutcome.SOLD_OUT for holds in read.holds
-        ]
+        refused = REFUSED[read.refusal or ClaimOutcome.SOLD_OUT]
+        return [_ALREADY if holds else refused for holds in read.holds]
 
     async def close(self) -> None:
         await self._claim_lane.close()

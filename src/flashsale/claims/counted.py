@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import ClaimOutcome, ServiceUnavailable
+from flashsale.domain import ClaimDecision, ServiceUnavailable
 from flashsale.metrics import Metrics
 
 
@@ -12,14 +12,14 @@ class CountedClaims:
         self._inner = inner
         self._metrics = metrics
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimOutcome:
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
         try:
-            outcome = await self._inner.claim(coupon_name=coupon_name, user_id=user_id)
+            decision = await self._inner.claim(coupon_name=coupon_name, user_id=user_id)
         except ServiceUnavailable:
             self._metrics.count_claim(coupon_name, "unavailable")
             raise
-        self._metrics.count_claim(coupon_name, outcome.value)
-        return outcome
+        self._metrics.count_claim(coupon_name, decision.outcome.value)
+        return decision
 
     async def close(self) -> None:
         await self._inner.close()

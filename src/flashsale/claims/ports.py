@@ -5,27 +5,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
-from flashsale.domain import ClaimOutcome
+from flashsale.domain import ClaimDecision, ClaimOutcome
 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """Outcomes in input order, and the coupon as the batch left it."""
+    """Outcomes in input order, the coupon as the batch left it, and the
+    times of the claims it granted (one decision time for the whole batch)."""
 
     outcomes: list[ClaimOutcome]
     coupon_id: int | None
     remaining: int | None
+    claimed_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SoldOutRead:
-    """Who among the users holds the coupon, and the coupon as read."""
+    """Who among the users holds the coupon, and the coupon as read: its
+    stock (due holds counted as returned) and why the sale is closed, if it is."""
 
     holds: list[bool]
     coupon_id: int | None
     remaining: int | None
+    refusal: ClaimOutcome | None = None
 
 
 class ClaimStore(Protocol):
@@ -33,14 +39,14 @@ class ClaimStore(Protocol):
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead: ...
 
-    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimOutcome: ...
+    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimDecision: ...
 
 
 class ClaimStrategy(Protocol):
-    """Decides one user's claim on one coupon; a ClaimOutcome, or
+    """Decides one user's claim on one coupon; a ClaimDecision, or
     ServiceUnavailable when the database or the queue cannot take it."""
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimOutcome: ...
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision: ...
 
     async def close(self) -> None:
         """Finish the claims already accepted (graceful shutdown)."""

@@ -21,7 +21,9 @@ from flashsale.http.health import health
 from flashsale.http.metrics import metrics_endpoint
 from flashsale.http.observability import RequestObserver
 from flashsale.http.openapi import complete_schema
+from flashsale.http.paths import RawUserPaths
 from flashsale.http.requests import MAX_BODY_BYTES
+from flashsale.http.users import USER_HANDLERS
 from flashsale.logs import configure_logging, protect_secrets
 from flashsale.service.services import Services
 
@@ -43,6 +45,7 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
         route_handlers=[
             CouponController,
             *CLAIM_HANDLERS,
+            *USER_HANDLERS,
             health,
             metrics_endpoint,
             *docs_handlers(),
@@ -56,7 +59,8 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
         on_startup=[complete_schema],
     )
     # Outermost first: the observer sees every answer as the client gets it;
-    # claims are answered next, everything else by Litestar.
-    claims = ClaimEndpoint(app, app.asgi_handler, ceiling=settings.bench_routes)
+    # claims are answered next, everything else by Litestar (user-id paths
+    # routed on their raw, still percent-encoded form).
+    claims = ClaimEndpoint(app, RawUserPaths(app.asgi_handler), ceiling=settings.bench_routes)
     app.asgi_handler = RequestObserver(claims, access=settings.log_access)
     return app

@@ -18,14 +18,19 @@ route's other methods (405, OPTIONS) as for any route."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import msgspec
-from litestar import Litestar, Response, get, post
+from litestar import HttpMethod, Litestar, Response, delete, get, post, route
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.status_codes import HTTP_200_OK, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_204_NO_CONTENT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
@@ -36,16 +41,23 @@ from litestar.types import (
     Send,
 )
 
-from flashsale.domain import DomainError
+from flashsale.domain import ClaimDecision, ClaimOutcome, DomainError
+from flashsale.http.auth import require_admin
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
 from flashsale.http.openapi import (
     ALREADY_CLAIMED,
+    ALREADY_REDEEMED,
     BODY_FAILURES,
+    CLAIM_NOT_FOUND,
     COUPON_NOT_FOUND,
     INVALID_REQUEST,
+    NOT_STARTED,
+    PAUSED,
+    SALE_ENDED,
     SERVICE_UNAVAILABLE,
     SOLD_OUT,
+    UNAUTHORIZED,
     documented,
 )
 from flashsale.http.requests import (
@@ -55,21 +67,26 @@ from flashsale.http.requests import (
     claim_cursor,
     decode_json,
     encode_cursor,
+    no_claim,
     page_limit,
+    path_coupon_name,
+    path_user_id,
     receive_json_body,
     require_coupon_name,
 )
 from flashsale.http.schemas import (
+    ClaimBody,
     ClaimItem,
     ClaimRequest,
     ClaimResponse,
     ClaimsPageResponse,
     ErrorResponse,
 )
+from flashsale.service.ports import ClaimView
 
 CLAIM_PATH = "/api/coupons/claim"
 CEILING_PATH = "/bench/claim-ceiling"  # flashsale bench only: a claim minus the database
-Claim = Callable[[ClaimRequest], Awaitable[None]]  # the use case a path runs
+Claim = Callable[[ClaimRequest], Awaitable[ClaimDecision]]  # the use case a path runs
 
 _ENCODER = msgspec.json.Encoder()
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -95,9 +112,9 @@ class ClaimEndpoint:
                 return
         await self._inner(scope, receive, send)
 
-    async def _claim(self, data: ClaimRequest) -> None:
+    async def _claim(self, data: ClaimRequest) -> ClaimDecision:
         coupons = services_of(self._state).coupons  # the lifespan's, whichever is current
-        await coupons.claim(coupon_name=data.coupon_name, user_id=data.user_id)
+        return await coupons.claim(coupon_name=data.coupon_name, user_id=data.user_id)
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -107,7 +124,7 @@ async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> tuple[int
     """Status, headers and body, as the Litestar routes would answer them."""
     try:
         data = decode_json(await receive_json_body(scope, receive), CLAIM)
-        await claim(data)
+        decision = await claim(data)
     except (DomainError, RequestError) as error:
         status, extra = status_of(error)
         body = _ENCODER.encode(ErrorResponse(error=error.code, message=error.message))
@@ -121,7 +138,12 @@ async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> tuple[int
     except Exception as error:
         log_unexpected(error, scope.get("path_template"), scope["method"])
         return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
-    response = ClaimResponse(user_id=data.user_id, coupon_name=data.coupon_name)
+    response = ClaimResponse(
+        user_id=data.user_id,
+        coupon_name=data.coupon_name,
+        claimed_at=decision.claimed_at,
+        expires_at=decision.expires_at,
+    )
     return HTTP_200_OK, _JSON_HEADERS, _ENCODER.encode(response)
 
 
@@ -141,8 +163,11 @@ async def _send(send: Send, status: int, headers: Headers, body: bytes) -> None:
     await send(message)
 
 
-async def _no_database(_: ClaimRequest) -> None:
-    return None
+_CEILING = ClaimDecision(ClaimOutcome.CLAIMED, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def _no_database(_: ClaimRequest) -> ClaimDecision:
+    return _CEILING
 
 
 @post(
@@ -155,6 +180,9 @@ async def _no_database(_: ClaimRequest) -> None:
         COUPON_NOT_FOUND,
         ALREADY_CLAIMED,
         SOLD_OUT,
+        NOT_STARTED,
+        SALE_ENDED,
+        PAUSED,
         SERVICE_UNAVAILABLE,
         body=ClaimRequest,
         responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
@@ -191,4 +219,87 @@ async def list_claims(
     )
 
 
-CLAIM_HANDLERS = [claim_coupon, list_claims]
+# One user's claim. {user_id} arrives percent-encoded (http/paths.py keeps
+# '%2F' in one segment); the handlers decode it and the coupon name.
+ONE_CLAIM = "/api/coupons/{name:str}/claims/{user_id:str}"
+
+
+# Litestar 2 answers OPTIONS with the first handler's methods only
+# (litestar#4169, see http/coupons.py): this one is registered first.
+@route(
+    ONE_CLAIM,
+    http_method=HttpMethod.OPTIONS,
+    status_code=HTTP_204_NO_CONTENT,
+    include_in_schema=False,
+)
+async def allow_one_claim(name: str, user_id: str) -> Response[None]:
+    return Response(
+        None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS"}
+    )
+
+
+def claim_body(claim: ClaimView) -> ClaimBody:
+    return ClaimBody(
+        claim.user_id,
+        claim.coupon_name,
+        claim.status,
+        claim.claimed_at,
+        claim.expires_at,
+        claim.redeemed_at,
+    )
+
+
+def _claim_key(name: str, user_id: str) -> tuple[str, str]:
+    return path_coupon_name(name), path_user_id(user_id, missing=no_claim())
+
+
+@get(
+    ONE_CLAIM,
+    summary="One user's live claim on a coupon (held or redeemed)",
+    tags=["claims"],
+    **documented(COUPON_NOT_FOUND, CLAIM_NOT_FOUND, SERVICE_UNAVAILABLE),
+)
+async def read_claim(state: State, name: str, user_id: str) -> ClaimBody:
+    coupon_name, user = _claim_key(name, user_id)
+    claim = await services_of(state).reads.claim(coupon_name=coupon_name, user_id=user)
+    return claim_body(claim)
+
+
+@delete(
+    ONE_CLAIM,
+    summary="Release a held claim: its unit is back in the stock (the order was cancelled)",
+    tags=["claims"],
+    guards=[require_admin],
+    **documented(
+        UNAUTHORIZED, COUPON_NOT_FOUND, CLAIM_NOT_FOUND, ALREADY_REDEEMED, SERVICE_UNAVAILABLE
+    ),
+)
+async def release_claim(state: State, name: str, user_id: str) -> None:
+    coupon_name, user = _claim_key(name, user_id)
+    await services_of(state).coupons.release_claim(coupon_name=coupon_name, user_id=user)
+
+
+@post(
+    ONE_CLAIM + "/redeem",
+    status_code=HTTP_200_OK,
+    summary="Redeem a held claim (the checkout used the coupon): it never expires then",
+    tags=["claims"],
+    guards=[require_admin],
+    **documented(
+        UNAUTHORIZED, COUPON_NOT_FOUND, CLAIM_NOT_FOUND, ALREADY_REDEEMED, SERVICE_UNAVAILABLE
+    ),
+)
+async def redeem_claim(state: State, name: str, user_id: str) -> ClaimBody:
+    coupon_name, user = _claim_key(name, user_id)
+    claim = await services_of(state).coupons.redeem_claim(coupon_name=coupon_name, user_id=user)
+    return claim_body(claim)
+
+
+CLAIM_HANDLERS = [
+    claim_coupon,
+    list_claims,
+    allow_one_claim,
+    read_claim,
+    release_claim,
+    redeem_claim,
+]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import msgspec
-from litestar import Controller, HttpMethod, MediaType, Response, get, post, route
+from litestar import Controller, HttpMethod, MediaType, Response, get, patch, post, route
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
@@ -17,6 +18,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from flashsale.http.auth import require_admin
 from flashsale.http.context import services_of
 from flashsale.http.openapi import (
+    AMOUNT_BELOW_CLAIMED,
     BODY_FAILURES,
     COUPON_EXISTS,
     COUPON_NOT_FOUND,
@@ -27,9 +29,11 @@ from flashsale.http.openapi import (
 )
 from flashsale.http.requests import (
     AFTER,
+    CHANGE_COUPON,
     CREATE_COUPON,
     LIMIT,
     AnyRequest,
+    check_window,
     coupon_cursor,
     decode_body,
     encode_cursor,
@@ -37,12 +41,13 @@ from flashsale.http.requests import (
     require_coupon_name,
 )
 from flashsale.http.schemas import (
+    ChangeCouponRequest,
     CouponItem,
     CouponResponse,
     CouponsPageResponse,
     CreateCouponRequest,
 )
-from flashsale.service.ports import CouponSnapshot
+from flashsale.service.ports import KEEP, CouponChange, CouponSnapshot, CouponState, Keep
 
 log = logging.getLogger("flashsale.http")
 
@@ -70,6 +75,18 @@ class CouponController(Controller):
             None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"}
         )
 
+    # The same for "/{name}" (GET and PATCH); "allow_one" sorts before both.
+    @route(
+        "/{name:str}",
+        http_method=HttpMethod.OPTIONS,
+        status_code=HTTP_204_NO_CONTENT,
+        include_in_schema=False,
+    )
+    async def allow_one(self, name: str) -> Response[None]:
+        return Response(
+            None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, PATCH"}
+        )
+
     @post(
         "/",
         status_code=HTTP_201_CREATED,
@@ -85,14 +102,58 @@ class CouponController(Controller):
     )
     async def create_coupon(self, request: AnyRequest) -> CouponResponse:
         data = await decode_body(request, CREATE_COUPON)
+        check_window(data.starts_at, data.ends_at)
         coupons = services_of(request.app.state).coupons
-        coupon = await coupons.create_coupon(name=data.name, amount=data.amount)
-        return CouponResponse(
-            name=coupon.name,
-            amount=coupon.amount,
-            remaining_amount=coupon.remaining_amount,
-            claimed_by=coupon.claimed_by,
+        coupon = await coupons.create_coupon(
+            name=data.name,
+            amount=data.amount,
+            starts_at=data.starts_at,
+            ends_at=data.ends_at,
+            hold_seconds=data.hold_seconds,
         )
+        return CouponResponse(
+            coupon.name,
+            coupon.amount,
+            coupon.remaining_amount,
+            [],
+            coupon.status,
+            coupon.starts_at,
+            coupon.ends_at,
+            coupon.hold_seconds,
+            coupon.redeemed,
+        )
+
+    @patch(
+        "/{name:str}",
+        summary="Change a coupon: restock or cut, window, pause or resume, hold",
+        guards=[require_admin],
+        **documented(
+            *BODY_FAILURES,
+            UNAUTHORIZED,
+            COUPON_NOT_FOUND,
+            AMOUNT_BELOW_CLAIMED,
+            SERVICE_UNAVAILABLE,
+            body=ChangeCouponRequest,
+        ),
+    )
+    async def change_coupon(self, request: AnyRequest, name: str) -> CouponItem:
+        """``amount`` is the new total (``remaining_amount`` moves by the
+        difference); ``active: false`` pauses, ``true`` resumes; ``null``
+        clears ``starts_at``, ``ends_at`` or ``hold_seconds`` (a new hold
+        applies to claims made after the change)."""
+        require_coupon_name(name)
+        data = await decode_body(request, CHANGE_COUPON)
+        starts, ends = _or_keep(data.starts_at), _or_keep(data.ends_at)
+        check_window(None if starts is KEEP else starts, None if ends is KEEP else ends)
+        change = CouponChange(
+            amount=None if data.amount is msgspec.UNSET else data.amount,
+            active=None if data.active is msgspec.UNSET else data.active,
+            starts_at=starts,
+            ends_at=ends,
+            hold_seconds=_or_keep(data.hold_seconds),
+        )
+        coupon = await services_of(request.app.state).coupons.change_coupon(name, change)
+        return coupon_item(coupon)
 
     @get(
         "/",
@@ -105,7 +166,7 @@ class CouponController(Controller):
         reads = services_of(state).reads
         page = await reads.coupons_page(after=coupon_cursor(after), limit=page_limit(limit))
         return CouponsPageResponse(
-            coupons=[CouponItem(c.name, c.amount, c.remaining_amount) for c in page.coupons],
+            coupons=[coupon_item(c) for c in page.coupons],
             next=encode_cursor(page.next_after),
         )
 
@@ -128,6 +189,26 @@ class CouponController(Controller):
         return Stream(coupon_json(snapshot), media_type=MediaType.JSON)
 
 
+T = TypeVar("T")
+
+
+def _or_keep(value: T | msgspec.UnsetType) -> T | Keep:
+    return KEEP if value is msgspec.UNSET else value
+
+
+def coupon_item(coupon: CouponState) -> CouponItem:
+    return CouponItem(
+        coupon.name,
+        coupon.amount,
+        coupon.remaining_amount,
+        coupon.status,
+        coupon.starts_at,
+        coupon.ends_at,
+        coupon.hold_seconds,
+        coupon.redeemed,
+    )
+
+
 def _head(snapshot: CouponSnapshot) -> bytes:
     header = snapshot.header
     fields = {
@@ -137,6 +218,19 @@ def _head(snapshot: CouponSnapshot) -> bytes:
     }
     # '{"name":..,"remaining_amount":N}' -> '{..,"remaining_amount":N,"claimed_by":['
     return _ENCODER.encode(fields)[:-1] + b',"claimed_by":['
+
+
+def _tail(snapshot: CouponSnapshot) -> bytes:
+    """'],"status":..,"redeemed":N}': the fields after claimed_by."""
+    header = snapshot.header
+    fields = {
+        "status": header.status,
+        "starts_at": header.starts_at,
+        "ends_at": header.ends_at,
+        "hold_seconds": header.hold_seconds,
+        "redeemed": header.redeemed,
+    }
+    return b"]," + _ENCODER.encode(fields)[1:]
 
 
 async def coupon_json(snapshot: CouponSnapshot) -> AsyncIterator[bytes]:
@@ -160,5 +254,5 @@ async def coupon_json(snapshot: CouponSnapshot) -> AsyncIterator[bytes]:
         raise
     finally:
         await snapshot.close()
-    buffer += b"]}"
+    buffer += _tail(snapshot)
     yield bytes(buffer)

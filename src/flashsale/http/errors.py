@@ -20,9 +20,16 @@ from litestar.types import ExceptionHandlersMap
 
 from flashsale.domain import (
     AlreadyClaimed,
+    AlreadyRedeemed,
+    AmountBelowClaimed,
+    ClaimNotFound,
     CouponExists,
     CouponNotFound,
     DomainError,
+    InvalidCoupon,
+    NotStarted,
+    Paused,
+    SaleEnded,
     ServiceUnavailable,
     SoldOut,
 )
@@ -66,6 +73,13 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     CouponNotFound: HTTP_404_NOT_FOUND,
     AlreadyClaimed: HTTP_409_CONFLICT,
     SoldOut: HTTP_409_CONFLICT,
+    NotStarted: HTTP_409_CONFLICT,
+    SaleEnded: HTTP_409_CONFLICT,
+    Paused: HTTP_409_CONFLICT,
+    ClaimNotFound: HTTP_404_NOT_FOUND,
+    AlreadyRedeemed: HTTP_409_CONFLICT,
+    AmountBelowClaimed: HTTP_409_CONFLICT,
+    InvalidCoupon: HTTP_400_BAD_REQUEST,
     ServiceUnavailable: HTTP_503_SERVICE_UNAVAILABLE,
 }
 

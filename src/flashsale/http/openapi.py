@@ -62,6 +62,18 @@ COUPON_NOT_FOUND = Failure(404, "coupon_not_found", "no coupon has this name")
 COUPON_EXISTS = Failure(409, "coupon_exists", "a coupon with this name exists")
 ALREADY_CLAIMED = Failure(409, "already_claimed", "this user holds this coupon")
 SOLD_OUT = Failure(409, "sold_out", "no stock left")
+NOT_STARTED = Failure(409, "not_started", "the sale's window has not opened yet")
+SALE_ENDED = Failure(409, "sale_ended", "the sale's window has closed (at or after ends_at)")
+PAUSED = Failure(409, "paused", "the sale is paused")
+CLAIM_NOT_FOUND = Failure(
+    404,
+    "claim_not_found",
+    "this user holds no live claim on this coupon (an expired or released hold is gone)",
+)
+ALREADY_REDEEMED = Failure(409, "already_redeemed", "the claim is redeemed")
+AMOUNT_BELOW_CLAIMED = Failure(
+    409, "amount_below_claimed", "the new amount is below the number of live claims"
+)
 PAYLOAD_TOO_LARGE = Failure(413, "payload_too_large", "the body is over 64 KiB")
 UNSUPPORTED_MEDIA_TYPE = Failure(
     415, "unsupported_media_type", "a Content-Type that is not JSON (none is taken as JSON)"

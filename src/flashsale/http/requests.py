@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import msgspec
 from litestar import Request
@@ -16,9 +18,16 @@ from litestar.exceptions import InternalServerException
 from litestar.params import Parameter
 from litestar.types import HTTPReceiveMessage, HTTPScope, Receive
 
-from flashsale.domain import CouponNotFound
+from flashsale.domain import ClaimNotFound, CouponNotFound
 from flashsale.http.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from flashsale.http.schemas import ClaimRequest, CouponName, CreateCouponRequest
+from flashsale.http.schemas import (
+    MAX_AMOUNT,
+    ChangeCouponRequest,
+    ClaimRequest,
+    CouponName,
+    CreateCouponRequest,
+    UserId,
+)
 
 T = TypeVar("T")
 AnyRequest = Request[Any, Any, Any]
@@ -27,12 +36,18 @@ AnyRequest = Request[Any, Any, Any]
 # and ``"5"`` are not integers, and the client learns which field is wrong.
 CREATE_COUPON = msgspec.json.Decoder(CreateCouponRequest)
 CLAIM = msgspec.json.Decoder(ClaimRequest)
+CHANGE_COUPON = msgspec.json.Decoder(ChangeCouponRequest)
 
+_TIME_RULE = "must be an RFC 3339 date-time with an offset (2026-12-24T10:00:00Z), or null"
 FIELD_RULES = {
     "name": "must be 1-64 characters: ASCII letters, digits, '_', '-' or '.'",
     "coupon_name": "must be 1-64 characters: ASCII letters, digits, '_', '-' or '.'",
     "user_id": "must be 1-128 characters with no control characters, not only white space",
-    "amount": "must be an integer from 1 to 1000000000",
+    "amount": f"must be an integer from 1 to {MAX_AMOUNT}",
+    "starts_at": _TIME_RULE,
+    "ends_at": _TIME_RULE,
+    "hold_seconds": "must be an integer from 10 to 86400, or null",
+    "active": "must be true or false",
 }
 _FIELD_PATH = re.compile(r"at `\$\.(\w+)")
 _MISSING = re.compile(r"missing required field `(\w+)`")
@@ -123,6 +138,50 @@ def require_coupon_name(name: str) -> None:
         ) from None
 
 
+def check_window(starts_at: datetime | None, ends_at: datetime | None) -> None:
+    """400 before any query when a time has no UTC equivalent (year 1 at
+    +04:00 is year 0 in UTC; 9999-12-31 at -01:00 is year 10000) or a window
+    given whole ends before it starts (a change's window is judged with the
+    stored ends by the database)."""
+    for field, value in (("starts_at", starts_at), ("ends_at", ends_at)):
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise InvalidRequest(f"{field} {_TIME_RULE} between years 1 and 9999") from None
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise InvalidRequest("ends_at must be later than starts_at")
+
+
+def path_coupon_name(raw: str) -> str:
+    """A coupon name from a path the raw-path layer left percent-encoded."""
+    name = _unquote(raw, CouponNotFound("no coupon has this name"))
+    require_coupon_name(name)
+    return name
+
+
+def path_user_id(raw: str, *, missing: Exception) -> str:
+    """A user id from a percent-encoded path segment (http/paths.py keeps
+    '%2F' encoded so ids with '/' route as one segment). ``missing`` is what
+    an id no user can have answers: 404 for a claim, 400 for a user's list."""
+    user_id = _unquote(raw, missing)
+    try:
+        return msgspec.convert(user_id, UserId)
+    except msgspec.ValidationError:
+        raise missing from None
+
+
+def no_claim() -> ClaimNotFound:
+    return ClaimNotFound("no live claim for this user id on this coupon")
+
+
+def _unquote(raw: str, failure: Exception) -> str:
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise failure from None
+
+
 # Paging: keyset pages behind opaque cursors. Clients pass back what ``next``
 # said; anything else is a 400.
 LIMIT = Parameter(default=None, description="Items per page, 1-1000 (default 100)")
@@ -151,6 +210,12 @@ def claim_cursor(after: str | None) -> int:
     if not _CLAIM_ID.match(text) or int(text) > MAX_BIGINT:
         raise _invalid_cursor()
     return int(text)
+
+
+def user_claim_cursor(after: str | None) -> int:
+    """The claim id a user's claims cursor stands for (newest first: the page
+    continues below it); above every claim id when absent."""
+    return MAX_BIGINT if after is None else claim_cursor(after)
 
 
 def coupon_cursor(after: str | None) -> str:

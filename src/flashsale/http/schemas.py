@@ -5,7 +5,7 @@ booleans or strings where an integer is declared)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -37,9 +37,24 @@ UserId = Annotated[
         examples=["user_12345"],
     ),
 ]
+MAX_AMOUNT = 2_147_483_647  # the column's own limit (a 32-bit integer)
 Amount = Annotated[
     int,
-    msgspec.Meta(ge=1, le=1_000_000_000, description="Initial stock", examples=[100]),
+    msgspec.Meta(ge=1, le=MAX_AMOUNT, description="The coupon's total stock", examples=[100]),
+]
+# RFC 3339 with an offset: a time without one names no instant.
+Timestamp = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description="RFC 3339 with an offset", examples=["2026-12-24T10:00:00Z"]),
+]
+HoldSeconds = Annotated[
+    int,
+    msgspec.Meta(
+        ge=10,
+        le=86_400,
+        description="A claim is a hold that must be redeemed within this many seconds",
+        examples=[30],
+    ),
 ]
 
 
@@ -50,6 +65,20 @@ class Body(msgspec.Struct):
 class CreateCouponRequest(Body):
     name: CouponName
     amount: Amount
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+    hold_seconds: HoldSeconds | None = None
+
+
+class ChangeCouponRequest(Body):
+    """Every field optional; a field left out stays as it is, ``null``
+    clears ``starts_at``, ``ends_at`` or ``hold_seconds``."""
+
+    amount: Amount | msgspec.UnsetType = msgspec.UNSET
+    starts_at: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
+    ends_at: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+    hold_seconds: HoldSeconds | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ClaimRequest(Body):
@@ -57,17 +86,43 @@ class ClaimRequest(Body):
     coupon_name: CouponName
 
 
+CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
+
+
 class CouponResponse(Body):
     name: str
     amount: int
     remaining_amount: int
     claimed_by: list[str]
+    status: CouponStatus
+    starts_at: datetime | None
+    ends_at: datetime | None
+    hold_seconds: int | None
+    redeemed: int
 
 
 class ClaimResponse(Body):
     user_id: str
     coupon_name: str
     message: str = "coupon claimed"
+    claimed_at: datetime | None = None
+    expires_at: datetime | None = None  # null without holds
+
+
+class ClaimBody(Body):
+    """One live claim."""
+
+    user_id: str
+    coupon_name: str
+    status: Literal["held", "redeemed"]
+    claimed_at: datetime
+    expires_at: datetime | None
+    redeemed_at: datetime | None
+
+
+class UserClaimsPageResponse(Body):
+    claims: list[ClaimBody]  # newest first
+    next: str | None
 
 
 class HealthResponse(Body):
@@ -94,9 +149,16 @@ class ClaimsPageResponse(Body):
 
 
 class CouponItem(Body):
+    """A coupon without its claimers (the list's items, a change's answer)."""
+
     name: str
     amount: int
     remaining_amount: int
+    status: CouponStatus
+    starts_at: datetime | None
+    ends_at: datetime | None
+    hold_seconds: int | None
+    redeemed: int
 
 
 class CouponsPageResponse(Body):

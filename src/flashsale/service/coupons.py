@@ -1,33 +1,75 @@
-"""The write use cases: create a coupon, claim one, and the health check."""
+"""The write use cases: create and change a coupon, claim one, release and
+redeem a claim, and the health check."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import Coupon, raise_for_outcome
+from flashsale.domain import ClaimDecision, raise_for_outcome
 from flashsale.service.deadline import deadline
-from flashsale.service.ports import CouponWriter
+from flashsale.service.ports import ClaimView, CouponChange, CouponState, CouponWriter
 
 HEALTH_TIMEOUT = 2.0  # a health check must answer before a load balancer gives up
 
 
 class CouponService:
     def __init__(
-        self, store: CouponWriter, claims: ClaimStrategy, *, request_timeout: float = 10.0
+        self,
+        store: CouponWriter,
+        claims: ClaimStrategy,
+        *,
+        request_timeout: float = 10.0,
+        on_event: Callable[[str, int], None] | None = None,  # ("released"|"redeemed", n)
     ) -> None:
         self._store = store
         self._claims = claims
         self.request_timeout = request_timeout
+        self._on_event = on_event or (lambda _event, _count: None)
 
-    async def create_coupon(self, *, name: str, amount: int) -> Coupon:
+    async def create_coupon(
+        self,
+        *,
+        name: str,
+        amount: int,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        hold_seconds: int | None = None,
+    ) -> CouponState:
         async with deadline(self.request_timeout):
-            await self._store.create_coupon(name=name, amount=amount)
-        return Coupon(name=name, amount=amount, remaining_amount=amount, claimed_by=[])
+            return await self._store.create_coupon(
+                name=name,
+                amount=amount,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                hold_seconds=hold_seconds,
+            )
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> None:
-        """Returns once the claim is committed; raises the reason otherwise."""
+    async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
+        """A restock or cut, a new window, a pause or resume, a new hold."""
         async with deadline(self.request_timeout):
-            outcome = await self._claims.claim(coupon_name=coupon_name, user_id=user_id)
-        raise_for_outcome(outcome, coupon_name=coupon_name, user_id=user_id)
+            return await self._store.change_coupon(name, change)
+
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
+        """Returns once the claim is committed (with its times); raises the
+        reason otherwise."""
+        async with deadline(self.request_timeout):
+            decision = await self._claims.claim(coupon_name=coupon_name, user_id=user_id)
+        raise_for_outcome(decision.outcome, coupon_name=coupon_name, user_id=user_id)
+        return decision
+
+    async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
+        """The unit is back in the stock when this returns (committed)."""
+        async with deadline(self.request_timeout):
+            await self._store.release_claim(coupon_name=coupon_name, user_id=user_id)
+        self._on_event("released", 1)
+
+    async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
+        async with deadline(self.request_timeout):
+            claim = await self._store.redeem_claim(coupon_name=coupon_name, user_id=user_id)
+        self._on_event("redeemed", 1)
+        return claim
 
     async def check_health(self) -> None:
         async with deadline(min(HEALTH_TIMEOUT, self.request_timeout)):

@@ -33,6 +33,9 @@ class CouponTile:
     remaining_amount: int
     claims_per_second: float
     recent_claimers: list[str]  # newest first
+    status: str = "active"
+    holds: int = 0  # live claims not yet redeemed
+    redeemed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,9 @@ def tiles(activity: list[CouponActivity], rates: dict[str, float]) -> list[Coupo
             a.remaining_amount,
             round(rates.get(a.name, 0.0), 1),
             a.recent_claimers,
+            a.status,
+            a.holds,
+            a.redeemed,
         )
         for a in activity
     ]

@@ -7,14 +7,61 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from enum import Enum
+from typing import Literal, Protocol
+
+CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
+ClaimStatus = Literal["held", "redeemed"]
 
 
 @dataclass(frozen=True, slots=True)
-class CouponHeader:
+class CouponState:
+    """A coupon as clients see it: a hold past its expiry is gone (its unit
+    back in ``remaining_amount``), the status is decided by PostgreSQL's clock."""
+
     name: str
     amount: int
     remaining_amount: int
+    status: CouponStatus
+    starts_at: datetime | None
+    ends_at: datetime | None
+    hold_seconds: int | None
+    redeemed: int
+
+
+CouponHeader = CouponState  # the head of a streamed read
+CouponStock = CouponState  # an item of the coupons list
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimView:
+    """One live claim: held (until ``expires_at``, if set) or redeemed."""
+
+    claim_id: int
+    user_id: str
+    coupon_name: str
+    status: ClaimStatus
+    claimed_at: datetime
+    expires_at: datetime | None
+    redeemed_at: datetime | None
+
+
+class Keep(Enum):
+    """A field a change leaves as it is (None means: clear it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class CouponChange:
+    amount: int | None = None  # the new total; None keeps it
+    active: bool | None = None
+    starts_at: datetime | Keep | None = KEEP
+    ends_at: datetime | Keep | None = KEEP
+    hold_seconds: int | Keep | None = KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,18 +72,14 @@ class ClaimRow:
 
 
 @dataclass(frozen=True, slots=True)
-class CouponStock:
-    name: str
-    amount: int
-    remaining_amount: int
-
-
-@dataclass(frozen=True, slots=True)
 class CouponActivity:
     name: str
     amount: int
     remaining_amount: int
     recent_claimers: list[str]  # newest first
+    status: CouponStatus = "active"
+    holds: int = 0  # live claims not redeemed yet
+    redeemed: int = 0
 
 
 class CouponSnapshot:
@@ -64,8 +107,32 @@ class CouponWriter(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def create_coupon(self, *, name: str, amount: int) -> None:
-        """CouponExists when the name is taken."""
+    async def create_coupon(
+        self,
+        *,
+        name: str,
+        amount: int,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        hold_seconds: int | None = None,
+    ) -> CouponState:
+        """CouponExists when the name is taken; InvalidCoupon when ends_at is
+        not in the future by the database's clock."""
+
+    async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
+        """CouponNotFound, AmountBelowClaimed, InvalidCoupon."""
+
+    async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
+        """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
+
+    async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
+        """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
+
+
+class HoldSweeper(Protocol):
+    async def expire_holds(self) -> int:
+        """Deletes due holds (each exactly once across every worker and
+        instance), returning their units; how many it expired."""
 
 
 class CouponReader(Protocol):
@@ -78,6 +145,12 @@ class CouponReader(Protocol):
 
     async def coupons_page(self, *, after: str, limit: int) -> list[CouponStock]:
         """Up to ``limit`` coupons named after ``after``, by name."""
+
+    async def find_claim(self, *, coupon_name: str, user_id: str) -> ClaimView | None:
+        """The user's live claim; None when there is none; CouponNotFound."""
+
+    async def user_claims_page(self, user_id: str, *, before: int, limit: int) -> list[ClaimView]:
+        """Up to ``limit`` of the user's live claims with ids below ``before``, newest first."""
 
 
 class ActivityReader(Protocol):

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flashsale.domain import CouponNotFound
+from flashsale.domain import ClaimNotFound, CouponNotFound
 from flashsale.service.deadline import deadline
-from flashsale.service.ports import ClaimRow, CouponReader, CouponSnapshot, CouponStock
+from flashsale.service.ports import (
+    ClaimRow,
+    ClaimView,
+    CouponReader,
+    CouponSnapshot,
+    CouponStock,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +27,12 @@ class ClaimsPage:
 class CouponsPage:
     coupons: list[CouponStock]
     next_after: str | None  # coupon name to continue after; None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class UserClaimsPage:
+    claims: list[ClaimView]  # newest first
+    next_before: int | None  # claim id to continue below; None on the last page
 
 
 class CouponReads:
@@ -54,3 +66,19 @@ class CouponReads:
         page = rows[:limit]
         more = len(rows) > limit
         return CouponsPage(page, page[-1].name if more else None)
+
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
+        """The user's live claim; ClaimNotFound (an expired or released hold
+        is gone) or CouponNotFound otherwise."""
+        async with deadline(self.request_timeout):
+            found = await self._reader.find_claim(coupon_name=coupon_name, user_id=user_id)
+        if found is None:
+            raise ClaimNotFound(f"user {user_id!r} holds no live claim on coupon {coupon_name!r}")
+        return found
+
+    async def user_claims_page(self, user_id: str, *, before: int, limit: int) -> UserClaimsPage:
+        async with deadline(self.request_timeout):
+            rows = await self._reader.user_claims_page(user_id, before=before, limit=limit + 1)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return UserClaimsPage(page, page[-1].claim_id if more else None)

@@ -4,6 +4,7 @@ on a server, coupons with many claims. Never used by the service itself."""
 
 from __future__ import annotations
 
+import asyncio
 from importlib.resources import files
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -44,11 +45,14 @@ async def drop_database(server_url: str, url: str) -> None:
     await _run_on_server(server_url, sql)
 
 
-async def seed_coupon(url: str, name: str, amount: int, *, claims: int = 0) -> None:
-    """A coupon of ``amount`` with ``claims`` claims by user-1 .. user-N."""
+async def seed_coupon(
+    url: str, name: str, amount: int, *, claims: int = 0, hold_seconds: int | None = None
+) -> None:
+    """A coupon of ``amount`` with ``claims`` claims by user-1 .. user-N
+    (holds, when ``hold_seconds`` is set)."""
     connection = await asyncpg.connect(url)
     try:
-        await connection.execute(query("create_coupon"), name, amount)
+        await connection.execute(query("create_coupon"), name, amount, None, None, hold_seconds)
         if claims:
             await connection.execute(admin_query("seed_claims"), name, claims)
             await connection.execute(admin_query("analyze_claims"))
@@ -94,3 +98,44 @@ async def _run_on_server(server_url: str, sql: str) -> None:
         await admin.execute(sql)
     finally:
         await admin.close()
+
+
+async def return_stock_during(
+    url: str, coupon: str, *, releases: list[str], expiries: list[str], seconds: float
+) -> int:
+    """The bench's returns while claims go on: ``expiries`` expire at random
+    over ``seconds`` (the sweepers and the claim path take them back), and
+    ``releases`` are released one by one, evenly over ``seconds``, through
+    the service's own release function. How many were released."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(admin_query("schedule_expiries"), coupon, expiries, seconds)
+        return await _release_evenly(connection, coupon, releases, seconds)
+    finally:
+        await connection.close()
+
+
+async def _release_evenly(
+    connection: asyncpg.Connection[asyncpg.Record], coupon: str, users: list[str], seconds: float
+) -> int:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    released = 0
+    for i, user in enumerate(users):
+        delay = start + i * seconds / len(users) - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if loop.time() - start > seconds:  # bounded: stops with the load
+            break
+        if await connection.fetchval(query("release_claim"), coupon, user) == "ok":
+            released += 1
+    return released
+
+
+async def count_unseeded_claims(url: str, coupon: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        count: int = await connection.fetchval(admin_query("count_unseeded_claims"), coupon)
+    finally:
+        await connection.close()
+    return count

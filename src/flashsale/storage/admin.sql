@@ -15,9 +15,21 @@ DROP DATABASE IF EXISTS {database} WITH (FORCE);
 
 -- name: seed_claims
 -- $2 claims of coupon $1 by users 'user-1' .. 'user-$2', in one statement:
--- the statement-level trigger claims_take_stock moves the stock once.
+-- the statement-level trigger claims_take_stock moves the stock once. They
+-- never expire unless schedule_expiries says when.
 INSERT INTO claims (coupon_id, coupon_name, user_id)
 SELECT id, name, 'user-' || g FROM coupons, generate_series(1, $2) AS g WHERE name = $1;
+
+-- name: schedule_expiries
+-- The bench's expiries: the claims of coupon $1 by the users $2 expire at
+-- random instants over the next $3 seconds, while claims go on.
+UPDATE claims
+   SET expires_at = now() + random() * $3::float8 * interval '1 second'
+ WHERE coupon_name = $1 AND user_id = ANY ($2::text[]);
+
+-- name: count_unseeded_claims
+-- Claim rows of coupon $1 made by the bench's load (seeded users are 'user-N').
+SELECT count(*) FROM claims WHERE coupon_name = $1 AND user_id NOT LIKE 'user-%';
 
 -- name: analyze_claims
 -- Fresh statistics after a bulk seed, so plans match a real coupon's.

@@ -11,45 +11,97 @@ SELECT pg_is_in_recovery() AS read_only,
          AND NOT EXISTS (SELECT 1 FROM pg_stat_replication) AS no_standby;
 
 -- name: create_coupon
--- New coupon with full stock; a duplicate name fails on coupons_name_key.
-INSERT INTO coupons (name, amount, remaining_amount)
-VALUES ($1, $2, $2)
-RETURNING id;
+-- New coupon with full stock; a duplicate name fails on coupons_name_key, a
+-- window that ends before it starts on coupons_window_order. No row back:
+-- ends_at ($4) is not in the future by the database's clock.
+INSERT INTO coupons (name, amount, remaining_amount, starts_at, ends_at, hold_seconds)
+SELECT $1, $2, $2, $3, $4, $5
+ WHERE $4::timestamptz IS NULL OR $4::timestamptz > now()
+RETURNING name, amount, remaining_amount,
+          coupon_status(starts_at, ends_at, active, remaining_amount, now()) AS status,
+          starts_at, ends_at, hold_seconds, 0 AS redeemed;
+
+-- name: change_coupon
+-- PATCH: the coupon changed under its row lock (the function: schema.sql);
+-- 'ok' or why not. The store reads coupon_state after it, in the same transaction.
+SELECT change_coupon($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: coupon_state
+-- One coupon as clients see it (due holds count as returned; the view: schema.sql).
+SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed
+  FROM coupon_state
+ WHERE name = $1;
+
+-- name: release_claim
+-- DELETE of a live hold, recorded as released (the function: schema.sql).
+SELECT release_claim($1, $2);
+
+-- name: redeem_claim
+-- A live hold redeemed (the function: schema.sql); the claim is read after it.
+SELECT redeem_claim($1, $2);
+
+-- name: expire_holds
+-- The sweeper's statement: due holds of up to $1 coupons deleted, each once
+-- across every worker and instance (the function: schema.sql).
+SELECT expire_holds($1);
+
+-- name: find_claim
+-- One user's live claim on a coupon. No row: no such coupon; a row with a
+-- NULL user_id: the coupon exists and the user holds no live claim.
+SELECT c.name AS coupon_name, h.id, h.user_id, h.status, h.claimed_at, h.expires_at,
+       h.redeemed_at
+  FROM coupons AS c
+  LEFT JOIN live_claims AS h ON h.coupon_id = c.id AND h.user_id = $2
+ WHERE c.name = $1;
+
+-- name: user_claims_page
+-- Up to $3 of user $1's live claims with ids below $2, newest first: a
+-- backward walk of claims_user_order_idx.
+SELECT h.coupon_name, h.id, h.user_id, h.status, h.claimed_at, h.expires_at, h.redeemed_at
+  FROM live_claims AS h
+ WHERE h.user_id = $1 AND h.id < $2
+ ORDER BY h.id DESC
+ LIMIT $3;
 
 -- name: claim_many
 -- Decides a batch of distinct users' claims on one coupon under its row lock
--- in one round trip: one row with who was granted and who held it (the
--- function: schema.sql).
-SELECT coupon_id, remaining, claimed, holders
+-- in one round trip, window, pause and due holds included: one row with who
+-- was granted, who held it, why the sale refused (the function: schema.sql).
+SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at
   FROM claim_many($1, $2::text[]);
 
 -- name: sold_out_batch
 -- Lock-free answers for a coupon believed sold out (the function: schema.sql).
-SELECT arrival, holds, coupon_id, remaining
+SELECT arrival, holds, coupon_id, remaining, refusal
   FROM sold_out_batch($1, $2::text[]);
 
 -- name: claim_one
--- The original design's transaction per claim: insert the claim; the
--- claims_take_stock trigger decrements the stock in the same transaction.
--- A second claim by the same user fails on claims_pkey, an empty stock on
--- coupons_remaining_not_negative; no row back means no such coupon.
-INSERT INTO claims (coupon_id, coupon_name, user_id)
-SELECT c.id, c.name, $2 FROM coupons AS c WHERE c.name = $1
-RETURNING coupon_id;
+-- The original design's transaction per claim: one claim, one transaction
+-- (autocommit), each waiting for the coupon's row lock in turn. It runs the
+-- claim path's function with one user, so windows, pause and holds are
+-- decided exactly as for a batch.
+SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at
+  FROM claim_many($1, ARRAY[$2::text]);
 
 -- name: find_violations
 -- Every coupon that breaks an invariant: stock out of bounds, stock that does
--- not match its claims, or a user holding it twice. Empty on a healthy database.
+-- not match its claims (the rows of claims: held, redeemed, or held past
+-- expiry and not swept yet, which still keep their unit), a user holding it
+-- twice, or a claim both live and recorded as ended (its unit returned while
+-- it still counts). Empty on a healthy database.
 SELECT c.name, c.amount, c.remaining_amount,
        count(h.user_id) AS claims,
-       count(h.user_id) - count(DISTINCT h.user_id) AS duplicate_claims
+       count(h.user_id) - count(DISTINCT h.user_id) AS duplicate_claims,
+       count(e.claim_id) AS ended_but_live
   FROM coupons AS c
   LEFT JOIN claims AS h ON h.coupon_id = c.id
+  LEFT JOIN claim_history AS e ON e.claim_id = h.id
  GROUP BY c.id
 HAVING c.remaining_amount < 0
     OR c.remaining_amount > c.amount
     OR c.amount - c.remaining_amount <> count(h.user_id)
     OR count(h.user_id) <> count(DISTINCT h.user_id)
+    OR count(e.claim_id) > 0
  ORDER BY c.name;
 
 -- name: count_coupons_and_claims
@@ -58,17 +110,21 @@ SELECT (SELECT count(*) FROM coupons) AS coupons, (SELECT count(*) FROM claims) 
 
 -- name: coupon_header
 -- The coupon a streamed read starts from; its claimers come from
--- coupon_claimers in the same REPEATABLE READ snapshot.
-SELECT id, name, amount, remaining_amount FROM coupons WHERE name = $1;
+-- coupon_claimers in the same REPEATABLE READ snapshot, where now() is one
+-- instant: the due holds coupon_state counts as returned are exactly those
+-- live_claims leaves out, so amount - remaining_amount = len(claimed_by).
+SELECT id, name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed
+  FROM coupon_state
+ WHERE name = $1;
 
 -- name: coupon_claimers
--- A coupon's claimers in claim order, read through a cursor in batches;
+-- A coupon's live claimers in claim order, read through a cursor in batches;
 -- walks claims_coupon_order_idx, so no sort however many there are. An SQL
 -- cursor (DECLARE, then FETCH): it lives in the transaction, so it works
 -- behind a transaction-mode pooler, where asyncpg's cursors would leave a
 -- named prepared statement on a server connection other clients then get.
 DECLARE coupon_claimers NO SCROLL CURSOR FOR
-SELECT user_id FROM claims WHERE coupon_id = $1 ORDER BY id;
+SELECT user_id FROM live_claims WHERE coupon_id = $1 ORDER BY id;
 
 -- name: fetch_coupon_claimers
 -- The next {rows} claimers of the cursor above (FETCH takes no parameter).
@@ -81,7 +137,7 @@ FETCH FORWARD {rows} FROM coupon_claimers;
 SELECT h.id, h.user_id, h.claimed_at
   FROM coupons AS c
   LEFT JOIN LATERAL (SELECT id, user_id, claimed_at
-                       FROM claims
+                       FROM live_claims
                       WHERE coupon_id = c.id AND id > $2
                       ORDER BY id
                       LIMIT $3) AS h ON true
@@ -90,8 +146,8 @@ SELECT h.id, h.user_id, h.claimed_at
 
 -- name: coupons_page
 -- Up to $2 coupons named after $1, by name (keyset on coupons_name_key).
-SELECT name, amount, remaining_amount
-  FROM coupons
+SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed
+  FROM coupon_state
  WHERE name > $1
  ORDER BY name
  LIMIT $2;
@@ -100,9 +156,12 @@ SELECT name, amount, remaining_amount
 -- The live dashboard's tick: the $1 coupons claimed most recently (then the
 -- newest unclaimed ones), each with its last $2 claimers, newest first. One
 -- backward probe of claims_coupon_order_idx per coupon; never a scan of claims.
-SELECT s.name, s.amount, s.remaining_amount,
+-- Status, holds and redemptions come from coupon_state (due holds counted as
+-- returned): one probe of the partial hold and redeemed indexes each.
+SELECT s.name, s.amount, v.remaining_amount, v.status, v.redeemed,
+       s.amount - v.remaining_amount - v.redeemed AS holds,
        ARRAY(SELECT h.user_id
-               FROM claims AS h
+               FROM live_claims AS h
               WHERE h.coupon_id = s.id
               ORDER BY h.id DESC
               LIMIT $2) AS recent
@@ -113,6 +172,8 @@ SELECT s.name, s.amount, s.remaining_amount,
                                WHERE h.coupon_id = c.id) AS l
          ORDER BY l.last_id DESC NULLS LAST, c.id DESC
          LIMIT $1) AS s
+ CROSS JOIN LATERAL (SELECT remaining_amount, status, redeemed
+                      FROM coupon_state WHERE id = s.id) AS v
  ORDER BY s.last_id DESC NULLS LAST, s.id DESC;
 
 -- name: store_session_defaults

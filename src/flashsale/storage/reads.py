@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-from flashsale.domain import ServiceUnavailable
+from flashsale.domain import CouponNotFound, ServiceUnavailable
 from flashsale.service.ports import (
     ClaimRow,
+    ClaimView,
     CouponActivity,
     CouponHeader,
     CouponSnapshot,
@@ -18,6 +19,7 @@ from flashsale.service.ports import (
 )
 from flashsale.storage.connections import Connections
 from flashsale.storage.queries import query
+from flashsale.storage.rows import claim_view, coupon_state
 
 # Rows per FETCH: about 300 KB of JSON for typical user ids, one round trip each.
 BATCH_ROWS = 20_000
@@ -59,7 +61,7 @@ class CouponReadStore:
             row = await connection.fetchrow(query("coupon_header"), name, timeout=self._timeout)
             if row is None:
                 return
-            found.append(CouponHeader(row["name"], row["amount"], row["remaining_amount"]))
+            found.append(coupon_state(row))
             yield []
             await connection.execute(query("coupon_claimers"), row["id"], timeout=self._timeout)
             fetch = query("fetch_coupon_claimers").format(rows=int(self._batch_rows))
@@ -84,7 +86,23 @@ class CouponReadStore:
             rows = await connection.fetch(
                 query("coupons_page"), after, limit, timeout=self._timeout
             )
-        return [CouponStock(row["name"], row["amount"], row["remaining_amount"]) for row in rows]
+        return [coupon_state(row) for row in rows]
+
+    async def find_claim(self, *, coupon_name: str, user_id: str) -> ClaimView | None:
+        async with self._connection() as connection:
+            row = await connection.fetchrow(
+                query("find_claim"), coupon_name, user_id, timeout=self._timeout
+            )
+        if row is None:
+            raise CouponNotFound(f"coupon {coupon_name!r} does not exist")
+        return None if row["user_id"] is None else claim_view(row)
+
+    async def user_claims_page(self, user_id: str, *, before: int, limit: int) -> list[ClaimView]:
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                query("user_claims_page"), user_id, before, limit, timeout=self._timeout
+            )
+        return [claim_view(row) for row in rows]
 
     async def recent_activity(self, *, coupons: int, claimers: int) -> list[CouponActivity]:
         async with self._connection() as connection:
@@ -92,7 +110,15 @@ class CouponReadStore:
                 query("recent_activity"), coupons, claimers, timeout=self._timeout
             )
         return [
-            CouponActivity(row["name"], row["amount"], row["remaining_amount"], row["recent"])
+            CouponActivity(
+                row["name"],
+                row["amount"],
+                row["remaining_amount"],
+                row["recent"],
+                row["status"],
+                row["holds"],
+                row["redeemed"],
+            )
             for row in rows
         ]
 

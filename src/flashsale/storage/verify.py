@@ -18,12 +18,15 @@ class Violation:
     remaining_amount: int
     claims: int
     duplicate_claims: int
+    ended_but_live: int = 0  # claims recorded as ended (unit returned) yet still live
 
     def describe(self) -> str:
+        ended = f", {self.ended_but_live} ended yet live" if self.ended_but_live else ""
         return (
             f"coupon {self.coupon!r}: amount {self.amount}, remaining {self.remaining_amount}, "
-            f"{self.claims} claims ({self.duplicate_claims} duplicated); expected "
-            f"0 <= remaining <= amount and amount - remaining = claims"
+            f"{self.claims} claims ({self.duplicate_claims} duplicated){ended}; expected "
+            f"0 <= remaining <= amount, amount - remaining = claims (held or redeemed), "
+            f"and a claim that ended no longer live"
         )
 
 

@@ -1,0 +1,410 @@
+-- The sale's whole life (issue 9): claim windows, pause, restock and cut,
+-- holds that expire, release and redemption, and the history of every claim
+-- that ended (the events issue publishes it).
+--
+-- Live claims are the rows of claims, held or redeemed, so the stock
+-- invariant stays what it was: amount - remaining_amount = rows of claims,
+-- enforced by the statement-level triggers whoever writes. A hold past its
+-- expires_at is not live any more, but it stays a row (and keeps its unit)
+-- until it is deleted: by the sweeper (expire_holds, every worker every
+-- ~0.5 s), or by the claim path, a cut or a release of the same coupon under
+-- its row lock. Reads never wait for that: coupon_state and live_claims
+-- count such a hold as gone (expires_at <= now()), so every answer is the
+-- same whether or not the sweep has run yet.
+
+ALTER TABLE coupons
+    ADD COLUMN starts_at    timestamptz,
+    ADD COLUMN ends_at      timestamptz,
+    ADD COLUMN active       boolean NOT NULL DEFAULT true,
+    ADD COLUMN hold_seconds integer,
+    -- The column's own limit: a shop that means "unlimited" sends 2^31 - 1.
+    DROP CONSTRAINT coupons_amount_positive,
+    ADD CONSTRAINT coupons_amount_positive CHECK (amount BETWEEN 1 AND 2147483647),
+    ADD CONSTRAINT coupons_window_order CHECK (ends_at > starts_at),
+    ADD CONSTRAINT coupons_hold_seconds_range CHECK (hold_seconds BETWEEN 10 AND 86400);
+
+ALTER TABLE claims
+    ADD COLUMN expires_at  timestamptz,
+    ADD COLUMN redeemed_at timestamptz;
+
+-- Unredeemed holds, soonest expiry first: the sweeper's scan, and the claim
+-- path's probe for one coupon's due holds (due holds are few: the sweepers
+-- take them within about 0.5 s, so the probe reads a short range). One index,
+-- not two: every hold a claim makes is an insert into each.
+CREATE INDEX claims_holds_due_idx ON claims (expires_at)
+    WHERE redeemed_at IS NULL AND expires_at IS NOT NULL;
+-- How many claims of a coupon are redeemed, without visiting the others.
+CREATE INDEX claims_coupon_redeemed_idx ON claims (coupon_id)
+    WHERE redeemed_at IS NOT NULL;
+-- A user's claims across coupons, newest first (keyset on the claim id).
+CREATE INDEX claims_user_order_idx ON claims (user_id, id);
+
+-- Every claim that ended without being a live claim any more: who, when,
+-- why. Written by the claims_return_stock trigger, so an operator's DELETE
+-- is recorded too (reason 'deleted'); the service's statements say
+-- 'released' or 'expired' through the transaction-local setting
+-- flashsale.end_reason. No foreign key: history outlives its coupon.
+CREATE TABLE claim_history (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    claim_id    bigint      NOT NULL,
+    coupon_id   bigint      NOT NULL,
+    coupon_name text        NOT NULL,
+    user_id     text        NOT NULL,
+    claimed_at  timestamptz NOT NULL,
+    expires_at  timestamptz,
+    redeemed_at timestamptz,
+    ended_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    reason      text        NOT NULL,
+    CONSTRAINT claim_history_reason CHECK (reason IN ('released', 'expired', 'deleted')),
+    -- A claim ends once: two sweepers can never both return its unit.
+    CONSTRAINT claim_history_claim_key UNIQUE (claim_id)
+);
+CREATE INDEX claim_history_coupon_idx ON claim_history (coupon_id, id);
+
+-- Stock back, and the ended claims recorded, in the same statement.
+CREATE OR REPLACE FUNCTION claims_return_stock() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE coupons AS c
+       SET remaining_amount = c.remaining_amount + o.returned
+      FROM (SELECT coupon_id, count(*) AS returned FROM old_claims GROUP BY coupon_id) AS o
+     WHERE c.id = o.coupon_id;
+    INSERT INTO claim_history (claim_id, coupon_id, coupon_name, user_id, claimed_at,
+                               expires_at, redeemed_at, reason)
+    SELECT o.id, o.coupon_id, o.coupon_name, o.user_id, o.claimed_at, o.expires_at,
+           o.redeemed_at,
+           coalesce(nullif(current_setting('flashsale.end_reason', true), ''), 'deleted')
+      FROM old_claims AS o;
+    RETURN NULL;
+END
+$$;
+
+-- The original design's row shape stays writable: an operator's
+-- INSERT INTO claims (user_id, coupon_name) finds the coupon by name, gets
+-- the coupon's hold like an API claim, and takes a unit through
+-- claims_take_stock. WHEN keeps the trigger off the claim path's inserts.
+CREATE FUNCTION claims_fill_coupon() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_hold integer;
+BEGIN
+    SELECT c.id, c.hold_seconds INTO NEW.coupon_id, v_hold
+      FROM coupons AS c WHERE c.name = NEW.coupon_name;
+    IF NEW.coupon_id IS NULL THEN
+        RAISE EXCEPTION 'no coupon named %', NEW.coupon_name
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF NEW.expires_at IS NULL AND v_hold IS NOT NULL THEN
+        NEW.expires_at := NEW.claimed_at + make_interval(secs => v_hold);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER claims_fill_coupon
+    BEFORE INSERT ON claims
+    FOR EACH ROW WHEN (NEW.coupon_id IS NULL) EXECUTE FUNCTION claims_fill_coupon();
+
+-- Why a claim at p_at is refused, whoever asks: NULL when the sale is open.
+-- ended wins over paused, paused over not started (the coupon's status order).
+CREATE FUNCTION sale_refusal(p_starts timestamptz, p_ends timestamptz, p_active boolean,
+                             p_at timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+               WHEN p_ends <= p_at THEN 'sale_ended'
+               WHEN NOT p_active THEN 'paused'
+               WHEN p_starts > p_at THEN 'not_started'
+           END
+$$;
+
+CREATE FUNCTION coupon_status(p_starts timestamptz, p_ends timestamptz, p_active boolean,
+                              p_remaining integer, p_at timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE sale_refusal(p_starts, p_ends, p_active, p_at)
+               WHEN 'sale_ended' THEN 'ended'
+               WHEN 'paused' THEN 'paused'
+               WHEN 'not_started' THEN 'scheduled'
+               ELSE CASE WHEN p_remaining = 0 THEN 'sold_out' ELSE 'active' END
+           END
+$$;
+
+-- Deletes coupon p_coupon_id's unredeemed holds due at p_at, recorded as
+-- expired; their units go back through claims_return_stock. Callers hold the
+-- coupon's row lock, so deletes of one coupon's claims always lock the coupon
+-- first, then claims (no deadlock between sweepers, claims and releases).
+CREATE FUNCTION expire_coupon_holds(p_coupon_id bigint, p_at timestamptz)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM set_config('flashsale.end_reason', 'expired', true);
+    DELETE FROM claims AS h
+     WHERE h.coupon_id = p_coupon_id AND h.redeemed_at IS NULL AND h.expires_at <= p_at;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM set_config('flashsale.end_reason', '', true);
+    RETURN v_count;
+END
+$$;
+
+-- The sweeper's one statement (every worker of every instance runs it every
+-- ~0.5 s): up to p_coupons coupons with due holds, each taken with
+-- FOR UPDATE SKIP LOCKED. A coupon another sweeper holds is being swept; one
+-- a claim batch holds is swept by that batch (claim_many sweeps first). The
+-- DELETE re-checks its rows after any lock wait, so a hold redeemed meanwhile
+-- stays, and a hold already deleted is not deleted again: each unit comes
+-- back once (claim_history_claim_key would refuse a second ending anyway).
+CREATE FUNCTION expire_holds(p_coupons integer)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_coupon bigint;
+    v_total integer := 0;
+BEGIN
+    FOR v_coupon IN
+        SELECT DISTINCT h.coupon_id FROM claims AS h
+         WHERE h.redeemed_at IS NULL AND h.expires_at <= now()
+         LIMIT p_coupons
+    LOOP
+        PERFORM 1 FROM coupons AS c WHERE c.id = v_coupon FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            v_total := v_total + expire_coupon_holds(v_coupon, clock_timestamp());
+        END IF;
+    END LOOP;
+    RETURN v_total;
+END
+$$;
+
+-- Coupons as clients see them: a hold past its expiry is gone even before
+-- the sweep deletes it (its unit counts as remaining), and the status is
+-- decided by PostgreSQL's clock.
+CREATE VIEW coupon_state AS
+SELECT c.id, c.name, c.amount,
+       c.remaining_amount + due.holds AS remaining_amount,
+       coupon_status(c.starts_at, c.ends_at, c.active, c.remaining_amount + due.holds, now())
+           AS status,
+       c.starts_at, c.ends_at, c.hold_seconds, c.active,
+       (SELECT count(*)::integer FROM claims AS r
+         WHERE r.coupon_id = c.id AND r.redeemed_at IS NOT NULL) AS redeemed
+  FROM coupons AS c
+ CROSS JOIN LATERAL (SELECT count(*)::integer AS holds FROM claims AS d
+                      WHERE d.coupon_id = c.id AND d.redeemed_at IS NULL
+                        AND d.expires_at <= now()) AS due;
+
+-- Claims as clients see them: held (not yet expired) or redeemed.
+CREATE VIEW live_claims AS
+SELECT h.id, h.coupon_id, h.coupon_name, h.user_id, h.claimed_at, h.expires_at, h.redeemed_at,
+       CASE WHEN h.redeemed_at IS NULL THEN 'held' ELSE 'redeemed' END AS status
+  FROM claims AS h
+ WHERE h.redeemed_at IS NOT NULL OR h.expires_at IS NULL OR h.expires_at > now();
+
+-- claim_many, now with the sale's rules. After the coupon's row lock (its
+-- own statement, as before, so later statements see every batch we waited
+-- for) the decision's time is clock_timestamp(): a batch that waited for the
+-- lock past ends_at, or behind a pause that committed meanwhile, is refused.
+-- Due holds of the coupon are deleted first (stock back, holders free to
+-- claim again). Returns the refusal (sale_ended, paused, not_started) when
+-- the sale is closed, with the holders among p_users so they still hear
+-- already_claimed; claimed_at and expires_at of the granted claims.
+DROP FUNCTION claim_many(text, text[]);
+CREATE FUNCTION claim_many(p_coupon_name text, p_users text[])
+RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
+               refusal text, claimed_at timestamptz, expires_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    c coupons%ROWTYPE;
+    v_now timestamptz;
+    v_expires timestamptz;
+    v_remaining integer;
+    v_refusal text;
+    v_claimed text[];
+    v_holders text[];
+BEGIN
+    SELECT * INTO c FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT NULL::bigint, NULL::integer, NULL::text[], NULL::text[],
+                            NULL::text, NULL::timestamptz, NULL::timestamptz;
+        RETURN;
+    END IF;
+    v_now := clock_timestamp();
+    v_remaining := c.remaining_amount;
+    IF EXISTS (SELECT 1 FROM claims AS d
+                WHERE d.coupon_id = c.id AND d.redeemed_at IS NULL AND d.expires_at <= v_now) THEN
+        v_remaining := v_remaining + expire_coupon_holds(c.id, v_now);
+    END IF;
+
+    v_refusal := sale_refusal(c.starts_at, c.ends_at, c.active, v_now);
+    IF v_refusal IS NOT NULL THEN
+        SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
+          FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_users);
+        RETURN QUERY SELECT c.id, v_remaining, '{}'::text[], v_holders, v_refusal,
+                            NULL::timestamptz, NULL::timestamptz;
+        RETURN;
+    END IF;
+
+    v_expires := v_now + make_interval(secs => c.hold_seconds);
+    IF v_remaining >= cardinality(p_users) THEN
+        -- Stock for everyone in the batch: the primary key sorts out holders.
+        WITH inserted AS (
+            INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
+            SELECT c.id, p_coupon_name, u.user_id, v_now, v_expires
+              FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
+             ORDER BY u.ord
+            ON CONFLICT DO NOTHING
+            RETURNING user_id
+        )
+        SELECT coalesce(array_agg(inserted.user_id), '{}') INTO v_claimed FROM inserted;
+    ELSE
+        -- Scarce stock: holders must not take a unit from later arrivals.
+        SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
+          FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_users);
+        WITH inserted AS (
+            INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
+            SELECT c.id, p_coupon_name, u.user_id, v_now, v_expires
+              FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
+             WHERE u.user_id <> ALL (v_holders)
+             ORDER BY u.ord
+             LIMIT v_remaining
+            ON CONFLICT DO NOTHING
+            RETURNING user_id
+        )
+        SELECT coalesce(array_agg(inserted.user_id), '{}') INTO v_claimed FROM inserted;
+    END IF;
+
+    RETURN QUERY
+        SELECT c.id, v_remaining - cardinality(v_claimed), v_claimed, v_holders, NULL::text,
+               v_now, v_expires;
+END
+$$;
+
+-- sold_out_batch, with holds and the sale's rules: the stock it reports
+-- counts due holds as returned (so a hint never outlives an expiry, swept or
+-- not), holders are live holders only, and the refusal is decided as
+-- claim_many decides it (so the sold-out lane answers what the claim lane
+-- would: paused wins over sold_out).
+DROP FUNCTION sold_out_batch(text, text[]);
+CREATE FUNCTION sold_out_batch(p_coupon_name text, p_users text[])
+RETURNS TABLE (arrival integer, holds boolean, coupon_id bigint, remaining integer,
+               refusal text)
+LANGUAGE sql STABLE AS $$
+    WITH k AS (
+        SELECT c.id,
+               c.remaining_amount
+                   + (SELECT count(*)::integer FROM claims AS d
+                       WHERE d.coupon_id = c.id AND d.redeemed_at IS NULL
+                         AND d.expires_at <= now()) AS remaining,
+               sale_refusal(c.starts_at, c.ends_at, c.active, now()) AS refusal
+          FROM coupons AS c WHERE c.name = p_coupon_name
+    )
+    SELECT u.ord::integer,
+           EXISTS (SELECT 1 FROM claims AS h
+                    WHERE h.coupon_id = k.id AND h.user_id = u.user_id
+                      AND (h.redeemed_at IS NOT NULL OR h.expires_at IS NULL
+                           OR h.expires_at > now())),
+           k.id,
+           k.remaining,
+           k.refusal
+      FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
+      LEFT JOIN k ON true
+     ORDER BY u.ord
+$$;
+
+-- PATCH /api/coupons/{name}: one coupon changed under its row lock. Returns
+-- 'ok', 'coupon_not_found', 'ends_in_past' or 'amount_below_claimed'. A cut
+-- first deletes due holds (they are not live claims); remaining_amount moves
+-- by the amount's difference, and the CHECKs guard the rest.
+CREATE FUNCTION change_coupon(p_name text, p_amount integer,
+                              p_set_starts boolean, p_starts timestamptz,
+                              p_set_ends boolean, p_ends timestamptz,
+                              p_active boolean,
+                              p_set_hold boolean, p_hold integer)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    v_live integer;
+BEGIN
+    SELECT c.id, c.amount - c.remaining_amount INTO v_id, v_live
+      FROM coupons AS c WHERE c.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'coupon_not_found';
+    END IF;
+    IF p_set_ends AND p_ends <= clock_timestamp() THEN
+        RETURN 'ends_in_past';
+    END IF;
+    IF p_amount < v_live THEN
+        v_live := v_live - expire_coupon_holds(v_id, clock_timestamp());
+        IF p_amount < v_live THEN
+            RETURN 'amount_below_claimed';
+        END IF;
+    END IF;
+    UPDATE coupons AS c
+       SET amount = coalesce(p_amount, c.amount),
+           remaining_amount = c.remaining_amount + coalesce(p_amount, c.amount) - c.amount,
+           starts_at = CASE WHEN p_set_starts THEN p_starts ELSE c.starts_at END,
+           ends_at = CASE WHEN p_set_ends THEN p_ends ELSE c.ends_at END,
+           active = coalesce(p_active, c.active),
+           hold_seconds = CASE WHEN p_set_hold THEN p_hold ELSE c.hold_seconds END
+     WHERE c.id = v_id;
+    RETURN 'ok';
+END
+$$;
+
+-- DELETE /api/coupons/{name}/claims/{user}: the coupon's lock first (the
+-- same order as the sweeper and the claim path), then the live hold, recorded
+-- as released. Returns 'ok', 'coupon_not_found', 'claim_not_found' or
+-- 'already_redeemed'. A redeem that commits while we wait for the claim's
+-- row makes the DELETE's re-check fail: then it is 'already_redeemed'.
+CREATE FUNCTION release_claim(p_name text, p_user text)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT c.id INTO v_id FROM coupons AS c WHERE c.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'coupon_not_found';
+    END IF;
+    PERFORM set_config('flashsale.end_reason', 'released', true);
+    DELETE FROM claims AS h
+     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NULL
+       AND (h.expires_at IS NULL OR h.expires_at > clock_timestamp());
+    IF FOUND THEN
+        PERFORM set_config('flashsale.end_reason', '', true);
+        RETURN 'ok';
+    END IF;
+    PERFORM set_config('flashsale.end_reason', '', true);
+    PERFORM 1 FROM claims AS h
+     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NOT NULL;
+    RETURN CASE WHEN FOUND THEN 'already_redeemed' ELSE 'claim_not_found' END;
+END
+$$;
+
+-- POST .../redeem: the live hold becomes redeemed (it never expires then).
+-- An UPDATE that waited for a sweeper or a release finds the row gone and
+-- redeems nothing: exactly one of them wins. Returns 'ok', 'coupon_not_found',
+-- 'claim_not_found' or 'already_redeemed'.
+CREATE FUNCTION redeem_claim(p_name text, p_user text)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT c.id INTO v_id FROM coupons AS c WHERE c.name = p_name;
+    IF NOT FOUND THEN
+        RETURN 'coupon_not_found';
+    END IF;
+    UPDATE claims AS h SET redeemed_at = clock_timestamp()
+     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NULL
+       AND (h.expires_at IS NULL OR h.expires_at > clock_timestamp());
+    IF FOUND THEN
+        RETURN 'ok';
+    END IF;
+    PERFORM 1 FROM claims AS h
+     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NOT NULL;
+    RETURN CASE WHEN FOUND THEN 'already_redeemed' ELSE 'claim_not_found' END;
+END
+$$;
