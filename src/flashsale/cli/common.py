@@ -69,7 +69,11 @@ async def _prepare(settings: Settings, dsn: str, migration_dsn: str) -> list[Mig
 
 
 async def _prepare_once(settings: Settings, dsn: str, migration_dsn: str) -> list[Migration]:
-    applied = await migrate(migration_dsn, statement_cache_size=settings.db_statement_cache_size)
+    applied = await migrate(
+        migration_dsn,
+        statement_cache_size=settings.db_statement_cache_size,
+        timeouts=Timeouts.from_settings(settings),
+    )
     if await store_session_defaults(dsn, settings):
         log.info(
             "stored the session timeouts as the role's defaults: %s",

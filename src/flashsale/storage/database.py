@@ -11,6 +11,7 @@ import asyncpg
 from flashsale.storage.migrations import Migration, apply_migrations
 from flashsale.storage.primary import ADMIN_DATABASE, find_primary
 from flashsale.storage.queries import startup_query
+from flashsale.storage.session_defaults import Timeouts
 
 _CREATE_ATTEMPTS = 5
 _CREATE_RACES = (
@@ -62,15 +63,19 @@ async def _create_if_missing(admin: asyncpg.Connection[asyncpg.Record], name: st
 
 
 async def migrate(
-    dsn: str, *, statement_cache_size: int = DEFAULT_STATEMENT_CACHE_SIZE
+    dsn: str,
+    *,
+    statement_cache_size: int = DEFAULT_STATEMENT_CACHE_SIZE,
+    timeouts: Timeouts | None = None,
 ) -> list[Migration]:
     """Every step on the primary (``dsn`` may list several hosts): create the
-    database if missing, then apply the pending migrations."""
+    database if missing, then apply the pending migrations (``timeouts``: the
+    service's, for the connection they ran on)."""
     primary = await find_primary(dsn, statement_cache_size=statement_cache_size)
     await ensure_database(primary, statement_cache_size=statement_cache_size)
     connection = await asyncpg.connect(primary, statement_cache_size=statement_cache_size)
     try:
-        return await apply_migrations(connection)
+        return await apply_migrations(connection, timeouts)
     finally:
         await connection.close()
 

@@ -10,6 +10,7 @@ from importlib.resources import files
 import asyncpg
 
 from flashsale.storage.queries import startup_query
+from flashsale.storage.session_defaults import Timeouts
 
 # Any constant shared by every flashsale process; pg_advisory_xact_lock takes a bigint.
 MIGRATION_LOCK_KEY = 0x666C617368  # "flash"
@@ -40,7 +41,9 @@ def load_migrations() -> list[Migration]:
     return migrations
 
 
-async def apply_migrations(connection: asyncpg.Connection[asyncpg.Record]) -> list[Migration]:
+async def apply_migrations(
+    connection: asyncpg.Connection[asyncpg.Record], timeouts: Timeouts | None = None
+) -> list[Migration]:
     """Apply what is missing; returns the migrations this call applied.
 
     One transaction under a transaction-level advisory lock: it holds behind
@@ -48,7 +51,9 @@ async def apply_migrations(connection: asyncpg.Connection[asyncpg.Record]) -> li
     client may run on different server connections (a session-level lock
     would be taken on one and "released" on another). All pending migrations
     commit together or not at all; a process that waited for the lock sees
-    the versions the first one recorded and applies nothing."""
+    the versions the first one recorded and applies nothing. ``timeouts``:
+    the service's, which the server connection keeps afterwards (startup.sql
+    carry_timeouts says why)."""
     async with connection.transaction():
         await connection.execute(startup_query("unbounded_transaction"))
         await connection.execute(startup_query("migration_lock"), MIGRATION_LOCK_KEY)
@@ -60,5 +65,12 @@ async def apply_migrations(connection: asyncpg.Connection[asyncpg.Record]) -> li
             await connection.execute(migration.sql)
             await connection.execute(
                 startup_query("record_migration"), migration.version, migration.name
+            )
+        if timeouts is not None:
+            await connection.execute(
+                startup_query("carry_timeouts"),
+                str(timeouts.statement),
+                str(timeouts.lock),
+                str(timeouts.idle_in_transaction),
             )
     return applied

@@ -40,3 +40,13 @@ SELECT version FROM schema_migrations;
 
 -- name: record_migration
 INSERT INTO schema_migrations (version, name) VALUES ($1, $2);
+
+-- name: carry_timeouts
+-- The migration transaction's last step: its server connection keeps the
+-- service's timeouts (ms) once it commits. Behind a transaction-mode pooler
+-- that connection may predate the role's stored defaults (the first start
+-- stores them) and goes back to the pool for other clients; a session-level
+-- set_config, taken after the SET LOCALs above, outlives the COMMIT.
+SELECT set_config('statement_timeout', $1, false),
+       set_config('lock_timeout', $2, false),
+       set_config('idle_in_transaction_session_timeout', $3, false);
