@@ -25,6 +25,13 @@ CREATE TABLE coupons (
     active           boolean     NOT NULL DEFAULT true,
     -- Claims made while this is set are holds that expire this many seconds later.
     hold_seconds     integer,
+    -- A lower bound of the earliest expires_at among the coupon's unredeemed
+    -- holds (NULL: none): inserts and expires_at updates lower it in the
+    -- statement triggers, expire_coupon_holds sets it exactly, deletes and
+    -- redeems leave it a bound. Whoever holds the row reads it, and reads
+    -- claims for due holds only when it is due: no probe of claims on the
+    -- claim path otherwise, whatever plan the statistics would give one.
+    holds_due_at     timestamptz,
     CONSTRAINT coupons_name_key UNIQUE (name),
     -- Target of the claims foreign key, which carries the name along.
     CONSTRAINT coupons_id_name_key UNIQUE (id, name),
@@ -36,6 +43,10 @@ CREATE TABLE coupons (
     CONSTRAINT coupons_window_order CHECK (ends_at > starts_at),
     CONSTRAINT coupons_hold_seconds_range CHECK (hold_seconds BETWEEN 10 AND 86400)
 );
+
+-- The sweeper's scan: coupons whose first hold can be due.
+CREATE INDEX coupons_holds_due_idx ON coupons (holds_due_at)
+    WHERE holds_due_at IS NOT NULL;
 
 CREATE TABLE claims (
     -- Claim order: identities are handed out in insertion order.
@@ -60,11 +71,9 @@ CREATE TABLE claims (
 
 -- Claimers of one coupon in claim order, without a sort.
 CREATE UNIQUE INDEX claims_coupon_order_idx ON claims (coupon_id, id);
--- Unredeemed holds, soonest expiry first: the sweeper's scan, and the claim
--- path's probe for one coupon's due holds (due holds are few: the sweepers
--- take them within about 0.5 s, so the probe reads a short range). One index,
--- not two: every hold a claim makes is an insert into each.
-CREATE INDEX claims_holds_due_idx ON claims (expires_at)
+-- One coupon's unredeemed holds, soonest expiry first: the due-hold deletes
+-- and the recomputation of coupons.holds_due_at (one index entry per hold).
+CREATE INDEX claims_coupon_holds_idx ON claims (coupon_id, expires_at)
     WHERE redeemed_at IS NULL AND expires_at IS NOT NULL;
 -- How many claims of a coupon are redeemed, without visiting the others.
 CREATE INDEX claims_coupon_redeemed_idx ON claims (coupon_id)
@@ -106,8 +115,10 @@ CREATE FUNCTION claims_take_stock() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE coupons AS c
-       SET remaining_amount = c.remaining_amount - n.taken
-      FROM (SELECT coupon_id, count(*) AS taken FROM new_claims GROUP BY coupon_id) AS n
+       SET remaining_amount = c.remaining_amount - n.taken,
+           holds_due_at = least(c.holds_due_at, n.first_expiry)
+      FROM (SELECT coupon_id, count(*) AS taken, min(expires_at) AS first_expiry
+              FROM new_claims GROUP BY coupon_id) AS n
      WHERE c.id = n.coupon_id;
     RETURN NULL;
 END
@@ -139,6 +150,27 @@ CREATE TRIGGER claims_return_stock
     AFTER DELETE ON claims
     REFERENCING OLD TABLE AS old_claims
     FOR EACH STATEMENT EXECUTE FUNCTION claims_return_stock();
+
+-- An operator's UPDATE claims SET expires_at = ... (the bench does it) can
+-- bring a hold's end forward: the bound follows.
+CREATE FUNCTION claims_follow_expiry() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE coupons AS c
+       SET holds_due_at = least(c.holds_due_at, n.first_expiry)
+      FROM (SELECT coupon_id, min(expires_at) AS first_expiry
+              FROM new_claims WHERE redeemed_at IS NULL
+             GROUP BY coupon_id) AS n
+     WHERE c.id = n.coupon_id AND n.first_expiry IS NOT NULL
+       AND (c.holds_due_at IS NULL OR n.first_expiry < c.holds_due_at);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER claims_follow_expiry
+    AFTER UPDATE ON claims
+    REFERENCING NEW TABLE AS new_claims
+    FOR EACH STATEMENT EXECUTE FUNCTION claims_follow_expiry();
 
 -- Moving a claim to another coupon or user would dodge both triggers.
 CREATE FUNCTION claims_forbid_update() RETURNS trigger
@@ -216,9 +248,16 @@ DECLARE
 BEGIN
     PERFORM set_config('flashsale.end_reason', 'expired', true);
     DELETE FROM claims AS h
-     WHERE h.coupon_id = p_coupon_id AND h.redeemed_at IS NULL AND h.expires_at <= p_at;
+     WHERE h.coupon_id = p_coupon_id AND h.redeemed_at IS NULL
+       AND h.expires_at IS NOT NULL AND h.expires_at <= p_at;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     PERFORM set_config('flashsale.end_reason', '', true);
+    UPDATE coupons AS c
+       SET holds_due_at = (SELECT h.expires_at FROM claims AS h
+                            WHERE h.coupon_id = p_coupon_id AND h.redeemed_at IS NULL
+                              AND h.expires_at IS NOT NULL
+                            ORDER BY h.expires_at LIMIT 1)
+     WHERE c.id = p_coupon_id;
     RETURN v_count;
 END
 $$;
@@ -238,14 +277,13 @@ DECLARE
     v_total integer := 0;
 BEGIN
     FOR v_coupon IN
-        SELECT DISTINCT h.coupon_id FROM claims AS h
-         WHERE h.redeemed_at IS NULL AND h.expires_at <= now()
+        SELECT c.id FROM coupons AS c
+         WHERE c.holds_due_at <= now()
+         ORDER BY c.holds_due_at
          LIMIT p_coupons
+         FOR UPDATE SKIP LOCKED
     LOOP
-        PERFORM 1 FROM coupons AS c WHERE c.id = v_coupon FOR UPDATE SKIP LOCKED;
-        IF FOUND THEN
-            v_total := v_total + expire_coupon_holds(v_coupon, clock_timestamp());
-        END IF;
+        v_total := v_total + expire_coupon_holds(v_coupon, clock_timestamp());
     END LOOP;
     RETURN v_total;
 END
@@ -264,8 +302,9 @@ SELECT c.id, c.name, c.amount,
          WHERE r.coupon_id = c.id AND r.redeemed_at IS NOT NULL) AS redeemed
   FROM coupons AS c
  CROSS JOIN LATERAL (SELECT count(*)::integer AS holds FROM claims AS d
-                      WHERE d.coupon_id = c.id AND d.redeemed_at IS NULL
-                        AND d.expires_at <= now()) AS due;
+                      WHERE c.holds_due_at <= now()
+                        AND d.coupon_id = c.id AND d.redeemed_at IS NULL
+                        AND d.expires_at IS NOT NULL AND d.expires_at <= now()) AS due;
 
 -- Claims as clients see them: held (not yet expired) or redeemed.
 CREATE VIEW live_claims AS
@@ -281,9 +320,10 @@ SELECT h.id, h.coupon_id, h.coupon_name, h.user_id, h.claimed_at, h.expires_at, 
 -- for) the decision's time is clock_timestamp(): a batch that waited for the
 -- lock past ends_at, or behind a pause that committed meanwhile, is refused.
 -- Due holds of the coupon are deleted first (stock back, holders free to
--- claim again). Returns the refusal (sale_ended, paused, not_started) when
--- the sale is closed, with the holders among p_users so they still hear
--- already_claimed; claimed_at and expires_at of the granted claims.
+-- claim again), looked for only when the locked row's holds_due_at is due.
+-- Returns the refusal (sale_ended, paused, not_started) when the sale is
+-- closed, with the holders among p_users so they still hear already_claimed;
+-- claimed_at and expires_at of the granted claims.
 CREATE FUNCTION claim_many(p_coupon_name text, p_users text[])
 RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
                refusal text, claimed_at timestamptz, expires_at timestamptz)
@@ -306,8 +346,7 @@ BEGIN
     END IF;
     v_now := clock_timestamp();
     v_remaining := c.remaining_amount;
-    IF EXISTS (SELECT 1 FROM claims AS d
-                WHERE d.coupon_id = c.id AND d.redeemed_at IS NULL AND d.expires_at <= v_now) THEN
+    IF c.holds_due_at <= v_now THEN
         v_remaining := v_remaining + expire_coupon_holds(c.id, v_now);
     END IF;
 
@@ -368,8 +407,9 @@ LANGUAGE sql STABLE AS $$
         SELECT c.id,
                c.remaining_amount
                    + (SELECT count(*)::integer FROM claims AS d
-                       WHERE d.coupon_id = c.id AND d.redeemed_at IS NULL
-                         AND d.expires_at <= now()) AS remaining,
+                       WHERE c.holds_due_at <= now()
+                         AND d.coupon_id = c.id AND d.redeemed_at IS NULL
+                         AND d.expires_at IS NOT NULL AND d.expires_at <= now()) AS remaining,
                sale_refusal(c.starts_at, c.ends_at, c.active, now()) AS refusal
           FROM coupons AS c WHERE c.name = p_coupon_name
     )
