@@ -148,19 +148,20 @@ async def test_no_claim_decided_after_a_pause_committed_is_granted(
     after_pause: list[ClaimOutcome] = []
     decided: list[ClaimOutcome] = []
     paused = asyncio.Event()
+    midway = asyncio.Event()  # mid-rush by count, not by time: claim speed is not the point
 
     async def claimer(n: int) -> None:
         for i in range(60):
             seen_pause = paused.is_set()
             outcome = await outcome_of(engines[n % 2], coupon_name="P", user_id=f"u{n}-{i}")
             decided.append(outcome)
+            if len(decided) >= 200:
+                midway.set()
             if seen_pause:  # sent after the pause's COMMIT returned
                 after_pause.append(outcome)
 
     async def pause() -> None:
-        # Mid-rush by count, not by time: how fast claims go is not the point.
-        while len(decided) < 200:
-            await asyncio.sleep(0.001)
+        await midway.wait()
         await pauser.change_coupon("P", CouponChange(active=False))
         paused.set()
 
