@@ -17,6 +17,15 @@ class ClaimOutcome(StrEnum):
     PAUSED = "paused"
 
 
+class ReleaseOutcome(StrEnum):
+    """What a release of one user's claim came to."""
+
+    RELEASED = "released"
+    CLAIM_NOT_FOUND = "claim_not_found"
+    ALREADY_REDEEMED = "already_redeemed"
+    NOT_FOUND = "not_found"  # no such coupon
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimDecision:
     """A claim's outcome and, when granted, its times (PostgreSQL's clock);
@@ -124,4 +133,25 @@ def raise_for_outcome(outcome: ClaimOutcome, *, coupon_name: str, user_id: str) 
     if outcome is ClaimOutcome.CLAIMED:
         return
     error, message = _REFUSALS[outcome]
+    raise error(message.format(user=user_id, coupon=coupon_name))
+
+
+_RELEASE_REFUSALS: dict[ReleaseOutcome, tuple[type[DomainError], str]] = {
+    ReleaseOutcome.CLAIM_NOT_FOUND: (
+        ClaimNotFound,
+        "user {user!r} holds no live claim on coupon {coupon!r}",
+    ),
+    ReleaseOutcome.ALREADY_REDEEMED: (
+        AlreadyRedeemed,
+        "user {user!r} has already redeemed coupon {coupon!r}",
+    ),
+    ReleaseOutcome.NOT_FOUND: (CouponNotFound, "coupon {coupon!r} does not exist"),
+}
+
+
+def raise_for_release(outcome: ReleaseOutcome, *, coupon_name: str, user_id: str) -> None:
+    """Turn a release's outcome into success (return) or the client's error."""
+    if outcome is ReleaseOutcome.RELEASED:
+        return
+    error, message = _RELEASE_REFUSALS[outcome]
     raise error(message.format(user=user_id, coupon=coupon_name))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flashsale.claims.ports import BatchResult, SoldOutRead
-from flashsale.domain import ClaimDecision, ClaimOutcome
+from flashsale.domain import ClaimDecision, ClaimOutcome, ReleaseOutcome
 
 
 @dataclass
@@ -49,12 +49,18 @@ class FakeClaimStore:
     def calls(self, call: str) -> list[Batch]:
         return [batch for batch in self.batches if batch.call == call]
 
-    async def claim_many(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
-        coupon = await self._enter("claim_many", coupon_name, user_ids)
+    async def claim_many(
+        self, coupon_name: str, user_ids: Sequence[str], releases: Sequence[str] = ()
+    ) -> BatchResult:
+        coupon = await self._enter("claim_many", coupon_name, [*releases, *user_ids])
         if coupon is None:
-            return BatchResult([ClaimOutcome.NOT_FOUND] * len(user_ids), None, None)
+            missing = [ReleaseOutcome.NOT_FOUND] * len(releases)
+            return BatchResult(
+                [ClaimOutcome.NOT_FOUND] * len(user_ids), None, None, releases=missing
+            )
+        released = [self._release(coupon, user) for user in releases]
         outcomes = [self._decide(coupon, user) for user in user_ids]
-        return BatchResult(outcomes, coupon.id, coupon.remaining)
+        return BatchResult(outcomes, coupon.id, coupon.remaining, releases=released)
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         coupon = await self._enter("sold_out_batch", coupon_name, user_ids)
@@ -74,6 +80,13 @@ class FakeClaimStore:
         if self.failure is not None:
             raise self.failure
         return self.coupons.get(coupon)
+
+    @staticmethod
+    def _release(coupon: FakeCoupon, user: str) -> ReleaseOutcome:
+        if user not in coupon.holders:
+            return ReleaseOutcome.CLAIM_NOT_FOUND
+        coupon.holders.remove(user)
+        return ReleaseOutcome.RELEASED
 
     @staticmethod
     def _decide(coupon: FakeCoupon, user: str) -> ClaimOutcome:

@@ -14,18 +14,35 @@ the claims back to the claim lane, whose answer is authoritative. The same
 read decides the sale's window and pause as claim_many does, so both lanes
 answer alike (already_claimed first, then sale_ended, paused, not_started,
 then sold_out).
+
+Releases ride in the claim lane: a release waits for the coupon's next claim
+batch and is decided in its transaction (claim_many's p_releases), so a
+release storm never takes the hot coupon's row lock through commits of its
+own, and a released unit goes to that batch's claims.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from flashsale.claims.coalescer import Coalescer
 from flashsale.claims.ports import ClaimStore
-from flashsale.domain import REFUSED, ClaimDecision, ClaimOutcome
+from flashsale.domain import REFUSED, ClaimDecision, ClaimOutcome, ReleaseOutcome
 
 _ALREADY = REFUSED[ClaimOutcome.ALREADY_CLAIMED]
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A release in the claim lane (a plain user id there is a claim)."""
+
+    user_id: str
+
+
+_Work = str | Release
+_Decided = ClaimDecision | ReleaseOutcome
 
 
 class BatchedClaims:
@@ -39,7 +56,7 @@ class BatchedClaims:
     ) -> None:
         self._store = store
         self._sold_out: dict[str, int] = {}  # coupon name -> id of the coupon seen sold out
-        self._claim_lane: Coalescer[str, str, ClaimDecision] = Coalescer(
+        self._claim_lane: Coalescer[str, _Work, _Decided] = Coalescer(
             self._claim_many,
             max_batch=max_batch,
             max_queue=max_queue,
@@ -57,17 +74,29 @@ class BatchedClaims:
             decision = await self._sold_out_lane.submit(coupon_name, user_id)
             if decision is not None:
                 return decision
-        return await self._claim_lane.submit(coupon_name, user_id)
+        decided = await self._claim_lane.submit(coupon_name, user_id)
+        assert isinstance(decided, ClaimDecision)
+        return decided
 
-    async def _claim_many(self, coupon_name: str, users: Sequence[str]) -> list[ClaimDecision]:
-        result = await self._store.claim_many(coupon_name, users)
+    async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
+        decided = await self._claim_lane.submit(coupon_name, Release(user_id))
+        assert isinstance(decided, ReleaseOutcome)
+        return decided
+
+    async def _claim_many(self, coupon_name: str, work: Sequence[_Work]) -> list[_Decided]:
+        users = [item for item in work if isinstance(item, str)]
+        releases = [item.user_id for item in work if isinstance(item, Release)]
+        result = await self._store.claim_many(coupon_name, users, releases)
         if result.coupon_id is not None and result.remaining == 0:
             self._sold_out[coupon_name] = result.coupon_id
+        elif releases:  # stock came back: claims go to the claim lane again
+            self._sold_out.pop(coupon_name, None)
         granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
-        return [
-            granted if outcome is ClaimOutcome.CLAIMED else REFUSED[outcome]
-            for outcome in result.outcomes
-        ]
+        claims = iter(
+            [granted if o is ClaimOutcome.CLAIMED else REFUSED[o] for o in result.outcomes]
+        )
+        released = iter(result.releases)
+        return [next(claims) if isinstance(item, str) else next(released) for item in work]
 
     async def _sold_out_batch(
         self, coupon_name: str, users: Sequence[str]

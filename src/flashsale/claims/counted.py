@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import ClaimDecision, ServiceUnavailable
+from flashsale.domain import ClaimDecision, ReleaseOutcome, ServiceUnavailable
 from flashsale.metrics import Metrics
 
 
@@ -20,6 +20,9 @@ class CountedClaims:
             raise
         self._metrics.count_claim(coupon_name, decision.outcome.value)
         return decision
+
+    async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
+        return await self._inner.release(coupon_name=coupon_name, user_id=user_id)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -4,11 +4,11 @@ in flashsale.storage implements ClaimStore; the engine never imports storage."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from flashsale.domain import ClaimDecision, ClaimOutcome
+from flashsale.domain import ClaimDecision, ClaimOutcome, ReleaseOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,7 @@ class BatchResult:
     remaining: int | None
     claimed_at: datetime | None = None
     expires_at: datetime | None = None
+    releases: list[ReleaseOutcome] = field(default_factory=list)  # in the input's order
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,10 @@ class SoldOutRead:
 
 
 class ClaimStore(Protocol):
-    async def claim_many(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult: ...
+    async def claim_many(
+        self, coupon_name: str, user_ids: Sequence[str], releases: Sequence[str] = ()
+    ) -> BatchResult:
+        """Releases first, then claims, in one transaction under the coupon's lock."""
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead: ...
 
@@ -47,6 +51,9 @@ class ClaimStrategy(Protocol):
     ServiceUnavailable when the database or the queue cannot take it."""
 
     async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision: ...
+
+    async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
+        """Gives a live hold's unit back; committed when this returns."""
 
     async def close(self) -> None:
         """Finish the claims already accepted (graceful shutdown)."""

@@ -4,7 +4,7 @@ transaction, so every claim of a hot coupon waits for the row lock in turn."""
 from __future__ import annotations
 
 from flashsale.claims.ports import ClaimStore
-from flashsale.domain import ClaimDecision
+from flashsale.domain import ClaimDecision, ReleaseOutcome
 
 
 class TransactionPerClaim:
@@ -13,6 +13,11 @@ class TransactionPerClaim:
 
     async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
         return await self._store.claim_one(coupon_name=coupon_name, user_id=user_id)
+
+    async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
+        """One release, one transaction of its own."""
+        result = await self._store.claim_many(coupon_name, (), (user_id,))
+        return result.releases[0]
 
     async def close(self) -> None:
         return None

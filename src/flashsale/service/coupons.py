@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import ClaimDecision, raise_for_outcome
+from flashsale.domain import ClaimDecision, raise_for_outcome, raise_for_release
 from flashsale.service.deadline import deadline
 from flashsale.service.ports import ClaimView, CouponChange, CouponState, CouponWriter
 
@@ -60,9 +60,11 @@ class CouponService:
         return decision
 
     async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
-        """The unit is back in the stock when this returns (committed)."""
+        """The unit is back in the stock when this returns (committed, in the
+        coupon's next claim batch); raises why not otherwise."""
         async with deadline(self.request_timeout):
-            await self._store.release_claim(coupon_name=coupon_name, user_id=user_id)
+            outcome = await self._claims.release(coupon_name=coupon_name, user_id=user_id)
+        raise_for_release(outcome, coupon_name=coupon_name, user_id=user_id)
         self._on_event("released", 1)
 
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:

@@ -122,9 +122,6 @@ class CouponWriter(Protocol):
     async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
         """CouponNotFound, AmountBelowClaimed, InvalidCoupon."""
 
-    async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
-        """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
-
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
         """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
 

@@ -44,9 +44,10 @@ CREATE TABLE coupons (
     CONSTRAINT coupons_hold_seconds_range CHECK (hold_seconds BETWEEN 10 AND 86400)
 );
 
--- The sweeper's scan: coupons whose first hold can be due.
-CREATE INDEX coupons_holds_due_idx ON coupons (holds_due_at)
-    WHERE holds_due_at IS NOT NULL;
+-- No index on coupons.holds_due_at: an indexed column that changes makes
+-- the update non-HOT (PostgreSQL's heap-only tuples need every indexed column
+-- unchanged), and the hot coupon's row is updated by every claim batch; the
+-- sweeper reads the coupons table whole instead (one row per coupon).
 
 CREATE TABLE claims (
     -- Claim order: identities are handed out in insertion order.
@@ -321,12 +322,17 @@ SELECT h.id, h.coupon_id, h.coupon_name, h.user_id, h.claimed_at, h.expires_at, 
 -- lock past ends_at, or behind a pause that committed meanwhile, is refused.
 -- Due holds of the coupon are deleted first (stock back, holders free to
 -- claim again), looked for only when the locked row's holds_due_at is due.
+-- Releases (p_releases, the claim engine queues them in the coupon's claim
+-- lane) come next: their live holds are deleted, recorded as released, and
+-- their units join the stock this batch grants; released and redeemed say
+-- which went back and which could not (redeemed), any other held nothing.
 -- Returns the refusal (sale_ended, paused, not_started) when the sale is
 -- closed, with the holders among p_users so they still hear already_claimed;
 -- claimed_at and expires_at of the granted claims.
-CREATE FUNCTION claim_many(p_coupon_name text, p_users text[])
+CREATE FUNCTION claim_many(p_coupon_name text, p_users text[], p_releases text[] DEFAULT '{}')
 RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
-               refusal text, claimed_at timestamptz, expires_at timestamptz)
+               refusal text, claimed_at timestamptz, expires_at timestamptz,
+               released text[], redeemed text[])
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -337,11 +343,14 @@ DECLARE
     v_refusal text;
     v_claimed text[];
     v_holders text[];
+    v_released text[] := '{}';
+    v_redeemed text[] := '{}';
 BEGIN
     SELECT * INTO c FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
     IF NOT FOUND THEN
         RETURN QUERY SELECT NULL::bigint, NULL::integer, NULL::text[], NULL::text[],
-                            NULL::text, NULL::timestamptz, NULL::timestamptz;
+                            NULL::text, NULL::timestamptz, NULL::timestamptz,
+                            NULL::text[], NULL::text[];
         RETURN;
     END IF;
     v_now := clock_timestamp();
@@ -349,13 +358,29 @@ BEGIN
     IF c.holds_due_at <= v_now THEN
         v_remaining := v_remaining + expire_coupon_holds(c.id, v_now);
     END IF;
+    IF cardinality(p_releases) > 0 THEN
+        -- Releases first, whatever the sale's state: their units are the
+        -- batch's to claim. A hold that expired is gone already (above).
+        PERFORM set_config('flashsale.end_reason', 'released', true);
+        WITH gone AS (
+            DELETE FROM claims AS h
+             WHERE h.coupon_id = c.id AND h.user_id = ANY (p_releases)
+               AND h.redeemed_at IS NULL
+            RETURNING h.user_id
+        )
+        SELECT coalesce(array_agg(gone.user_id), '{}') INTO v_released FROM gone;
+        PERFORM set_config('flashsale.end_reason', '', true);
+        v_remaining := v_remaining + cardinality(v_released);
+        SELECT coalesce(array_agg(h.user_id), '{}') INTO v_redeemed
+          FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_releases);
+    END IF;
 
     v_refusal := sale_refusal(c.starts_at, c.ends_at, c.active, v_now);
     IF v_refusal IS NOT NULL THEN
         SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
           FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_users);
         RETURN QUERY SELECT c.id, v_remaining, '{}'::text[], v_holders, v_refusal,
-                            NULL::timestamptz, NULL::timestamptz;
+                            NULL::timestamptz, NULL::timestamptz, v_released, v_redeemed;
         RETURN;
     END IF;
 
@@ -390,7 +415,7 @@ BEGIN
 
     RETURN QUERY
         SELECT c.id, v_remaining - cardinality(v_claimed), v_claimed, v_holders, NULL::text,
-               v_now, v_expires;
+               v_now, v_expires, v_released, v_redeemed;
 END
 $$;
 
@@ -464,36 +489,6 @@ BEGIN
            hold_seconds = CASE WHEN p_set_hold THEN p_hold ELSE c.hold_seconds END
      WHERE c.id = v_id;
     RETURN 'ok';
-END
-$$;
-
--- DELETE /api/coupons/{name}/claims/{user}: the coupon's lock first (the
--- same order as the sweeper and the claim path), then the live hold, recorded
--- as released. Returns 'ok', 'coupon_not_found', 'claim_not_found' or
--- 'already_redeemed'. A redeem that commits while we wait for the claim's
--- row makes the DELETE's re-check fail: then it is 'already_redeemed'.
-CREATE FUNCTION release_claim(p_name text, p_user text)
-RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_id bigint;
-BEGIN
-    SELECT c.id INTO v_id FROM coupons AS c WHERE c.name = p_name FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN 'coupon_not_found';
-    END IF;
-    PERFORM set_config('flashsale.end_reason', 'released', true);
-    DELETE FROM claims AS h
-     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NULL
-       AND (h.expires_at IS NULL OR h.expires_at > clock_timestamp());
-    IF FOUND THEN
-        PERFORM set_config('flashsale.end_reason', '', true);
-        RETURN 'ok';
-    END IF;
-    PERFORM set_config('flashsale.end_reason', '', true);
-    PERFORM 1 FROM claims AS h
-     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NOT NULL;
-    RETURN CASE WHEN FOUND THEN 'already_redeemed' ELSE 'claim_not_found' END;
 END
 $$;
 

@@ -26,6 +26,7 @@ from flashsale.domain import (
     CouponNotFound,
     DomainError,
     InvalidCoupon,
+    ReleaseOutcome,
     ServiceUnavailable,
 )
 from flashsale.service.ports import KEEP, ClaimView, CouponChange, CouponState
@@ -100,13 +101,6 @@ class CouponStore:
         assert row is not None  # locked and changed in this transaction
         return coupon_state(row)
 
-    async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
-        async def release_claim(connection: Connection) -> str:
-            verdict: str = await connection.fetchval(query("release_claim"), coupon_name, user_id)
-            return verdict
-
-        _raise_for(await self._write(release_claim), coupon_name, user_id)
-
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
         async def redeem_claim(connection: Connection) -> asyncpg.Record | None:
             async with connection.transaction():
@@ -126,15 +120,20 @@ class CouponStore:
 
         return await self._write(expire_holds)
 
-    async def claim_many(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
+    async def claim_many(
+        self, coupon_name: str, user_ids: Sequence[str], releases: Sequence[str] = ()
+    ) -> BatchResult:
         firsts = list(dict.fromkeys(user_ids))  # each user once, at their first arrival
+        released = list(releases)
 
         async def claim_many(connection: Connection) -> asyncpg.Record | None:
-            return await connection.fetchrow(query("claim_many"), coupon_name, firsts)
+            return await connection.fetchrow(query("claim_many"), coupon_name, firsts, released)
 
         row = await self._write(claim_many)
         assert row is not None
-        return _batch_result(row, firsts, user_ids)
+        result = _batch_result(row, firsts, user_ids)
+        result.releases.extend(_release_outcomes(row, released))
+        return result
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         async with self._connection() as connection:
@@ -172,6 +171,24 @@ def _batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str
         row["claimed_at"],
         row["expires_at"],
     )
+
+
+def _release_outcomes(row: asyncpg.Record, releases: list[str]) -> list[ReleaseOutcome]:
+    """Each release's outcome in order; a user released twice in one batch
+    gets its unit back once: the repeats held nothing any more."""
+    if row["coupon_id"] is None:
+        return [ReleaseOutcome.NOT_FOUND] * len(releases)
+    back, redeemed = set(row["released"]), set(row["redeemed"])
+    outcomes = []
+    for user in releases:
+        if user in back:
+            outcomes.append(ReleaseOutcome.RELEASED)
+            back.discard(user)
+        elif user in redeemed:
+            outcomes.append(ReleaseOutcome.ALREADY_REDEEMED)
+        else:
+            outcomes.append(ReleaseOutcome.CLAIM_NOT_FOUND)
+    return outcomes
 
 
 def _change(change: CouponChange) -> tuple[Any, ...]:
