@@ -36,10 +36,11 @@ SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds,
 -- A live hold redeemed (the function: schema.sql); the claim is read after it.
 SELECT redeem_claim($1, $2);
 
--- name: expire_holds
--- The sweeper's statement: due holds of up to $1 coupons deleted, each once
--- across every worker and instance (the function: schema.sql).
-SELECT expire_holds($1);
+-- name: expire_holds_next
+-- The sweeper's statement: the due holds of one coupon deleted, each once
+-- across every worker and instance, in a transaction of its own; NULL when
+-- no coupon with due holds is free (the function: schema.sql).
+SELECT expire_holds_next();
 
 -- name: find_claim
 -- One user's live claim on a coupon. No row: no such coupon; a row with a
