@@ -1,0 +1,171 @@
+"""The events feed on a real database: every kind of change writes its event
+in the change's own transaction, numbered 1, 2, 3, ... per coupon; a change
+rolled back leaves none; and the global feed never skips an event whose
+transaction started earlier and committed later than events already read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from flashsale.service.ports import CouponChange
+from flashsale.storage.events import EventStore
+from flashsale.storage.store import CouponStore
+from tests.support.events import (
+    changes_in_database,
+    claim_changes,
+    coupon_events,
+    read_feed,
+    read_feed_until,
+)
+from tests.support.invariants import assert_invariants
+
+
+async def expire(db: asyncpg.Connection[Any], coupon: str, users: list[str]) -> None:
+    await db.execute(
+        "UPDATE claims SET expires_at = now() - interval '1 millisecond' "
+        "WHERE coupon_name = $1 AND user_id = ANY ($2)",
+        coupon,
+        users,
+    )
+
+
+async def test_every_kind_of_change_writes_its_event_with_a_gapless_seq(
+    store: CouponStore, event_store: EventStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon(name="E", amount=300, hold_seconds=10)
+    users = [f"u{i:03}" for i in range(250)]
+    await store.claim_many("E", users[:200])  # batches of many users
+    await store.claim_many("E", users[200:])
+    await store.release_claim(coupon_name="E", user_id="u000")
+    await store.redeem_claim(coupon_name="E", user_id="u001")
+    await expire(db, "E", ["u002", "u003"])
+    assert await store.expire_holds() == 2
+    await store.change_coupon("E", CouponChange(amount=400))
+    await store.change_coupon("E", CouponChange(active=False))
+    await store.change_coupon("E", CouponChange(active=True))
+    ends = datetime.now(UTC) + timedelta(days=1)
+    await store.change_coupon("E", CouponChange(ends_at=ends))
+    await store.change_coupon("E", CouponChange(hold_seconds=30))
+    await db.execute("INSERT INTO claims (user_id, coupon_name) VALUES ('op', 'E')")
+    await db.execute("DELETE FROM claims WHERE coupon_name = 'E' AND user_id = 'u004'")
+
+    events = await coupon_events(event_store, "E")
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [(e.type, e.user_id) for e in events] == [
+        ("coupon_created", None),
+        *[("claimed", user) for user in users],
+        ("released", "u000"),
+        ("redeemed", "u001"),
+        ("expired", "u002"),
+        ("expired", "u003"),
+        ("coupon_changed", None),
+        ("coupon_changed", None),
+        ("coupon_changed", None),
+        ("coupon_changed", None),
+        ("coupon_changed", None),
+        ("claimed", "op"),
+        ("released", "u004"),
+    ]
+    data = [e.data for e in events if e.data]
+    assert data[0] == {
+        "amount": 300,
+        "remaining_amount": 300,
+        "starts_at": None,
+        "ends_at": None,
+        "active": True,
+        "hold_seconds": 10,
+    }
+    assert data[1:] == [
+        {"reason": "released"},
+        {"amount": 400, "remaining_amount": 400 - 247},
+        {"active": False},
+        {"active": True},
+        {"ends_at": data[5]["ends_at"]},
+        {"hold_seconds": 30},
+        {"reason": "deleted"},  # an operator's DELETE, told apart from a release
+    ]
+    assert datetime.fromisoformat(data[5]["ends_at"]) == ends
+    claimed_at = await db.fetchval("SELECT claimed_at FROM claims WHERE user_id = 'u010'")
+    assert next(e.at for e in events if e.user_id == "u010") == claimed_at
+    assert claim_changes(events) == await changes_in_database(db)
+    assert await db.fetchval("SELECT event_seq FROM coupons WHERE name = 'E'") == len(events)
+    await assert_invariants(db)
+
+
+async def test_a_rolled_back_change_writes_no_event_and_leaves_no_gap(
+    store: CouponStore, event_store: EventStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon(name="R", amount=5)
+    transaction = db.transaction()
+    await transaction.start()
+    await db.execute("INSERT INTO claims (user_id, coupon_name) VALUES ('x', 'R')")
+    await db.execute("UPDATE coupons SET active = false WHERE name = 'R'")
+    await transaction.rollback()
+    with pytest.raises(asyncpg.CheckViolationError):  # the restock's CHECK fails
+        await db.execute("UPDATE coupons SET remaining_amount = 9 WHERE name = 'R'")
+    await store.claim_many("R", ["y"])
+
+    events = await coupon_events(event_store, "R")
+    assert [(e.seq, e.type, e.user_id) for e in events] == [
+        (1, "coupon_created", None),
+        (2, "claimed", "y"),
+    ]
+
+
+async def test_the_feed_never_skips_an_event_whose_transaction_commits_late(
+    store: CouponStore, event_store: EventStore, database: str
+) -> None:
+    await store.create_coupon(name="A", amount=10)
+    await store.create_coupon(name="B", amount=10)
+    seen, start = await read_feed_until(event_store, lambda events: len(events) == 2)
+
+    held = await asyncpg.connect(database)
+    transaction = held.transaction()
+    await transaction.start()
+    await held.fetchrow("SELECT * FROM claim_many('A', ARRAY['early'])")
+    held_xid = int(await held.fetchval("SELECT pg_current_xact_id()::text"))
+    for i in range(3):  # later transactions, each committed
+        await store.claim_many("B", [f"late{i}"])
+    late = [e for e in await coupon_events(event_store, "B") if e.type == "claimed"]
+    assert [e.user_id for e in late] == ["late0", "late1", "late2"]
+    assert all(e.xid > held_xid for e in late)
+
+    # Committed, but behind the open transaction: the feed does not return them.
+    held_back, stuck = await read_feed(event_store, start)
+    assert all(e.xid < held_xid for e in held_back)
+    assert [e for e in held_back if e.type == "claimed"] == []
+
+    await transaction.commit()
+    await held.close()
+    rest, _ = await read_feed_until(event_store, lambda events: len(events) == 4, after=stuck)
+    feed = seen + held_back + rest
+    assert [(e.coupon_name, e.user_id) for e in feed if e.type == "claimed"] == [
+        ("A", "early"),  # the transaction that started first comes first
+        ("B", "late0"),
+        ("B", "late1"),
+        ("B", "late2"),
+    ]
+    assert len({e.event_id for e in feed}) == len(feed)  # nothing twice
+    assert [e.position for e in feed] == sorted(e.position for e in feed)
+
+
+async def test_a_sweep_expires_each_coupon_in_a_transaction_of_its_own(
+    store: CouponStore, event_store: EventStore, db: asyncpg.Connection[Any]
+) -> None:
+    for name in ("X", "Y"):
+        await store.create_coupon(name=name, amount=5, hold_seconds=10)
+        await store.claim_many(name, ["a", "b"])
+        await expire(db, name, ["a", "b"])
+    assert await store.expire_holds() == 4
+
+    expired = [e for name in ("X", "Y") for e in await coupon_events(event_store, name)]
+    expired = [e for e in expired if e.type == "expired"]
+    assert len(expired) == 4
+    assert len({e.xid for e in expired}) == 2  # one transaction per coupon
+    assert {e.xid for e in expired if e.coupon_name == "X"}.isdisjoint(
+        e.xid for e in expired if e.coupon_name == "Y"
+    )
