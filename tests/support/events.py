@@ -30,11 +30,11 @@ async def read_feed_until(
     reader: EventReader,
     done: Callable[[list[Event]], bool],
     after: FeedPosition = FEED_START,
-    timeout: float = 30.0,
+    wait_seconds: float = 30.0,
 ) -> tuple[list[Event], FeedPosition]:
     """The feed read in a loop from ``after`` until ``done(events so far)``."""
     events: list[Event] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_seconds
     while True:
         page, after = await read_feed(reader, after)
         events += page
