@@ -1,9 +1,8 @@
 """Holds that expire with no request needed: one sweeper task per worker.
 
 Every worker of every instance runs the same sweep every ``interval``
-seconds; the SQL (expire_holds_next, schema.sql) takes one coupon with due
-holds per transaction under ``FOR UPDATE SKIP LOCKED``, so concurrent
-sweepers split the work and
+seconds; the SQL (expire_holds, schema.sql) takes each coupon with due holds
+under ``FOR UPDATE SKIP LOCKED``, so concurrent sweepers split the work and
 each hold is deleted, its unit returned and its end recorded exactly once.
 With a 0.5 s interval a hold is gone within about half a second of its
 ``expires_at`` (the contract allows 2 s); reads already treat it as gone at

@@ -36,11 +36,10 @@ SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds,
 -- A live hold redeemed (the function: schema.sql); the claim is read after it.
 SELECT redeem_claim($1, $2);
 
--- name: expire_holds_next
--- The sweeper's statement: the due holds of one coupon deleted, each once
--- across every worker and instance, in a transaction of its own; NULL when
--- no coupon with due holds is free (the function: schema.sql).
-SELECT expire_holds_next();
+-- name: expire_holds
+-- The sweeper's statement: due holds of up to $1 coupons deleted, each once
+-- across every worker and instance (the function: schema.sql).
+SELECT expire_holds($1);
 
 -- name: find_claim
 -- One user's live claim on a coupon. No row: no such coupon; a row with a
@@ -191,8 +190,9 @@ SELECT current_setting('statement_timeout') AS statement_timeout,
 -- Up to $3 events of the global feed after position ($1 xid, $2 id), in
 -- (xid, id) order: a keyset walk of events_feed_idx.
 --
--- Why a consumer paging this never skips an event: an event row carries the
--- xid of the transaction that wrote it, and only rows with
+-- Why a consumer paging this never skips an event: an event row carries an
+-- xid at least that of the transaction that wrote it (its own, or the
+-- coupon's previous event's when higher: 0009), and only rows with
 -- xid < pg_snapshot_xmin(pg_current_snapshot()) are returned. xmin is "the
 -- lowest transaction ID that was still active" when the snapshot was taken:
 -- every transaction with a smaller xid has committed or aborted, so this
@@ -200,7 +200,10 @@ SELECT current_setting('statement_timeout') AS statement_timeout,
 -- every committed row below it, and nothing below it can ever appear later.
 -- Every transaction still running, or yet to be assigned an xid, has
 -- xid >= xmin (xids are handed out in increasing order), so whatever it
--- commits later sorts after every row returned now, hence after the cursor.
+-- commits later sorts after every row returned now, hence after the cursor;
+-- and a row's xid below xmin means its writer (whose own xid is no higher)
+-- has ended. Per coupon, xid never goes down as seq goes up, and equal xids
+-- come in id order (0009), so each coupon's events arrive in seq order.
 -- (PostgreSQL docs, "Transaction ID and Snapshot Information Functions":
 -- pg_current_snapshot, pg_snapshot_xmin; xid8 is 64-bit and never wraps, so
 -- the order is total for the life of the cluster.)

@@ -35,7 +35,7 @@ from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
 from flashsale.storage.rows import claim_view, coupon_state
 
-# Coupons whose due holds one sweep takes at most (each in its own transaction).
+# Coupons whose due holds one sweep takes at most (each under its own row lock).
 SWEEP_COUPONS = 100
 _WINDOW_ORDER = "coupons_window_order"
 # What a health check reports when the database answers but cannot take writes.
@@ -114,21 +114,11 @@ class CouponStore:
         return claim_view(row)
 
     async def expire_holds(self) -> int:
-        """Up to SWEEP_COUPONS coupons swept, one transaction each: a
-        transaction that wrote two coupons' events could put the second one's
-        out of seq order in the global feed (expire_holds_next, schema.sql)."""
-
-        async def expire_holds_next(connection: Connection) -> int | None:
-            expired: int | None = await connection.fetchval(query("expire_holds_next"))
+        async def expire_holds(connection: Connection) -> int:
+            expired: int = await connection.fetchval(query("expire_holds"), SWEEP_COUPONS)
             return expired
 
-        total = 0
-        for _ in range(SWEEP_COUPONS):
-            expired = await self._write(expire_holds_next)
-            if expired is None:
-                break
-            total += expired
-        return total
+        return await self._write(expire_holds)
 
     async def claim_many(
         self, coupon_name: str, user_ids: Sequence[str], releases: Sequence[str] = ()

@@ -6,19 +6,31 @@
 -- already moves its stock (claims_take_stock, claims_return_stock), or by the
 -- row's own UPDATE (coupon_changed), and every writer holds the coupon's row
 -- lock from that UPDATE (or from its SELECT ... FOR UPDATE in claim_many,
--- release_claim, redeem_claim, change_coupon, expire_holds_next) until it
+-- release_claim, redeem_claim, change_coupon, expire_holds) until it
 -- commits. Two transactions therefore number one coupon's events one after
 -- the other, the second starting from the first's committed event_seq
 -- (PostgreSQL re-reads a row it waited for at its newest version: READ
 -- COMMITTED's EvalPlanQual for UPDATE, the locked version for FOR UPDATE). A
 -- rollback undoes event_seq with its events: no gap.
 --
--- xid is the writing transaction's id (pg_current_xact_id(), 64-bit xid8:
--- it never wraps around). The global feed is ordered by (xid, id) and shows
--- only xid < pg_snapshot_xmin(pg_current_snapshot()), see queries.sql
--- events_page for why that never skips.
+-- xid is the global feed's order: the writing transaction's id
+-- (pg_current_xact_id(), 64-bit xid8: it never wraps around), raised to the
+-- coupon's previous event's xid when that is higher (coupons.event_xid, kept
+-- in the same UPDATE as event_seq). The feed is ordered by (xid, id) and
+-- shows only xid < pg_snapshot_xmin(pg_current_snapshot()); queries.sql
+-- events_page says why that never skips. Why raise it: a transaction's xid
+-- is assigned at its first write, which is not always after the coupon's
+-- lock (a row lock that waits for an updated row can assign it, then wait
+-- again for the next updater; measured: one in three of 100 concurrent
+-- releases of one coupon), so a later seq could carry an older xid. Raised,
+-- one coupon's xids never go down with seq, and equal ones are ordered by
+-- id (identities come from a sequence, CACHE 1: handed out in time order,
+-- and the later writer inserts after the earlier one committed). Raising
+-- keeps xid >= the writer's own xid, all the no-skip argument needs.
 
 ALTER TABLE coupons ADD COLUMN event_seq bigint NOT NULL DEFAULT 0;
+-- The xid of the coupon's last event (events.xid); NULL before the first.
+ALTER TABLE coupons ADD COLUMN event_xid xid8;
 
 CREATE TABLE events (
     id          bigint      GENERATED ALWAYS AS IDENTITY,
@@ -50,13 +62,14 @@ BEGIN
         UPDATE coupons AS c
            SET remaining_amount = c.remaining_amount - n.taken,
                holds_due_at = least(c.holds_due_at, n.first_expiry),
-               event_seq = c.event_seq + n.taken
+               event_seq = c.event_seq + n.taken,
+               event_xid = greatest(c.event_xid, pg_current_xact_id())
           FROM n
          WHERE c.id = n.coupon_id
-        RETURNING c.id, c.event_seq - n.taken AS base
+        RETURNING c.id, c.event_seq - n.taken AS base, c.event_xid AS xid
     )
-    INSERT INTO events (coupon_id, coupon_name, seq, type, user_id, at)
-    SELECT k.coupon_id, k.coupon_name,
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
+    SELECT m.xid, k.coupon_id, k.coupon_name,
            m.base + row_number() OVER (PARTITION BY k.coupon_id ORDER BY k.id),
            'claimed', k.user_id, k.claimed_at
       FROM new_claims AS k
@@ -80,13 +93,14 @@ BEGIN
     ), moved AS (
         UPDATE coupons AS c
            SET remaining_amount = c.remaining_amount + o.returned,
-               event_seq = c.event_seq + o.returned
+               event_seq = c.event_seq + o.returned,
+               event_xid = greatest(c.event_xid, pg_current_xact_id())
           FROM o
          WHERE c.id = o.coupon_id
-        RETURNING c.id, c.event_seq - o.returned AS base
+        RETURNING c.id, c.event_seq - o.returned AS base, c.event_xid AS xid
     )
-    INSERT INTO events (coupon_id, coupon_name, seq, type, user_id, at, data)
-    SELECT k.coupon_id, k.coupon_name,
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
+    SELECT m.xid, k.coupon_id, k.coupon_name,
            m.base + row_number() OVER (PARTITION BY k.coupon_id ORDER BY k.id),
            CASE WHEN v_reason = 'expired' THEN 'expired' ELSE 'released' END,
            k.user_id, clock_timestamp(),
@@ -117,13 +131,14 @@ BEGIN
         SELECT coupon_id, count(*) AS redeemed FROM r GROUP BY coupon_id
     ), moved AS (
         UPDATE coupons AS c
-           SET event_seq = c.event_seq + counts.redeemed
+           SET event_seq = c.event_seq + counts.redeemed,
+               event_xid = greatest(c.event_xid, pg_current_xact_id())
           FROM counts
          WHERE c.id = counts.coupon_id
-        RETURNING c.id, c.event_seq - counts.redeemed AS base
+        RETURNING c.id, c.event_seq - counts.redeemed AS base, c.event_xid AS xid
     )
-    INSERT INTO events (coupon_id, coupon_name, seq, type, user_id, at)
-    SELECT r.coupon_id, r.coupon_name,
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
+    SELECT m.xid, r.coupon_id, r.coupon_name,
            m.base + row_number() OVER (PARTITION BY r.coupon_id ORDER BY r.id),
            'redeemed', r.user_id, r.redeemed_at
       FROM r
@@ -137,34 +152,14 @@ CREATE TRIGGER claims_record_redeems
     REFERENCING OLD TABLE AS old_claims NEW TABLE AS new_claims
     FOR EACH STATEMENT EXECUTE FUNCTION claims_record_redeems();
 
--- An operator's INSERT INTO claims (user_id, coupon_name) locks the coupon
--- before the row is written (FOR UPDATE assigns the transaction id only once
--- the lock is granted): so its xid follows the commits it waited for, and
--- the global feed keeps the coupon's seq order (see events_page).
-CREATE OR REPLACE FUNCTION claims_fill_coupon() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_hold integer;
-BEGIN
-    SELECT c.id, c.hold_seconds INTO NEW.coupon_id, v_hold
-      FROM coupons AS c WHERE c.name = NEW.coupon_name FOR UPDATE;
-    IF NEW.coupon_id IS NULL THEN
-        RAISE EXCEPTION 'no coupon named %', NEW.coupon_name
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    IF NEW.expires_at IS NULL AND v_hold IS NOT NULL THEN
-        NEW.expires_at := NEW.claimed_at + make_interval(secs => v_hold);
-    END IF;
-    RETURN NEW;
-END
-$$;
-
 -- A new coupon's first event. The row's event_seq is 1 (the BEFORE trigger)
--- whatever an INSERT says, so the next event is 2.
+-- whatever an INSERT says, so the next event is 2; its event_xid is the
+-- creator's, so no later event of the coupon sorts before its creation.
 CREATE FUNCTION coupons_number_creation() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.event_seq := 1;
+    NEW.event_xid := pg_current_xact_id();
     RETURN NEW;
 END
 $$;
@@ -176,8 +171,8 @@ CREATE TRIGGER coupons_number_creation
 CREATE FUNCTION coupons_record_creation() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO events (coupon_id, coupon_name, seq, type, at, data)
-    SELECT n.id, n.name, n.event_seq, 'coupon_created', n.created_at,
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
+    SELECT n.event_xid, n.id, n.name, n.event_seq, 'coupon_created', n.created_at,
            jsonb_build_object('amount', n.amount, 'remaining_amount', n.remaining_amount,
                               'starts_at', n.starts_at, 'ends_at', n.ends_at,
                               'active', n.active, 'hold_seconds', n.hold_seconds)
@@ -219,8 +214,10 @@ BEGIN
         v_data := v_data || jsonb_build_object('hold_seconds', NEW.hold_seconds);
     END IF;
     NEW.event_seq := NEW.event_seq + 1;
-    INSERT INTO events (coupon_id, coupon_name, seq, type, at, data)
-    VALUES (NEW.id, NEW.name, NEW.event_seq, 'coupon_changed', clock_timestamp(), v_data);
+    NEW.event_xid := greatest(NEW.event_xid, pg_current_xact_id());
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
+    VALUES (NEW.event_xid, NEW.id, NEW.name, NEW.event_seq, 'coupon_changed',
+            clock_timestamp(), v_data);
     RETURN NEW;
 END
 $$;
@@ -236,8 +233,8 @@ CREATE TRIGGER coupons_record_change
     EXECUTE FUNCTION coupons_record_change();
 
 -- The redeem takes the coupon's row lock first, like release_claim: its event
--- is numbered on that row, and the lock comes before any write of the
--- transaction (see events_page on per-coupon order).
+-- is numbered on that row (claims_record_redeems), and every writer must lock
+-- the coupon before its claims (no deadlock with releases and sweepers).
 CREATE OR REPLACE FUNCTION redeem_claim(p_name text, p_user text)
 RETURNS text
 LANGUAGE plpgsql AS $$
@@ -257,32 +254,5 @@ BEGIN
     PERFORM 1 FROM claims AS h
      WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NOT NULL;
     RETURN CASE WHEN FOUND THEN 'already_redeemed' ELSE 'claim_not_found' END;
-END
-$$;
-
--- The sweeper takes ONE coupon per transaction now. A transaction's xid is
--- assigned at its first write (here the FOR UPDATE of the first coupon); a
--- sweep that went on to a second coupon would number that coupon's events
--- under an xid older than a transaction that had written the second coupon
--- meanwhile and committed before our lock: the global feed, ordered by xid,
--- would show that coupon's seq out of order. Returns the holds expired, NULL
--- when no coupon with due holds was free (the caller's loop ends).
-DROP FUNCTION expire_holds(integer);
-
-CREATE FUNCTION expire_holds_next()
-RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_coupon bigint;
-BEGIN
-    SELECT c.id INTO v_coupon FROM coupons AS c
-     WHERE c.holds_due_at <= now()
-     ORDER BY c.holds_due_at
-     LIMIT 1
-       FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    RETURN expire_coupon_holds(v_coupon, clock_timestamp());
 END
 $$;
