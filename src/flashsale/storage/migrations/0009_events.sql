@@ -6,8 +6,8 @@
 -- already moves its stock (claims_take_stock, claims_return_stock), or by the
 -- row's own UPDATE (coupon_changed), and every writer holds the coupon's row
 -- lock from that UPDATE (or from its SELECT ... FOR UPDATE in claim_many,
--- release_claim, redeem_claim, change_coupon, expire_holds) until it
--- commits. Two transactions therefore number one coupon's events one after
+-- which releases too since 0008, redeem_claim, change_coupon, expire_holds)
+-- until it commits. Two transactions therefore number one coupon's events one after
 -- the other, the second starting from the first's committed event_seq
 -- (PostgreSQL re-reads a row it waited for at its newest version: READ
 -- COMMITTED's EvalPlanQual for UPDATE, the locked version for FOR UPDATE). A
