@@ -141,3 +141,29 @@ async def test_releases_in_a_claim_batch_go_first_and_their_units_to_its_claims(
     missing = await store.claim_many("NOPE", [], ["a"])
     assert missing.releases == [ReleaseOutcome.NOT_FOUND]
     await assert_invariants(db)
+
+
+async def test_a_due_hold_is_not_live_for_a_batch_even_before_it_is_swept(
+    store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    """Plenty of stock and a hold just due: the batch sweeps only when a user
+    it refuses may be that hold's holder; otherwise the hold is simply not live."""
+    await store.create_coupon(name="DUE", amount=100, hold_seconds=60)
+    await store.claim_many("DUE", ["a", "b", "c"])
+    await db.execute(
+        "UPDATE claims SET expires_at = now() - interval '1 millisecond' WHERE coupon_name = 'DUE'"
+    )
+    result = await store.claim_many("DUE", ["a", "new"], ["b"])
+    assert result.releases == [ReleaseOutcome.CLAIM_NOT_FOUND]  # b's hold is due: gone
+    assert result.outcomes == [CLAIMED, CLAIMED]  # a's due hold swept, a claims again
+    reasons = await db.fetch("SELECT user_id, reason FROM claim_history ORDER BY user_id")
+    assert [(r["user_id"], r["reason"]) for r in reasons] == [
+        ("a", "expired"),
+        ("b", "expired"),
+        ("c", "expired"),
+    ]
+    await db.execute("UPDATE claims SET expires_at = now() - interval '1 millisecond'")
+    await db.execute("UPDATE coupons SET active = false")
+    paused = await store.claim_many("DUE", ["a", "x"])
+    assert paused.outcomes == [ClaimOutcome.PAUSED, ClaimOutcome.PAUSED]  # a's hold is due
+    await assert_invariants(db)

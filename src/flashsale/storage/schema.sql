@@ -442,7 +442,7 @@ $$;
 -- The sweeper's one statement (every worker of every instance runs it every
 -- ~0.5 s): up to p_coupons coupons with due holds, each taken with
 -- FOR UPDATE SKIP LOCKED. A coupon another sweeper holds is being swept; one
--- a claim batch holds is swept by that batch (claim_many sweeps first). The
+-- a claim batch holds is swept by a batch (claim_many, within a second). The
 -- DELETE re-checks its rows after any lock wait, so a hold redeemed meanwhile
 -- stays, and a hold already deleted is not deleted again: each unit comes
 -- back once (claim_history_claim_key would refuse a second ending anyway).
@@ -496,8 +496,9 @@ SELECT h.id, h.coupon_id, h.coupon_name, h.user_id, h.claimed_at, h.expires_at, 
 -- own statement, as before, so later statements see every batch we waited
 -- for) the decision's time is clock_timestamp(): a batch that waited for the
 -- lock past ends_at, or behind a pause that committed meanwhile, is refused.
--- Due holds of the coupon are deleted first (stock back, holders free to
--- claim again), looked for only when the locked row's holds_due_at is due.
+-- Due holds of the coupon are deleted (stock back, holders free to claim
+-- again) when the batch needs their units or users, or once the first is a
+-- second overdue; until then a due hold is not live for any decision here.
 -- Releases (p_releases, the claim engine queues them in the coupon's claim
 -- lane) come next: their live holds are deleted, recorded as released, and
 -- their units join the stock this batch grants; released and redeemed say
@@ -531,30 +532,35 @@ BEGIN
     END IF;
     v_now := clock_timestamp();
     v_remaining := c.remaining_amount;
-    IF c.holds_due_at <= v_now THEN
+    IF c.holds_due_at <= v_now - interval '1 second'
+       OR (c.holds_due_at <= v_now AND v_remaining < cardinality(p_users)) THEN
         v_remaining := v_remaining + expire_coupon_holds(c.id, v_now);
+        c.holds_due_at := NULL;  -- this row variable only: no hold is due now
     END IF;
     IF cardinality(p_releases) > 0 THEN
         -- Releases first, whatever the sale's state: their units are the
-        -- batch's to claim. A hold that expired is gone already (above).
+        -- batch's to claim. A due hold is not live: it is the sweep's.
         PERFORM set_config('flashsale.end_reason', 'released', true);
         WITH gone AS (
             DELETE FROM claims AS h
              WHERE h.coupon_id = c.id AND h.user_id = ANY (p_releases)
-               AND h.redeemed_at IS NULL
+               AND h.redeemed_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > v_now)
             RETURNING h.user_id
         )
         SELECT coalesce(array_agg(gone.user_id), '{}') INTO v_released FROM gone;
         PERFORM set_config('flashsale.end_reason', '', true);
         v_remaining := v_remaining + cardinality(v_released);
         SELECT coalesce(array_agg(h.user_id), '{}') INTO v_redeemed
-          FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_releases);
+          FROM claims AS h
+         WHERE h.coupon_id = c.id AND h.user_id = ANY (p_releases) AND h.redeemed_at IS NOT NULL;
     END IF;
 
     v_refusal := sale_refusal(c.starts_at, c.ends_at, c.active, v_now);
     IF v_refusal IS NOT NULL THEN
         SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
-          FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_users);
+          FROM claims AS h
+         WHERE h.coupon_id = c.id AND h.user_id = ANY (p_users)
+           AND (h.redeemed_at IS NOT NULL OR h.expires_at IS NULL OR h.expires_at > v_now);
         RETURN QUERY SELECT c.id, v_remaining, '{}'::text[], v_holders, v_refusal,
                             NULL::timestamptz, NULL::timestamptz, v_released, v_redeemed;
         RETURN;
@@ -572,6 +578,22 @@ BEGIN
             RETURNING user_id
         )
         SELECT coalesce(array_agg(inserted.user_id), '{}') INTO v_claimed FROM inserted;
+        IF c.holds_due_at <= v_now AND cardinality(v_claimed) < cardinality(p_users) THEN
+            -- Refused by the primary key: holders, or holders of a due hold,
+            -- who may claim again. Sweep, and try those users once more.
+            v_remaining := v_remaining + expire_coupon_holds(c.id, v_now);
+            WITH inserted AS (
+                INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
+                SELECT c.id, p_coupon_name, u.user_id, v_now, v_expires
+                  FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
+                 WHERE u.user_id <> ALL (v_claimed)
+                 ORDER BY u.ord
+                ON CONFLICT DO NOTHING
+                RETURNING user_id
+            )
+            SELECT v_claimed || coalesce(array_agg(inserted.user_id), '{}') INTO v_claimed
+              FROM inserted;
+        END IF;
     ELSE
         -- Scarce stock: holders must not take a unit from later arrivals.
         SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
