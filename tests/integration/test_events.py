@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from flashsale.service.ports import CouponChange
+from flashsale.service.ports import FEED_START, CouponChange, Event, FeedPosition
 from flashsale.storage.events import EventStore
 from flashsale.storage.store import CouponStore
 from tests.support.events import (
@@ -186,3 +186,25 @@ async def test_concurrent_writers_of_one_coupon_keep_its_seq_order_in_the_feed(
     feed, _ = await read_feed_until(event_store, lambda events: len(events) == total)
     assert_gapless(feed)  # per coupon: 1, 2, 3, ... in feed order
     assert claim_changes(feed) == await changes_in_database(db)
+
+
+async def test_the_feed_orders_transaction_ids_as_numbers(
+    event_store: EventStore, db: asyncpg.Connection[Any]
+) -> None:
+    # xids cross a power of ten in any cluster's life (9 -> 10, 999 -> 1000):
+    # sorted as text, a page would end before events it had not returned yet.
+    await db.execute(
+        "INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at)"
+        " SELECT x::text::xid8, 1, 'OLD', s, 'coupon_changed', now()"
+        " FROM unnest(ARRAY[11, 8, 10, 9]) WITH ORDINALITY AS t(x, s)"
+    )
+    events, _ = await read_feed(event_store)
+    assert [e.xid for e in events] == [8, 9, 10, 11]
+    first, after = await read_feed_page(event_store, 2)
+    rest, _ = await read_feed(event_store, after)
+    assert [e.xid for e in first + rest] == [8, 9, 10, 11]
+
+
+async def read_feed_page(event_store: EventStore, limit: int) -> tuple[list[Event], FeedPosition]:
+    page = await event_store.events_page(after=FEED_START, limit=limit)
+    return page, page[-1].position

@@ -37,7 +37,7 @@ from flashsale.http.requests import (
 )
 from flashsale.http.schemas import EventBody, EventsPageResponse
 from flashsale.http.stopping import stopping, watch_stop_signals
-from flashsale.service.events import EventReads, EventsPage
+from flashsale.service.events import STREAM_PAGE, EventReads, EventsPage
 from flashsale.service.ports import Event
 
 KEEP_ALIVE_SECONDS = 15.0  # a comment line when nothing happened: proxies keep the stream open
@@ -129,7 +129,7 @@ async def event_stream(
     watch_stop_signals()
     events = services_of(request.app.state).events
     position = feed_position(last_event_id if last_event_id is not None else after)
-    first = await events.feed_page(after=position, limit=500)
+    first = await events.feed_page(after=position, limit=STREAM_PAGE)
     return ServerSentEvent(_messages(events, first), retry_duration=RECONNECT_MS)
 
 

@@ -212,11 +212,14 @@ SELECT current_setting('statement_timeout') AS statement_timeout,
 -- database: xids are cluster-wide) holds the feed back at its xid until it
 -- ends. The feed waits; it never skips. idle_in_transaction_session_timeout
 -- (0005) bounds how long a forgotten session can do that.
-SELECT id, xid::text AS xid, coupon_name, seq, type, user_id, at, data::text AS data
-  FROM events
- WHERE (xid, id) > ($1::text::xid8, $2::bigint)
-   AND xid < pg_snapshot_xmin(pg_current_snapshot())
- ORDER BY xid, id
+-- (The xid column goes out as text, asyncpg has no xid8 codec; ORDER BY
+-- names e.xid, since a bare "xid" would sort by that text output column.)
+SELECT e.id, e.xid::text AS xid, e.coupon_name, e.seq, e.type, e.user_id, e.at,
+       e.data::text AS data
+  FROM events AS e
+ WHERE (e.xid, e.id) > ($1::text::xid8, $2::bigint)
+   AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY e.xid, e.id
  LIMIT $3;
 
 -- name: coupon_events_page
