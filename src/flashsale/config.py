@@ -53,6 +53,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str | None = None
     log_level: str = "info"
     log_access: bool = False  # one JSON line per request (costs throughput)
+    # Webhooks (service/webhooks.py): a 2xx within webhook_timeout seconds is
+    # delivered; a failed attempt is retried after webhook_backoff_base * 2^(n-1)
+    # seconds (at most webhook_backoff_max, with jitter); an endpoint is
+    # disabled when one event has failed webhook_max_attempts times in a row or
+    # for webhook_retry_hours.
+    webhook_timeout: PositiveFloat = 10.0
+    webhook_retry_hours: PositiveFloat = 24.0
+    webhook_max_attempts: Positive = 40
+    webhook_backoff_base: PositiveFloat = 5.0
+    webhook_backoff_max: PositiveFloat = 3600.0
+    webhook_concurrency: Positive = 16  # POSTs in flight per worker
     bench_routes: bool = False  # /bench/* endpoints, for `flashsale bench` only
 
     @property
@@ -107,6 +118,12 @@ ENVIRONMENT = {
     "admin_token": "ADMIN_TOKEN",
     "log_level": "LOG_LEVEL",
     "log_access": "LOG_ACCESS",
+    "webhook_timeout": "WEBHOOK_TIMEOUT",
+    "webhook_retry_hours": "WEBHOOK_RETRY_HOURS",
+    "webhook_max_attempts": "WEBHOOK_MAX_ATTEMPTS",
+    "webhook_backoff_base": "WEBHOOK_BACKOFF_BASE",
+    "webhook_backoff_max": "WEBHOOK_BACKOFF_MAX",
+    "webhook_concurrency": "WEBHOOK_CONCURRENCY",
     "bench_routes": "FLASHSALE_BENCH_ROUTES",
 }
 

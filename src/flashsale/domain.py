@@ -98,6 +98,10 @@ class AmountBelowClaimed(DomainError):
     code = "amount_below_claimed"
 
 
+class WebhookNotFound(DomainError):
+    code = "webhook_not_found"
+
+
 class InvalidCoupon(DomainError):
     """A coupon's fields that only the database can judge (ends_at in the
     past by its clock, a window whose end would precede its start)."""

@@ -9,25 +9,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 
+import msgspec
 from litestar import Litestar
 
 from flashsale.claims.counted import CountedClaims
 from flashsale.claims.engine import create_claim_engine
 from flashsale.config import Settings, load_settings
+from flashsale.delivery.sender import HttpxSender
 from flashsale.http.app import build_app
+from flashsale.http.events import event_body
 from flashsale.logs import get_logger
 from flashsale.metrics import Metrics, forget_this_process, get_metrics
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
+from flashsale.service.delivery import WebhookDeliverer
 from flashsale.service.events import EventReads
 from flashsale.service.expiry import HoldExpirer
+from flashsale.service.ports import Event
 from flashsale.service.reads import CouponReads
 from flashsale.service.services import Services
+from flashsale.service.webhooks import RetryPolicy, WebhookService
 from flashsale.storage.connections import Connections
 from flashsale.storage.events import EventStore
 from flashsale.storage.pool import Pool, create_pool
 from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
+from flashsale.storage.webhooks import WebhookStore
 
 POOL_SAMPLE_SECONDS = 1.0
 
@@ -49,6 +56,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     store = CouponStore(connections)
     engine = create_claim_engine(settings, store, metrics.observe_batch)
     reads = CouponReadStore(connections)
+    webhooks = WebhookStore(connections)
     services = Services(
         coupons=CouponService(
             store,
@@ -59,15 +67,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         reads=CouponReads(reads, request_timeout=settings.request_timeout),
         dashboard=DashboardFeed(reads),
         events=EventReads(EventStore(connections), request_timeout=settings.request_timeout),
+        webhooks=WebhookService(webhooks, request_timeout=settings.request_timeout),
     )
     sampler = asyncio.get_running_loop().create_task(_sample_pool(pool, metrics))
     # Holds expire with no request needed: one sweeper per worker (exactly once in SQL).
     expirer = HoldExpirer(store, on_expired=partial(metrics.count_claim_event, "expired"))
     expirer.start()
+    deliverer = _deliverer(settings, webhooks)  # its own task: a claim never waits for it
+    deliverer.start()
     log.info("worker ready", strategy=settings.claim_strategy)
     try:
         yield services
     finally:
+        await deliverer.close()
         await expirer.close()
         sampler.cancel()
         with suppress(asyncio.CancelledError):
@@ -77,6 +89,24 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await connections.wait_for_writes()  # and every write sent, timed out or not
         await pool.close()
         forget_this_process()  # this worker's metric files (multiprocess mode)
+
+
+def _deliverer(settings: Settings, webhooks: WebhookStore) -> WebhookDeliverer:
+    """Webhook deliveries, one task per worker; the body of each is the event
+    exactly as GET /api/events shows it (the HTTP layer's struct)."""
+    encoder = msgspec.json.Encoder()
+
+    def encode(event: Event) -> bytes:
+        return encoder.encode(event_body(event))
+
+    return WebhookDeliverer(
+        webhooks,
+        HttpxSender(settings.webhook_timeout),
+        RetryPolicy.configured(settings),
+        encode,
+        timeout=settings.webhook_timeout,
+        concurrency=settings.webhook_concurrency,
+    )
 
 
 async def _sample_pool(pool: Pool, metrics: Metrics) -> None:

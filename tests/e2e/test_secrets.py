@@ -1,13 +1,20 @@
-"""DB_PASSWORD never reaches a log line, an error message or a response."""
+"""DB_PASSWORD and webhook secrets never reach a log line, an error message
+or a response."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from flashsale.bench.server import free_port
+from tests.support.load import create_coupon, post_all
+from tests.support.receiver import Receiver
+from tests.support.servers import serve
 
 PASSWORD = "Pw-7f3a9c-never-print-me"
 
@@ -48,3 +55,34 @@ def test_a_database_url_with_a_password_is_never_printed(tmp_path: Path) -> None
         assert result.returncode != 0, args
         assert PASSWORD not in result.stdout + result.stderr, args
         assert "Traceback" not in result.stdout + result.stderr, args
+
+
+WEBHOOK_SECRET = "whsec_Zq81-never-print-this-secret"
+
+
+async def test_a_webhook_secret_is_never_logged_or_answered(database: str, tmp_path: Path) -> None:
+    receiver = Receiver(WEBHOOK_SECRET, fail_first=2)
+    await receiver.start()
+    env = {"LOG_LEVEL": "debug", "LOG_ACCESS": "1", "WEBHOOK_TIMEOUT": "1",
+           "WEBHOOK_BACKOFF_BASE": "0.1", "WEBHOOK_BACKOFF_MAX": "0.2"}  # fmt: skip
+    server = await asyncio.to_thread(serve, database, tmp_path / "server.log", env=env)
+    try:
+        base = server.base_url
+        answers = await post_all([
+            (f"{base}/api/webhooks", {"url": receiver.url, "secret": WEBHOOK_SECRET}),
+            (f"{base}/api/webhooks", {"url": "gopher://x", "secret": WEBHOOK_SECRET}),
+            (f"{base}/api/webhooks", {"url": receiver.url, "secret": WEBHOOK_SECRET + "\n"}),
+        ])  # fmt: skip
+        assert [answer.status for answer in answers] == [201, 400, 400]
+        await create_coupon(base, "SECRET_HOOK", 5)
+        await receiver.wait_for(1)
+        async with httpx.AsyncClient(base_url=base) as client:
+            texts = [answer.body.__repr__() for answer in answers]
+            texts += [(await client.get(path)).text for path in ("/api/webhooks", "/openapi.json")]
+    finally:
+        assert await asyncio.to_thread(server.stop) == 0
+        await receiver.stop()
+    assert all(arrival.verified for arrival in receiver.arrivals)
+    assert all(WEBHOOK_SECRET not in text for text in texts)
+    assert "/api/webhooks" in server.log()  # the access log did see the requests
+    assert WEBHOOK_SECRET not in server.log()

@@ -40,6 +40,8 @@ async def test_a_missing_database_is_created_and_migrated_once(
             "coupons",
             "events",
             "schema_migrations",
+            "webhook_streams",
+            "webhooks",
         ]
     finally:
         await database_server.drop_database(url)

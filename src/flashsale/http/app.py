@@ -25,6 +25,7 @@ from flashsale.http.openapi import complete_schema
 from flashsale.http.paths import RawUserPaths
 from flashsale.http.requests import MAX_BODY_BYTES
 from flashsale.http.users import USER_HANDLERS
+from flashsale.http.webhooks import WebhookController
 from flashsale.logs import configure_logging, protect_secrets
 from flashsale.service.services import Services
 
@@ -47,6 +48,7 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
             CouponController,
             *CLAIM_HANDLERS,
             *USER_HANDLERS,
+            WebhookController,
             *EVENT_HANDLERS,
             health,
             metrics_endpoint,

@@ -32,6 +32,7 @@ from flashsale.domain import (
     SaleEnded,
     ServiceUnavailable,
     SoldOut,
+    WebhookNotFound,
 )
 from flashsale.http.schemas import ErrorResponse
 from flashsale.logs import get_logger
@@ -80,6 +81,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     AlreadyRedeemed: HTTP_409_CONFLICT,
     AmountBelowClaimed: HTTP_409_CONFLICT,
     InvalidCoupon: HTTP_400_BAD_REQUEST,
+    WebhookNotFound: HTTP_404_NOT_FOUND,
     ServiceUnavailable: HTTP_503_SERVICE_UNAVAILABLE,
 }
 

@@ -74,6 +74,7 @@ ALREADY_REDEEMED = Failure(409, "already_redeemed", "the claim is redeemed")
 AMOUNT_BELOW_CLAIMED = Failure(
     409, "amount_below_claimed", "the new amount is below the number of live claims"
 )
+WEBHOOK_NOT_FOUND = Failure(404, "webhook_not_found", "no webhook has this id")
 PAYLOAD_TOO_LARGE = Failure(413, "payload_too_large", "the body is over 64 KiB")
 UNSUPPORTED_MEDIA_TYPE = Failure(
     415, "unsupported_media_type", "a Content-Type that is not JSON (none is taken as JSON)"

@@ -26,6 +26,7 @@ from flashsale.http.schemas import (
     ClaimRequest,
     CouponName,
     CreateCouponRequest,
+    CreateWebhookRequest,
     UserId,
 )
 from flashsale.service.ports import FEED_START, FeedPosition
@@ -38,6 +39,7 @@ AnyRequest = Request[Any, Any, Any]
 CREATE_COUPON = msgspec.json.Decoder(CreateCouponRequest)
 CLAIM = msgspec.json.Decoder(ClaimRequest)
 CHANGE_COUPON = msgspec.json.Decoder(ChangeCouponRequest)
+CREATE_WEBHOOK = msgspec.json.Decoder(CreateWebhookRequest)
 
 _TIME_RULE = "must be an RFC 3339 date-time with an offset (2026-12-24T10:00:00Z), or null"
 FIELD_RULES = {
@@ -49,6 +51,10 @@ FIELD_RULES = {
     "ends_at": _TIME_RULE,
     "hold_seconds": "must be an integer from 10 to 86400, or null",
     "active": "must be true or false",
+    "url": "must be an http:// or https:// URL with a host, at most 2048 characters",
+    "secret": "must be 16-256 printable ASCII characters",
+    "events": "must be a non-empty list of event types: coupon_created, coupon_changed, "
+    "claimed, released, expired, redeemed",
 }
 _FIELD_PATH = re.compile(r"at `\$\.(\w+)")
 _MISSING = re.compile(r"missing required field `(\w+)`")

@@ -188,3 +188,61 @@ class EventBody(Body):
 class EventsPageResponse(Body):
     events: list[EventBody]
     next: str  # cursor for ?after=: the feed has no last page, ask again later
+
+
+WEBHOOK_EVENTS: list[EventType] = [
+    "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed"
+]  # fmt: skip
+WebhookUrl = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^[hH][tT][tT][pP][sS]?://[\x21-\x7e]+$(?!\n)",
+        description="An http:// or https:// URL the events are POSTed to",
+        examples=["https://orders.example/hooks/flashsale"],
+    ),
+]
+# Printable ASCII: a secret is typed into two configurations, and HMAC keys
+# it as its UTF-8 bytes either way.
+WebhookSecret = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=16,
+        max_length=256,
+        pattern=r"^[\x21-\x7e]+$(?!\n)",
+        description="16-256 printable ASCII characters, the HMAC-SHA256 key; never returned",
+        examples=["whsec_3f9a0c1d5e7b2a4c"],
+    ),
+]
+
+
+class CreateWebhookRequest(Body):
+    url: WebhookUrl
+    secret: WebhookSecret
+    events: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=64)] = msgspec.field(
+        default_factory=lambda: list(WEBHOOK_EVENTS)
+    )
+
+
+class WebhookBody(Body):
+    """An endpoint and how its deliveries go; never its secret. ``failures``:
+    failed attempts in a row of its most-failing undelivered event;
+    ``pending``: coupons with events still to deliver to it."""
+
+    id: int
+    url: str
+    events: list[EventType]
+    status: Literal["enabled", "disabled"]
+    created_at: datetime
+    failures: int
+    last_error: str | None
+    last_error_at: datetime | None
+    last_delivered_at: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    pending: int
+
+
+class WebhooksResponse(Body):
+    webhooks: list[WebhookBody]

@@ -198,3 +198,85 @@ class EventReader(Protocol):
     async def coupon_events_page(self, name: str, *, after: int, limit: int) -> list[Event] | None:
         """Up to ``limit`` of the coupon's events with seq above ``after``;
         None: no such coupon."""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """An endpoint as admins see it (never its secret), with its delivery
+    state: ``failures`` failed attempts in a row of its most-failing event."""
+
+    id: int
+    url: str
+    events: list[str]
+    created_at: datetime
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    failures: int
+    last_error: str | None
+    last_error_at: datetime | None
+    delivered_at: datetime | None
+    pending: int  # coupons with events still to deliver
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One leased stream (an endpoint's events of one coupon) and its next
+    event; only the holder of ``lease`` may record the outcome."""
+
+    webhook_id: int
+    coupon_id: int
+    lease: int
+    url: str
+    secret: str
+    attempts: int  # failed attempts of this event so far
+    queued_seq: int
+    event: Event | None  # None: nothing left (caught up)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    attempts: int  # failed attempts in a row of this event, this one included
+    failing_for: float  # seconds since the first of them
+
+
+@dataclass(frozen=True, slots=True)
+class PostOutcome:
+    delivered: bool  # a 2xx within the timeout
+    error: str | None  # what happened otherwise (no secret, no signature)
+
+
+class WebhookSender(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> PostOutcome:
+        """One POST; never raises for what the endpoint or the network does."""
+
+    async def close(self) -> None: ...
+
+
+class WebhookRegistry(Protocol):
+    async def register_webhook(self, *, url: str, events: list[str], secret: str) -> Webhook: ...
+
+    async def list_webhooks(self) -> list[Webhook]: ...
+
+    async def delete_webhook(self, webhook_id: int) -> bool:
+        """False: no such endpoint."""
+
+
+class DeliveryQueue(Protocol):
+    """Delivery state in the database; each call is one short transaction."""
+
+    async def queue_events(self, *, page: int) -> int:
+        """Feed pages turned into streams' work; the fullest page's size."""
+
+    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]: ...
+
+    async def delivered(self, delivery: Delivery, *, renew_seconds: float) -> Delivery | None:
+        """Recorded; the same stream's next delivery (lease renewed) or None."""
+
+    async def failed(self, delivery: Delivery, *, error: str, retry_in: float) -> Failure | None:
+        """Recorded; None when the lease was lost meanwhile (nothing recorded)."""
+
+    async def caught_up(self, delivery: Delivery) -> None: ...
+
+    async def release(self, deliveries: list[Delivery]) -> None: ...
+
+    async def disable(self, webhook_id: int, reason: str) -> None: ...

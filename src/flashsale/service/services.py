@@ -9,6 +9,7 @@ from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
 from flashsale.service.events import EventReads
 from flashsale.service.reads import CouponReads
+from flashsale.service.webhooks import WebhookService
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,3 +18,4 @@ class Services:
     reads: CouponReads
     dashboard: DashboardFeed
     events: EventReads
+    webhooks: WebhookService

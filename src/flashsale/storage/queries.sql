@@ -238,3 +238,93 @@ SELECT e.id, e.xid::text AS xid, c.name AS coupon_name, e.seq, e.type, e.user_id
                       LIMIT $3) AS e ON true
  WHERE c.name = $1
  ORDER BY e.seq;
+
+-- name: register_webhook
+-- A new endpoint, with a stream for every coupon already there starting after
+-- the coupon's last event in this statement's snapshot (coupons.event_seq,
+-- numbered under the coupon's row lock): an endpoint hears what happens from
+-- now on. A coupon this snapshot does not see gets its stream from the pump,
+-- from seq 1 (migration 0010, queue_webhook_events). A data-modifying CTE
+-- runs to completion whether or not it is referenced.
+WITH hook AS (
+    INSERT INTO webhooks (url, events, secret) VALUES ($1, $2::text[], $3)
+    RETURNING id, url, events, created_at, disabled_at, disabled_reason
+), streams AS (
+    INSERT INTO webhook_streams (webhook_id, coupon_id, queued_seq, delivered_seq)
+    SELECT hook.id, c.id, c.event_seq, c.event_seq FROM hook, coupons AS c
+)
+SELECT id, url, events, created_at, disabled_at, disabled_reason, 0 AS failures,
+       NULL::text AS last_error, NULL::timestamptz AS last_error_at,
+       NULL::timestamptz AS delivered_at, 0::bigint AS pending
+  FROM hook;
+
+-- name: list_webhooks
+-- Every endpoint with its delivery state: failures is the longest run of
+-- failed attempts of one undelivered event, last_error the latest failure's,
+-- pending how many of its coupons have events still to deliver.
+SELECT w.id, w.url, w.events, w.created_at, w.disabled_at, w.disabled_reason,
+       coalesce(max(s.attempts), 0) AS failures,
+       (array_agg(s.last_error ORDER BY s.last_error_at DESC NULLS LAST))[1] AS last_error,
+       max(s.last_error_at) AS last_error_at,
+       max(s.delivered_at) AS delivered_at,
+       count(*) FILTER (WHERE s.queued_seq > s.delivered_seq) AS pending
+  FROM webhooks AS w
+  LEFT JOIN webhook_streams AS s ON s.webhook_id = w.id
+ GROUP BY w.id
+ ORDER BY w.id;
+
+-- name: delete_webhook
+-- An endpoint and its streams (ON DELETE CASCADE); no row: no such endpoint.
+-- A delivery in flight records nothing afterwards (its stream is gone).
+DELETE FROM webhooks WHERE id = $1 RETURNING id;
+
+-- name: queue_webhook_events
+-- The pump: the global feed's next pages turned into work of each enabled
+-- endpoint's streams (the function: schema.sql).
+SELECT queue_webhook_events($1);
+
+-- name: lease_webhook_deliveries
+-- Up to $1 due streams leased for $2 seconds, each with its next event (the
+-- function: schema.sql). Nothing stays locked once this statement commits.
+SELECT webhook_id, coupon_id, lease, url, secret, attempts, queued_seq, event_id AS id,
+       event_xid::text AS xid, coupon_name, seq, type, user_id, at, data::text AS data
+  FROM lease_webhook_deliveries($1, $2);
+
+-- name: webhook_delivered
+-- Event $4 of stream ($1, $2) delivered under lease $3; the stream's next
+-- event with the lease renewed for $5 seconds, if any (the function: schema.sql).
+SELECT webhook_id, coupon_id, lease, url, secret, attempts, queued_seq, event_id AS id,
+       event_xid::text AS xid, coupon_name, seq, type, user_id, at, data::text AS data
+  FROM webhook_delivered($1, $2, $3, $4, $5);
+
+-- name: webhook_failed
+-- A failed attempt of stream ($1, $2) under lease $3: error $4, next attempt
+-- in $5 seconds, lease let go. How many attempts in a row have failed, and
+-- for how long (seconds); no row: the lease was lost (nothing recorded).
+UPDATE webhook_streams AS s
+   SET attempts = s.attempts + 1, failing_since = coalesce(s.failing_since, now()),
+       last_error = $4, last_error_at = now(),
+       next_attempt_at = now() + make_interval(secs => $5), leased_until = NULL
+ WHERE s.webhook_id = $1 AND s.coupon_id = $2 AND s.lease = $3
+RETURNING s.attempts, extract(epoch FROM now() - s.failing_since)::float8 AS failing_for;
+
+-- name: webhook_caught_up
+-- A leased stream with nothing of its types left up to $4 (events removed
+-- by hand): it is caught up; lease let go.
+UPDATE webhook_streams AS s
+   SET delivered_seq = greatest(s.delivered_seq, $4), leased_until = NULL
+ WHERE s.webhook_id = $1 AND s.coupon_id = $2 AND s.lease = $3;
+
+-- name: release_webhook_leases
+-- Leases let go at shutdown (streams $1, coupons $2, leases $3), so another
+-- deliverer takes them at once instead of when they run out.
+UPDATE webhook_streams AS s
+   SET leased_until = NULL
+  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS r(webhook_id, coupon_id, lease)
+ WHERE s.webhook_id = r.webhook_id AND s.coupon_id = r.coupon_id AND s.lease = r.lease;
+
+-- name: disable_webhook
+-- An endpoint given up on: no more leases or pumping. Its own statement,
+-- never with a stream's row lock held (the pump locks endpoint, then streams).
+UPDATE webhooks SET disabled_at = now(), disabled_reason = $2
+ WHERE id = $1 AND disabled_at IS NULL;

@@ -1,0 +1,1 @@
+"""Outbound HTTP: the webhook POSTs (httpx), behind service.ports.WebhookSender."""

@@ -1,0 +1,160 @@
+"""Webhook delivery: one task per worker, started and stopped by wiring
+like the hold sweeper, that never holds a transaction open during a POST.
+
+Each tick pumps the events feed into streams (one per endpoint and coupon,
+migration 0010) and leases as many due streams as it has free slots; each
+leased stream is delivered by a task of its own, one event after the other
+(a coupon's seq n+1 never goes before n is delivered), and its result is
+recorded under the lease. Several workers and instances split the streams
+(SKIP LOCKED); a crashed deliverer's lease runs out and the event is sent
+again: at least once, twice only after a crash mid-delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+
+from flashsale.domain import ServiceUnavailable
+from flashsale.service.ports import Delivery, DeliveryQueue, Event, WebhookSender
+from flashsale.service.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature
+from flashsale.service.webhooks import RetryPolicy
+
+TICK_SECONDS = 0.5
+FEED_PAGE = 1000
+MAX_PAGES_PER_TICK = 20
+
+log = logging.getLogger("flashsale.webhooks")
+
+
+class WebhookDeliverer:
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        sender: WebhookSender,
+        policy: RetryPolicy,
+        encode: Callable[[Event], bytes],
+        *,
+        timeout: float = 10.0,
+        concurrency: int = 16,
+        interval: float = TICK_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._queue = queue
+        self._sender = sender
+        self._policy = policy
+        self._encode = encode  # the event's JSON exactly as the feed shows it
+        self._concurrency = concurrency
+        self._interval = interval
+        self._clock = clock
+        # A lease outlasts the POST (bounded by the timeout) and its recording.
+        self.lease_seconds = 2 * timeout + 5
+        self._streams: dict[asyncio.Task[None], Delivery] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0  # events this worker delivered (tests, logs)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        """Stops leasing, cuts POSTs in flight short and lets their leases go,
+        so another worker or the next start sends them at once."""
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        held = list(self._streams.values())
+        for stream in list(self._streams):
+            stream.cancel()
+        await asyncio.gather(*self._streams, return_exceptions=True)
+        with suppress(ServiceUnavailable):
+            await self._queue.release(held)
+        await self._sender.close()
+
+    async def _run(self) -> None:
+        while True:
+            await self.tick()
+            if self._streams:
+                await asyncio.wait(
+                    list(self._streams),
+                    timeout=self._interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            else:
+                await asyncio.sleep(self._interval)
+
+    async def tick(self) -> int:
+        """Pumps the feed and starts a task per newly leased stream; a
+        database that is away only delays this to the next tick."""
+        free = self._concurrency - len(self._streams)
+        if free <= 0:
+            return 0
+        try:
+            await self._pump()
+            leased = await self._queue.lease(limit=free, lease_seconds=self.lease_seconds)
+        except ServiceUnavailable:
+            return 0
+        except Exception as error:  # a bug must not stop deliveries for good
+            log.error("webhook tick failed: %s", type(error).__name__)
+            return 0
+        for delivery in leased:
+            task = asyncio.get_running_loop().create_task(self._stream(delivery))
+            self._streams[task] = delivery
+            task.add_done_callback(self._streams.pop)
+        return len(leased)
+
+    async def _pump(self) -> None:
+        for _ in range(MAX_PAGES_PER_TICK):
+            if await self._queue.queue_events(page=FEED_PAGE) < FEED_PAGE:
+                return
+
+    async def _stream(self, first: Delivery) -> None:
+        """One stream's events, in order, while it holds the lease."""
+        delivery: Delivery | None = first
+        task = asyncio.current_task()
+        try:
+            while delivery is not None:
+                if task is not None:
+                    self._streams[task] = delivery
+                delivery = await self.deliver(delivery)
+        except ServiceUnavailable:
+            pass  # the lease runs out; the event is retried then
+        except Exception as error:
+            log.error("webhook delivery failed: %s", type(error).__name__)
+
+    async def deliver(self, delivery: Delivery) -> Delivery | None:
+        """One POST and its record; the stream's next delivery, if it goes on."""
+        event = delivery.event
+        if event is None:
+            await self._queue.caught_up(delivery)
+            return None
+        body = self._encode(event)
+        headers = {
+            EVENT_ID_HEADER: str(event.event_id),
+            SIGNATURE_HEADER: signature(delivery.secret, body, int(self._clock())),
+        }
+        outcome = await self._sender.post(delivery.url, body, headers)
+        if outcome.delivered:
+            self.delivered += 1
+            return await self._queue.delivered(delivery, renew_seconds=self.lease_seconds)
+        await self._failed(delivery, outcome.error or "failed")
+        return None
+
+    async def _failed(self, delivery: Delivery, error: str) -> None:
+        retry_in = self._policy.delay(delivery.attempts + 1)
+        failure = await self._queue.failed(delivery, error=error, retry_in=retry_in)
+        # The id, never the URL (it may carry credentials) nor the secret.
+        log.info(
+            "webhook %d: event %s failed (%s), attempt %d, next in %.1f s",
+            delivery.webhook_id,
+            delivery.event.event_id if delivery.event else "-",
+            error,
+            delivery.attempts + 1,
+            retry_in,
+        )
+        if failure is not None and self._policy.gives_up(failure):
+            reason = self._policy.reason(failure)
+            await self._queue.disable(delivery.webhook_id, f"{reason}; last: {error}")
+            log.warning("webhook %d disabled: %s", delivery.webhook_id, reason)

@@ -1,0 +1,67 @@
+"""The webhook use cases an admin calls: register, list, delete an endpoint;
+and the retry policy the deliverer follows (service/delivery.py)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from flashsale.config import Settings
+from flashsale.service.deadline import deadline
+from flashsale.service.ports import Failure, Webhook, WebhookRegistry
+
+
+class WebhookService:
+    def __init__(self, registry: WebhookRegistry, *, request_timeout: float = 10.0) -> None:
+        self._registry = registry
+        self._timeout = request_timeout
+
+    async def register(self, *, url: str, events: list[str], secret: str) -> Webhook:
+        async with deadline(self._timeout):
+            return await self._registry.register_webhook(url=url, events=events, secret=secret)
+
+    async def list(self) -> list[Webhook]:
+        async with deadline(self._timeout):
+            return await self._registry.list_webhooks()
+
+    async def delete(self, webhook_id: int) -> bool:
+        async with deadline(self._timeout):
+            return await self._registry.delete_webhook(webhook_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """After n failed attempts of an event, the next waits about
+    ``base * 2^(n-1)`` seconds (at most ``most``), with "equal jitter": half
+    of it fixed, half random, so endpoints that failed together do not retry
+    in step. The endpoint is disabled once one event has failed
+    ``max_attempts`` times in a row or has been failing for ``give_up_after``
+    seconds (events are delivered in order: the next cannot go first)."""
+
+    base: float = 5.0
+    most: float = 3600.0
+    max_attempts: int = 40
+    give_up_after: float = 24 * 3600.0
+
+    @classmethod
+    def configured(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            base=settings.webhook_backoff_base,
+            most=settings.webhook_backoff_max,
+            max_attempts=settings.webhook_max_attempts,
+            give_up_after=settings.webhook_retry_hours * 3600,
+        )
+
+    def delay(self, attempts: int) -> float:
+        """Seconds before the next attempt, after ``attempts`` failed ones."""
+        ceiling = min(self.most, self.base * 2.0 ** min(attempts - 1, 60))
+        return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 - jitter, not a secret
+
+    def gives_up(self, failure: Failure) -> bool:
+        return failure.attempts >= self.max_attempts or failure.failing_for >= self.give_up_after
+
+    def reason(self, failure: Failure) -> str:
+        return (
+            f"disabled after {failure.attempts} failed attempts in a row "
+            f"over {failure.failing_for:.0f} s"
+        )

@@ -1,0 +1,109 @@
+"""A webhook endpoint on a loopback port of the test process (aiohttp): it
+answers by a script (fail the first attempts with 500, stall one past the
+sender's timeout, or be down), checks the signature of every request, and
+keeps what it was sent, in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from flashsale.bench.server import free_port
+from flashsale.service.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One request as the receiver saw it, and how it answered."""
+
+    event_id: str
+    body: dict[str, Any]
+    verified: bool
+    status: int  # what it answered (0: stalled past the sender's timeout)
+    at: float
+
+
+@dataclass
+class Receiver:
+    secret: str
+    fail_first: int = 0  # answer 500 to this many requests first
+    stall_once: float = 0.0  # then hold one request this long before answering
+    down: bool = False  # answer 503 to everything while set
+    arrivals: list[Arrival] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    url: str = ""
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}/hook"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        signed = verify(self.secret, body, request.headers.get(SIGNATURE_HEADER, ""))
+        status = self._decide()
+        self.arrivals.append(
+            Arrival(request.headers.get(EVENT_ID_HEADER, ""), json.loads(body), signed, status,
+                    time.monotonic())
+        )  # fmt: skip
+        if status == 0:
+            await asyncio.sleep(self.stall_once)
+            return web.Response(status=200)
+        return web.Response(status=status)
+
+    def _decide(self) -> int:
+        if self.down:
+            return 503
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return 500
+        if self.stall_once > 0 and not any(a.status == 0 for a in self.arrivals):
+            return 0
+        return 200
+
+    # What was delivered: answered 2xx in time.
+    def delivered(self) -> list[Arrival]:
+        return [arrival for arrival in self.arrivals if arrival.status == 200]
+
+    def delivered_ids(self) -> list[int]:
+        return [arrival.body["id"] for arrival in self.delivered()]
+
+    def seqs_by_coupon(self) -> dict[str, list[int]]:
+        """Each coupon's delivered seqs in arrival order."""
+        seqs: dict[str, list[int]] = {}
+        for arrival in self.delivered():
+            seqs.setdefault(arrival.body["coupon_name"], []).append(arrival.body["seq"])
+        return seqs
+
+    async def wait_for(self, count: int, within: float = 60) -> None:
+        """Until ``count`` distinct events were delivered."""
+        deadline = time.monotonic() + within
+        while len(set(self.delivered_ids())) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(set(self.delivered_ids()))} of {count} events delivered "
+                    f"in {within} s; {len(self.arrivals)} requests"
+                )
+            await asyncio.sleep(0.05)
+
+    async def wait_for_requests(self, count: int, within: float = 30) -> None:
+        """Until ``count`` requests arrived, whatever they were answered."""
+        deadline = time.monotonic() + within
+        while len(self.arrivals) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.arrivals)} of {count} requests in {within} s")
+            await asyncio.sleep(0.05)
