@@ -96,6 +96,30 @@ class InvalidCoupon(DomainError):
     code = "invalid_request"
 
 
+class IdempotencyKeyReused(DomainError):
+    """The Idempotency-Key came with another request (method, path or body)."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(DomainError):
+    """A request with this Idempotency-Key is still being decided, for longer
+    than this one could wait for it (lock_timeout)."""
+
+    code = "idempotency_key_in_use"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A request's Idempotency-Key: unique within ``scope`` (the route: method
+    and path template); ``fingerprint`` (a digest of method, path and body)
+    tells a retry from another request reusing the key."""
+
+    scope: str
+    key: str
+    fingerprint: bytes
+
+
 class ServiceUnavailable(DomainError):
     """The database is out of reach or the service is saturated: retry later."""
 

@@ -20,6 +20,7 @@ from flashsale.metrics import Metrics, forget_this_process, get_metrics
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
 from flashsale.service.expiry import HoldExpirer
+from flashsale.service.key_purge import KeyPurge
 from flashsale.service.reads import CouponReads
 from flashsale.service.services import Services
 from flashsale.storage.connections import Connections
@@ -61,10 +62,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     # Holds expire with no request needed: one sweeper per worker (exactly once in SQL).
     expirer = HoldExpirer(store, on_expired=partial(metrics.count_claim_event, "expired"))
     expirer.start()
+    # Idempotency keys past IDEMPOTENCY_TTL go in the background (SKIP LOCKED batches).
+    purge = KeyPurge(store, ttl=settings.idempotency_ttl)
+    purge.start()
     log.info("worker ready", strategy=settings.claim_strategy)
     try:
         yield services
     finally:
+        await purge.close()
         await expirer.close()
         sampler.cancel()
         with suppress(asyncio.CancelledError):

@@ -42,9 +42,11 @@ from litestar.types import (
 )
 
 from flashsale.domain import ClaimDecision, ClaimOutcome, DomainError
+from flashsale.http import idempotency
 from flashsale.http.auth import require_admin
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
+from flashsale.http.idempotency import answer_response, encoded, no_body, once, request_key
 from flashsale.http.openapi import (
     ALREADY_CLAIMED,
     ALREADY_REDEEMED,
@@ -64,6 +66,7 @@ from flashsale.http.requests import (
     AFTER,
     CLAIM,
     LIMIT,
+    AnyRequest,
     claim_cursor,
     decode_json,
     encode_cursor,
@@ -271,12 +274,24 @@ async def read_claim(state: State, name: str, user_id: str) -> ClaimBody:
     tags=["claims"],
     guards=[require_admin],
     **documented(
-        UNAUTHORIZED, COUPON_NOT_FOUND, CLAIM_NOT_FOUND, ALREADY_REDEEMED, SERVICE_UNAVAILABLE
+        UNAUTHORIZED,
+        COUPON_NOT_FOUND,
+        CLAIM_NOT_FOUND,
+        ALREADY_REDEEMED,
+        SERVICE_UNAVAILABLE,
+        keyed=True,
     ),
 )
-async def release_claim(state: State, name: str, user_id: str) -> None:
+async def release_claim(request: AnyRequest, name: str, user_id: str) -> Response[None]:
+    key = await request_key(request, idempotency.RELEASE_CLAIM)
     coupon_name, user = _claim_key(name, user_id)
-    await services_of(state).coupons.release_claim(coupon_name=coupon_name, user_id=user)
+    coupons = services_of(request.app.state).coupons
+    if key is not None:
+        keyed = once(key, HTTP_204_NO_CONTENT, no_body)
+        answer = await coupons.release_claim_once(keyed, coupon_name=coupon_name, user_id=user)
+        return answer_response(answer)
+    await coupons.release_claim(coupon_name=coupon_name, user_id=user)
+    return Response(None, status_code=HTTP_204_NO_CONTENT)
 
 
 @post(
@@ -286,13 +301,25 @@ async def release_claim(state: State, name: str, user_id: str) -> None:
     tags=["claims"],
     guards=[require_admin],
     **documented(
-        UNAUTHORIZED, COUPON_NOT_FOUND, CLAIM_NOT_FOUND, ALREADY_REDEEMED, SERVICE_UNAVAILABLE
+        UNAUTHORIZED,
+        COUPON_NOT_FOUND,
+        CLAIM_NOT_FOUND,
+        ALREADY_REDEEMED,
+        SERVICE_UNAVAILABLE,
+        keyed=True,
+        responses={200: ResponseSpec(ClaimBody, description="the claim, redeemed")},
     ),
 )
-async def redeem_claim(state: State, name: str, user_id: str) -> ClaimBody:
+async def redeem_claim(request: AnyRequest, name: str, user_id: str) -> Response[Any]:
+    key = await request_key(request, idempotency.REDEEM_CLAIM)
     coupon_name, user = _claim_key(name, user_id)
-    claim = await services_of(state).coupons.redeem_claim(coupon_name=coupon_name, user_id=user)
-    return claim_body(claim)
+    coupons = services_of(request.app.state).coupons
+    if key is not None:
+        keyed = once(key, HTTP_200_OK, encoded(claim_body))
+        answer = await coupons.redeem_claim_once(keyed, coupon_name=coupon_name, user_id=user)
+        return answer_response(answer)
+    claim = await coupons.redeem_claim(coupon_name=coupon_name, user_id=user)
+    return Response(claim_body(claim))
 
 
 CLAIM_HANDLERS = [

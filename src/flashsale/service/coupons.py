@@ -9,7 +9,14 @@ from datetime import datetime
 from flashsale.claims.ports import ClaimStrategy
 from flashsale.domain import ClaimDecision, raise_for_outcome
 from flashsale.service.deadline import deadline
-from flashsale.service.ports import ClaimView, CouponChange, CouponState, CouponWriter
+from flashsale.service.ports import (
+    Answer,
+    ClaimView,
+    CouponChange,
+    CouponState,
+    CouponWriter,
+    Once,
+)
 
 HEALTH_TIMEOUT = 2.0  # a health check must answer before a load balancer gives up
 
@@ -70,6 +77,59 @@ class CouponService:
             claim = await self._store.redeem_claim(coupon_name=coupon_name, user_id=user_id)
         self._on_event("redeemed", 1)
         return claim
+
+    # The writes under an Idempotency-Key (CouponWriter says how they differ).
+
+    async def create_coupon_once(
+        self,
+        once: Once[CouponState],
+        *,
+        name: str,
+        amount: int,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        hold_seconds: int | None = None,
+    ) -> Answer:
+        async with deadline(self.request_timeout):
+            return await self._store.create_coupon_once(
+                once,
+                name=name,
+                amount=amount,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                hold_seconds=hold_seconds,
+            )
+
+    async def change_coupon_once(
+        self, once: Once[CouponState], name: str, change: CouponChange
+    ) -> Answer:
+        async with deadline(self.request_timeout):
+            return await self._store.change_coupon_once(once, name, change)
+
+    async def release_claim_once(
+        self, once: Once[None], *, coupon_name: str, user_id: str
+    ) -> Answer:
+        async with deadline(self.request_timeout):
+            answer = await self._store.release_claim_once(
+                once, coupon_name=coupon_name, user_id=user_id
+            )
+        self._count("released", answer)
+        return answer
+
+    async def redeem_claim_once(
+        self, once: Once[ClaimView], *, coupon_name: str, user_id: str
+    ) -> Answer:
+        async with deadline(self.request_timeout):
+            answer = await self._store.redeem_claim_once(
+                once, coupon_name=coupon_name, user_id=user_id
+            )
+        self._count("redeemed", answer)
+        return answer
+
+    def _count(self, event: str, answer: Answer) -> None:
+        """A keyed write's event, once: not for a replay nor a refusal."""
+        if not answer.replayed and answer.status < 300:
+            self._on_event(event, 1)
 
     async def check_health(self) -> None:
         async with deadline(min(HEALTH_TIMEOUT, self.request_timeout)):

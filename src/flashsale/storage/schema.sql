@@ -579,3 +579,52 @@ BEGIN
     RETURN true;
 END;
 $$;
+
+-- Idempotency keys (0011) ----------------------------------------------
+
+-- A keyed request's answer, written in the transaction of its effect (see
+-- migrations/0011_idempotency.sql for the two shapes of answer and the scope).
+CREATE TABLE idempotency_keys (
+    scope       text        NOT NULL,
+    key         text        NOT NULL,
+    fingerprint bytea       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    status      smallint,
+    body        bytea,
+    outcome     text,
+    claimed_at  timestamptz,
+    expires_at  timestamptz,
+    PRIMARY KEY (scope, key),
+    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 255)
+);
+
+-- The purge walks the oldest keys first, a small batch at a time.
+CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
+
+-- Takes key p_key of p_scope for this transaction, or returns what an
+-- earlier request stored under it. The INSERT's unique check waits while
+-- another transaction has inserted the same key and not yet finished
+-- (PostgreSQL's speculative insertion waits for the inserting transaction):
+-- a concurrent retry so waits for the first attempt's outcome, bounded by
+-- lock_timeout. If that attempt commits, ON CONFLICT DO NOTHING inserts
+-- nothing and the SELECT, a later statement with a fresh snapshot in READ
+-- COMMITTED, sees its committed row; if it rolls back, this INSERT goes
+-- through and the retry runs. fresh is true when the key was taken.
+CREATE FUNCTION take_idempotency_key(p_scope text, p_key text, p_fingerprint bytea)
+RETURNS TABLE (fresh boolean, fingerprint bytea, status smallint, body bytea)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    INSERT INTO idempotency_keys (scope, key, fingerprint)
+    VALUES (p_scope, p_key, p_fingerprint)
+    ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        RETURN QUERY SELECT true, NULL::bytea, NULL::smallint, NULL::bytea;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT false, k.fingerprint, k.status, k.body
+          FROM idempotency_keys AS k
+         WHERE k.scope = p_scope AND k.key = p_key;
+END
+$$;

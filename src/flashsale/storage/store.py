@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -28,8 +29,9 @@ from flashsale.domain import (
     InvalidCoupon,
     ServiceUnavailable,
 )
-from flashsale.service.ports import KEEP, ClaimView, CouponChange, CouponState
+from flashsale.service.ports import KEEP, Answer, ClaimView, CouponChange, CouponState, Once
 from flashsale.storage.connections import Connections
+from flashsale.storage.idempotency import in_transaction, run_once
 from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
 from flashsale.storage.rows import claim_view, coupon_state
@@ -70,54 +72,55 @@ class CouponStore:
         hold_seconds: int | None = None,
     ) -> CouponState:
         arguments = (name, amount, starts_at, ends_at, hold_seconds)
-
-        async def create_coupon(connection: Connection) -> asyncpg.Record | None:
-            try:
-                return await connection.fetchrow(query("create_coupon"), *arguments)
-            except asyncpg.UniqueViolationError:
-                raise CouponExists(f"coupon {name!r} already exists") from None
-            except asyncpg.CheckViolationError as error:
-                raise _window_error(error) from None
-
-        row = await self._write(create_coupon)
-        if row is None:
-            raise _ends_in_past()
-        return coupon_state(row)
+        return await self._write(partial(_create_coupon, arguments))
 
     async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
-        async def change_coupon(connection: Connection) -> asyncpg.Record | None:
-            async with connection.transaction():
-                try:
-                    verdict = await connection.fetchval(
-                        query("change_coupon"), name, *_change(change)
-                    )
-                except asyncpg.CheckViolationError as error:
-                    raise _window_error(error) from None
-                _raise_for(verdict, name, "")
-                return await connection.fetchrow(query("coupon_state"), name)
-
-        row = await self._write(change_coupon)
-        assert row is not None  # locked and changed in this transaction
-        return coupon_state(row)
+        return await self._write(in_transaction(partial(_change_coupon, name, change)))
 
     async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
-        async def release_claim(connection: Connection) -> str:
-            verdict: str = await connection.fetchval(query("release_claim"), coupon_name, user_id)
-            return verdict
-
-        _raise_for(await self._write(release_claim), coupon_name, user_id)
+        await self._write(partial(_release_claim, coupon_name, user_id))
 
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
-        async def redeem_claim(connection: Connection) -> asyncpg.Record | None:
-            async with connection.transaction():
-                verdict = await connection.fetchval(query("redeem_claim"), coupon_name, user_id)
-                _raise_for(verdict, coupon_name, user_id)
-                return await connection.fetchrow(query("find_claim"), coupon_name, user_id)
+        return await self._write(in_transaction(partial(_redeem_claim, coupon_name, user_id)))
 
-        row = await self._write(redeem_claim)
-        assert row is not None  # redeemed in this transaction: it exists, never expires
-        assert row["user_id"] is not None
-        return claim_view(row)
+    async def create_coupon_once(
+        self,
+        once: Once[CouponState],
+        *,
+        name: str,
+        amount: int,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        hold_seconds: int | None = None,
+    ) -> Answer:
+        arguments = (name, amount, starts_at, ends_at, hold_seconds)
+        return await self._write(partial(run_once, once, partial(_create_coupon, arguments)))
+
+    async def change_coupon_once(
+        self, once: Once[CouponState], name: str, change: CouponChange
+    ) -> Answer:
+        return await self._write(partial(run_once, once, partial(_change_coupon, name, change)))
+
+    async def release_claim_once(
+        self, once: Once[None], *, coupon_name: str, user_id: str
+    ) -> Answer:
+        effect = partial(_release_claim, coupon_name, user_id)
+        return await self._write(partial(run_once, once, effect))
+
+    async def redeem_claim_once(
+        self, once: Once[ClaimView], *, coupon_name: str, user_id: str
+    ) -> Answer:
+        effect = partial(_redeem_claim, coupon_name, user_id)
+        return await self._write(partial(run_once, once, effect))
+
+    async def purge_idempotency_keys(self, *, older_than: int, limit: int) -> int:
+        async def purge(connection: Connection) -> int:
+            purged: int = await connection.fetchval(
+                query("purge_idempotency_keys"), older_than, limit
+            )
+            return purged
+
+        return await self._write(purge)
 
     async def expire_holds(self) -> int:
         async def expire_holds(connection: Connection) -> int:
@@ -158,6 +161,51 @@ class CouponStore:
         assert row is not None
         result = _batch_result(row, [user_id], [user_id])
         return ClaimDecision(result.outcomes[0], result.claimed_at, result.expires_at)
+
+
+# The writes' effects, each on a connection the caller chose: in a
+# transaction of its own (the plain writes) or in the one that also stores
+# the request's idempotency key (storage/idempotency.py).
+
+
+async def _create_coupon(arguments: tuple[Any, ...], connection: Connection) -> CouponState:
+    name = arguments[0]
+    try:
+        row = await connection.fetchrow(query("create_coupon"), *arguments)
+    except asyncpg.UniqueViolationError:
+        raise CouponExists(f"coupon {name!r} already exists") from None
+    except asyncpg.CheckViolationError as error:
+        raise _window_error(error) from None
+    if row is None:
+        raise _ends_in_past()
+    return coupon_state(row)
+
+
+async def _change_coupon(name: str, change: CouponChange, connection: Connection) -> CouponState:
+    """Runs in a transaction: the coupon is read after the change, under its lock."""
+    try:
+        verdict = await connection.fetchval(query("change_coupon"), name, *_change(change))
+    except asyncpg.CheckViolationError as error:
+        raise _window_error(error) from None
+    _raise_for(verdict, name, "")
+    row = await connection.fetchrow(query("coupon_state"), name)
+    assert row is not None  # locked and changed in this transaction
+    return coupon_state(row)
+
+
+async def _release_claim(coupon_name: str, user_id: str, connection: Connection) -> None:
+    verdict: str = await connection.fetchval(query("release_claim"), coupon_name, user_id)
+    _raise_for(verdict, coupon_name, user_id)
+
+
+async def _redeem_claim(coupon_name: str, user_id: str, connection: Connection) -> ClaimView:
+    """Runs in a transaction: the claim is read after the redeem."""
+    verdict = await connection.fetchval(query("redeem_claim"), coupon_name, user_id)
+    _raise_for(verdict, coupon_name, user_id)
+    row = await connection.fetchrow(query("find_claim"), coupon_name, user_id)
+    assert row is not None  # redeemed in this transaction: it exists, never expires
+    assert row["user_id"] is not None
+    return claim_view(row)
 
 
 def _batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str]) -> BatchResult:
