@@ -15,6 +15,17 @@ class ClaimOutcome(StrEnum):
     NOT_STARTED = "not_started"
     SALE_ENDED = "sale_ended"
     PAUSED = "paused"
+    KEY_REUSED = "idempotency_key_reused"  # the claim's key came with another request
+
+
+class ReleaseOutcome(StrEnum):
+    """What a release of one user's claim came to."""
+
+    RELEASED = "released"
+    CLAIM_NOT_FOUND = "claim_not_found"
+    ALREADY_REDEEMED = "already_redeemed"
+    NOT_FOUND = "not_found"  # no such coupon
+    KEY_REUSED = "idempotency_key_reused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,15 @@ class ClaimDecision:
     outcome: ClaimOutcome
     claimed_at: datetime | None = None
     expires_at: datetime | None = None
+    replayed: bool = False  # an Idempotency-Key's stored decision, answered again
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDecision:
+    """A keyed release's outcome; ``replayed`` when its key's stored one."""
+
+    outcome: ReleaseOutcome
+    replayed: bool = False
 
 
 # One shared decision per refusal: the hot path allocates none for them.
@@ -109,6 +129,9 @@ class IdempotencyKeyInUse(DomainError):
     code = "idempotency_key_in_use"
 
 
+KEY_REUSED = "this Idempotency-Key was used with another request (method, path or body)"
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotencyKey:
     """A request's Idempotency-Key: unique within ``scope`` (the route: method
@@ -140,6 +163,7 @@ _REFUSALS: dict[ClaimOutcome, tuple[type[DomainError], str]] = {
     ClaimOutcome.SALE_ENDED: (SaleEnded, "the sale of coupon {coupon!r} has ended"),
     ClaimOutcome.PAUSED: (Paused, "the sale of coupon {coupon!r} is paused"),
     ClaimOutcome.NOT_FOUND: (CouponNotFound, "coupon {coupon!r} does not exist"),
+    ClaimOutcome.KEY_REUSED: (IdempotencyKeyReused, KEY_REUSED),
 }
 
 
@@ -148,4 +172,26 @@ def raise_for_outcome(outcome: ClaimOutcome, *, coupon_name: str, user_id: str) 
     if outcome is ClaimOutcome.CLAIMED:
         return
     error, message = _REFUSALS[outcome]
+    raise error(message.format(user=user_id, coupon=coupon_name))
+
+
+_RELEASE_REFUSALS: dict[ReleaseOutcome, tuple[type[DomainError], str]] = {
+    ReleaseOutcome.CLAIM_NOT_FOUND: (
+        ClaimNotFound,
+        "user {user!r} holds no live claim on coupon {coupon!r}",
+    ),
+    ReleaseOutcome.ALREADY_REDEEMED: (
+        AlreadyRedeemed,
+        "user {user!r} has already redeemed coupon {coupon!r}",
+    ),
+    ReleaseOutcome.NOT_FOUND: (CouponNotFound, "coupon {coupon!r} does not exist"),
+    ReleaseOutcome.KEY_REUSED: (IdempotencyKeyReused, KEY_REUSED),
+}
+
+
+def raise_for_release(outcome: ReleaseOutcome, *, coupon_name: str, user_id: str) -> None:
+    """Turn a release's outcome into success (return) or the client's error."""
+    if outcome is ReleaseOutcome.RELEASED:
+        return
+    error, message = _RELEASE_REFUSALS[outcome]
     raise error(message.format(user=user_id, coupon=coupon_name))

@@ -5,6 +5,7 @@ the key is refused (422); a malformed key is a 400."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -173,3 +174,105 @@ async def test_requests_without_a_key_are_as_before(client: Client) -> None:
     first = await post_claim(client, "dave", "PLAIN")
     assert first.status_code == 200
     assert "idempotent-replayed" not in first.headers
+
+
+# The claim: its key is kept by claim_many in the batch that decides it.
+
+
+def claim_body(user: str, coupon: str) -> str:
+    return json.dumps({"user_id": user, "coupon_name": coupon})
+
+
+async def claim_with(client: Client, key: str, user: str, coupon: str) -> httpx.Response:
+    return await client.post(
+        "/api/coupons/claim", content=claim_body(user, coupon), headers=keyed(key)
+    )
+
+
+async def test_a_retried_claim_replays_its_200_and_claims_once(
+    client: Client, db: Connection
+) -> None:
+    response = await client.post(
+        "/api/coupons", json={"name": "C", "amount": 5, "hold_seconds": 60}
+    )
+    assert response.status_code == 201
+    first = await claim_with(client, "claim-1", "alice", "C")
+    assert first.status_code == 200, first.text
+    retry = await claim_with(client, "claim-1", "alice", "C")
+    assert_replay(first, retry)
+    assert await db.fetchval("SELECT count(*) FROM claims WHERE user_id = 'alice'") == 1
+    assert (await coupon_row(db, "C"))["remaining_amount"] == 4
+    plain = await post_claim(client, "alice", "C")  # without the key: the truth now
+    assert plain.json()["error"] == "already_claimed"
+
+
+async def test_a_claim_key_with_another_body_is_refused(client: Client, db: Connection) -> None:
+    await create_coupon(client, "C2", 5)
+    assert (await claim_with(client, "k2", "alice", "C2")).status_code == 200
+    other = await claim_with(client, "k2", "bob", "C2")
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert await db.fetchval("SELECT count(*) FROM claims WHERE user_id = 'bob'") == 0
+
+
+async def test_a_refused_claim_is_replayed_refused_after_stock_comes_back(
+    client: Client, db: Connection
+) -> None:
+    await create_coupon(client, "ONE", 1)
+    await claim_coupon(client, "alice", "ONE")
+    first = await claim_with(client, "bob-1", "bob", "ONE")
+    assert (first.status_code, first.json()["error"]) == (409, "sold_out")
+    released = await client.delete("/api/coupons/ONE/claims/alice")
+    assert released.status_code == 204
+    retry = await claim_with(client, "bob-1", "bob", "ONE")
+    assert_replay(first, retry)
+    assert await db.fetchval("SELECT count(*) FROM claims WHERE user_id = 'bob'") == 0
+    fresh = await claim_with(client, "bob-2", "bob", "ONE")  # a new key runs now
+    assert fresh.status_code == 200
+
+
+async def test_a_claim_on_no_coupon_is_replayed_as_404(client: Client) -> None:
+    first = await claim_with(client, "ghost", "alice", "GHOST")
+    assert (first.status_code, first.json()["error"]) == (404, "coupon_not_found")
+    await create_coupon(client, "GHOST", 5)
+    assert_replay(first, await claim_with(client, "ghost", "alice", "GHOST"))
+
+
+async def test_a_malformed_claim_key_is_a_400(client: Client, db: Connection) -> None:
+    await create_coupon(client, "C3", 5)
+    response = await client.post(
+        "/api/coupons/claim", content=claim_body("alice", "C3"), headers=keyed(b"x" * 256)
+    )
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert await db.fetchval("SELECT count(*) FROM claims") == 0
+
+
+async def test_many_concurrent_retries_of_one_key_make_one_claim(
+    client: Client, db: Connection
+) -> None:
+    await create_coupon(client, "RUSH", 100)
+    answers = await asyncio.gather(
+        *(claim_with(client, "same-key", "carol", "RUSH") for _ in range(50))
+    )
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert sum("idempotent-replayed" not in a.headers for a in answers) == 1
+    assert await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = 'RUSH'") == 1
+    assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 1
+
+
+async def test_two_keys_for_one_user_in_one_batch_are_decided_in_turn(
+    client: Client, db: Connection
+) -> None:
+    await create_coupon(client, "TWO", 10)
+    answers = await asyncio.gather(
+        *(claim_with(client, f"dave-{n}", "dave", "TWO") for n in range(5)),
+        *(post_claim(client, "dave", "TWO") for _ in range(5)),
+    )
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 9
+    assert await db.fetchval("SELECT count(*) FROM claims") == 1
+    stored = await db.fetch("SELECT key, outcome FROM idempotency_keys ORDER BY key")
+    by_key = {row["key"]: row["outcome"] for row in stored}
+    assert sorted(by_key.values()).count("already_claimed") >= 4
+    for n in range(5):  # each key replays what it was answered
+        first = answers[n]
+        assert_replay(first, await claim_with(client, f"dave-{n}", "dave", "TWO"))

@@ -1,10 +1,12 @@
 """The dashboard in a real browser watches the stock drain while claims
-arrive through the API (screenshots at desktop and phone width)."""
+arrive through the API, and each coupon's status, holds and redemptions
+(screenshots at desktop and phone width)."""
 
 from __future__ import annotations
 
 import re
 
+import httpx
 from playwright.async_api import Browser, expect
 
 from flashsale.bench.server import RunningServer
@@ -57,3 +59,36 @@ async def test_the_dashboard_is_readable_on_a_phone(
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
     await page.close()
+
+
+async def test_the_dashboard_shows_a_coupons_status_holds_and_redemptions(
+    browser: Browser, live_server: RunningServer
+) -> None:
+    base = live_server.base_url
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        created = await client.post(
+            "/api/coupons", json={"name": "HELD", "amount": 10, "hold_seconds": 60}
+        )
+        assert created.status_code == 201
+        replies = await claim_all([base], "HELD", ["ann", "bob", "cy"])
+        assert {reply.status for reply in replies} == {200}
+        redeemed = await client.post("/api/coupons/HELD/claims/ann/redeem")
+        assert redeemed.status_code == 200
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        await page.goto(f"{base}/dashboard")
+        card = page.locator('section.coupon[data-coupon="HELD"]')
+        await expect(card.locator(".status")).to_have_text("active", timeout=10_000)
+        await expect(card.locator(".holds")).to_have_text("2")
+        await expect(card.locator(".redeemed")).to_have_text("1")
+        await expect(card.locator(".remaining")).to_have_text("7")
+
+        released = await client.delete("/api/coupons/HELD/claims/bob")
+        assert released.status_code == 204
+        paused = await client.patch("/api/coupons/HELD", json={"active": False})
+        assert paused.status_code == 200
+        await expect(card.locator(".status")).to_have_text("paused", timeout=10_000)
+        await expect(card.locator(".holds")).to_have_text("1")
+        await expect(card.locator(".remaining")).to_have_text("8")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-sale-life.png"), full_page=True)
+        await page.close()

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from flashsale.domain import ClaimOutcome
+from flashsale.domain import ClaimOutcome, ReleaseOutcome
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
 
@@ -120,4 +120,24 @@ async def test_stock_follows_claims_deleted_by_an_operator(
     await store.claim_many("C", ["a", "b"])
     await db.execute("DELETE FROM claims WHERE user_id = 'a'")
     assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'C'") == 1
+    await assert_invariants(db)
+
+
+async def test_releases_in_a_claim_batch_go_first_and_their_units_to_its_claims(
+    store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon(name="REL", amount=2, hold_seconds=60)
+    await store.claim_many("REL", ["a", "b"])
+    await store.redeem_claim(coupon_name="REL", user_id="b")
+    result = await store.claim_many("REL", ["c", "d"], ["a", "b", "nobody", "a"])
+    assert result.releases == [
+        ReleaseOutcome.RELEASED,
+        ReleaseOutcome.ALREADY_REDEEMED,
+        ReleaseOutcome.CLAIM_NOT_FOUND,
+        ReleaseOutcome.CLAIM_NOT_FOUND,  # a's unit came back once
+    ]
+    assert result.outcomes == [ClaimOutcome.CLAIMED, ClaimOutcome.SOLD_OUT]
+    assert await db.fetchval("SELECT array_agg(reason) FROM claim_history") == ["released"]
+    missing = await store.claim_many("NOPE", [], ["a"])
+    assert missing.releases == [ReleaseOutcome.NOT_FOUND]
     await assert_invariants(db)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import ClaimOutcome
+from flashsale.domain import ClaimOutcome, raise_for_release
 from flashsale.storage.store import CouponStore
 
 # make_store(**environment): a store on a pool of its own, as a separate
@@ -17,3 +17,10 @@ async def outcome_of(engine: ClaimStrategy, *, coupon_name: str, user_id: str) -
     """A claim's outcome alone (the engine's decision also carries its times)."""
     decision = await engine.claim(coupon_name=coupon_name, user_id=user_id)
     return decision.outcome
+
+
+async def release_through(engine: ClaimStrategy, *, coupon_name: str, user_id: str) -> None:
+    """A release as the service makes it: through the claim engine, in the
+    coupon's next claim batch; raises the domain error of a refusal."""
+    outcome = await engine.release(coupon_name=coupon_name, user_id=user_id)
+    raise_for_release(outcome, coupon_name=coupon_name, user_id=user_id)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from flashsale.claims.batched import BatchedClaims
-from flashsale.domain import ClaimOutcome, ServiceUnavailable
+from flashsale.domain import ClaimOutcome, ReleaseOutcome, ServiceUnavailable
 from tests.support.fakes import Batch, FakeClaimStore
 from tests.support.stores import outcome_of
 
@@ -292,3 +292,30 @@ async def test_close_waits_for_the_batches_in_flight(store: FakeClaimStore) -> N
     await closing
     assert claim.done()
     assert claim.result() is CLAIMED
+
+
+async def test_a_release_rides_in_the_next_claim_batch_and_its_unit_goes_to_it(
+    store: FakeClaimStore,
+) -> None:
+    store.create("C", 3)
+    engine = engine_on(store)
+    assert await claim_at_once(engine, "C", ["a", "b"]) == [CLAIMED, CLAIMED]
+    store.gate.clear()
+    first = claim_later(engine, "C", "c")  # in flight: takes the last unit
+    await until(lambda: len(store.batches) == 2)
+    release = asyncio.create_task(engine.release(coupon_name="C", user_id="a"))
+    later = claim_later(engine, "C", "d")
+    await settle()
+    store.gate.set()
+    assert await first is CLAIMED
+    assert await release is ReleaseOutcome.RELEASED
+    assert await later is CLAIMED  # the released unit, in the same batch
+    # One call for the release and the claim behind it: releases first.
+    assert store.batches[2:] == [Batch("claim_many", "C", ["a", "d"])]
+
+
+async def test_a_release_of_no_claim_or_no_coupon_says_so(store: FakeClaimStore) -> None:
+    store.create("C", 2)
+    engine = engine_on(store)
+    assert await engine.release(coupon_name="C", user_id="x") is ReleaseOutcome.CLAIM_NOT_FOUND
+    assert await engine.release(coupon_name="NOPE", user_id="x") is ReleaseOutcome.NOT_FOUND

@@ -17,10 +17,10 @@ from pathlib import Path
 from flashsale.bench.cpu import CpuSplit, Parties, measure_cpu, postmaster_pid
 from flashsale.bench.database import Check, check_scenario, create_fresh_database, drop_database
 from flashsale.bench.deployments import Deployment, ServerConfig, deploy, stop
+from flashsale.bench.returns import return_stock_during
 from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
 from flashsale.bench.server import start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
-from flashsale.storage.admin import return_stock_during
 from flashsale.storage.embedded import start_embedded
 
 
@@ -155,7 +155,7 @@ def drive(
     parties: Parties = target.parties
     with (
         measure_cpu(parties) as meter,
-        returning_stock(database_url, scenario, load.duration_s, announce),
+        returning_stock(database_url, target.base_url, scenario, load.duration_s, announce),
     ):
         result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-"))
     return result, meter.split
@@ -163,10 +163,11 @@ def drive(
 
 @contextlib.contextmanager
 def returning_stock(
-    url: str | None, scenario: Scenario, seconds: float, announce: Announce
+    url: str | None, base_url: str, scenario: Scenario, seconds: float, announce: Announce
 ) -> Iterator[None]:
-    """For a scenario with seeded claims, half released and half expiring
-    over the run, from a thread of its own (wrk blocks this one)."""
+    """For a scenario with seeded claims, half released (through the
+    service) and half expiring over the run, from a thread of its own (wrk
+    blocks this one)."""
     if url is None or not scenario.seeded:
         yield
         return
@@ -175,10 +176,10 @@ def returning_stock(
     released: list[int] = []
 
     def run() -> None:
-        returns = return_stock_during(
-            url, scenario.coupon, releases=seeded[:half], expiries=seeded[half:], seconds=seconds
+        returned = return_stock_during(
+            url, base_url, scenario.coupon, seeded=seeded, seconds=seconds
         )
-        released.append(asyncio.run(returns))
+        released.append(returned)
 
     thread = threading.Thread(target=run, name="bench-returns")
     thread.start()

@@ -14,6 +14,11 @@ the claims back to the claim lane, whose answer is authoritative. The same
 read decides the sale's window and pause as claim_many does, so both lanes
 answer alike (already_claimed first, then sale_ended, paused, not_started,
 then sold_out).
+
+Releases ride in the claim lane: a release waits for the coupon's next claim
+batch and is decided in its transaction (claim_many's p_releases), so a
+release storm never takes the hot coupon's row lock through commits of its
+own, and a released unit goes to that batch's claims.
 """
 
 from __future__ import annotations
@@ -22,8 +27,18 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from flashsale.claims.coalescer import Coalescer
-from flashsale.claims.ports import ClaimStore
-from flashsale.domain import REFUSED, ClaimDecision, ClaimOutcome
+from flashsale.claims.keyed import Decided as _Decided
+from flashsale.claims.keyed import Keyed, Release, decide_keyed, has_keys
+from flashsale.claims.keyed import Work as _Work
+from flashsale.claims.ports import ClaimStore, Key
+from flashsale.domain import (
+    REFUSED,
+    ClaimDecision,
+    ClaimOutcome,
+    IdempotencyKey,
+    ReleaseDecision,
+    ReleaseOutcome,
+)
 
 _ALREADY = REFUSED[ClaimOutcome.ALREADY_CLAIMED]
 
@@ -39,7 +54,7 @@ class BatchedClaims:
     ) -> None:
         self._store = store
         self._sold_out: dict[str, int] = {}  # coupon name -> id of the coupon seen sold out
-        self._claim_lane: Coalescer[str, str, ClaimDecision] = Coalescer(
+        self._claim_lane: Coalescer[str, _Work, _Decided] = Coalescer(
             self._claim_many,
             max_batch=max_batch,
             max_queue=max_queue,
@@ -52,22 +67,78 @@ class BatchedClaims:
             on_batch=partial(on_batch, "sold_out") if on_batch else None,
         )
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
+    async def claim(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
+        if key is not None:
+            # Straight to the claim lane: its batch stores the decision with
+            # the key (the sold-out lane writes nothing).
+            keyed = await self._claim_lane.submit(coupon_name, Keyed(user_id, key))
+            assert isinstance(keyed, ClaimDecision)
+            return keyed
         if coupon_name in self._sold_out:
             decision = await self._sold_out_lane.submit(coupon_name, user_id)
             if decision is not None:
                 return decision
-        return await self._claim_lane.submit(coupon_name, user_id)
+        decided = await self._claim_lane.submit(coupon_name, user_id)
+        assert isinstance(decided, ClaimDecision)
+        return decided
 
-    async def _claim_many(self, coupon_name: str, users: Sequence[str]) -> list[ClaimDecision]:
-        result = await self._store.claim_many(coupon_name, users)
-        if result.coupon_id is not None and result.remaining == 0:
-            self._sold_out[coupon_name] = result.coupon_id
+    async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
+        decided = await self._claim_lane.submit(coupon_name, Release(user_id))
+        assert isinstance(decided, ReleaseOutcome)
+        return decided
+
+    async def release_once(
+        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    ) -> ReleaseDecision:
+        decided = await self._claim_lane.submit(coupon_name, Release(user_id, key))
+        assert isinstance(decided, ReleaseDecision)
+        return decided
+
+    async def _claim_many(self, coupon_name: str, work: Sequence[_Work]) -> list[_Decided]:
+        if has_keys(work):
+            return await decide_keyed(partial(self._keyed_batch, coupon_name), work)
+        users = [item for item in work if isinstance(item, str)]
+        releases = [item.user_id for item in work if isinstance(item, Release)]
+        result = await self._store.claim_many(coupon_name, users, releases)
+        self._note_stock(coupon_name, result.coupon_id, result.remaining, releases)
         granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
-        return [
-            granted if outcome is ClaimOutcome.CLAIMED else REFUSED[outcome]
-            for outcome in result.outcomes
-        ]
+        claims = iter(
+            [granted if o is ClaimOutcome.CLAIMED else REFUSED[o] for o in result.outcomes]
+        )
+        released = iter(result.releases)
+        return [next(claims) if isinstance(item, str) else next(released) for item in work]
+
+    async def _keyed_batch(self, coupon_name: str, work: list[_Work]) -> list[_Decided]:
+        """One claim_many call with keys; each keyed arrival answered with the
+        decision stored under its key."""
+        claims = [item for item in work if not isinstance(item, Release)]
+        users = [item if isinstance(item, str) else item.user_id for item in claims]
+        claim_keys = [None if isinstance(item, str) else item.key for item in claims]
+        releases = [item for item in work if isinstance(item, Release)]
+        release_keys = [item.key for item in releases]
+        released_users = [item.user_id for item in releases]
+        result = await self._store.claim_many(
+            coupon_name, users, released_users, claim_keys, release_keys
+        )
+        self._note_stock(coupon_name, result.coupon_id, result.remaining, released_users)
+        granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
+        decisions = iter(
+            keyed or (granted if outcome is ClaimOutcome.CLAIMED else REFUSED[outcome])
+            for outcome, keyed in zip(result.outcomes, result.keyed_claims, strict=True)
+        )
+        backs = iter(
+            keyed or outcome
+            for outcome, keyed in zip(result.releases, result.keyed_releases, strict=True)
+        )
+        return [next(backs) if isinstance(item, Release) else next(decisions) for item in work]
+
+    def _note_stock(
+        self, coupon_name: str, coupon_id: int | None, remaining: int | None, releases: list[str]
+    ) -> None:
+        if coupon_id is not None and remaining == 0:
+            self._sold_out[coupon_name] = coupon_id
+        elif releases:  # stock came back: claims go to the claim lane again
+            self._sold_out.pop(coupon_name, None)
 
     async def _sold_out_batch(
         self, coupon_name: str, users: Sequence[str]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, NoReturn
 
 import msgspec
@@ -41,12 +42,30 @@ from litestar.types import (
     Send,
 )
 
-from flashsale.domain import ClaimDecision, ClaimOutcome, DomainError
+from flashsale.domain import (
+    ClaimDecision,
+    ClaimOutcome,
+    DomainError,
+    IdempotencyKey,
+    raise_for_outcome,
+    raise_for_release,
+)
 from flashsale.http import idempotency
 from flashsale.http.auth import require_admin
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
-from flashsale.http.idempotency import answer_response, encoded, no_body, once, request_key
+from flashsale.http.idempotency import (
+    RAW_HEADER,
+    RAW_REPLAYED,
+    answer_response,
+    check_key,
+    decided,
+    encoded,
+    fingerprint,
+    once,
+    raw_path,
+    request_key,
+)
 from flashsale.http.openapi import (
     ALREADY_CLAIMED,
     ALREADY_REDEEMED,
@@ -110,7 +129,12 @@ class ClaimEndpoint:
             claim = self._routes.get(scope["path"])
             if claim is not None:
                 scope["path_template"] = scope["path"].rstrip("/")  # as Litestar's router sets it
-                status, headers, body = await _answer(scope, receive, claim)
+                # The one extra step of a claim without a key: this scan.
+                keys = [value for name, value in scope["headers"] if name == RAW_HEADER]
+                if keys and claim is not _no_database:
+                    status, headers, body = await self._answer_keyed(scope, receive, keys)
+                else:
+                    status, headers, body = await _answer(scope, receive, claim)
                 await _send(send, status, headers, body)
                 return
         await self._inner(scope, receive, send)
@@ -118,6 +142,29 @@ class ClaimEndpoint:
     async def _claim(self, data: ClaimRequest) -> ClaimDecision:
         coupons = services_of(self._state).coupons  # the lifespan's, whichever is current
         return await coupons.claim(coupon_name=data.coupon_name, user_id=data.user_id)
+
+    async def _answer_keyed(
+        self, scope: HTTPScope, receive: Receive, keys: list[bytes]
+    ) -> tuple[int, Headers, bytes]:
+        """A claim with an Idempotency-Key: its answer rendered from the
+        decision stored with the key, whether this request made it or not."""
+        try:
+            value = check_key(keys)
+            assert value is not None
+            body = await receive_json_body(scope, receive)
+            data = decode_json(body, CLAIM)
+            digest = fingerprint("POST", raw_path(scope), body)
+            key = IdempotencyKey(idempotency.CLAIM, value.decode("ascii"), digest)
+            coupons = services_of(self._state).coupons
+            decision = await coupons.claim_once(
+                coupon_name=data.coupon_name, user_id=data.user_id, key=key
+            )
+        except (DomainError, RequestError) as error:
+            return _error(error)
+        except Exception as error:
+            log_unexpected(error, scope.get("path_template"), scope["method"])
+            return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
+        return claim_answer(data, decision)
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -129,15 +176,7 @@ async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> tuple[int
         data = decode_json(await receive_json_body(scope, receive), CLAIM)
         decision = await claim(data)
     except (DomainError, RequestError) as error:
-        status, extra = status_of(error)
-        body = _ENCODER.encode(ErrorResponse(error=error.code, message=error.message))
-        if extra is None:
-            return status, _JSON_HEADERS, body
-        return (
-            status,
-            _JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in extra.items()],
-            body,
-        )
+        return _error(error)
     except Exception as error:
         log_unexpected(error, scope.get("path_template"), scope["method"])
         return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
@@ -148,6 +187,39 @@ async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> tuple[int
         expires_at=decision.expires_at,
     )
     return HTTP_200_OK, _JSON_HEADERS, _ENCODER.encode(response)
+
+
+def _error(error: DomainError | RequestError) -> tuple[int, Headers, bytes]:
+    status, extra = status_of(error)
+    body = _ENCODER.encode(ErrorResponse(error=error.code, message=error.message))
+    if extra is None:
+        return status, _JSON_HEADERS, body
+    return (
+        status,
+        _JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in extra.items()],
+        body,
+    )
+
+
+def claim_answer(data: ClaimRequest, decision: ClaimDecision) -> tuple[int, Headers, bytes]:
+    """A keyed claim's answer from its stored decision (http/idempotency.decided)."""
+
+    def granted() -> bytes:
+        return _ENCODER.encode(
+            ClaimResponse(
+                user_id=data.user_id,
+                coupon_name=data.coupon_name,
+                claimed_at=decision.claimed_at,
+                expires_at=decision.expires_at,
+            )
+        )
+
+    check = partial(
+        raise_for_outcome, decision.outcome, coupon_name=data.coupon_name, user_id=data.user_id
+    )
+    answer = decided(check, HTTP_200_OK, granted, replayed=decision.replayed)
+    headers = [*_JSON_HEADERS, RAW_REPLAYED] if answer.replayed else _JSON_HEADERS
+    return answer.status, headers, answer.body
 
 
 async def _send(send: Send, status: int, headers: Headers, body: bytes) -> None:
@@ -188,6 +260,7 @@ async def _no_database(_: ClaimRequest) -> ClaimDecision:
         PAUSED,
         SERVICE_UNAVAILABLE,
         body=ClaimRequest,
+        keyed=True,
         responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
     ),
 )
@@ -287,8 +360,9 @@ async def release_claim(request: AnyRequest, name: str, user_id: str) -> Respons
     coupon_name, user = _claim_key(name, user_id)
     coupons = services_of(request.app.state).coupons
     if key is not None:
-        keyed = once(key, HTTP_204_NO_CONTENT, no_body)
-        answer = await coupons.release_claim_once(keyed, coupon_name=coupon_name, user_id=user)
+        decision = await coupons.release_claim_once(coupon_name=coupon_name, user_id=user, key=key)
+        check = partial(raise_for_release, decision.outcome, coupon_name=coupon_name, user_id=user)
+        answer = decided(check, HTTP_204_NO_CONTENT, bytes, replayed=decision.replayed)
         return answer_response(answer)
     await coupons.release_claim(coupon_name=coupon_name, user_id=user)
     return Response(None, status_code=HTTP_204_NO_CONTENT)

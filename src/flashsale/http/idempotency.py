@@ -92,6 +92,22 @@ def error_answer(error: DomainError) -> Answer:
     return Answer(status, _ENCODER.encode(ErrorResponse(error=error.code, message=error.message)))
 
 
+def decided(
+    check: Callable[[], None], status: int, body: Callable[[], bytes], *, replayed: bool
+) -> Answer:
+    """The answer of a decision kept with its key (claims and releases keep
+    the decision, not bytes: claim_many stores it in the batch that makes it,
+    where no Python runs). The first answer and every replay come from the
+    same stored values through this one function, so they are byte for byte
+    the same: ``check`` raises the decision's client error, if it is one."""
+    try:
+        check()
+    except DomainError as error:
+        answer = error_answer(error)
+        return Answer(answer.status, answer.body, replayed)
+    return Answer(status, body(), replayed)
+
+
 def encoded(struct: Callable[[R], msgspec.Struct]) -> Callable[[R], bytes]:
     """A result's body: its response struct as JSON (as Litestar encodes it)."""
     return lambda result: _ENCODER.encode(struct(result))

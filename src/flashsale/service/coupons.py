@@ -7,7 +7,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import ClaimDecision, raise_for_outcome
+from flashsale.domain import (
+    ClaimDecision,
+    IdempotencyKey,
+    ReleaseDecision,
+    ReleaseOutcome,
+    raise_for_outcome,
+    raise_for_release,
+)
 from flashsale.service.deadline import deadline
 from flashsale.service.ports import (
     Answer,
@@ -67,9 +74,11 @@ class CouponService:
         return decision
 
     async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
-        """The unit is back in the stock when this returns (committed)."""
+        """The unit is back in the stock when this returns (committed, in the
+        coupon's next claim batch); raises why not otherwise."""
         async with deadline(self.request_timeout):
-            await self._store.release_claim(coupon_name=coupon_name, user_id=user_id)
+            outcome = await self._claims.release(coupon_name=coupon_name, user_id=user_id)
+        raise_for_release(outcome, coupon_name=coupon_name, user_id=user_id)
         self._on_event("released", 1)
 
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
@@ -106,15 +115,26 @@ class CouponService:
         async with deadline(self.request_timeout):
             return await self._store.change_coupon_once(once, name, change)
 
-    async def release_claim_once(
-        self, once: Once[None], *, coupon_name: str, user_id: str
-    ) -> Answer:
+    async def claim_once(
+        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    ) -> ClaimDecision:
+        """The decision stored with the key, this request's or (``replayed``)
+        an earlier one's; refusals are returned, not raised, so that a
+        replayed refusal says it is one (domain.raise_for_outcome renders them)."""
         async with deadline(self.request_timeout):
-            answer = await self._store.release_claim_once(
-                once, coupon_name=coupon_name, user_id=user_id
+            return await self._claims.claim(coupon_name=coupon_name, user_id=user_id, key=key)
+
+    async def release_claim_once(
+        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    ) -> ReleaseDecision:
+        """As claim_once, for a release (in the coupon's claim batch)."""
+        async with deadline(self.request_timeout):
+            decision = await self._claims.release_once(
+                coupon_name=coupon_name, user_id=user_id, key=key
             )
-        self._count("released", answer)
-        return answer
+        if decision.outcome is ReleaseOutcome.RELEASED and not decision.replayed:
+            self._on_event("released", 1)
+        return decision
 
     async def redeem_claim_once(
         self, once: Once[ClaimView], *, coupon_name: str, user_id: str

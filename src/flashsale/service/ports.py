@@ -148,9 +148,6 @@ class CouponWriter(Protocol):
     async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
         """CouponNotFound, AmountBelowClaimed, InvalidCoupon."""
 
-    async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
-        """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
-
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
         """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
 
@@ -173,10 +170,6 @@ class CouponWriter(Protocol):
 
     async def change_coupon_once(
         self, once: Once[CouponState], name: str, change: CouponChange
-    ) -> Answer: ...
-
-    async def release_claim_once(
-        self, once: Once[None], *, coupon_name: str, user_id: str
     ) -> Answer: ...
 
     async def redeem_claim_once(

@@ -4,7 +4,6 @@ on a server, coupons with many claims. Never used by the service itself."""
 
 from __future__ import annotations
 
-import asyncio
 from importlib.resources import files
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -100,36 +99,14 @@ async def _run_on_server(server_url: str, sql: str) -> None:
         await admin.close()
 
 
-async def return_stock_during(
-    url: str, coupon: str, *, releases: list[str], expiries: list[str], seconds: float
-) -> int:
-    """The bench's returns while claims go on: ``expiries`` expire at random
-    over ``seconds`` (the sweepers and the claim path take them back), and
-    ``releases`` are released one by one, evenly over ``seconds``, through
-    the service's own release function. How many were released."""
+async def schedule_expiries(url: str, coupon: str, users: list[str], seconds: float) -> None:
+    """The bench's expiries: ``users``' claims expire at random instants over
+    the next ``seconds`` (the sweepers and the claim path take them back)."""
     connection = await asyncpg.connect(url)
     try:
-        await connection.execute(admin_query("schedule_expiries"), coupon, expiries, seconds)
-        return await _release_evenly(connection, coupon, releases, seconds)
+        await connection.execute(admin_query("schedule_expiries"), coupon, users, seconds)
     finally:
         await connection.close()
-
-
-async def _release_evenly(
-    connection: asyncpg.Connection[asyncpg.Record], coupon: str, users: list[str], seconds: float
-) -> int:
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    released = 0
-    for i, user in enumerate(users):
-        delay = start + i * seconds / len(users) - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if loop.time() - start > seconds:  # bounded: stops with the load
-            break
-        if await connection.fetchval(query("release_claim"), coupon, user) == "ok":
-            released += 1
-    return released
 
 
 async def count_unseeded_claims(url: str, coupon: str) -> int:

@@ -30,6 +30,7 @@ from typing import TypeVar
 import asyncpg
 
 from flashsale.domain import (
+    KEY_REUSED,
     DomainError,
     IdempotencyKey,
     IdempotencyKeyInUse,
@@ -95,6 +96,4 @@ async def take_key(connection: Connection, key: IdempotencyKey) -> Answer | None
 
 
 def key_reused() -> IdempotencyKeyReused:
-    return IdempotencyKeyReused(
-        "this Idempotency-Key was used with another request (method, path or body)"
-    )
+    return IdempotencyKeyReused(KEY_REUSED)

@@ -32,10 +32,6 @@ SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds,
   FROM coupon_state
  WHERE name = $1;
 
--- name: release_claim
--- DELETE of a live hold, recorded as released (the function: schema.sql).
-SELECT release_claim($1, $2);
-
 -- name: redeem_claim
 -- A live hold redeemed (the function: schema.sql); the claim is read after it.
 SELECT redeem_claim($1, $2);
@@ -66,9 +62,23 @@ SELECT h.coupon_name, h.id, h.user_id, h.status, h.claimed_at, h.expires_at, h.r
 -- name: claim_many
 -- Decides a batch of distinct users' claims on one coupon under its row lock
 -- in one round trip, window, pause and due holds included: one row with who
--- was granted, who held it, why the sale refused (the function: schema.sql).
-SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at
-  FROM claim_many($1, $2::text[]);
+-- was granted, who held it, why the sale refused, and the releases ($3) that
+-- rode in the batch: which went back, which were redeemed (the function:
+-- schema.sql).
+SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
+       released, redeemed
+  FROM claim_many($1, $2::text[], $3::text[]);
+
+-- name: claim_many_keyed
+-- claim_many with Idempotency-Keys: $4-$6 the claims' scope, keys and
+-- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3). Each
+-- keyed arrival's decision comes back in claim_* / release_* (stored in this
+-- transaction, or replayed from an earlier one).
+SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
+       released, redeemed, claim_outcomes, claim_replayed, claim_claimed_ats,
+       claim_expires_ats, release_outcomes, release_replayed
+  FROM claim_many($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[], $7, $8::text[],
+                  $9::bytea[]);
 
 -- name: sold_out_batch
 -- Lock-free answers for a coupon believed sold out (the function: schema.sql).

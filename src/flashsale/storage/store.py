@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from flashsale.claims.ports import BatchResult, SoldOutRead
+from flashsale.claims.ports import BatchResult, Key, SoldOutRead
 from flashsale.domain import (
     AlreadyRedeemed,
     AmountBelowClaimed,
@@ -27,6 +27,8 @@ from flashsale.domain import (
     CouponNotFound,
     DomainError,
     InvalidCoupon,
+    ReleaseDecision,
+    ReleaseOutcome,
     ServiceUnavailable,
 )
 from flashsale.service.ports import KEEP, Answer, ClaimView, CouponChange, CouponState, Once
@@ -77,9 +79,6 @@ class CouponStore:
     async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
         return await self._write(in_transaction(partial(_change_coupon, name, change)))
 
-    async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
-        await self._write(partial(_release_claim, coupon_name, user_id))
-
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
         return await self._write(in_transaction(partial(_redeem_claim, coupon_name, user_id)))
 
@@ -100,12 +99,6 @@ class CouponStore:
         self, once: Once[CouponState], name: str, change: CouponChange
     ) -> Answer:
         return await self._write(partial(run_once, once, partial(_change_coupon, name, change)))
-
-    async def release_claim_once(
-        self, once: Once[None], *, coupon_name: str, user_id: str
-    ) -> Answer:
-        effect = partial(_release_claim, coupon_name, user_id)
-        return await self._write(partial(run_once, once, effect))
 
     async def redeem_claim_once(
         self, once: Once[ClaimView], *, coupon_name: str, user_id: str
@@ -129,15 +122,64 @@ class CouponStore:
 
         return await self._write(expire_holds)
 
-    async def claim_many(self, coupon_name: str, user_ids: Sequence[str]) -> BatchResult:
+    async def claim_many(
+        self,
+        coupon_name: str,
+        user_ids: Sequence[str],
+        releases: Sequence[str] = (),
+        claim_keys: Sequence[Key] = (),
+        release_keys: Sequence[Key] = (),
+    ) -> BatchResult:
         firsts = list(dict.fromkeys(user_ids))  # each user once, at their first arrival
+        released = list(releases)
+        if any(claim_keys) or any(release_keys):
+            return await self._claim_many_keyed(
+                coupon_name, user_ids, firsts, released, claim_keys, release_keys
+            )
 
         async def claim_many(connection: Connection) -> asyncpg.Record | None:
-            return await connection.fetchrow(query("claim_many"), coupon_name, firsts)
+            return await connection.fetchrow(query("claim_many"), coupon_name, firsts, released)
 
         row = await self._write(claim_many)
         assert row is not None
-        return _batch_result(row, firsts, user_ids)
+        result = _batch_result(row, firsts, user_ids)
+        result.releases.extend(_release_outcomes(row, released))
+        return result
+
+    async def _claim_many_keyed(
+        self,
+        coupon_name: str,
+        user_ids: Sequence[str],
+        firsts: list[str],
+        released: list[str],
+        claim_keys: Sequence[Key],
+        release_keys: Sequence[Key],
+    ) -> BatchResult:
+        """claim_many_keyed: a keyed user arrives once, so its first arrival
+        is its only one and the key goes with it."""
+        by_user = {user: key for user, key in zip(user_ids, claim_keys, strict=False) if key}
+        first_keys = [by_user.get(user) for user in firsts]
+        arguments = (
+            *_key_arguments(first_keys),
+            *_key_arguments(list(release_keys) or [None] * len(released)),
+        )
+
+        async def claim_many(connection: Connection) -> asyncpg.Record | None:
+            return await connection.fetchrow(
+                query("claim_many_keyed"), coupon_name, firsts, released, *arguments
+            )
+
+        row = await self._write(claim_many)
+        assert row is not None
+        result = _batch_result(row, firsts, user_ids)
+        result.releases.extend(_release_outcomes(row, released))
+        decided = dict(zip(firsts, _keyed_claims(row), strict=False))
+        result.keyed_claims.extend(
+            decided.get(user) if key else None
+            for user, key in zip(user_ids, claim_keys or [None] * len(user_ids), strict=True)
+        )
+        result.keyed_releases.extend(_keyed_releases(row, len(released)))
+        return result
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         async with self._connection() as connection:
@@ -149,10 +191,15 @@ class CouponStore:
         holds = [row["holds"] for row in rows]
         return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
 
-    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
+    async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         """The original's flow: one transaction (one autocommit statement) per
         claim. It runs in the request's task, which the request deadline
         cancels: hence through Connections.write, which shields it."""
+        if key is not None:
+            keyed = await self.claim_many(coupon_name, [user_id], claim_keys=[key])
+            decision = keyed.keyed_claims[0]
+            assert decision is not None
+            return decision
 
         async def claim_one(connection: Connection) -> asyncpg.Record | None:
             return await connection.fetchrow(query("claim_one"), coupon_name, user_id)
@@ -193,11 +240,6 @@ async def _change_coupon(name: str, change: CouponChange, connection: Connection
     return coupon_state(row)
 
 
-async def _release_claim(coupon_name: str, user_id: str, connection: Connection) -> None:
-    verdict: str = await connection.fetchval(query("release_claim"), coupon_name, user_id)
-    _raise_for(verdict, coupon_name, user_id)
-
-
 async def _redeem_claim(coupon_name: str, user_id: str, connection: Connection) -> ClaimView:
     """Runs in a transaction: the claim is read after the redeem."""
     verdict = await connection.fetchval(query("redeem_claim"), coupon_name, user_id)
@@ -220,6 +262,59 @@ def _batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str
         row["claimed_at"],
         row["expires_at"],
     )
+
+
+def _key_arguments(keys: Sequence[Key]) -> tuple[str | None, list[str | None], list[bytes | None]]:
+    """A kind's scope (its keys share their route's), keys and fingerprints."""
+    scope = next((key.scope for key in keys if key), None)
+    return (
+        scope,
+        [key.key if key else None for key in keys],
+        [key.fingerprint if key else None for key in keys],
+    )
+
+
+def _keyed_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
+    """The decisions claim_many stored (or found) under each first arrival's key."""
+    outcomes = row["claim_outcomes"] or []
+    replayed, claimed, expires = (
+        row["claim_replayed"],
+        row["claim_claimed_ats"],
+        row["claim_expires_ats"],
+    )
+    return [
+        None
+        if outcome is None
+        else ClaimDecision(ClaimOutcome(outcome), claimed[i], expires[i], replayed[i])
+        for i, outcome in enumerate(outcomes)
+    ]
+
+
+def _keyed_releases(row: asyncpg.Record, count: int) -> list[ReleaseDecision | None]:
+    outcomes = row["release_outcomes"] or [None] * count
+    replayed = row["release_replayed"] or [False] * count
+    return [
+        None if outcome is None else ReleaseDecision(ReleaseOutcome(outcome), replayed[i])
+        for i, outcome in enumerate(outcomes)
+    ]
+
+
+def _release_outcomes(row: asyncpg.Record, releases: list[str]) -> list[ReleaseOutcome]:
+    """Each release's outcome in order; a user released twice in one batch
+    gets its unit back once: the repeats held nothing any more."""
+    if row["coupon_id"] is None:
+        return [ReleaseOutcome.NOT_FOUND] * len(releases)
+    back, redeemed = set(row["released"]), set(row["redeemed"])
+    outcomes = []
+    for user in releases:
+        if user in back:
+            outcomes.append(ReleaseOutcome.RELEASED)
+            back.discard(user)
+        elif user in redeemed:
+            outcomes.append(ReleaseOutcome.ALREADY_REDEEMED)
+        else:
+            outcomes.append(ReleaseOutcome.CLAIM_NOT_FOUND)
+    return outcomes
 
 
 def _change(change: CouponChange) -> tuple[Any, ...]:

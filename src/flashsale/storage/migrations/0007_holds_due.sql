@@ -35,9 +35,10 @@ DROP INDEX claims_holds_due_idx;
 -- and the recomputation of holds_due_at. One index per hold, as before.
 CREATE INDEX claims_coupon_holds_idx ON claims (coupon_id, expires_at)
     WHERE redeemed_at IS NULL AND expires_at IS NOT NULL;
--- The sweeper's scan: coupons whose first hold can be due.
-CREATE INDEX coupons_holds_due_idx ON coupons (holds_due_at)
-    WHERE holds_due_at IS NOT NULL;
+-- No index on coupons.holds_due_at: an indexed column that changes makes
+-- the update non-HOT (PostgreSQL's heap-only tuples need every indexed column
+-- unchanged), and the hot coupon's row is updated by every claim batch; the
+-- sweeper reads the coupons table whole instead (one row per coupon).
 
 -- Stock taken, and the first expiry lowered, in the one UPDATE per statement.
 CREATE OR REPLACE FUNCTION claims_take_stock() RETURNS trigger
