@@ -71,6 +71,7 @@ async def test_the_key_with_another_body_is_refused_and_changes_nothing(
         "/api/coupons", content=json.dumps({"name": "A2", "amount": 5}), headers=keyed("k")
     )
     assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert "idempotent-replayed" not in other.headers
     assert await db.fetchval("SELECT count(*) FROM coupons WHERE name = 'A2'") == 0
 
 
@@ -211,6 +212,7 @@ async def test_a_claim_key_with_another_body_is_refused(client: Client, db: Conn
     assert (await claim_with(client, "k2", "alice", "C2")).status_code == 200
     other = await claim_with(client, "k2", "bob", "C2")
     assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert "idempotent-replayed" not in other.headers
     assert await db.fetchval("SELECT count(*) FROM claims WHERE user_id = 'bob'") == 0
 
 

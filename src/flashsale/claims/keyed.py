@@ -107,9 +107,10 @@ def _follow(item: Work, leader: Work, decision: Decided) -> Decided:
     same = _key(item) == _key(leader)  # same fingerprint, as IdempotencyKey compares
     if isinstance(decision, ClaimDecision):
         if not same:
-            return ClaimDecision(ClaimOutcome.KEY_REUSED, replayed=True)
+            return ClaimDecision(ClaimOutcome.KEY_REUSED)
         return replace(decision, replayed=True)
     if isinstance(decision, ReleaseDecision):
-        outcome = decision.outcome if same else ReleaseOutcome.KEY_REUSED
-        return ReleaseDecision(outcome, replayed=True)
+        if not same:
+            return ReleaseDecision(ReleaseOutcome.KEY_REUSED)
+        return ReleaseDecision(decision.outcome, replayed=True)
     return decision

@@ -13,7 +13,11 @@ then commit. The two commit together or not at all, so:
   waits in take_idempotency_key's INSERT for that transaction to end (the
   unique index's check waits for the inserting transaction), then replays
   the committed answer or, if the attempt rolled back, runs itself. A wait
-  longer than lock_timeout answers 409 idempotency_key_in_use.
+  longer than lock_timeout (DB_STATEMENT_TIMEOUT) answers 409
+  idempotency_key_in_use. Waiting rather than answering 409 at once: the
+  wait costs nothing (PostgreSQL's own row wait), is bounded by the write
+  timeouts, and gives the retry the real answer in the common case of a
+  first attempt that commits a moment later.
 
 Why the exact bytes rather than a decision: these answers carry whole rows
 (a coupon, a claim) that later writes change; storing the bytes the first
@@ -83,7 +87,10 @@ async def take_key(connection: Connection, key: IdempotencyKey) -> Answer | None
         row = await connection.fetchrow(
             query("take_idempotency_key"), key.scope, key.key, key.fingerprint
         )
-    except asyncpg.LockNotAvailableError:  # lock_timeout while the first attempt runs
+    except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):
+        # lock_timeout or statement_timeout (the same bound; either may fire
+        # first) while waiting for the first attempt's transaction: the one
+        # thing this INSERT waits for is another transaction's row of the key.
         raise IdempotencyKeyInUse(
             "a request with this Idempotency-Key is still in progress, retry shortly"
         ) from None

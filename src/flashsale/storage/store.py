@@ -38,6 +38,7 @@ from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
 from flashsale.storage.rows import claim_view, coupon_state
 
+_REUSED = ClaimOutcome.KEY_REUSED
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
 SWEEP_COUPONS = 100
 _WINDOW_ORDER = "coupons_window_order"
@@ -283,20 +284,27 @@ def _keyed_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
         row["claim_expires_ats"],
     )
     return [
-        None
-        if outcome is None
-        else ClaimDecision(ClaimOutcome(outcome), claimed[i], expires[i], replayed[i])
+        None if outcome is None else _keyed_claim(outcome, claimed[i], expires[i], replayed[i])
         for i, outcome in enumerate(outcomes)
     ]
+
+
+def _keyed_claim(
+    outcome: str, claimed_at: datetime | None, expires_at: datetime | None, replayed: bool
+) -> ClaimDecision:
+    decided = ClaimOutcome(outcome)  # a reused key's refusal replays nothing
+    return ClaimDecision(decided, claimed_at, expires_at, replayed and decided is not _REUSED)
 
 
 def _keyed_releases(row: asyncpg.Record, count: int) -> list[ReleaseDecision | None]:
     outcomes = row["release_outcomes"] or [None] * count
     replayed = row["release_replayed"] or [False] * count
-    return [
-        None if outcome is None else ReleaseDecision(ReleaseOutcome(outcome), replayed[i])
-        for i, outcome in enumerate(outcomes)
-    ]
+    decisions: list[ReleaseDecision | None] = []
+    for i, outcome in enumerate(outcomes):
+        decided = None if outcome is None else ReleaseOutcome(outcome)
+        again = replayed[i] and decided is not ReleaseOutcome.KEY_REUSED
+        decisions.append(None if decided is None else ReleaseDecision(decided, again))
+    return decisions
 
 
 def _release_outcomes(row: asyncpg.Record, releases: list[str]) -> list[ReleaseOutcome]:
