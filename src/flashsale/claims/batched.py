@@ -122,13 +122,15 @@ class BatchedClaims:
         )
         self._note_stock(coupon_name, result.coupon_id, result.remaining, released_users)
         granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
+        # Empty when this call had no key after all (a later round of unkeyed repeats).
+        keyed_claims = result.keyed_claims or [None] * len(result.outcomes)
+        keyed_releases = result.keyed_releases or [None] * len(result.releases)
         decisions = iter(
             keyed or (granted if outcome is ClaimOutcome.CLAIMED else REFUSED[outcome])
-            for outcome, keyed in zip(result.outcomes, result.keyed_claims, strict=True)
+            for outcome, keyed in zip(result.outcomes, keyed_claims, strict=True)
         )
         backs = iter(
-            keyed or outcome
-            for outcome, keyed in zip(result.releases, result.keyed_releases, strict=True)
+            keyed or outcome for outcome, keyed in zip(result.releases, keyed_releases, strict=True)
         )
         return [next(backs) if isinstance(item, Release) else next(decisions) for item in work]
 
