@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.api import Client, claim_coupon, create_coupon, post_claim
+from tests.support.api import Client, claim_coupon, create_coupon, in_process_client, post_claim
 
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[Any]
@@ -278,3 +278,29 @@ async def test_two_keys_for_one_user_in_one_batch_are_decided_in_turn(
     for n in range(5):  # each key replays what it was answered
         first = answers[n]
         assert_replay(first, await claim_with(client, f"dave-{n}", "dave", "TWO"))
+
+
+async def test_a_release_key_on_another_user_is_refused(client: Client, db: Connection) -> None:
+    await create_coupon(client, "RK", 5)
+    await claim_coupon(client, "ann", "RK")
+    await claim_coupon(client, "ben", "RK")
+    first = await client.delete("/api/coupons/RK/claims/ann", headers=keyed("rk"))
+    assert first.status_code == 204
+    other = await client.delete("/api/coupons/RK/claims/ben", headers=keyed("rk"))
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert "idempotent-replayed" not in other.headers
+    assert await db.fetchval("SELECT count(*) FROM claims WHERE user_id = 'ben'") == 1
+
+
+async def test_keys_work_alike_with_a_transaction_per_claim(database: str, db: Connection) -> None:
+    async with in_process_client(database, CLAIM_STRATEGY="transaction") as client:
+        await create_coupon(client, "T", 5)
+        first = await claim_with(client, "t-claim", "ann", "T")
+        assert first.status_code == 200, first.text
+        assert_replay(first, await claim_with(client, "t-claim", "ann", "T"))
+        released = await client.delete("/api/coupons/T/claims/ann", headers=keyed("t-rel"))
+        assert released.status_code == 204
+        again = await client.delete("/api/coupons/T/claims/ann", headers=keyed("t-rel"))
+        assert_replay(released, again)
+    assert await db.fetchval("SELECT count(*) FROM claims") == 0
+    assert await db.fetchval("SELECT count(*) FROM claim_history") == 1
