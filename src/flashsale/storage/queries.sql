@@ -70,15 +70,15 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
   FROM claim_many($1, $2::text[], $3::text[]);
 
 -- name: claim_many_keyed
--- claim_many with Idempotency-Keys: $4-$6 the claims' scope, keys and
+-- claim_many under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and
 -- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3). Each
 -- keyed arrival's decision comes back in claim_* / release_* (stored in this
 -- transaction, or replayed from an earlier one).
 SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed, claim_outcomes, claim_replayed, claim_claimed_ats,
        claim_expires_ats, release_outcomes, release_replayed
-  FROM claim_many($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[], $7, $8::text[],
-                  $9::bytea[]);
+  FROM claim_many_keyed($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[], $7,
+                        $8::text[], $9::bytea[]);
 
 -- name: sold_out_batch
 -- Lock-free answers for a coupon believed sold out (the function: schema.sql).

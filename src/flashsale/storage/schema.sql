@@ -329,7 +329,95 @@ SELECT h.id, h.coupon_id, h.coupon_name, h.user_id, h.claimed_at, h.expires_at, 
 -- Returns the refusal (sale_ended, paused, not_started) when the sale is
 -- closed, with the holders among p_users so they still hear already_claimed;
 -- claimed_at and expires_at of the granted claims.
--- (claim_many itself is defined with the idempotency keys, at the end.)
+CREATE FUNCTION claim_many(p_coupon_name text, p_users text[], p_releases text[] DEFAULT '{}')
+RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
+               refusal text, claimed_at timestamptz, expires_at timestamptz,
+               released text[], redeemed text[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    c coupons%ROWTYPE;
+    v_now timestamptz;
+    v_expires timestamptz;
+    v_remaining integer;
+    v_refusal text;
+    v_claimed text[];
+    v_holders text[];
+    v_released text[] := '{}';
+    v_redeemed text[] := '{}';
+BEGIN
+    SELECT * INTO c FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT NULL::bigint, NULL::integer, NULL::text[], NULL::text[],
+                            NULL::text, NULL::timestamptz, NULL::timestamptz,
+                            NULL::text[], NULL::text[];
+        RETURN;
+    END IF;
+    v_now := clock_timestamp();
+    v_remaining := c.remaining_amount;
+    IF c.holds_due_at <= v_now THEN
+        v_remaining := v_remaining + expire_coupon_holds(c.id, v_now);
+    END IF;
+    IF cardinality(p_releases) > 0 THEN
+        -- Releases first, whatever the sale's state: their units are the
+        -- batch's to claim. A hold that expired is gone already (above).
+        PERFORM set_config('flashsale.end_reason', 'released', true);
+        WITH gone AS (
+            DELETE FROM claims AS h
+             WHERE h.coupon_id = c.id AND h.user_id = ANY (p_releases)
+               AND h.redeemed_at IS NULL
+            RETURNING h.user_id
+        )
+        SELECT coalesce(array_agg(gone.user_id), '{}') INTO v_released FROM gone;
+        PERFORM set_config('flashsale.end_reason', '', true);
+        v_remaining := v_remaining + cardinality(v_released);
+        SELECT coalesce(array_agg(h.user_id), '{}') INTO v_redeemed
+          FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_releases);
+    END IF;
+
+    v_refusal := sale_refusal(c.starts_at, c.ends_at, c.active, v_now);
+    IF v_refusal IS NOT NULL THEN
+        SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
+          FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_users);
+        RETURN QUERY SELECT c.id, v_remaining, '{}'::text[], v_holders, v_refusal,
+                            NULL::timestamptz, NULL::timestamptz, v_released, v_redeemed;
+        RETURN;
+    END IF;
+
+    v_expires := v_now + make_interval(secs => c.hold_seconds);
+    IF v_remaining >= cardinality(p_users) THEN
+        -- Stock for everyone in the batch: the primary key sorts out holders.
+        WITH inserted AS (
+            INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
+            SELECT c.id, p_coupon_name, u.user_id, v_now, v_expires
+              FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
+             ORDER BY u.ord
+            ON CONFLICT DO NOTHING
+            RETURNING user_id
+        )
+        SELECT coalesce(array_agg(inserted.user_id), '{}') INTO v_claimed FROM inserted;
+    ELSE
+        -- Scarce stock: holders must not take a unit from later arrivals.
+        SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
+          FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (p_users);
+        WITH inserted AS (
+            INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
+            SELECT c.id, p_coupon_name, u.user_id, v_now, v_expires
+              FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
+             WHERE u.user_id <> ALL (v_holders)
+             ORDER BY u.ord
+             LIMIT v_remaining
+            ON CONFLICT DO NOTHING
+            RETURNING user_id
+        )
+        SELECT coalesce(array_agg(inserted.user_id), '{}') INTO v_claimed FROM inserted;
+    END IF;
+
+    RETURN QUERY
+        SELECT c.id, v_remaining - cardinality(v_claimed), v_claimed, v_holders, NULL::text,
+               v_now, v_expires, v_released, v_redeemed;
+END
+$$;
 
 -- sold_out_batch, with holds and the sale's rules: the stock it reports
 -- counts due holds as returned (so a hint never outlives an expiry, swept or
@@ -576,27 +664,28 @@ LANGUAGE sql STABLE AS $$
       LEFT JOIN idempotency_keys AS k ON k.scope = p_scope AND k.key = u.key
 $$;
 
--- claim_many, as in 0008, with Idempotency-Keys for claims (p_claim_keys and
--- p_claim_prints parallel to p_users) and for releases (parallel to
--- p_releases). The engine sends a keyed user once per batch (a user with a
--- key has no other arrival of its kind in the batch).
+-- claim_many with Idempotency-Keys: keys for claims (p_claim_keys and
+-- p_claim_prints parallel to p_users, NULL where an arrival has none) and for
+-- releases (parallel to p_releases). A wrapper, so that claim_many itself
+-- (0008, and whatever later migrations make it write) stays the one decider:
+-- batches without keys call claim_many directly and pay nothing for keys.
+-- The engine sends a keyed user once per batch (a keyed user has no other
+-- arrival of its kind in the batch), so a key's decision is its user's.
 --
 -- Under the coupon's row lock, before anything is decided, the batch takes
--- its keys: an arrival whose key was stored by an earlier request is left
--- out of the decision (a replay changes nothing) and answered from its
--- stored row. Taking keys after the lock, not before, matters: a batch that
--- held a key while waiting for the lock could deadlock with the batch
--- holding the lock and waiting for that key (a retry in another worker).
--- After the decision, one UPDATE stores each fresh key's outcome (and its
--- claim's times) in this transaction: the key exists exactly when its
--- decision committed.
-CREATE FUNCTION claim_many(p_coupon_name text, p_users text[], p_releases text[] DEFAULT '{}',
-                           p_claim_scope text DEFAULT NULL,
-                           p_claim_keys text[] DEFAULT '{}',
-                           p_claim_prints bytea[] DEFAULT '{}',
-                           p_release_scope text DEFAULT NULL,
-                           p_release_keys text[] DEFAULT '{}',
-                           p_release_prints bytea[] DEFAULT '{}')
+-- its keys: an arrival whose key an earlier request stored is left out of
+-- the decision (a replay changes nothing) and answered from its stored row.
+-- The lock comes first so that batches of one coupon take keys in turn: a
+-- batch holding a key while queueing for the lock could deadlock with the
+-- lock's holder waiting for that key (a retry through another worker).
+-- claim_many then locks the row again (free: this transaction holds it) and
+-- decides as always; its later statements see every committed batch.
+-- One UPDATE per kind stores each fresh key's decision in this transaction,
+-- so a key exists exactly when its decision committed.
+CREATE FUNCTION claim_many_keyed(p_coupon_name text, p_users text[], p_releases text[],
+                                 p_claim_scope text, p_claim_keys text[],
+                                 p_claim_prints bytea[], p_release_scope text,
+                                 p_release_keys text[], p_release_prints bytea[])
 RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
                refusal text, claimed_at timestamptz, expires_at timestamptz,
                released text[], redeemed text[],
@@ -606,139 +695,62 @@ RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    c coupons%ROWTYPE;
-    v_keyed boolean := cardinality(p_claim_keys) > 0 OR cardinality(p_release_keys) > 0;
-    v_users text[] := p_users;
-    v_releases text[] := p_releases;
-    v_claim_taken text[] := '{}';
-    v_release_taken text[] := '{}';
-    v_now timestamptz;
-    v_expires timestamptz;
-    v_remaining integer;
-    v_refusal text;
-    v_claimed text[] := '{}';
-    v_holders text[];
-    v_released text[] := '{}';
-    v_redeemed text[] := '{}';
-    v_claim_outcomes text[];
-    v_claim_replayed boolean[];
-    v_claim_claimed_ats timestamptz[];
-    v_claim_expires_ats timestamptz[];
-    v_release_outcomes text[];
-    v_release_replayed boolean[];
+    v_claim_taken text[];
+    v_release_taken text[];
+    v_users text[];
+    v_releases text[];
+    r record;
+    v_claims record;
+    v_releases_decided record;
 BEGIN
-    SELECT * INTO c FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
-    IF v_keyed THEN
-        v_claim_taken := take_batch_keys(p_claim_scope, p_claim_keys, p_claim_prints);
-        v_release_taken := take_batch_keys(p_release_scope, p_release_keys, p_release_prints);
-        -- Replays leave the batch: only unkeyed arrivals and fresh keys are decided.
-        v_users := ARRAY(SELECT u.user_id
-                           FROM unnest(p_users, p_claim_keys) WITH ORDINALITY AS u(user_id, key, ord)
-                          WHERE u.key IS NULL OR u.key = ANY (v_claim_taken)
-                          ORDER BY u.ord);
-        v_releases := ARRAY(SELECT u.user_id
-                              FROM unnest(p_releases, p_release_keys)
-                                   WITH ORDINALITY AS u(user_id, key, ord)
-                             WHERE u.key IS NULL OR u.key = ANY (v_release_taken)
-                             ORDER BY u.ord);
-    END IF;
-    IF c.id IS NOT NULL THEN
-        v_now := clock_timestamp();
-        v_remaining := c.remaining_amount;
-        IF c.holds_due_at <= v_now THEN
-            v_remaining := v_remaining + expire_coupon_holds(c.id, v_now);
-        END IF;
-        IF cardinality(v_releases) > 0 THEN
-            -- Releases first, whatever the sale's state: their units are the
-            -- batch's to claim. A hold that expired is gone already (above).
-            PERFORM set_config('flashsale.end_reason', 'released', true);
-            WITH gone AS (
-                DELETE FROM claims AS h
-                 WHERE h.coupon_id = c.id AND h.user_id = ANY (v_releases)
-                   AND h.redeemed_at IS NULL
-                RETURNING h.user_id
-            )
-            SELECT coalesce(array_agg(gone.user_id), '{}') INTO v_released FROM gone;
-            PERFORM set_config('flashsale.end_reason', '', true);
-            v_remaining := v_remaining + cardinality(v_released);
-            SELECT coalesce(array_agg(h.user_id), '{}') INTO v_redeemed
-              FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (v_releases);
-        END IF;
+    PERFORM 1 FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
+    v_claim_taken := take_batch_keys(p_claim_scope, p_claim_keys, p_claim_prints);
+    v_release_taken := take_batch_keys(p_release_scope, p_release_keys, p_release_prints);
+    -- Replays leave the batch: only unkeyed arrivals and fresh keys are decided.
+    v_users := ARRAY(SELECT u.user_id
+                       FROM unnest(p_users, p_claim_keys) WITH ORDINALITY AS u(user_id, key, ord)
+                      WHERE u.user_id IS NOT NULL
+                        AND (u.key IS NULL OR u.key = ANY (v_claim_taken))
+                      ORDER BY u.ord);
+    v_releases := ARRAY(SELECT u.user_id
+                          FROM unnest(p_releases, p_release_keys)
+                               WITH ORDINALITY AS u(user_id, key, ord)
+                         WHERE u.user_id IS NOT NULL
+                           AND (u.key IS NULL OR u.key = ANY (v_release_taken))
+                         ORDER BY u.ord);
+    SELECT * INTO r FROM claim_many(p_coupon_name, v_users, v_releases);
 
-        v_refusal := sale_refusal(c.starts_at, c.ends_at, c.active, v_now);
-        IF v_refusal IS NOT NULL THEN
-            SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
-              FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (v_users);
-            v_now := NULL;
-        ELSE
-            v_expires := v_now + make_interval(secs => c.hold_seconds);
-            IF v_remaining >= cardinality(v_users) THEN
-                -- Stock for everyone in the batch: the primary key sorts out holders.
-                WITH inserted AS (
-                    INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
-                    SELECT c.id, p_coupon_name, u.user_id, v_now, v_expires
-                      FROM unnest(v_users) WITH ORDINALITY AS u(user_id, ord)
-                     ORDER BY u.ord
-                    ON CONFLICT DO NOTHING
-                    RETURNING user_id
-                )
-                SELECT coalesce(array_agg(inserted.user_id), '{}') INTO v_claimed FROM inserted;
-            ELSE
-                -- Scarce stock: holders must not take a unit from later arrivals.
-                SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
-                  FROM claims AS h WHERE h.coupon_id = c.id AND h.user_id = ANY (v_users);
-                WITH inserted AS (
-                    INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
-                    SELECT c.id, p_coupon_name, u.user_id, v_now, v_expires
-                      FROM unnest(v_users) WITH ORDINALITY AS u(user_id, ord)
-                     WHERE u.user_id <> ALL (v_holders)
-                     ORDER BY u.ord
-                     LIMIT v_remaining
-                    ON CONFLICT DO NOTHING
-                    RETURNING user_id
-                )
-                SELECT coalesce(array_agg(inserted.user_id), '{}') INTO v_claimed FROM inserted;
-            END IF;
-            v_remaining := v_remaining - cardinality(v_claimed);
-        END IF;
-    END IF;
+    -- Each fresh key's decision, as the store reads claim_many's answer:
+    -- granted; else a holder (every ungranted user when the stock covered the
+    -- batch: holders is NULL then); else why the sale refused, or sold_out.
+    UPDATE idempotency_keys AS k
+       SET outcome = CASE WHEN r.coupon_id IS NULL THEN 'not_found'
+                          WHEN u.user_id = ANY (r.claimed) THEN 'claimed'
+                          WHEN r.holders IS NULL OR u.user_id = ANY (r.holders)
+                              THEN 'already_claimed'
+                          ELSE coalesce(r.refusal, 'sold_out') END,
+           claimed_at = CASE WHEN u.user_id = ANY (r.claimed) THEN r.claimed_at END,
+           expires_at = CASE WHEN u.user_id = ANY (r.claimed) THEN r.expires_at END
+      FROM unnest(p_users, p_claim_keys) AS u(user_id, key)
+     WHERE k.scope = p_claim_scope AND k.key = u.key AND u.key = ANY (v_claim_taken);
+    UPDATE idempotency_keys AS k
+       SET outcome = CASE WHEN r.coupon_id IS NULL THEN 'not_found'
+                          WHEN u.user_id = ANY (r.released) THEN 'released'
+                          WHEN u.user_id = ANY (r.redeemed) THEN 'already_redeemed'
+                          ELSE 'claim_not_found' END
+      FROM unnest(p_releases, p_release_keys) AS u(user_id, key)
+     WHERE k.scope = p_release_scope AND k.key = u.key AND u.key = ANY (v_release_taken);
 
-    IF v_keyed THEN
-        -- Each fresh key's decision, as the store reads the batch's answer:
-        -- granted; else a holder (every ungranted user when the stock covered
-        -- the batch, v_holders NULL); else why the sale refused, or sold_out.
-        UPDATE idempotency_keys AS k
-           SET outcome = CASE WHEN c.id IS NULL THEN 'not_found'
-                              WHEN u.user_id = ANY (v_claimed) THEN 'claimed'
-                              WHEN v_holders IS NULL OR u.user_id = ANY (v_holders)
-                                  THEN 'already_claimed'
-                              ELSE coalesce(v_refusal, 'sold_out') END,
-               claimed_at = CASE WHEN u.user_id = ANY (v_claimed) THEN v_now END,
-               expires_at = CASE WHEN u.user_id = ANY (v_claimed) THEN v_expires END
-          FROM unnest(p_users, p_claim_keys) AS u(user_id, key)
-         WHERE k.scope = p_claim_scope AND k.key = u.key AND u.key = ANY (v_claim_taken);
-        UPDATE idempotency_keys AS k
-           SET outcome = CASE WHEN c.id IS NULL THEN 'not_found'
-                              WHEN u.user_id = ANY (v_released) THEN 'released'
-                              WHEN u.user_id = ANY (v_redeemed) THEN 'already_redeemed'
-                              ELSE 'claim_not_found' END
-          FROM unnest(p_releases, p_release_keys) AS u(user_id, key)
-         WHERE k.scope = p_release_scope AND k.key = u.key AND u.key = ANY (v_release_taken);
-        SELECT d.outcomes, d.replayed, d.claimed_ats, d.expires_ats
-          INTO v_claim_outcomes, v_claim_replayed, v_claim_claimed_ats, v_claim_expires_ats
-          FROM batch_key_decisions(p_claim_scope, p_claim_keys, p_claim_prints,
-                                   v_claim_taken) AS d;
-        SELECT d.outcomes, d.replayed INTO v_release_outcomes, v_release_replayed
-          FROM batch_key_decisions(p_release_scope, p_release_keys, p_release_prints,
-                                   v_release_taken) AS d;
-    END IF;
-
+    SELECT * INTO v_claims
+      FROM batch_key_decisions(p_claim_scope, p_claim_keys, p_claim_prints, v_claim_taken);
+    SELECT * INTO v_releases_decided
+      FROM batch_key_decisions(p_release_scope, p_release_keys, p_release_prints,
+                               v_release_taken);
     RETURN QUERY
-        SELECT c.id, v_remaining, CASE WHEN c.id IS NOT NULL THEN v_claimed END, v_holders,
-               v_refusal, v_now, CASE WHEN v_now IS NOT NULL THEN v_expires END,
-               CASE WHEN c.id IS NOT NULL THEN v_released END,
-               CASE WHEN c.id IS NOT NULL THEN v_redeemed END,
-               v_claim_outcomes, v_claim_replayed, v_claim_claimed_ats,
-               v_claim_expires_ats, v_release_outcomes, v_release_replayed;
+        SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
+               r.expires_at, r.released, r.redeemed,
+               v_claims.outcomes, v_claims.replayed, v_claims.claimed_ats,
+               v_claims.expires_ats, v_releases_decided.outcomes,
+               v_releases_decided.replayed;
 END
 $$;
