@@ -96,7 +96,7 @@ def decided(
     check: Callable[[], None], status: int, body: Callable[[], bytes], *, replayed: bool
 ) -> Answer:
     """The answer of a decision kept with its key (claims and releases keep
-    the decision, not bytes: claim_many stores it in the batch that makes it,
+    the decision, not bytes: claim_many_keyed stores it in the batch that makes it,
     where no Python runs). The first answer and every replay come from the
     same stored values through this one function, so they are byte for byte
     the same: ``check`` raises the decision's client error, if it is one."""

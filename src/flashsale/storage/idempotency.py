@@ -1,5 +1,5 @@
 """Writes run once per idempotency key (every route but the claim, whose keys
-claim_many keeps in its batch: storage/store.py).
+claim_many_keyed keeps in its batch: storage/store.py).
 
 One transaction holds the key and the effect: take the key
 (take_idempotency_key), run the effect in a savepoint, render its answer

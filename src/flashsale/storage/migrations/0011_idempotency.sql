@@ -16,7 +16,7 @@
 --   * status + body: the exact bytes of the first answer (every route but
 --     the claim; the handler renders them inside the writing transaction);
 --   * outcome + claimed_at + expires_at: the claim's decision, written by
---     claim_many in the batch that decides it; the claim endpoint renders
+--     claim_many_keyed in the batch that decides it; the claim endpoint renders
 --     the first answer and every replay from these same values.
 CREATE TABLE idempotency_keys (
     scope       text        NOT NULL,
