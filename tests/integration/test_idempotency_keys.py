@@ -123,3 +123,45 @@ async def test_keys_past_their_ttl_are_purged_in_batches(
     purged = await KeyPurge(store, ttl=86_400, batch=2).purge_once()
     assert purged == 5
     assert await db.fetchval("SELECT array_agg(key) FROM idempotency_keys") == ["new"]
+
+
+CLAIM_KEY = IdempotencyKey("POST /api/coupons/claim", "shared", b"claim on OTHER")
+
+
+async def hold_claim_key(db: Connection) -> Transaction:
+    """A batch of another coupon that took CLAIM_KEY and has not committed."""
+    transaction = db.transaction()
+    await transaction.start()
+    await db.execute(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, outcome) "
+        "VALUES ($1, $2, $3, 'claimed')",
+        CLAIM_KEY.scope,
+        CLAIM_KEY.key,
+        CLAIM_KEY.fingerprint,
+    )
+    return transaction
+
+
+@pytest.mark.parametrize("other_commits", [True, False])
+async def test_a_key_taken_meanwhile_for_another_coupon_undoes_nothing_but_this_arrival(
+    store: CouponStore, db: Connection, other_commits: bool
+) -> None:
+    await store.create_coupon(name="MINE", amount=5)
+    engine = BatchedClaims(store, max_batch=100, max_queue=1000)
+    other = await hold_claim_key(db)
+    mine = IdempotencyKey(CLAIM_KEY.scope, CLAIM_KEY.key, b"claim on MINE")
+    claim = asyncio.ensure_future(engine.claim(coupon_name="MINE", user_id="fay", key=mine))
+    plain = asyncio.ensure_future(engine.claim(coupon_name="MINE", user_id="gus"))
+    await asyncio.sleep(0.3)
+    assert not claim.done()  # its batch waits for the other request's key
+    await (other.commit() if other_commits else other.rollback())
+    decision = await claim
+    assert (await plain).outcome is ClaimOutcome.CLAIMED  # its batch mate, claimed once
+    holders = await db.fetch("SELECT user_id FROM claims ORDER BY user_id")
+    if other_commits:
+        assert decision.outcome is ClaimOutcome.KEY_REUSED
+        assert [row["user_id"] for row in holders] == ["gus"]
+    else:
+        assert decision.outcome is ClaimOutcome.CLAIMED
+        assert [row["user_id"] for row in holders] == ["fay", "gus"]
+    await engine.close()

@@ -624,40 +624,31 @@ BEGIN
 END
 $$;
 
--- Takes a claim batch's keys (p_keys parallel to p_prints, NULL where an
--- arrival has none) for this transaction: one INSERT for all of them, in key
--- order so that two batches taking overlapping keys cannot deadlock. Returns
--- the keys taken; the others were stored by an earlier request (the INSERT
--- waited for any still in flight, as in take_idempotency_key).
-CREATE FUNCTION take_batch_keys(p_scope text, p_keys text[], p_prints bytea[])
+-- Which of a batch's keys (p_keys, NULL where an arrival has none) an
+-- earlier request stored. Called under the coupon's row lock, so every
+-- earlier batch of the coupon has committed: this plain read sees its keys.
+CREATE FUNCTION stored_batch_keys(p_scope text, p_keys text[])
 RETURNS text[]
-LANGUAGE sql AS $$
-    WITH taken AS (
-        INSERT INTO idempotency_keys (scope, key, fingerprint)
-        SELECT p_scope, u.key, u.print
-          FROM unnest(p_keys, p_prints) AS u(key, print)
-         WHERE u.key IS NOT NULL
-         ORDER BY u.key
-        ON CONFLICT DO NOTHING
-        RETURNING key
-    )
-    SELECT coalesce(array_agg(taken.key), '{}') FROM taken
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(k.key), '{}')
+      FROM idempotency_keys AS k
+     WHERE k.scope = p_scope AND k.key = ANY (p_keys)
 $$;
 
 -- Each keyed arrival's stored decision, in the order of p_keys (NULL where
 -- an arrival has no key): the outcome (idempotency_key_reused when the key
--- came with another request), its times, and whether it was stored before
--- this batch (a replay). Read after this batch stored its own decisions, so
--- fresh keys and replays are answered from the same rows.
+-- came with another request), its times, and whether an earlier request
+-- stored it (a replay). Read after the batch stored its own keys, so fresh
+-- keys and replays are answered from the same rows.
 CREATE FUNCTION batch_key_decisions(p_scope text, p_keys text[], p_prints bytea[],
-                                    p_taken text[])
+                                    p_stored text[])
 RETURNS TABLE (outcomes text[], replayed boolean[], claimed_ats timestamptz[],
                expires_ats timestamptz[])
 LANGUAGE sql STABLE AS $$
     SELECT array_agg(CASE WHEN k.key IS NULL THEN NULL
                           WHEN k.fingerprint <> u.print THEN 'idempotency_key_reused'
                           ELSE k.outcome END ORDER BY u.ord),
-           array_agg(u.key IS NOT NULL AND u.key <> ALL (p_taken) ORDER BY u.ord),
+           array_agg(u.key IS NOT NULL AND u.key = ANY (p_stored) ORDER BY u.ord),
            array_agg(k.claimed_at ORDER BY u.ord),
            array_agg(k.expires_at ORDER BY u.ord)
       FROM unnest(p_keys, p_prints) WITH ORDINALITY AS u(key, print, ord)
@@ -672,16 +663,22 @@ $$;
 -- The engine sends a keyed user once per batch (a keyed user has no other
 -- arrival of its kind in the batch), so a key's decision is its user's.
 --
--- Under the coupon's row lock, before anything is decided, the batch takes
--- its keys: an arrival whose key an earlier request stored is left out of
--- the decision (a replay changes nothing) and answered from its stored row.
--- The lock comes first so that batches of one coupon take keys in turn: a
--- batch holding a key while queueing for the lock could deadlock with the
--- lock's holder waiting for that key (a retry through another worker).
--- claim_many then locks the row again (free: this transaction holds it) and
--- decides as always; its later statements see every committed batch.
--- One UPDATE per kind stores each fresh key's decision in this transaction,
--- so a key exists exactly when its decision committed.
+-- 1. The coupon's row lock first: batches of one coupon run in turn, so the
+--    keys an earlier batch stored are committed and visible to the read in
+--    2 (READ COMMITTED: each statement sees what committed before it began).
+--    A retry of a claim still being decided by another worker's batch so
+--    waits for that batch, for free, and then replays its outcome.
+-- 2. Arrivals whose key is stored leave the batch (a replay changes nothing).
+-- 3. claim_many decides the rest; it locks the row again (free: this
+--    transaction holds it).
+-- 4. One INSERT ... SELECT from unnest per kind stores each fresh key with
+--    its decision, in this transaction: a key exists exactly when its
+--    decision committed. Only a request for another coupon (so with another
+--    fingerprint) can hold one of these keys meanwhile; the INSERT waits for
+--    it (the unique index's check waits for the inserting transaction), and
+--    if it committed, this batch raises 'FSK01' and rolls back whole; the
+--    store sends it again, and then step 2 finds the key (a 422 for that
+--    arrival). Inserting in key order keeps two such batches from deadlocking.
 CREATE FUNCTION claim_many_keyed(p_coupon_name text, p_users text[], p_releases text[],
                                  p_claim_scope text, p_claim_keys text[],
                                  p_claim_prints bytea[], p_release_scope text,
@@ -695,57 +692,77 @@ RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_claim_taken text[];
-    v_release_taken text[];
+    v_claim_stored text[];
+    v_release_stored text[];
     v_users text[];
     v_releases text[];
+    v_fresh integer;
+    v_stored integer;
     r record;
     v_claims record;
     v_releases_decided record;
 BEGIN
     PERFORM 1 FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
-    v_claim_taken := take_batch_keys(p_claim_scope, p_claim_keys, p_claim_prints);
-    v_release_taken := take_batch_keys(p_release_scope, p_release_keys, p_release_prints);
-    -- Replays leave the batch: only unkeyed arrivals and fresh keys are decided.
+    v_claim_stored := stored_batch_keys(p_claim_scope, p_claim_keys);
+    v_release_stored := stored_batch_keys(p_release_scope, p_release_keys);
     v_users := ARRAY(SELECT u.user_id
                        FROM unnest(p_users, p_claim_keys) WITH ORDINALITY AS u(user_id, key, ord)
                       WHERE u.user_id IS NOT NULL
-                        AND (u.key IS NULL OR u.key = ANY (v_claim_taken))
+                        AND (u.key IS NULL OR u.key <> ALL (v_claim_stored))
                       ORDER BY u.ord);
     v_releases := ARRAY(SELECT u.user_id
                           FROM unnest(p_releases, p_release_keys)
                                WITH ORDINALITY AS u(user_id, key, ord)
                          WHERE u.user_id IS NOT NULL
-                           AND (u.key IS NULL OR u.key = ANY (v_release_taken))
+                           AND (u.key IS NULL OR u.key <> ALL (v_release_stored))
                          ORDER BY u.ord);
     SELECT * INTO r FROM claim_many(p_coupon_name, v_users, v_releases);
 
     -- Each fresh key's decision, as the store reads claim_many's answer:
     -- granted; else a holder (every ungranted user when the stock covered the
     -- batch: holders is NULL then); else why the sale refused, or sold_out.
-    UPDATE idempotency_keys AS k
-       SET outcome = CASE WHEN r.coupon_id IS NULL THEN 'not_found'
-                          WHEN u.user_id = ANY (r.claimed) THEN 'claimed'
-                          WHEN r.holders IS NULL OR u.user_id = ANY (r.holders)
-                              THEN 'already_claimed'
-                          ELSE coalesce(r.refusal, 'sold_out') END,
-           claimed_at = CASE WHEN u.user_id = ANY (r.claimed) THEN r.claimed_at END,
-           expires_at = CASE WHEN u.user_id = ANY (r.claimed) THEN r.expires_at END
-      FROM unnest(p_users, p_claim_keys) AS u(user_id, key)
-     WHERE k.scope = p_claim_scope AND k.key = u.key AND u.key = ANY (v_claim_taken);
-    UPDATE idempotency_keys AS k
-       SET outcome = CASE WHEN r.coupon_id IS NULL THEN 'not_found'
-                          WHEN u.user_id = ANY (r.released) THEN 'released'
-                          WHEN u.user_id = ANY (r.redeemed) THEN 'already_redeemed'
-                          ELSE 'claim_not_found' END
-      FROM unnest(p_releases, p_release_keys) AS u(user_id, key)
-     WHERE k.scope = p_release_scope AND k.key = u.key AND u.key = ANY (v_release_taken);
+    WITH fresh AS (
+        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
+        SELECT p_claim_scope, u.key, u.print,
+               CASE WHEN r.coupon_id IS NULL THEN 'not_found'
+                    WHEN u.user_id = ANY (r.claimed) THEN 'claimed'
+                    WHEN r.holders IS NULL OR u.user_id = ANY (r.holders) THEN 'already_claimed'
+                    ELSE coalesce(r.refusal, 'sold_out') END,
+               CASE WHEN u.user_id = ANY (r.claimed) THEN r.claimed_at END,
+               CASE WHEN u.user_id = ANY (r.claimed) THEN r.expires_at END
+          FROM unnest(p_users, p_claim_keys, p_claim_prints) AS u(user_id, key, print)
+         WHERE u.key IS NOT NULL AND u.key <> ALL (v_claim_stored)
+         ORDER BY u.key
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO v_fresh FROM fresh;
+    WITH fresh AS (
+        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome)
+        SELECT p_release_scope, u.key, u.print,
+               CASE WHEN r.coupon_id IS NULL THEN 'not_found'
+                    WHEN u.user_id = ANY (r.released) THEN 'released'
+                    WHEN u.user_id = ANY (r.redeemed) THEN 'already_redeemed'
+                    ELSE 'claim_not_found' END
+          FROM unnest(p_releases, p_release_keys, p_release_prints) AS u(user_id, key, print)
+         WHERE u.key IS NOT NULL AND u.key <> ALL (v_release_stored)
+         ORDER BY u.key
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT v_fresh + count(*) INTO v_fresh FROM fresh;
+    v_stored := cardinality(v_claim_stored) + cardinality(v_release_stored);
+    IF v_fresh + v_stored < cardinality(array_remove(p_claim_keys, NULL))
+                            + cardinality(array_remove(p_release_keys, NULL)) THEN
+        RAISE EXCEPTION 'an idempotency key of this batch was taken by another request'
+            USING ERRCODE = 'FSK01';
+    END IF;
 
     SELECT * INTO v_claims
-      FROM batch_key_decisions(p_claim_scope, p_claim_keys, p_claim_prints, v_claim_taken);
+      FROM batch_key_decisions(p_claim_scope, p_claim_keys, p_claim_prints, v_claim_stored);
     SELECT * INTO v_releases_decided
       FROM batch_key_decisions(p_release_scope, p_release_keys, p_release_prints,
-                               v_release_taken);
+                               v_release_stored);
     RETURN QUERY
         SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
                r.expires_at, r.released, r.redeemed,

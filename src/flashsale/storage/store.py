@@ -39,6 +39,12 @@ from flashsale.storage.queries import query
 from flashsale.storage.rows import claim_view, coupon_state
 
 _REUSED = ClaimOutcome.KEY_REUSED
+# claim_many_keyed's error when a request for another coupon took one of the
+# batch's keys meanwhile: the batch rolled back whole, and runs again (the key
+# is then found stored: that arrival hears idempotency_key_reused).
+KEY_RACE = "FSK01"
+KEY_RACE_ATTEMPTS = 3
+_KEYS_BUSY = "this batch's idempotency keys are being used by other requests, retry shortly"
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
 SWEEP_COUPONS = 100
 _WINDOW_ORDER = "coupons_window_order"
@@ -166,9 +172,15 @@ class CouponStore:
         )
 
         async def claim_many(connection: Connection) -> asyncpg.Record | None:
-            return await connection.fetchrow(
-                query("claim_many_keyed"), coupon_name, firsts, released, *arguments
-            )
+            for _ in range(KEY_RACE_ATTEMPTS):
+                try:
+                    return await connection.fetchrow(
+                        query("claim_many_keyed"), coupon_name, firsts, released, *arguments
+                    )
+                except asyncpg.PostgresError as error:
+                    if error.sqlstate != KEY_RACE:
+                        raise
+            raise ServiceUnavailable(_KEYS_BUSY)
 
         row = await self._write(claim_many)
         assert row is not None
