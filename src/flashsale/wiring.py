@@ -19,11 +19,13 @@ from flashsale.logs import get_logger
 from flashsale.metrics import Metrics, forget_this_process, get_metrics
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
+from flashsale.service.events import EventReads
 from flashsale.service.expiry import HoldExpirer
 from flashsale.service.key_purge import KeyPurge
 from flashsale.service.reads import CouponReads
 from flashsale.service.services import Services
 from flashsale.storage.connections import Connections
+from flashsale.storage.events import EventStore
 from flashsale.storage.pool import Pool, create_pool
 from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
@@ -57,6 +59,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ),
         reads=CouponReads(reads, request_timeout=settings.request_timeout),
         dashboard=DashboardFeed(reads),
+        events=EventReads(EventStore(connections), request_timeout=settings.request_timeout),
     )
     sampler = asyncio.get_running_loop().create_task(_sample_pool(pool, metrics))
     # Holds expire with no request needed: one sweeper per worker (exactly once in SQL).

@@ -73,3 +73,27 @@ async def test_the_token_is_checked_before_the_body_is_read(guarded: Client) -> 
         "/api/coupons", content=b"not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 401
+
+
+async def test_a_release_needs_the_admin_token_and_answers_as_the_other_admin_routes(
+    guarded: Client, db: asyncpg.Connection[Any]
+) -> None:
+    """DELETE of a claim is answered by ClaimEndpoint, not by Litestar's guard:
+    the same 401 (status, challenge, body) as creation, then 204 with it."""
+    admin = {b"authorization": f"Bearer {TOKEN}".encode()}
+    assert (await guarded.post("/api/coupons", json=COUPON, headers=admin)).status_code == 201
+    claim = {"user_id": "a/b c", "coupon_name": "GUARDED"}
+    assert (await guarded.post("/api/coupons/claim", json=claim)).status_code == 200
+    path = "/api/coupons/GUARDED/claims/a%2Fb%20c"
+    refused = await guarded.delete(path, headers={"authorization": "Bearer wrong-token"})
+    created = await guarded.post("/api/coupons", json={**COUPON, "name": "X"})
+    assert (refused.status_code, created.status_code) == (401, 401)
+    assert refused.headers["www-authenticate"] == created.headers["www-authenticate"]
+    assert refused.json() == created.json()
+    assert await db.fetchval("SELECT count(*) FROM claims") == 1
+    released = await guarded.delete(path, headers=admin)
+    assert (released.status_code, released.content) == (204, b"")
+    assert "content-length" not in released.headers
+    assert await db.fetchval("SELECT count(*) FROM claims") == 0
+    again = await guarded.delete(path, headers=admin)
+    assert (again.status_code, again.json()["error"]) == (404, "claim_not_found")

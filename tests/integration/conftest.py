@@ -9,6 +9,7 @@ import pytest
 from flashsale.claims.batched import BatchedClaims
 from flashsale.config import Settings, load_settings
 from flashsale.storage.connections import Connections
+from flashsale.storage.events import EventStore
 from flashsale.storage.pool import Pool, create_pool
 from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.session_defaults import store_session_defaults
@@ -51,4 +52,13 @@ async def read_store(make_store: StoreFactory, database: str) -> AsyncIterator[C
     settings = load_settings({"DATABASE_URL": database, "DB_POOL_MIN": "1"})
     pool = await create_pool(settings)
     yield CouponReadStore(Connections.configured(pool, settings))
+    await pool.close()
+
+
+@pytest.fixture
+async def event_store(database: str) -> AsyncIterator[EventStore]:
+    """The events feed's store on a pool of its own."""
+    settings = load_settings({"DATABASE_URL": database, "DB_POOL_MIN": "1"})
+    pool = await create_pool(settings)
+    yield EventStore(Connections.configured(pool, settings))
     await pool.close()

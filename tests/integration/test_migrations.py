@@ -38,6 +38,7 @@ async def test_a_missing_database_is_created_and_migrated_once(
             "claim_history",
             "claims",
             "coupons",
+            "events",
             "idempotency_keys",
             "schema_migrations",
         ]

@@ -17,6 +17,7 @@ from flashsale.http.coupons import CouponController
 from flashsale.http.dashboard import DASHBOARD_HANDLERS
 from flashsale.http.docs import docs_handlers, openapi_config
 from flashsale.http.errors import EXCEPTION_HANDLERS
+from flashsale.http.events import EVENT_HANDLERS
 from flashsale.http.health import health
 from flashsale.http.metrics import metrics_endpoint
 from flashsale.http.observability import RequestObserver
@@ -46,6 +47,7 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
             CouponController,
             *CLAIM_HANDLERS,
             *USER_HANDLERS,
+            *EVENT_HANDLERS,
             health,
             metrics_endpoint,
             *docs_handlers(),

@@ -13,10 +13,18 @@ bodies (http/errors.py), the same body limit and media type rules, and the
 same use case under the same deadline. Request ids, metrics and the access log
 come from RequestObserver, around it as around Litestar. The Litestar
 declaration below documents it in /openapi.json and makes Litestar answer the
-route's other methods (405, OPTIONS) as for any route."""
+route's other methods (405, OPTIONS) as for any route.
+
+A release (``DELETE /api/coupons/{name}/claims/{user_id}``) is answered there
+too: at the height of a sale, when payments fail, releases come in storms
+beside the claims, and each one through Litestar cost about as much server
+time as three claims (docs/benchmarks.md). Same admin check (http/auth.py
+is_admin), same path decoding (http/paths.py encoded_path and the handlers'
+_claim_key), same error bodies."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +38,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_204_NO_CONTENT,
+    HTTP_401_UNAUTHORIZED,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 from litestar.types import (
@@ -51,7 +60,7 @@ from flashsale.domain import (
     raise_for_release,
 )
 from flashsale.http import idempotency
-from flashsale.http.auth import require_admin
+from flashsale.http.auth import CHALLENGE, UNAUTHORIZED_MESSAGE, is_admin, require_admin
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
 from flashsale.http.idempotency import (
@@ -81,6 +90,7 @@ from flashsale.http.openapi import (
     UNAUTHORIZED,
     documented,
 )
+from flashsale.http.paths import encoded_path
 from flashsale.http.requests import (
     AFTER,
     CLAIM,
@@ -110,8 +120,16 @@ CLAIM_PATH = "/api/coupons/claim"
 CEILING_PATH = "/bench/claim-ceiling"  # flashsale bench only: a claim minus the database
 Claim = Callable[[ClaimRequest], Awaitable[ClaimDecision]]  # the use case a path runs
 
+RELEASE_TEMPLATE = "/api/coupons/{name}/claims/{user_id}"  # as Litestar's router names it
+_RELEASE_PATH = re.compile(r"^/api/coupons/([^/]+)/claims/([^/]+)/?$")
+
 _ENCODER = msgspec.json.Encoder()
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_UNAUTHORIZED = (
+    HTTP_401_UNAUTHORIZED,
+    _JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in CHALLENGE.items()],
+    _ENCODER.encode(ErrorResponse(error="unauthorized", message=UNAUTHORIZED_MESSAGE)),
+)
 
 
 class ClaimEndpoint:
@@ -125,19 +143,58 @@ class ClaimEndpoint:
             self._routes[CEILING_PATH] = _no_database
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and scope["method"] == "POST":
-            claim = self._routes.get(scope["path"])
-            if claim is not None:
+        if scope["type"] == ScopeType.HTTP:
+            if scope["method"] == "POST" and (claim := self._routes.get(scope["path"])):
                 scope["path_template"] = scope["path"].rstrip("/")  # as Litestar's router sets it
                 # The one extra step of a claim without a key: this scan.
                 keys = [value for name, value in scope["headers"] if name == RAW_HEADER]
                 if keys and claim is not _no_database:
-                    status, headers, body = await self._answer_keyed(scope, receive, keys)
+                    await _send(send, *await self._answer_keyed(scope, receive, keys))
                 else:
-                    status, headers, body = await _answer(scope, receive, claim)
-                await _send(send, status, headers, body)
+                    await _send(send, *await _answer(scope, receive, claim))
+                return
+            if scope["method"] == "DELETE" and (one := _RELEASE_PATH.match(encoded_path(scope))):
+                scope["path_template"] = RELEASE_TEMPLATE
+                await _send(send, *await self._release(scope, *one.groups()))
                 return
         await self._inner(scope, receive, send)
+
+    async def _release(self, scope: HTTPScope, name: str, user_id: str) -> Answer:
+        """204, or the error the Litestar route would answer."""
+        if not is_admin(self._state, _header(scope, b"authorization")):
+            return _UNAUTHORIZED
+        keys = [value for key, value in scope["headers"] if key == RAW_HEADER]
+        try:
+            value = check_key(keys)
+            coupon_name, user = _claim_key(name, user_id)
+            if value is not None:
+                return await self._release_keyed(scope, coupon_name, user, value)
+            coupons = services_of(self._state).coupons
+            await coupons.release_claim(coupon_name=coupon_name, user_id=user)
+        except (DomainError, RequestError) as error:
+            return _error_answer(error)
+        except Exception as error:
+            log_unexpected(error, RELEASE_TEMPLATE, "DELETE")
+            return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
+        return HTTP_204_NO_CONTENT, [], b""
+
+    async def _release_keyed(
+        self, scope: HTTPScope, coupon_name: str, user_id: str, value: bytes
+    ) -> Answer:
+        """A release with an Idempotency-Key, answered from the decision kept
+        with it (a DELETE's body, if any, is not read: not fingerprinted)."""
+        digest = fingerprint("DELETE", raw_path(scope), b"")
+        key = IdempotencyKey(idempotency.RELEASE_CLAIM, value.decode("ascii"), digest)
+        coupons = services_of(self._state).coupons
+        decision = await coupons.release_claim_once(
+            coupon_name=coupon_name, user_id=user_id, key=key
+        )
+        check = partial(
+            raise_for_release, decision.outcome, coupon_name=coupon_name, user_id=user_id
+        )
+        answer = decided(check, HTTP_204_NO_CONTENT, bytes, replayed=decision.replayed)
+        headers = [] if answer.status == HTTP_204_NO_CONTENT else _JSON_HEADERS
+        return answer.status, [*headers, RAW_REPLAYED] if answer.replayed else headers, answer.body
 
     async def _claim(self, data: ClaimRequest) -> ClaimDecision:
         coupons = services_of(self._state).coupons  # the lifespan's, whichever is current
@@ -160,7 +217,7 @@ class ClaimEndpoint:
                 coupon_name=data.coupon_name, user_id=data.user_id, key=key
             )
         except (DomainError, RequestError) as error:
-            return _error(error)
+            return _error_answer(error)
         except Exception as error:
             log_unexpected(error, scope.get("path_template"), scope["method"])
             return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
@@ -168,15 +225,36 @@ class ClaimEndpoint:
 
 
 Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, Headers, bytes]  # status, headers, body
 
 
-async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> tuple[int, Headers, bytes]:
+def _header(scope: HTTPScope, name: bytes) -> str:
+    """A request header's text as Litestar reads it (Latin-1), or ''."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _error_answer(error: DomainError | RequestError) -> Answer:
+    status, extra = status_of(error)
+    body = _ENCODER.encode(ErrorResponse(error=error.code, message=error.message))
+    if extra is None:
+        return status, _JSON_HEADERS, body
+    return (
+        status,
+        _JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in extra.items()],
+        body,
+    )
+
+
+async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
     """Status, headers and body, as the Litestar routes would answer them."""
     try:
         data = decode_json(await receive_json_body(scope, receive), CLAIM)
         decision = await claim(data)
     except (DomainError, RequestError) as error:
-        return _error(error)
+        return _error_answer(error)
     except Exception as error:
         log_unexpected(error, scope.get("path_template"), scope["method"])
         return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
@@ -187,18 +265,6 @@ async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> tuple[int
         expires_at=decision.expires_at,
     )
     return HTTP_200_OK, _JSON_HEADERS, _ENCODER.encode(response)
-
-
-def _error(error: DomainError | RequestError) -> tuple[int, Headers, bytes]:
-    status, extra = status_of(error)
-    body = _ENCODER.encode(ErrorResponse(error=error.code, message=error.message))
-    if extra is None:
-        return status, _JSON_HEADERS, body
-    return (
-        status,
-        _JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in extra.items()],
-        body,
-    )
 
 
 def claim_answer(data: ClaimRequest, decision: ClaimDecision) -> tuple[int, Headers, bytes]:
@@ -223,11 +289,12 @@ def claim_answer(data: ClaimRequest, decision: ClaimDecision) -> tuple[int, Head
 
 
 async def _send(send: Send, status: int, headers: Headers, body: bytes) -> None:
-    length = (b"content-length", str(len(body)).encode())
+    # RFC 9110 8.6: no Content-Length on a 204.
+    length = [] if status == HTTP_204_NO_CONTENT else [(b"content-length", str(len(body)).encode())]
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": status,
-        "headers": [*headers, length],
+        "headers": [*headers, *length],
     }
     await send(start)
     message: HTTPResponseBodyEvent = {
@@ -355,17 +422,10 @@ async def read_claim(state: State, name: str, user_id: str) -> ClaimBody:
         keyed=True,
     ),
 )
-async def release_claim(request: AnyRequest, name: str, user_id: str) -> Response[None]:
-    key = await request_key(request, idempotency.RELEASE_CLAIM)
-    coupon_name, user = _claim_key(name, user_id)
-    coupons = services_of(request.app.state).coupons
-    if key is not None:
-        decision = await coupons.release_claim_once(coupon_name=coupon_name, user_id=user, key=key)
-        check = partial(raise_for_release, decision.outcome, coupon_name=coupon_name, user_id=user)
-        answer = decided(check, HTTP_204_NO_CONTENT, bytes, replayed=decision.replayed)
-        return answer_response(answer)
-    await coupons.release_claim(coupon_name=coupon_name, user_id=user)
-    return Response(None, status_code=HTTP_204_NO_CONTENT)
+async def release_claim() -> None:
+    """Declared for the document and the router (OPTIONS, 405); ClaimEndpoint
+    answers every DELETE of this path before Litestar sees it."""
+    raise RuntimeError("DELETE of one claim is answered by ClaimEndpoint")
 
 
 @post(

@@ -15,7 +15,7 @@ import re
 from urllib.parse import quote, quote_from_bytes
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 _USER_PATHS = re.compile(r"^/api/(?:users/|coupons/[^/]+/claims/.)")
 # Kept as sent: '/' separates, '%' starts an escape, sub-delims and ':' '@'
@@ -29,15 +29,19 @@ class RawUserPaths:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and _USER_PATHS.match(scope["path"]):
-            raw = scope.get("raw_path")
-            # Some clients' transports (httpx's ASGI one) leave the query in
-            # raw_path; a '?' in a path segment is always sent as %3F. Without
-            # raw_path re-encode the decoded path: the handlers' decoding then
-            # gives the same text back.
-            if raw:
-                # Bytes a client sent unencoded (UTF-8, spaces) are encoded here,
-                # so every segment is ASCII and decodes once, as UTF-8.
-                scope["path"] = quote_from_bytes(raw.split(b"?", 1)[0], safe=_KEEP)
-            else:
-                scope["path"] = quote(scope["path"], safe="/")
+            scope["path"] = encoded_path(scope)
         await self._inner(scope, receive, send)
+
+
+def encoded_path(scope: HTTPScope) -> str:
+    """The path with each segment as the client percent-encoded it."""
+    raw = scope.get("raw_path")
+    # Some clients' transports (httpx's ASGI one) leave the query in
+    # raw_path; a '?' in a path segment is always sent as %3F. Without
+    # raw_path re-encode the decoded path: the handlers' decoding then
+    # gives the same text back.
+    if raw:
+        # Bytes a client sent unencoded (UTF-8, spaces) are encoded here,
+        # so every segment is ASCII and decodes once, as UTF-8.
+        return quote_from_bytes(raw.split(b"?", 1)[0], safe=_KEEP)
+    return quote(scope["path"], safe="/")

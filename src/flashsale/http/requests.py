@@ -28,6 +28,7 @@ from flashsale.http.schemas import (
     CreateCouponRequest,
     UserId,
 )
+from flashsale.service.ports import FEED_START, FeedPosition
 
 T = TypeVar("T")
 AnyRequest = Request[Any, Any, Any]
@@ -193,7 +194,10 @@ _BASE64URL = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CLAIM_ID = re.compile(r"^[1-9][0-9]{0,18}$")
 _COUPON_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _LIMIT = re.compile(r"^[0-9]{1,4}$")
+_SEQ = re.compile(r"^(?:0|[1-9][0-9]{0,18})$")
+_FEED_POSITION = re.compile(r"^(0|[1-9][0-9]{0,19})\.(0|[1-9][0-9]{0,18})$")
 MAX_BIGINT = 2**63 - 1
+MAX_XID8 = 2**64 - 1
 
 
 def encode_cursor(value: str | int | None) -> str | None:
@@ -226,6 +230,34 @@ def coupon_cursor(after: str | None) -> str:
     if not _COUPON_NAME.match(text):
         raise _invalid_cursor()
     return text
+
+
+def feed_cursor(position: FeedPosition) -> str:
+    """The events feed's cursor: "<xid>.<event id>", base64url like the others."""
+    cursor = encode_cursor(f"{position.xid}.{position.event_id}")
+    assert cursor is not None
+    return cursor
+
+
+def feed_position(after: str | None) -> FeedPosition:
+    """The feed position an events cursor (``after``, or an SSE Last-Event-ID)
+    stands for; before every event when absent."""
+    if after is None:
+        return FEED_START
+    match = _FEED_POSITION.match(_decode_cursor(after))
+    if match is None or int(match[1]) > MAX_XID8 or int(match[2]) > MAX_BIGINT:
+        raise _invalid_cursor()
+    return FeedPosition(int(match[1]), int(match[2]))
+
+
+def seq_cursor(after: str | None) -> int:
+    """The seq a coupon's events cursor stands for; 0 (before the first) when absent."""
+    if after is None:
+        return 0
+    text = _decode_cursor(after)
+    if not _SEQ.match(text) or int(text) > MAX_BIGINT:
+        raise _invalid_cursor()
+    return int(text)
 
 
 def page_limit(raw: str | None, *, default: int = 100, most: int = 1000) -> int:

@@ -5,7 +5,7 @@ booleans or strings where an integer is declared)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -164,3 +164,27 @@ class CouponItem(Body):
 class CouponsPageResponse(Body):
     coupons: list[CouponItem]
     next: str | None
+
+
+EventType = Literal[
+    "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed"
+]
+
+
+class EventBody(Body):
+    """One change: ``seq`` is the coupon's own number (1, 2, 3, ... with no
+    gaps, in commit order); ``data`` holds what changed (a coupon event's
+    fields, a release's reason)."""
+
+    id: int
+    coupon_name: str
+    seq: int
+    type: EventType
+    user_id: str | None  # null for coupon events
+    at: datetime  # the database's time of the change
+    data: dict[str, Any]
+
+
+class EventsPageResponse(Body):
+    events: list[EventBody]
+    next: str  # cursor for ?after=: the feed has no last page, ask again later

@@ -8,12 +8,15 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from flashsale.domain import DomainError, IdempotencyKey
 
 CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
 ClaimStatus = Literal["held", "redeemed"]
+EventType = Literal[
+    "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,36 @@ class Once(Generic[R]):
     render: Callable[[R | DomainError], Answer]
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class FeedPosition:
+    """A place in the global events feed, which is ordered by (xid, event_id):
+    the writing transaction's id, then the event's own."""
+
+    xid: int
+    event_id: int
+
+
+FEED_START = FeedPosition(0, 0)  # before every event
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change of a coupon or of one of its claims."""
+
+    event_id: int
+    xid: int  # the transaction that wrote it
+    coupon_name: str
+    seq: int  # the coupon's own number: 1, 2, 3, ... in commit order
+    type: EventType
+    user_id: str | None  # None for coupon events
+    at: datetime
+    data: dict[str, Any]
+
+    @property
+    def position(self) -> FeedPosition:
+        return FeedPosition(self.xid, self.event_id)
+
+
 class CouponWriter(Protocol):
     """The writes that are not claims (those go through the claim engine)."""
 
@@ -210,3 +243,14 @@ class ActivityReader(Protocol):
     async def recent_activity(self, *, coupons: int, claimers: int) -> list[CouponActivity]:
         """Up to ``coupons`` coupons, most recently claimed first, each with
         its last ``claimers`` claimers."""
+
+
+class EventReader(Protocol):
+    async def events_page(self, *, after: FeedPosition, limit: int) -> list[Event]:
+        """Up to ``limit`` events after ``after`` in feed order, only from
+        transactions older than every one still running (so none can appear
+        behind them later)."""
+
+    async def coupon_events_page(self, name: str, *, after: int, limit: int) -> list[Event] | None:
+        """Up to ``limit`` of the coupon's events with seq above ``after``;
+        None: no such coupon."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
+from flashsale.service.events import EventReads
 from flashsale.service.reads import CouponReads
 
 
@@ -15,3 +16,4 @@ class Services:
     coupons: CouponService  # the writes: create, claim, health
     reads: CouponReads
     dashboard: DashboardFeed
+    events: EventReads

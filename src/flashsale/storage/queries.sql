@@ -226,3 +226,56 @@ WITH old AS (
     RETURNING 1
 )
 SELECT count(*)::integer FROM purged;
+
+-- name: events_page
+-- Up to $3 events of the global feed after position ($1 xid, $2 id), in
+-- (xid, id) order: a keyset walk of events_feed_idx.
+--
+-- Why a consumer paging this never skips an event: an event row carries an
+-- xid at least that of the transaction that wrote it (its own, or the
+-- coupon's previous event's when higher: 0009), and only rows with
+-- xid < pg_snapshot_xmin(pg_current_snapshot()) are returned. xmin is "the
+-- lowest transaction ID that was still active" when the snapshot was taken:
+-- every transaction with a smaller xid has committed or aborted, so this
+-- statement's snapshot (READ COMMITTED: taken when it starts) already sees
+-- every committed row below it, and nothing below it can ever appear later.
+-- Every transaction still running, or yet to be assigned an xid, has
+-- xid >= xmin (xids are handed out in increasing order), so whatever it
+-- commits later sorts after every row returned now, hence after the cursor;
+-- and a row's xid below xmin means its writer (whose own xid is no higher)
+-- has ended. Per coupon, xid never goes down as seq goes up, and equal xids
+-- come in id order (0009), so each coupon's events arrive in seq order.
+-- (PostgreSQL docs, "Transaction ID and Snapshot Information Functions":
+-- pg_current_snapshot, pg_snapshot_xmin; xid8 is 64-bit and never wraps, so
+-- the order is total for the life of the cluster.)
+--
+-- The price: a transaction that stays open anywhere on the server (any
+-- database: xids are cluster-wide) holds the feed back at its xid until it
+-- ends. The feed waits; it never skips. idle_in_transaction_session_timeout
+-- (0005) bounds how long a forgotten session can do that.
+-- (The xid column goes out as text, asyncpg has no xid8 codec; ORDER BY
+-- names e.xid, since a bare "xid" would sort by that text output column.)
+SELECT e.id, e.xid::text AS xid, e.coupon_name, e.seq, e.type, e.user_id, e.at,
+       e.data::text AS data
+  FROM events AS e
+ WHERE (e.xid, e.id) > ($1::text::xid8, $2::bigint)
+   AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY e.xid, e.id
+ LIMIT $3;
+
+-- name: coupon_events_page
+-- Up to $3 events of coupon $1 with seq above $2, by seq (its primary key).
+-- A coupon's events commit in seq order (each writer holds the coupon's row
+-- lock from numbering to commit), so a reader that sees seq n sees every
+-- seq below it: paging by seq skips nothing. No row at all: no such
+-- coupon; a single row with a NULL id: the coupon exists, the page is empty.
+SELECT e.id, e.xid::text AS xid, c.name AS coupon_name, e.seq, e.type, e.user_id, e.at,
+       e.data::text AS data
+  FROM coupons AS c
+  LEFT JOIN LATERAL (SELECT id, xid, seq, type, user_id, at, data
+                       FROM events
+                      WHERE coupon_id = c.id AND seq > $2
+                      ORDER BY seq
+                      LIMIT $3) AS e ON true
+ WHERE c.name = $1
+ ORDER BY e.seq;

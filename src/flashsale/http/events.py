@@ -1,0 +1,161 @@
+"""The events feed: ``GET /api/events`` (admin) pages every change of every
+coupon in an order that never skips one, ``GET /api/coupons/{name}/events``
+pages one coupon's by seq, and ``GET /api/events/stream`` (admin) is the
+global feed live as server-sent events, resumable with Last-Event-ID."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+from litestar import get
+from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from flashsale.http.auth import require_admin
+from flashsale.http.context import services_of
+from flashsale.http.openapi import (
+    COUPON_NOT_FOUND,
+    INVALID_REQUEST,
+    SERVICE_UNAVAILABLE,
+    UNAUTHORIZED,
+    documented,
+)
+from flashsale.http.requests import (
+    AFTER,
+    LIMIT,
+    AnyRequest,
+    encode_cursor,
+    feed_cursor,
+    feed_position,
+    page_limit,
+    require_coupon_name,
+    seq_cursor,
+)
+from flashsale.http.schemas import EventBody, EventsPageResponse
+from flashsale.http.stopping import stopping, watch_stop_signals
+from flashsale.service.events import STREAM_PAGE, EventReads, EventsPage
+from flashsale.service.ports import Event
+
+KEEP_ALIVE_SECONDS = 15.0  # a comment line when nothing happened: proxies keep the stream open
+RECONNECT_MS = 1000
+_ENCODER = msgspec.json.Encoder()
+LAST_EVENT_ID = Parameter(
+    header="Last-Event-ID",
+    default=None,
+    description="The id of the last event received (an EventSource sends it when it "
+    "reconnects); the stream resumes after it, taking precedence over `after`",
+)
+
+
+def event_body(event: Event) -> EventBody:
+    return EventBody(
+        event.event_id,
+        event.coupon_name,
+        event.seq,
+        event.type,
+        event.user_id,
+        event.at,
+        event.data,
+    )
+
+
+@get(
+    "/api/events",
+    summary="Every change of every coupon, a page at a time; never skips one",
+    tags=["events"],
+    guards=[require_admin],
+    **documented(INVALID_REQUEST, UNAUTHORIZED, SERVICE_UNAVAILABLE),
+)
+async def list_events(
+    state: State, limit: str | None = LIMIT, after: str | None = AFTER
+) -> EventsPageResponse:
+    """Ordered by the writing transaction, then the event; a page holds only
+    events of transactions older than every one still open, so a later page
+    can never bring one that sorts before it. ``next`` is always a cursor:
+    an empty page means nothing is new yet (ask again). Per coupon the
+    events come in ``seq`` order."""
+    events = services_of(state).events
+    page = await events.feed_page(after=feed_position(after), limit=page_limit(limit))
+    return EventsPageResponse([event_body(e) for e in page.events], feed_cursor(page.next_after))
+
+
+@get(
+    "/api/coupons/{name:str}/events",
+    summary="A coupon's events by sequence number, a page at a time",
+    tags=["events"],
+    **documented(INVALID_REQUEST, COUPON_NOT_FOUND, SERVICE_UNAVAILABLE),
+)
+async def coupon_events(
+    state: State, name: str, limit: str | None = LIMIT, after: str | None = AFTER
+) -> EventsPageResponse:
+    require_coupon_name(name)
+    events = services_of(state).events
+    page = await events.coupon_page(name, after=seq_cursor(after), limit=page_limit(limit))
+    cursor = encode_cursor(page.next_after)
+    assert cursor is not None
+    return EventsPageResponse([event_body(e) for e in page.events], cursor)
+
+
+@get(
+    "/api/events/stream",
+    summary="The events feed live, as server-sent events (resumable with Last-Event-ID)",
+    tags=["events"],
+    guards=[require_admin],
+    **documented(
+        INVALID_REQUEST,
+        UNAUTHORIZED,
+        SERVICE_UNAVAILABLE,
+        responses={
+            200: ResponseSpec(
+                None,
+                description="text/event-stream: each event as `id: <cursor>`, "
+                "`event: <type>`, `data: <event JSON>`; a comment every 15 s when idle",
+                media_type="text/event-stream",
+            )
+        },
+    ),
+)
+async def event_stream(
+    request: AnyRequest,
+    after: str | None = AFTER,
+    last_event_id: str | None = LAST_EVENT_ID,
+) -> ServerSentEvent:
+    """The first page is read before the response starts, so a bad cursor
+    (400) or an unreachable database (503) is an answer, not a cut stream."""
+    watch_stop_signals()
+    events = services_of(request.app.state).events
+    position = feed_position(last_event_id if last_event_id is not None else after)
+    first = await events.feed_page(after=position, limit=STREAM_PAGE)
+    return ServerSentEvent(_messages(events, first), retry_duration=RECONNECT_MS)
+
+
+async def _messages(events: EventReads, first: EventsPage) -> AsyncIterator[ServerSentEventMessage]:
+    # Ends when the client goes (Litestar cancels the stream on disconnect)
+    # or when the worker is told to stop (Granian would wait for us).
+    for event in first.events:
+        yield _message(event)
+    quiet_since = time.monotonic()
+    async for page in events.follow(first.next_after, stopping):
+        for event in page:
+            yield _message(event)
+        now = time.monotonic()
+        if page:
+            quiet_since = now
+        elif now - quiet_since >= KEEP_ALIVE_SECONDS:
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
+            quiet_since = now
+
+
+def _message(event: Event) -> ServerSentEventMessage:
+    return ServerSentEventMessage(
+        data=_ENCODER.encode(event_body(event)).decode(),
+        event=event.type,
+        id=feed_cursor(event.position),
+    )
+
+
+EVENT_HANDLERS = [list_events, coupon_events, event_stream]
