@@ -113,10 +113,6 @@ def encoded(struct: Callable[[R], msgspec.Struct]) -> Callable[[R], bytes]:
     return lambda result: _ENCODER.encode(struct(result))
 
 
-def no_body(_: None) -> bytes:
-    return b""
-
-
 def answer_response(answer: Answer) -> Response[Any]:
     """The stored bytes, as sent the first time; a replay says so."""
     headers = {REPLAYED: "true"} if answer.replayed else None
