@@ -15,6 +15,7 @@ class ClaimOutcome(StrEnum):
     NOT_STARTED = "not_started"
     SALE_ENDED = "sale_ended"
     PAUSED = "paused"
+    KEY_REUSED = "idempotency_key_reused"  # the claim's key came with another request
 
 
 class ReleaseOutcome(StrEnum):
@@ -24,6 +25,7 @@ class ReleaseOutcome(StrEnum):
     CLAIM_NOT_FOUND = "claim_not_found"
     ALREADY_REDEEMED = "already_redeemed"
     NOT_FOUND = "not_found"  # no such coupon
+    KEY_REUSED = "idempotency_key_reused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,15 @@ class ClaimDecision:
     outcome: ClaimOutcome
     claimed_at: datetime | None = None
     expires_at: datetime | None = None
+    replayed: bool = False  # an Idempotency-Key's stored decision, answered again
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDecision:
+    """A keyed release's outcome; ``replayed`` when its key's stored one."""
+
+    outcome: ReleaseOutcome
+    replayed: bool = False
 
 
 # One shared decision per refusal: the hot path allocates none for them.
@@ -109,6 +120,33 @@ class InvalidCoupon(DomainError):
     code = "invalid_request"
 
 
+class IdempotencyKeyReused(DomainError):
+    """The Idempotency-Key came with another request (method, path or body)."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(DomainError):
+    """A request with this Idempotency-Key is still being decided, for longer
+    than this one could wait for it (lock_timeout)."""
+
+    code = "idempotency_key_in_use"
+
+
+KEY_REUSED = "this Idempotency-Key was used with another request (method, path or body)"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A request's Idempotency-Key: unique within ``scope`` (the route: method
+    and path template); ``fingerprint`` (a digest of method, path and body)
+    tells a retry from another request reusing the key."""
+
+    scope: str
+    key: str
+    fingerprint: bytes
+
+
 class ServiceUnavailable(DomainError):
     """The database is out of reach or the service is saturated: retry later."""
 
@@ -129,6 +167,7 @@ _REFUSALS: dict[ClaimOutcome, tuple[type[DomainError], str]] = {
     ClaimOutcome.SALE_ENDED: (SaleEnded, "the sale of coupon {coupon!r} has ended"),
     ClaimOutcome.PAUSED: (Paused, "the sale of coupon {coupon!r} is paused"),
     ClaimOutcome.NOT_FOUND: (CouponNotFound, "coupon {coupon!r} does not exist"),
+    ClaimOutcome.KEY_REUSED: (IdempotencyKeyReused, KEY_REUSED),
 }
 
 
@@ -150,6 +189,7 @@ _RELEASE_REFUSALS: dict[ReleaseOutcome, tuple[type[DomainError], str]] = {
         "user {user!r} has already redeemed coupon {coupon!r}",
     ),
     ReleaseOutcome.NOT_FOUND: (CouponNotFound, "coupon {coupon!r} does not exist"),
+    ReleaseOutcome.KEY_REUSED: (IdempotencyKeyReused, KEY_REUSED),
 }
 
 

@@ -25,6 +25,7 @@ from flashsale.service.dashboard import DashboardFeed
 from flashsale.service.delivery import WebhookDeliverer
 from flashsale.service.events import EventReads
 from flashsale.service.expiry import HoldExpirer
+from flashsale.service.key_purge import KeyPurge
 from flashsale.service.ports import Event
 from flashsale.service.reads import CouponReads
 from flashsale.service.services import Services
@@ -75,11 +76,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     expirer.start()
     deliverer = _deliverer(settings, webhooks)  # its own task: a claim never waits for it
     deliverer.start()
+    # Idempotency keys past IDEMPOTENCY_TTL go in the background (SKIP LOCKED batches).
+    purge = KeyPurge(store, ttl=settings.idempotency_ttl)
+    purge.start()
     log.info("worker ready", strategy=settings.claim_strategy)
     try:
         yield services
     finally:
         await deliverer.close()
+        await purge.close()
         await expirer.close()
         sampler.cancel()
         with suppress(asyncio.CancelledError):

@@ -14,7 +14,7 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
         "201": set(),
         "400": {"invalid_request"},
         "401": {"unauthorized"},
-        "409": {"coupon_exists"},
+        "409": {"coupon_exists", "idempotency_key_in_use"},
         "413": {"payload_too_large"},
         "415": {"unsupported_media_type"},
         "503": {"service_unavailable"},
@@ -23,7 +23,14 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
         "200": set(),
         "400": {"invalid_request"},
         "404": {"coupon_not_found"},
-        "409": {"already_claimed", "sold_out", "not_started", "sale_ended", "paused"},
+        "409": {
+            "already_claimed",
+            "sold_out",
+            "not_started",
+            "sale_ended",
+            "paused",
+            "idempotency_key_in_use",
+        },
         "413": {"payload_too_large"},
         "415": {"unsupported_media_type"},
         "503": {"service_unavailable"},
@@ -38,7 +45,7 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
         "400": {"invalid_request"},
         "401": {"unauthorized"},
         "404": {"coupon_not_found"},
-        "409": {"amount_below_claimed"},
+        "409": {"amount_below_claimed", "idempotency_key_in_use"},
         "413": {"payload_too_large"},
         "415": {"unsupported_media_type"},
         "503": {"service_unavailable"},
@@ -52,14 +59,14 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
         "204": set(),
         "401": {"unauthorized"},
         "404": {"coupon_not_found", "claim_not_found"},
-        "409": {"already_redeemed"},
+        "409": {"already_redeemed", "idempotency_key_in_use"},
         "503": {"service_unavailable"},
     },
     ("post", "/api/coupons/{name}/claims/{user_id}/redeem"): {
         "200": set(),
         "401": {"unauthorized"},
         "404": {"coupon_not_found", "claim_not_found"},
-        "409": {"already_redeemed"},
+        "409": {"already_redeemed", "idempotency_key_in_use"},
         "503": {"service_unavailable"},
     },
     ("get", "/api/users/{user_id}/claims"): {
@@ -110,7 +117,32 @@ async def test_error_responses_have_the_error_body_schema(client: Client) -> Non
         "not_started",
         "sale_ended",
         "paused",
+        "idempotency_key_in_use",
     }
+
+
+KEYED = [
+    ("post", "/api/coupons"),
+    ("post", "/api/coupons/claim"),
+    ("patch", "/api/coupons/{name}"),
+    ("delete", "/api/coupons/{name}/claims/{user_id}"),
+    ("post", "/api/coupons/{name}/claims/{user_id}/redeem"),
+]
+
+
+async def test_every_state_changing_route_documents_the_idempotency_key(client: Client) -> None:
+    paths = (await openapi(client))["paths"]
+    for method, path in KEYED:
+        operation = paths[path][method]
+        headers = [p for p in operation["parameters"] if p["in"] == "header"]
+        assert [p["name"] for p in headers] == ["Idempotency-Key"], (method, path)
+        assert headers[0]["schema"]["maxLength"] == 255
+        responses = operation["responses"]
+        assert "idempotency_key_reused" in responses["422"]["description"], (method, path)
+        assert "idempotency_key_in_use" in responses["409"]["description"], (method, path)
+        assert "invalid_request" in responses["400"]["description"], (method, path)
+        success = next(s for s in responses if s.startswith("2"))
+        assert "Idempotent-Replayed" in responses[success]["headers"], (method, path)
 
 
 async def test_the_raw_body_handlers_document_their_request_bodies(client: Client) -> None:

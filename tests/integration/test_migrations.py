@@ -39,6 +39,7 @@ async def test_a_missing_database_is_created_and_migrated_once(
             "claims",
             "coupons",
             "events",
+            "idempotency_keys",
             "schema_migrations",
             "webhook_streams",
             "webhooks",

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flashsale.claims.ports import BatchResult, SoldOutRead
+from flashsale.claims.ports import BatchResult, Key, SoldOutRead
 from flashsale.domain import ClaimDecision, ClaimOutcome, ReleaseOutcome
 
 
@@ -40,6 +40,7 @@ class FakeClaimStore:
         self.gate = asyncio.Event()
         self.gate.set()
         self.failure: BaseException | None = None
+        self.keys: dict[tuple[str, str], tuple[bytes, ClaimOutcome]] = {}
         self._ids = itertools.count(1)
 
     def create(self, name: str, amount: int) -> None:
@@ -50,8 +51,15 @@ class FakeClaimStore:
         return [batch for batch in self.batches if batch.call == call]
 
     async def claim_many(
-        self, coupon_name: str, user_ids: Sequence[str], releases: Sequence[str] = ()
+        self,
+        coupon_name: str,
+        user_ids: Sequence[str],
+        releases: Sequence[str] = (),
+        claim_keys: Sequence[Key] = (),
+        release_keys: Sequence[Key] = (),
     ) -> BatchResult:
+        if any(claim_keys) or any(release_keys):
+            return await self._claim_many_keyed(coupon_name, user_ids, claim_keys)
         coupon = await self._enter("claim_many", coupon_name, [*releases, *user_ids])
         if coupon is None:
             missing = [ReleaseOutcome.NOT_FOUND] * len(releases)
@@ -62,6 +70,28 @@ class FakeClaimStore:
         outcomes = [self._decide(coupon, user) for user in user_ids]
         return BatchResult(outcomes, coupon.id, coupon.remaining, releases=released)
 
+    async def _claim_many_keyed(
+        self, coupon_name: str, user_ids: Sequence[str], claim_keys: Sequence[Key]
+    ) -> BatchResult:
+        """Keyed claims only (what the engine's unit tests send): a key's first
+        decision is kept and replayed, as claim_many keeps it."""
+        coupon = await self._enter("claim_many", coupon_name, list(user_ids))
+        assert coupon is not None
+        outcomes: list[ClaimOutcome] = []
+        keyed: list[ClaimDecision | None] = []
+        for user, key in zip(user_ids, claim_keys, strict=True):
+            stored = self.keys.get((key.scope, key.key)) if key else None
+            if key and stored:
+                outcome = stored[1] if stored[0] == key.fingerprint else ClaimOutcome.KEY_REUSED
+                keyed.append(ClaimDecision(outcome, replayed=True))
+                outcomes.append(outcome)
+                continue
+            outcomes.append(self._decide(coupon, user))
+            if key:
+                self.keys[(key.scope, key.key)] = (key.fingerprint, outcomes[-1])
+            keyed.append(ClaimDecision(outcomes[-1]) if key else None)
+        return BatchResult(outcomes, coupon.id, coupon.remaining, keyed_claims=keyed)
+
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         coupon = await self._enter("sold_out_batch", coupon_name, user_ids)
         if coupon is None:
@@ -69,7 +99,7 @@ class FakeClaimStore:
         holds = [user in coupon.holders for user in user_ids]
         return SoldOutRead(holds, coupon.id, coupon.remaining)
 
-    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
+    async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         coupon = await self._enter("claim_one", coupon_name, [user_id])
         outcome = ClaimOutcome.NOT_FOUND if coupon is None else self._decide(coupon, user_id)
         return ClaimDecision(outcome)

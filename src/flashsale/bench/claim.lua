@@ -2,7 +2,9 @@
 -- new user (thread id + counter), every thread counts the status codes it
 -- saw, and done() prints one parseable line with the totals.
 -- Arguments (after --): coupon name, request path, user id prefix (unique
--- per run, so a second run against the same coupon still has new users).
+-- per run, so a second run against the same coupon still has new users),
+-- and optionally "idempotency": every request then carries an
+-- Idempotency-Key of its own (the user id, unique per request and run).
 
 local threads = {}
 local next_thread = 0
@@ -17,6 +19,7 @@ local coupon = "BENCH"
 local path = "/api/coupons/claim"
 local counter = 0
 local prefix = "w"
+local keyed = false
 local headers = { ["Content-Type"] = "application/json" }
 counts = {}
 
@@ -24,11 +27,16 @@ function init(args)
    coupon = args[1] or coupon
    path = args[2] or path
    prefix = args[3] or prefix
+   keyed = args[4] == "idempotency"
 end
 
 function request()
    counter = counter + 1
-   local body = string.format('{"user_id":"%s%d-%d","coupon_name":"%s"}', prefix, thread_id, counter, coupon)
+   local user = string.format("%s%d-%d", prefix, thread_id, counter)
+   local body = string.format('{"user_id":"%s","coupon_name":"%s"}', user, coupon)
+   if keyed then
+      headers["Idempotency-Key"] = user
+   end
    return wrk.format("POST", path, headers, body)
 end
 

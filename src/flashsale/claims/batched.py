@@ -24,25 +24,23 @@ own, and a released unit goes to that batch's claims.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 
 from flashsale.claims.coalescer import Coalescer
-from flashsale.claims.ports import ClaimStore
-from flashsale.domain import REFUSED, ClaimDecision, ClaimOutcome, ReleaseOutcome
+from flashsale.claims.keyed import Decided as _Decided
+from flashsale.claims.keyed import Keyed, Release, decide_keyed, has_keys
+from flashsale.claims.keyed import Work as _Work
+from flashsale.claims.ports import ClaimStore, Key
+from flashsale.domain import (
+    REFUSED,
+    ClaimDecision,
+    ClaimOutcome,
+    IdempotencyKey,
+    ReleaseDecision,
+    ReleaseOutcome,
+)
 
 _ALREADY = REFUSED[ClaimOutcome.ALREADY_CLAIMED]
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """A release in the claim lane (a plain user id there is a claim)."""
-
-    user_id: str
-
-
-_Work = str | Release
-_Decided = ClaimDecision | ReleaseOutcome
 
 
 class BatchedClaims:
@@ -69,7 +67,13 @@ class BatchedClaims:
             on_batch=partial(on_batch, "sold_out") if on_batch else None,
         )
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
+    async def claim(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
+        if key is not None:
+            # Straight to the claim lane: its batch stores the decision with
+            # the key (the sold-out lane writes nothing).
+            keyed = await self._claim_lane.submit(coupon_name, Keyed(user_id, key))
+            assert isinstance(keyed, ClaimDecision)
+            return keyed
         if coupon_name in self._sold_out:
             decision = await self._sold_out_lane.submit(coupon_name, user_id)
             if decision is not None:
@@ -83,20 +87,60 @@ class BatchedClaims:
         assert isinstance(decided, ReleaseOutcome)
         return decided
 
+    async def release_once(
+        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    ) -> ReleaseDecision:
+        decided = await self._claim_lane.submit(coupon_name, Release(user_id, key))
+        assert isinstance(decided, ReleaseDecision)
+        return decided
+
     async def _claim_many(self, coupon_name: str, work: Sequence[_Work]) -> list[_Decided]:
+        if has_keys(work):
+            return await decide_keyed(partial(self._keyed_batch, coupon_name), work)
         users = [item for item in work if isinstance(item, str)]
         releases = [item.user_id for item in work if isinstance(item, Release)]
         result = await self._store.claim_many(coupon_name, users, releases)
-        if result.coupon_id is not None and result.remaining == 0:
-            self._sold_out[coupon_name] = result.coupon_id
-        elif releases:  # stock came back: claims go to the claim lane again
-            self._sold_out.pop(coupon_name, None)
+        self._note_stock(coupon_name, result.coupon_id, result.remaining, releases)
         granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
         claims = iter(
             [granted if o is ClaimOutcome.CLAIMED else REFUSED[o] for o in result.outcomes]
         )
         released = iter(result.releases)
         return [next(claims) if isinstance(item, str) else next(released) for item in work]
+
+    async def _keyed_batch(self, coupon_name: str, work: list[_Work]) -> list[_Decided]:
+        """One claim_many call with keys; each keyed arrival answered with the
+        decision stored under its key."""
+        claims = [item for item in work if not isinstance(item, Release)]
+        users = [item if isinstance(item, str) else item.user_id for item in claims]
+        claim_keys = [None if isinstance(item, str) else item.key for item in claims]
+        releases = [item for item in work if isinstance(item, Release)]
+        release_keys = [item.key for item in releases]
+        released_users = [item.user_id for item in releases]
+        result = await self._store.claim_many(
+            coupon_name, users, released_users, claim_keys, release_keys
+        )
+        self._note_stock(coupon_name, result.coupon_id, result.remaining, released_users)
+        granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
+        # Empty when this call had no key after all (a later round of unkeyed repeats).
+        keyed_claims = result.keyed_claims or [None] * len(result.outcomes)
+        keyed_releases = result.keyed_releases or [None] * len(result.releases)
+        decisions = iter(
+            keyed or (granted if outcome is ClaimOutcome.CLAIMED else REFUSED[outcome])
+            for outcome, keyed in zip(result.outcomes, keyed_claims, strict=True)
+        )
+        backs = iter(
+            keyed or outcome for outcome, keyed in zip(result.releases, keyed_releases, strict=True)
+        )
+        return [next(backs) if isinstance(item, Release) else next(decisions) for item in work]
+
+    def _note_stock(
+        self, coupon_name: str, coupon_id: int | None, remaining: int | None, releases: list[str]
+    ) -> None:
+        if coupon_id is not None and remaining == 0:
+            self._sold_out[coupon_name] = coupon_id
+        elif releases:  # stock came back: claims go to the claim lane again
+            self._sold_out.pop(coupon_name, None)
 
     async def _sold_out_batch(
         self, coupon_name: str, users: Sequence[str]

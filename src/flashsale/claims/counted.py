@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import ClaimDecision, ReleaseOutcome, ServiceUnavailable
+from flashsale.claims.ports import ClaimStrategy, Key
+from flashsale.domain import (
+    ClaimDecision,
+    IdempotencyKey,
+    ReleaseDecision,
+    ReleaseOutcome,
+    ServiceUnavailable,
+)
 from flashsale.metrics import Metrics
 
 
@@ -12,17 +18,23 @@ class CountedClaims:
         self._inner = inner
         self._metrics = metrics
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
+    async def claim(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         try:
-            decision = await self._inner.claim(coupon_name=coupon_name, user_id=user_id)
+            decision = await self._inner.claim(coupon_name=coupon_name, user_id=user_id, key=key)
         except ServiceUnavailable:
             self._metrics.count_claim(coupon_name, "unavailable")
             raise
-        self._metrics.count_claim(coupon_name, decision.outcome.value)
+        if not decision.replayed:  # a replay decided nothing new
+            self._metrics.count_claim(coupon_name, decision.outcome.value)
         return decision
 
     async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
         return await self._inner.release(coupon_name=coupon_name, user_id=user_id)
+
+    async def release_once(
+        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    ) -> ReleaseDecision:
+        return await self._inner.release_once(coupon_name=coupon_name, user_id=user_id, key=key)
 
     async def close(self) -> None:
         await self._inner.close()

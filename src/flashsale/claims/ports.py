@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from flashsale.domain import ClaimDecision, ClaimOutcome, ReleaseOutcome
+from flashsale.domain import (
+    ClaimDecision,
+    ClaimOutcome,
+    IdempotencyKey,
+    ReleaseDecision,
+    ReleaseOutcome,
+)
+
+Key = IdempotencyKey | None  # an arrival's Idempotency-Key, if it sent one
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +30,10 @@ class BatchResult:
     claimed_at: datetime | None = None
     expires_at: datetime | None = None
     releases: list[ReleaseOutcome] = field(default_factory=list)  # in the input's order
+    # Keyed arrivals' decisions as stored with their keys (None: no key), in
+    # the input's order; empty when the batch had no key.
+    keyed_claims: list[ClaimDecision | None] = field(default_factory=list)
+    keyed_releases: list[ReleaseDecision | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,23 +49,41 @@ class SoldOutRead:
 
 class ClaimStore(Protocol):
     async def claim_many(
-        self, coupon_name: str, user_ids: Sequence[str], releases: Sequence[str] = ()
+        self,
+        coupon_name: str,
+        user_ids: Sequence[str],
+        releases: Sequence[str] = (),
+        claim_keys: Sequence[Key] = (),
+        release_keys: Sequence[Key] = (),
     ) -> BatchResult:
-        """Releases first, then claims, in one transaction under the coupon's lock."""
+        """Releases first, then claims, in one transaction under the coupon's
+        lock. ``claim_keys`` and ``release_keys`` (parallel to ``user_ids`` and
+        ``releases``, or empty) are stored with their decisions in the same
+        transaction; an arrival whose key was stored before is not decided
+        again. A keyed user must have no other arrival of its kind in the call."""
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead: ...
 
-    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimDecision: ...
+    async def claim_one(
+        self, *, coupon_name: str, user_id: str, key: Key = None
+    ) -> ClaimDecision: ...
 
 
 class ClaimStrategy(Protocol):
     """Decides one user's claim on one coupon; a ClaimDecision, or
     ServiceUnavailable when the database or the queue cannot take it."""
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision: ...
+    async def claim(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
+        """With a key: the decision stored with it (``replayed`` when an
+        earlier request's), KEY_REUSED when it came with another request."""
 
     async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
         """Gives a live hold's unit back; committed when this returns."""
+
+    async def release_once(
+        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    ) -> ReleaseDecision:
+        """A release under an Idempotency-Key, as ``claim`` with a key."""
 
     async def close(self) -> None:
         """Finish the claims already accepted (graceful shutdown)."""

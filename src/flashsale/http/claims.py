@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, NoReturn
 
 import msgspec
@@ -50,10 +51,30 @@ from litestar.types import (
     Send,
 )
 
-from flashsale.domain import ClaimDecision, ClaimOutcome, DomainError
+from flashsale.domain import (
+    ClaimDecision,
+    ClaimOutcome,
+    DomainError,
+    IdempotencyKey,
+    raise_for_outcome,
+    raise_for_release,
+)
+from flashsale.http import idempotency
 from flashsale.http.auth import CHALLENGE, UNAUTHORIZED_MESSAGE, is_admin, require_admin
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
+from flashsale.http.idempotency import (
+    RAW_HEADER,
+    RAW_REPLAYED,
+    answer_response,
+    check_key,
+    decided,
+    encoded,
+    fingerprint,
+    once,
+    raw_path,
+    request_key,
+)
 from flashsale.http.openapi import (
     ALREADY_CLAIMED,
     ALREADY_REDEEMED,
@@ -74,6 +95,7 @@ from flashsale.http.requests import (
     AFTER,
     CLAIM,
     LIMIT,
+    AnyRequest,
     claim_cursor,
     decode_json,
     encode_cursor,
@@ -124,7 +146,12 @@ class ClaimEndpoint:
         if scope["type"] == ScopeType.HTTP:
             if scope["method"] == "POST" and (claim := self._routes.get(scope["path"])):
                 scope["path_template"] = scope["path"].rstrip("/")  # as Litestar's router sets it
-                await _send(send, *await _answer(scope, receive, claim))
+                # The one extra step of a claim without a key: this scan.
+                keys = [value for name, value in scope["headers"] if name == RAW_HEADER]
+                if keys and claim is not _no_database:
+                    await _send(send, *await self._answer_keyed(scope, receive, keys))
+                else:
+                    await _send(send, *await _answer(scope, receive, claim))
                 return
             if scope["method"] == "DELETE" and (one := _RELEASE_PATH.match(encoded_path(scope))):
                 scope["path_template"] = RELEASE_TEMPLATE
@@ -136,8 +163,12 @@ class ClaimEndpoint:
         """204, or the error the Litestar route would answer."""
         if not is_admin(self._state, _header(scope, b"authorization")):
             return _UNAUTHORIZED
+        keys = [value for key, value in scope["headers"] if key == RAW_HEADER]
         try:
+            value = check_key(keys)
             coupon_name, user = _claim_key(name, user_id)
+            if value is not None:
+                return await self._release_keyed(scope, coupon_name, user, value)
             coupons = services_of(self._state).coupons
             await coupons.release_claim(coupon_name=coupon_name, user_id=user)
         except (DomainError, RequestError) as error:
@@ -147,9 +178,50 @@ class ClaimEndpoint:
             return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
         return HTTP_204_NO_CONTENT, [], b""
 
+    async def _release_keyed(
+        self, scope: HTTPScope, coupon_name: str, user_id: str, value: bytes
+    ) -> Answer:
+        """A release with an Idempotency-Key, answered from the decision kept
+        with it (a DELETE's body, if any, is not read: not fingerprinted)."""
+        digest = fingerprint("DELETE", raw_path(scope), b"")
+        key = IdempotencyKey(idempotency.RELEASE_CLAIM, value.decode("ascii"), digest)
+        coupons = services_of(self._state).coupons
+        decision = await coupons.release_claim_once(
+            coupon_name=coupon_name, user_id=user_id, key=key
+        )
+        check = partial(
+            raise_for_release, decision.outcome, coupon_name=coupon_name, user_id=user_id
+        )
+        answer = decided(check, HTTP_204_NO_CONTENT, bytes, replayed=decision.replayed)
+        headers = [] if answer.status == HTTP_204_NO_CONTENT else _JSON_HEADERS
+        return answer.status, [*headers, RAW_REPLAYED] if answer.replayed else headers, answer.body
+
     async def _claim(self, data: ClaimRequest) -> ClaimDecision:
         coupons = services_of(self._state).coupons  # the lifespan's, whichever is current
         return await coupons.claim(coupon_name=data.coupon_name, user_id=data.user_id)
+
+    async def _answer_keyed(
+        self, scope: HTTPScope, receive: Receive, keys: list[bytes]
+    ) -> tuple[int, Headers, bytes]:
+        """A claim with an Idempotency-Key: its answer rendered from the
+        decision stored with the key, whether this request made it or not."""
+        try:
+            value = check_key(keys)
+            assert value is not None
+            body = await receive_json_body(scope, receive)
+            data = decode_json(body, CLAIM)
+            digest = fingerprint("POST", raw_path(scope), body)
+            key = IdempotencyKey(idempotency.CLAIM, value.decode("ascii"), digest)
+            coupons = services_of(self._state).coupons
+            decision = await coupons.claim_once(
+                coupon_name=data.coupon_name, user_id=data.user_id, key=key
+            )
+        except (DomainError, RequestError) as error:
+            return _error_answer(error)
+        except Exception as error:
+            log_unexpected(error, scope.get("path_template"), scope["method"])
+            return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
+        return claim_answer(data, decision)
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -195,6 +267,27 @@ async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
     return HTTP_200_OK, _JSON_HEADERS, _ENCODER.encode(response)
 
 
+def claim_answer(data: ClaimRequest, decision: ClaimDecision) -> tuple[int, Headers, bytes]:
+    """A keyed claim's answer from its stored decision (http/idempotency.decided)."""
+
+    def granted() -> bytes:
+        return _ENCODER.encode(
+            ClaimResponse(
+                user_id=data.user_id,
+                coupon_name=data.coupon_name,
+                claimed_at=decision.claimed_at,
+                expires_at=decision.expires_at,
+            )
+        )
+
+    check = partial(
+        raise_for_outcome, decision.outcome, coupon_name=data.coupon_name, user_id=data.user_id
+    )
+    answer = decided(check, HTTP_200_OK, granted, replayed=decision.replayed)
+    headers = [*_JSON_HEADERS, RAW_REPLAYED] if answer.replayed else _JSON_HEADERS
+    return answer.status, headers, answer.body
+
+
 async def _send(send: Send, status: int, headers: Headers, body: bytes) -> None:
     # RFC 9110 8.6: no Content-Length on a 204.
     length = [] if status == HTTP_204_NO_CONTENT else [(b"content-length", str(len(body)).encode())]
@@ -234,6 +327,7 @@ async def _no_database(_: ClaimRequest) -> ClaimDecision:
         PAUSED,
         SERVICE_UNAVAILABLE,
         body=ClaimRequest,
+        keyed=True,
         responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
     ),
 )
@@ -320,7 +414,12 @@ async def read_claim(state: State, name: str, user_id: str) -> ClaimBody:
     tags=["claims"],
     guards=[require_admin],
     **documented(
-        UNAUTHORIZED, COUPON_NOT_FOUND, CLAIM_NOT_FOUND, ALREADY_REDEEMED, SERVICE_UNAVAILABLE
+        UNAUTHORIZED,
+        COUPON_NOT_FOUND,
+        CLAIM_NOT_FOUND,
+        ALREADY_REDEEMED,
+        SERVICE_UNAVAILABLE,
+        keyed=True,
     ),
 )
 async def release_claim() -> None:
@@ -336,13 +435,25 @@ async def release_claim() -> None:
     tags=["claims"],
     guards=[require_admin],
     **documented(
-        UNAUTHORIZED, COUPON_NOT_FOUND, CLAIM_NOT_FOUND, ALREADY_REDEEMED, SERVICE_UNAVAILABLE
+        UNAUTHORIZED,
+        COUPON_NOT_FOUND,
+        CLAIM_NOT_FOUND,
+        ALREADY_REDEEMED,
+        SERVICE_UNAVAILABLE,
+        keyed=True,
+        responses={200: ResponseSpec(ClaimBody, description="the claim, redeemed")},
     ),
 )
-async def redeem_claim(state: State, name: str, user_id: str) -> ClaimBody:
+async def redeem_claim(request: AnyRequest, name: str, user_id: str) -> Response[Any]:
+    key = await request_key(request, idempotency.REDEEM_CLAIM)
     coupon_name, user = _claim_key(name, user_id)
-    claim = await services_of(state).coupons.redeem_claim(coupon_name=coupon_name, user_id=user)
-    return claim_body(claim)
+    coupons = services_of(request.app.state).coupons
+    if key is not None:
+        keyed = once(key, HTTP_200_OK, encoded(claim_body))
+        answer = await coupons.redeem_claim_once(keyed, coupon_name=coupon_name, user_id=user)
+        return answer_response(answer)
+    claim = await coupons.redeem_claim(coupon_name=coupon_name, user_id=user)
+    return Response(claim_body(claim))
 
 
 CLAIM_HANDLERS = [

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Controller, HttpMethod, MediaType, Response, get, patch, post, route
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from flashsale.http import idempotency
 from flashsale.http.auth import require_admin
 from flashsale.http.context import services_of
+from flashsale.http.idempotency import answer_response, encoded, once, request_key
 from flashsale.http.openapi import (
     AMOUNT_BELOW_CLAIMED,
     BODY_FAILURES,
@@ -98,12 +100,26 @@ class CouponController(Controller):
             COUPON_EXISTS,
             SERVICE_UNAVAILABLE,
             body=CreateCouponRequest,
+            keyed=True,
+            responses={201: ResponseSpec(CouponResponse, description="created")},
         ),
     )
-    async def create_coupon(self, request: AnyRequest) -> CouponResponse:
+    async def create_coupon(self, request: AnyRequest) -> Response[Any]:
+        key = await request_key(request, idempotency.CREATE_COUPON)
         data = await decode_body(request, CREATE_COUPON)
         check_window(data.starts_at, data.ends_at)
         coupons = services_of(request.app.state).coupons
+        if key is not None:
+            keyed = once(key, HTTP_201_CREATED, encoded(created_body))
+            answer = await coupons.create_coupon_once(
+                keyed,
+                name=data.name,
+                amount=data.amount,
+                starts_at=data.starts_at,
+                ends_at=data.ends_at,
+                hold_seconds=data.hold_seconds,
+            )
+            return answer_response(answer)
         coupon = await coupons.create_coupon(
             name=data.name,
             amount=data.amount,
@@ -111,17 +127,7 @@ class CouponController(Controller):
             ends_at=data.ends_at,
             hold_seconds=data.hold_seconds,
         )
-        return CouponResponse(
-            coupon.name,
-            coupon.amount,
-            coupon.remaining_amount,
-            [],
-            coupon.status,
-            coupon.starts_at,
-            coupon.ends_at,
-            coupon.hold_seconds,
-            coupon.redeemed,
-        )
+        return Response(created_body(coupon), status_code=HTTP_201_CREATED)
 
     @patch(
         "/{name:str}",
@@ -134,13 +140,16 @@ class CouponController(Controller):
             AMOUNT_BELOW_CLAIMED,
             SERVICE_UNAVAILABLE,
             body=ChangeCouponRequest,
+            keyed=True,
+            responses={200: ResponseSpec(CouponItem, description="the coupon as changed")},
         ),
     )
-    async def change_coupon(self, request: AnyRequest, name: str) -> CouponItem:
+    async def change_coupon(self, request: AnyRequest, name: str) -> Response[Any]:
         """``amount`` is the new total (``remaining_amount`` moves by the
         difference); ``active: false`` pauses, ``true`` resumes; ``null``
         clears ``starts_at``, ``ends_at`` or ``hold_seconds`` (a new hold
         applies to claims made after the change)."""
+        key = await request_key(request, idempotency.CHANGE_COUPON)
         require_coupon_name(name)
         data = await decode_body(request, CHANGE_COUPON)
         starts, ends = _or_keep(data.starts_at), _or_keep(data.ends_at)
@@ -152,8 +161,11 @@ class CouponController(Controller):
             ends_at=ends,
             hold_seconds=_or_keep(data.hold_seconds),
         )
-        coupon = await services_of(request.app.state).coupons.change_coupon(name, change)
-        return coupon_item(coupon)
+        coupons = services_of(request.app.state).coupons
+        if key is not None:
+            keyed = once(key, HTTP_200_OK, encoded(coupon_item))
+            return answer_response(await coupons.change_coupon_once(keyed, name, change))
+        return Response(coupon_item(await coupons.change_coupon(name, change)))
 
     @get(
         "/",
@@ -194,6 +206,21 @@ T = TypeVar("T")
 
 def _or_keep(value: T | msgspec.UnsetType) -> T | Keep:
     return KEEP if value is msgspec.UNSET else value
+
+
+def created_body(coupon: CouponState) -> CouponResponse:
+    """A new coupon: no claimers yet."""
+    return CouponResponse(
+        coupon.name,
+        coupon.amount,
+        coupon.remaining_amount,
+        [],
+        coupon.status,
+        coupon.starts_at,
+        coupon.ends_at,
+        coupon.hold_seconds,
+        coupon.redeemed,
+    )
 
 
 def coupon_item(coupon: CouponState) -> CouponItem:

@@ -13,6 +13,7 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -26,6 +27,8 @@ from flashsale.domain import (
     CouponExists,
     CouponNotFound,
     DomainError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     InvalidCoupon,
     NotStarted,
     Paused,
@@ -82,6 +85,8 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     AmountBelowClaimed: HTTP_409_CONFLICT,
     InvalidCoupon: HTTP_400_BAD_REQUEST,
     WebhookNotFound: HTTP_404_NOT_FOUND,
+    IdempotencyKeyReused: HTTP_422_UNPROCESSABLE_ENTITY,
+    IdempotencyKeyInUse: HTTP_409_CONFLICT,
     ServiceUnavailable: HTTP_503_SERVICE_UNAVAILABLE,
 }
 

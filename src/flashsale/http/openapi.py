@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import msgspec
 from litestar import Litestar
+from litestar.enums import ParamType
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
     Example,
@@ -31,6 +32,7 @@ from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
     Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
@@ -86,6 +88,20 @@ SERVICE_UNAVAILABLE = Failure(
     "retry after Retry-After seconds",
 )
 
+IDEMPOTENCY_KEY_REUSED = Failure(
+    422,
+    "idempotency_key_reused",
+    "the Idempotency-Key was used before with another request (method, path or body)",
+)
+IDEMPOTENCY_KEY_IN_USE = Failure(
+    409,
+    "idempotency_key_in_use",
+    "the first request with this Idempotency-Key is still being decided after the lock "
+    "timeout (a retry waits for it until then)",
+)
+# What a route taking an Idempotency-Key can answer besides its own failures.
+KEY_FAILURES = (INVALID_REQUEST, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE)
+
 # What any route that reads a JSON body can answer.
 BODY_FAILURES = (INVALID_REQUEST, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
 
@@ -108,16 +124,40 @@ _WWW_AUTHENTICATE_HEADER = OpenAPIHeader(
 )
 
 
+_IDEMPOTENCY_KEY = Parameter(
+    name="Idempotency-Key",
+    param_in=ParamType.HEADER,
+    required=False,
+    schema=Schema(
+        type=cast(Any, "string"), min_length=1, max_length=255, pattern="^[\\x20-\\x7e]+$"
+    ),
+    description="A key the client makes for this request (1-255 printable ASCII characters, "
+    "e.g. a UUID), unique per route. The first request with it runs and its answer is stored "
+    "with its effect; a retry with the same key, path and body gets that answer back byte for "
+    "byte, with `Idempotent-Replayed: true`, and changes nothing. Kept IDEMPOTENCY_TTL "
+    "seconds (at least a day).",
+)
+_REPLAYED = "Idempotent-Replayed"
+_REPLAYED_HEADER = OpenAPIHeader(
+    schema=Schema(type=cast(Any, "string"), const="true"),
+    description="Present on a replay: the stored answer of the request's first attempt",
+)
+
+
 def documented(
     *failures: Failure,
     body: type[msgspec.Struct] | None = None,
     responses: Mapping[int, ResponseSpec] | None = None,
+    keyed: bool = False,
 ) -> dict[str, Any]:
-    """Keyword arguments for a route decorator: its failures, its body, and
-    any other response to declare (e.g. a streamed 200)."""
+    """Keyword arguments for a route decorator: its failures, its body, any
+    other response to declare (e.g. a streamed 200), and whether it takes an
+    Idempotency-Key (its header and failures)."""
+    if keyed:
+        failures = tuple(dict.fromkeys((*failures, *KEY_FAILURES)))
     arguments: dict[str, Any] = {
         "responses": {**failure_responses(failures), **(responses or {})},
-        "operation_class": _operation_class(body),
+        "operation_class": _operation_class(body, keyed),
     }
     if UNAUTHORIZED in failures:
         arguments["security"] = [{ADMIN_SECURITY: []}]
@@ -153,10 +193,16 @@ def body_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
     return schema
 
 
-def _operation_class(body: type[msgspec.Struct] | None) -> type[Operation]:
+def _operation_class(body: type[msgspec.Struct] | None, keyed: bool) -> type[Operation]:
     @dataclass
     class DocumentedOperation(Operation):
         def __post_init__(self) -> None:
+            if keyed:
+                self.parameters = [*(self.parameters or []), _IDEMPOTENCY_KEY]
+                for response in (self.responses or {}).values():
+                    if isinstance(response, OpenAPIResponse):
+                        headers = {**(response.headers or {}), _REPLAYED: _REPLAYED_HEADER}
+                        response.headers = headers
             if body is not None:
                 schema = cast(Any, body_schema(body))
                 self.request_body = RequestBody(

@@ -7,9 +7,23 @@ from collections.abc import Callable
 from datetime import datetime
 
 from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import ClaimDecision, raise_for_outcome, raise_for_release
+from flashsale.domain import (
+    ClaimDecision,
+    IdempotencyKey,
+    ReleaseDecision,
+    ReleaseOutcome,
+    raise_for_outcome,
+    raise_for_release,
+)
 from flashsale.service.deadline import deadline
-from flashsale.service.ports import ClaimView, CouponChange, CouponState, CouponWriter
+from flashsale.service.ports import (
+    Answer,
+    ClaimView,
+    CouponChange,
+    CouponState,
+    CouponWriter,
+    Once,
+)
 
 HEALTH_TIMEOUT = 2.0  # a health check must answer before a load balancer gives up
 
@@ -72,6 +86,70 @@ class CouponService:
             claim = await self._store.redeem_claim(coupon_name=coupon_name, user_id=user_id)
         self._on_event("redeemed", 1)
         return claim
+
+    # The writes under an Idempotency-Key (CouponWriter says how they differ).
+
+    async def create_coupon_once(
+        self,
+        once: Once[CouponState],
+        *,
+        name: str,
+        amount: int,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        hold_seconds: int | None = None,
+    ) -> Answer:
+        async with deadline(self.request_timeout):
+            return await self._store.create_coupon_once(
+                once,
+                name=name,
+                amount=amount,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                hold_seconds=hold_seconds,
+            )
+
+    async def change_coupon_once(
+        self, once: Once[CouponState], name: str, change: CouponChange
+    ) -> Answer:
+        async with deadline(self.request_timeout):
+            return await self._store.change_coupon_once(once, name, change)
+
+    async def claim_once(
+        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    ) -> ClaimDecision:
+        """The decision stored with the key, this request's or (``replayed``)
+        an earlier one's; refusals are returned, not raised, so that a
+        replayed refusal says it is one (domain.raise_for_outcome renders them)."""
+        async with deadline(self.request_timeout):
+            return await self._claims.claim(coupon_name=coupon_name, user_id=user_id, key=key)
+
+    async def release_claim_once(
+        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    ) -> ReleaseDecision:
+        """As claim_once, for a release (in the coupon's claim batch)."""
+        async with deadline(self.request_timeout):
+            decision = await self._claims.release_once(
+                coupon_name=coupon_name, user_id=user_id, key=key
+            )
+        if decision.outcome is ReleaseOutcome.RELEASED and not decision.replayed:
+            self._on_event("released", 1)
+        return decision
+
+    async def redeem_claim_once(
+        self, once: Once[ClaimView], *, coupon_name: str, user_id: str
+    ) -> Answer:
+        async with deadline(self.request_timeout):
+            answer = await self._store.redeem_claim_once(
+                once, coupon_name=coupon_name, user_id=user_id
+            )
+        self._count("redeemed", answer)
+        return answer
+
+    def _count(self, event: str, answer: Answer) -> None:
+        """A keyed write's event, once: not for a replay nor a refusal."""
+        if not answer.replayed and answer.status < 300:
+            self._on_event(event, 1)
 
     async def check_health(self) -> None:
         async with deadline(min(HEALTH_TIMEOUT, self.request_timeout)):

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from flashsale.domain import DomainError, IdempotencyKey
 
 CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
 ClaimStatus = Literal["held", "redeemed"]
@@ -105,6 +107,30 @@ class CouponSnapshot:
         await self._batches.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A keyed request's answer as its client gets it: the status and the
+    exact body bytes, stored with the request's effect; ``replayed`` when a
+    retry gets the stored one back."""
+
+    status: int
+    body: bytes
+    replayed: bool = False
+
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Once(Generic[R]):
+    """A write to run once per idempotency key: the key, and how the write's
+    result (or the client's error) becomes the answer stored with the effect.
+    ``render`` runs inside the writing transaction, so it must be pure."""
+
+    key: IdempotencyKey
+    render: Callable[[R | DomainError], Answer]
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class FeedPosition:
     """A place in the global events feed, which is ordered by (xid, event_id):
@@ -157,6 +183,36 @@ class CouponWriter(Protocol):
 
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
         """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
+
+    # The same writes under an idempotency key: the first request with the key
+    # runs and stores its answer (client errors included) in the transaction
+    # of its effect; a retry gets that answer back, replayed, and changes
+    # nothing. IdempotencyKeyReused for another request with the key,
+    # IdempotencyKeyInUse when its first request is still undecided too long.
+
+    async def create_coupon_once(
+        self,
+        once: Once[CouponState],
+        *,
+        name: str,
+        amount: int,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        hold_seconds: int | None = None,
+    ) -> Answer: ...
+
+    async def change_coupon_once(
+        self, once: Once[CouponState], name: str, change: CouponChange
+    ) -> Answer: ...
+
+    async def redeem_claim_once(
+        self, once: Once[ClaimView], *, coupon_name: str, user_id: str
+    ) -> Answer: ...
+
+
+class KeyPurger(Protocol):
+    async def purge_idempotency_keys(self, *, older_than: int, limit: int) -> int:
+        """Deletes up to ``limit`` keys older than ``older_than`` seconds; how many."""
 
 
 class HoldSweeper(Protocol):

@@ -69,6 +69,17 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed
   FROM claim_many($1, $2::text[], $3::text[]);
 
+-- name: claim_many_keyed
+-- claim_many under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and
+-- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3). Each
+-- keyed arrival's decision comes back in claim_* / release_* (stored in this
+-- transaction, or replayed from an earlier one).
+SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
+       released, redeemed, claim_outcomes, claim_replayed, claim_claimed_ats,
+       claim_expires_ats, release_outcomes, release_replayed
+  FROM claim_many_keyed($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[], $7,
+                        $8::text[], $9::bytea[]);
+
 -- name: sold_out_batch
 -- Lock-free answers for a coupon believed sold out (the function: schema.sql).
 SELECT arrival, holds, coupon_id, remaining, refusal
@@ -185,6 +196,36 @@ SELECT store_session_defaults($1, $2, $3);
 SELECT current_setting('statement_timeout') AS statement_timeout,
        current_setting('lock_timeout') AS lock_timeout,
        current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction;
+
+-- name: take_idempotency_key
+-- The request's key taken for this transaction (fresh), or what the request
+-- that took it first stored (the function: schema.sql; it waits for an
+-- attempt still in flight with the same key).
+SELECT fresh, fingerprint, status, body FROM take_idempotency_key($1, $2, $3);
+
+-- name: keep_idempotent_answer
+-- The answer a keyed request gave, stored in the transaction of its effect
+-- under the key take_idempotency_key took in it.
+UPDATE idempotency_keys SET status = $3, body = $4 WHERE scope = $1 AND key = $2;
+
+-- name: purge_idempotency_keys
+-- Up to $2 keys older than $1 seconds, oldest first (idempotency_keys_created_idx).
+-- SKIP LOCKED: purges of several workers split the rows instead of queueing,
+-- and the purge never waits for a request (nor a request for it: a request
+-- only conflicts with a key row of its own key, which is hours younger).
+WITH old AS (
+    SELECT k.scope, k.key
+      FROM idempotency_keys AS k
+     WHERE k.created_at < now() - make_interval(secs => $1)
+     ORDER BY k.created_at
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+), purged AS (
+    DELETE FROM idempotency_keys AS k USING old
+     WHERE k.scope = old.scope AND k.key = old.key
+    RETURNING 1
+)
+SELECT count(*)::integer FROM purged;
 
 -- name: events_page
 -- Up to $3 events of the global feed after position ($1 xid, $2 id), in

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
 
-from flashsale.claims.ports import BatchResult, SoldOutRead
+from flashsale.claims.ports import BatchResult, Key, SoldOutRead
 from flashsale.domain import (
     AlreadyRedeemed,
     AmountBelowClaimed,
@@ -26,15 +27,24 @@ from flashsale.domain import (
     CouponNotFound,
     DomainError,
     InvalidCoupon,
+    ReleaseDecision,
     ReleaseOutcome,
     ServiceUnavailable,
 )
-from flashsale.service.ports import KEEP, ClaimView, CouponChange, CouponState
+from flashsale.service.ports import KEEP, Answer, ClaimView, CouponChange, CouponState, Once
 from flashsale.storage.connections import Connections
+from flashsale.storage.idempotency import in_transaction, run_once
 from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
 from flashsale.storage.rows import claim_view, coupon_state
 
+_REUSED = ClaimOutcome.KEY_REUSED
+# claim_many_keyed's error when a request for another coupon took one of the
+# batch's keys meanwhile: the batch rolled back whole, and runs again (the key
+# is then found stored: that arrival hears idempotency_key_reused).
+KEY_RACE = "FSK01"
+KEY_RACE_ATTEMPTS = 3
+_KEYS_BUSY = "this batch's idempotency keys are being used by other requests, retry shortly"
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
 SWEEP_COUPONS = 100
 _WINDOW_ORDER = "coupons_window_order"
@@ -71,47 +81,46 @@ class CouponStore:
         hold_seconds: int | None = None,
     ) -> CouponState:
         arguments = (name, amount, starts_at, ends_at, hold_seconds)
-
-        async def create_coupon(connection: Connection) -> asyncpg.Record | None:
-            try:
-                return await connection.fetchrow(query("create_coupon"), *arguments)
-            except asyncpg.UniqueViolationError:
-                raise CouponExists(f"coupon {name!r} already exists") from None
-            except asyncpg.CheckViolationError as error:
-                raise _window_error(error) from None
-
-        row = await self._write(create_coupon)
-        if row is None:
-            raise _ends_in_past()
-        return coupon_state(row)
+        return await self._write(partial(_create_coupon, arguments))
 
     async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
-        async def change_coupon(connection: Connection) -> asyncpg.Record | None:
-            async with connection.transaction():
-                try:
-                    verdict = await connection.fetchval(
-                        query("change_coupon"), name, *_change(change)
-                    )
-                except asyncpg.CheckViolationError as error:
-                    raise _window_error(error) from None
-                _raise_for(verdict, name, "")
-                return await connection.fetchrow(query("coupon_state"), name)
-
-        row = await self._write(change_coupon)
-        assert row is not None  # locked and changed in this transaction
-        return coupon_state(row)
+        return await self._write(in_transaction(partial(_change_coupon, name, change)))
 
     async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
-        async def redeem_claim(connection: Connection) -> asyncpg.Record | None:
-            async with connection.transaction():
-                verdict = await connection.fetchval(query("redeem_claim"), coupon_name, user_id)
-                _raise_for(verdict, coupon_name, user_id)
-                return await connection.fetchrow(query("find_claim"), coupon_name, user_id)
+        return await self._write(in_transaction(partial(_redeem_claim, coupon_name, user_id)))
 
-        row = await self._write(redeem_claim)
-        assert row is not None  # redeemed in this transaction: it exists, never expires
-        assert row["user_id"] is not None
-        return claim_view(row)
+    async def create_coupon_once(
+        self,
+        once: Once[CouponState],
+        *,
+        name: str,
+        amount: int,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        hold_seconds: int | None = None,
+    ) -> Answer:
+        arguments = (name, amount, starts_at, ends_at, hold_seconds)
+        return await self._write(partial(run_once, once, partial(_create_coupon, arguments)))
+
+    async def change_coupon_once(
+        self, once: Once[CouponState], name: str, change: CouponChange
+    ) -> Answer:
+        return await self._write(partial(run_once, once, partial(_change_coupon, name, change)))
+
+    async def redeem_claim_once(
+        self, once: Once[ClaimView], *, coupon_name: str, user_id: str
+    ) -> Answer:
+        effect = partial(_redeem_claim, coupon_name, user_id)
+        return await self._write(partial(run_once, once, effect))
+
+    async def purge_idempotency_keys(self, *, older_than: int, limit: int) -> int:
+        async def purge(connection: Connection) -> int:
+            purged: int = await connection.fetchval(
+                query("purge_idempotency_keys"), older_than, limit
+            )
+            return purged
+
+        return await self._write(purge)
 
     async def expire_holds(self) -> int:
         async def expire_holds(connection: Connection) -> int:
@@ -121,10 +130,19 @@ class CouponStore:
         return await self._write(expire_holds)
 
     async def claim_many(
-        self, coupon_name: str, user_ids: Sequence[str], releases: Sequence[str] = ()
+        self,
+        coupon_name: str,
+        user_ids: Sequence[str],
+        releases: Sequence[str] = (),
+        claim_keys: Sequence[Key] = (),
+        release_keys: Sequence[Key] = (),
     ) -> BatchResult:
         firsts = list(dict.fromkeys(user_ids))  # each user once, at their first arrival
         released = list(releases)
+        if any(claim_keys) or any(release_keys):
+            return await self._claim_many_keyed(
+                coupon_name, user_ids, firsts, released, claim_keys, release_keys
+            )
 
         async def claim_many(connection: Connection) -> asyncpg.Record | None:
             return await connection.fetchrow(query("claim_many"), coupon_name, firsts, released)
@@ -133,6 +151,47 @@ class CouponStore:
         assert row is not None
         result = _batch_result(row, firsts, user_ids)
         result.releases.extend(_release_outcomes(row, released))
+        return result
+
+    async def _claim_many_keyed(
+        self,
+        coupon_name: str,
+        user_ids: Sequence[str],
+        firsts: list[str],
+        released: list[str],
+        claim_keys: Sequence[Key],
+        release_keys: Sequence[Key],
+    ) -> BatchResult:
+        """claim_many_keyed: a keyed user arrives once, so its first arrival
+        is its only one and the key goes with it."""
+        by_user = {user: key for user, key in zip(user_ids, claim_keys, strict=False) if key}
+        first_keys = [by_user.get(user) for user in firsts]
+        arguments = (
+            *_key_arguments(first_keys),
+            *_key_arguments(list(release_keys) or [None] * len(released)),
+        )
+
+        async def claim_many(connection: Connection) -> asyncpg.Record | None:
+            for _ in range(KEY_RACE_ATTEMPTS):
+                try:
+                    return await connection.fetchrow(
+                        query("claim_many_keyed"), coupon_name, firsts, released, *arguments
+                    )
+                except asyncpg.PostgresError as error:
+                    if error.sqlstate != KEY_RACE:
+                        raise
+            raise ServiceUnavailable(_KEYS_BUSY)
+
+        row = await self._write(claim_many)
+        assert row is not None
+        result = _batch_result(row, firsts, user_ids)
+        result.releases.extend(_release_outcomes(row, released))
+        decided = dict(zip(firsts, _keyed_claims(row), strict=False))
+        result.keyed_claims.extend(
+            decided.get(user) if key else None
+            for user, key in zip(user_ids, claim_keys or [None] * len(user_ids), strict=True)
+        )
+        result.keyed_releases.extend(_keyed_releases(row, len(released)))
         return result
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
@@ -145,10 +204,15 @@ class CouponStore:
         holds = [row["holds"] for row in rows]
         return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
 
-    async def claim_one(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
+    async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         """The original's flow: one transaction (one autocommit statement) per
         claim. It runs in the request's task, which the request deadline
         cancels: hence through Connections.write, which shields it."""
+        if key is not None:
+            keyed = await self.claim_many(coupon_name, [user_id], claim_keys=[key])
+            decision = keyed.keyed_claims[0]
+            assert decision is not None
+            return decision
 
         async def claim_one(connection: Connection) -> asyncpg.Record | None:
             return await connection.fetchrow(query("claim_one"), coupon_name, user_id)
@@ -157,6 +221,46 @@ class CouponStore:
         assert row is not None
         result = _batch_result(row, [user_id], [user_id])
         return ClaimDecision(result.outcomes[0], result.claimed_at, result.expires_at)
+
+
+# The writes' effects, each on a connection the caller chose: in a
+# transaction of its own (the plain writes) or in the one that also stores
+# the request's idempotency key (storage/idempotency.py).
+
+
+async def _create_coupon(arguments: tuple[Any, ...], connection: Connection) -> CouponState:
+    name = arguments[0]
+    try:
+        row = await connection.fetchrow(query("create_coupon"), *arguments)
+    except asyncpg.UniqueViolationError:
+        raise CouponExists(f"coupon {name!r} already exists") from None
+    except asyncpg.CheckViolationError as error:
+        raise _window_error(error) from None
+    if row is None:
+        raise _ends_in_past()
+    return coupon_state(row)
+
+
+async def _change_coupon(name: str, change: CouponChange, connection: Connection) -> CouponState:
+    """Runs in a transaction: the coupon is read after the change, under its lock."""
+    try:
+        verdict = await connection.fetchval(query("change_coupon"), name, *_change(change))
+    except asyncpg.CheckViolationError as error:
+        raise _window_error(error) from None
+    _raise_for(verdict, name, "")
+    row = await connection.fetchrow(query("coupon_state"), name)
+    assert row is not None  # locked and changed in this transaction
+    return coupon_state(row)
+
+
+async def _redeem_claim(coupon_name: str, user_id: str, connection: Connection) -> ClaimView:
+    """Runs in a transaction: the claim is read after the redeem."""
+    verdict = await connection.fetchval(query("redeem_claim"), coupon_name, user_id)
+    _raise_for(verdict, coupon_name, user_id)
+    row = await connection.fetchrow(query("find_claim"), coupon_name, user_id)
+    assert row is not None  # redeemed in this transaction: it exists, never expires
+    assert row["user_id"] is not None
+    return claim_view(row)
 
 
 def _batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str]) -> BatchResult:
@@ -171,6 +275,48 @@ def _batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str
         row["claimed_at"],
         row["expires_at"],
     )
+
+
+def _key_arguments(keys: Sequence[Key]) -> tuple[str | None, list[str | None], list[bytes | None]]:
+    """A kind's scope (its keys share their route's), keys and fingerprints."""
+    scope = next((key.scope for key in keys if key), None)
+    return (
+        scope,
+        [key.key if key else None for key in keys],
+        [key.fingerprint if key else None for key in keys],
+    )
+
+
+def _keyed_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
+    """The decisions claim_many stored (or found) under each first arrival's key."""
+    outcomes = row["claim_outcomes"] or []
+    replayed, claimed, expires = (
+        row["claim_replayed"],
+        row["claim_claimed_ats"],
+        row["claim_expires_ats"],
+    )
+    return [
+        None if outcome is None else _keyed_claim(outcome, claimed[i], expires[i], replayed[i])
+        for i, outcome in enumerate(outcomes)
+    ]
+
+
+def _keyed_claim(
+    outcome: str, claimed_at: datetime | None, expires_at: datetime | None, replayed: bool
+) -> ClaimDecision:
+    decided = ClaimOutcome(outcome)  # a reused key's refusal replays nothing
+    return ClaimDecision(decided, claimed_at, expires_at, replayed and decided is not _REUSED)
+
+
+def _keyed_releases(row: asyncpg.Record, count: int) -> list[ReleaseDecision | None]:
+    outcomes = row["release_outcomes"] or [None] * count
+    replayed = row["release_replayed"] or [False] * count
+    decisions: list[ReleaseDecision | None] = []
+    for i, outcome in enumerate(outcomes):
+        decided = None if outcome is None else ReleaseOutcome(outcome)
+        again = replayed[i] and decided is not ReleaseOutcome.KEY_REUSED
+        decisions.append(None if decided is None else ReleaseDecision(decided, again))
+    return decisions
 
 
 def _release_outcomes(row: asyncpg.Record, releases: list[str]) -> list[ReleaseOutcome]:

@@ -1,0 +1,121 @@
+"""The Idempotency-Key header (the IETF httpapi draft, as Stripe runs it):
+parsed and checked here, turned into the key the use cases store answers
+under, and the stored answers turned back into responses.
+
+Scope: a key is unique per route (method and path template, ``SCOPES``), not
+per client: the service has no client identity beyond the one admin token,
+so clients should send random keys (a UUID per logical request). The same
+key on another route is another key; on the same route with another path or
+body it is refused (422 idempotency_key_reused): the fingerprint is a digest
+of the method, the raw path and the body's exact bytes, so a retry must
+resend the same bytes (which is what retrying means)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import MediaType, Response
+
+from flashsale.domain import DomainError, IdempotencyKey
+from flashsale.http.errors import InvalidRequest, status_of
+from flashsale.http.requests import AnyRequest
+from flashsale.http.schemas import ErrorResponse
+from flashsale.service.ports import Answer, Once
+
+R = TypeVar("R")
+
+HEADER = "Idempotency-Key"
+RAW_HEADER = b"idempotency-key"  # as ASGI servers pass header names
+REPLAYED = "Idempotent-Replayed"
+RAW_REPLAYED = (b"idempotent-replayed", b"true")
+
+# One scope per keyed route: the method and the path template.
+CREATE_COUPON = "POST /api/coupons"
+CLAIM = "POST /api/coupons/claim"
+CHANGE_COUPON = "PATCH /api/coupons/{name}"
+RELEASE_CLAIM = "DELETE /api/coupons/{name}/claims/{user_id}"
+REDEEM_CLAIM = "POST /api/coupons/{name}/claims/{user_id}/redeem"
+SCOPES = (CREATE_COUPON, CLAIM, CHANGE_COUPON, RELEASE_CLAIM, REDEEM_CLAIM)
+
+_KEY = re.compile(rb"[\x20-\x7e]{1,255}")
+INVALID_KEY = f"{HEADER} must be 1-255 printable ASCII characters"
+_ENCODER = msgspec.json.Encoder()
+
+
+def check_key(values: Iterable[bytes]) -> bytes | None:
+    """The header's one value, or None without it; 400 for anything else."""
+    found: bytes | None = None
+    for value in values:
+        if found is not None or not _KEY.fullmatch(value):
+            raise InvalidRequest(INVALID_KEY)
+        found = value
+    return found
+
+
+def fingerprint(method: str, raw_path: bytes, body: bytes) -> bytes:
+    return hashlib.sha256(b"%s %s\n%s" % (method.encode(), raw_path, body)).digest()
+
+
+def raw_path(scope: Any) -> bytes:
+    """The path as the client sent it (percent-encoding kept), no query."""
+    path: bytes | None = scope.get("raw_path")
+    return path.split(b"?", 1)[0] if path else scope["path"].encode()
+
+
+async def request_key(request: AnyRequest, scope: str) -> IdempotencyKey | None:
+    """The key of a Litestar request, or None when it sent none."""
+    value = check_key(v.encode("latin-1") for v in request.headers.getall(HEADER.lower(), []))
+    if value is None:
+        return None
+    body = await request.body()
+    digest = fingerprint(request.method, raw_path(request.scope), body)
+    return IdempotencyKey(scope, value.decode("ascii"), digest)
+
+
+def once(key: IdempotencyKey, status: int, body: Callable[[R], bytes]) -> Once[R]:
+    """The key, and how a result becomes the answer stored with it."""
+
+    def render(result: R | DomainError) -> Answer:
+        if isinstance(result, DomainError):
+            return error_answer(result)
+        return Answer(status, body(result))
+
+    return Once(key, render)
+
+
+def error_answer(error: DomainError) -> Answer:
+    status, _ = status_of(error)
+    return Answer(status, _ENCODER.encode(ErrorResponse(error=error.code, message=error.message)))
+
+
+def decided(
+    check: Callable[[], None], status: int, body: Callable[[], bytes], *, replayed: bool
+) -> Answer:
+    """The answer of a decision kept with its key (claims and releases keep
+    the decision, not bytes: claim_many_keyed stores it in the batch that makes it,
+    where no Python runs). The first answer and every replay come from the
+    same stored values through this one function, so they are byte for byte
+    the same: ``check`` raises the decision's client error, if it is one."""
+    try:
+        check()
+    except DomainError as error:
+        answer = error_answer(error)
+        return Answer(answer.status, answer.body, replayed)
+    return Answer(status, body(), replayed)
+
+
+def encoded(struct: Callable[[R], msgspec.Struct]) -> Callable[[R], bytes]:
+    """A result's body: its response struct as JSON (as Litestar encodes it)."""
+    return lambda result: _ENCODER.encode(struct(result))
+
+
+def answer_response(answer: Answer) -> Response[Any]:
+    """The stored bytes, as sent the first time; a replay says so."""
+    headers = {REPLAYED: "true"} if answer.replayed else None
+    return Response(
+        answer.body, status_code=answer.status, media_type=MediaType.JSON, headers=headers
+    )

@@ -1,0 +1,70 @@
+"""Idempotency keys purged once they are IDEMPOTENCY_TTL old: one task per
+worker, like the hold sweeper (service/expiry.py).
+
+Each pass deletes the oldest expired keys a small batch at a time (one short
+transaction per batch, by idempotency_keys_created_idx) until fewer than a
+batch are left, then sleeps. The claim path never waits for it: the DELETE
+takes its rows FOR UPDATE SKIP LOCKED and touches only keys a day old, and
+no claim batch locks key rows other than its own fresh ones; concurrent
+purges of other workers skip each other's rows."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from flashsale.domain import ServiceUnavailable
+from flashsale.service.ports import KeyPurger
+
+PURGE_SECONDS = 60.0
+PURGE_BATCH = 1_000
+
+log = logging.getLogger("flashsale.idempotency")
+
+
+class KeyPurge:
+    def __init__(
+        self,
+        purger: KeyPurger,
+        ttl: int,
+        interval: float = PURGE_SECONDS,
+        batch: int = PURGE_BATCH,
+    ) -> None:
+        self._purger = purger
+        self._ttl = ttl
+        self._interval = interval
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self.purge_once()
+            await asyncio.sleep(self._interval)
+
+    async def purge_once(self) -> int:
+        """Every key past its TTL, in batches; a database away only delays it."""
+        total = 0
+        try:
+            while True:
+                purged = await self._purger.purge_idempotency_keys(
+                    older_than=self._ttl, limit=self._batch
+                )
+                total += purged
+                if purged < self._batch:
+                    return total
+                await asyncio.sleep(0)  # let requests run between batches
+        except ServiceUnavailable:
+            return total
+        except Exception as error:  # a bug must not stop the purge for good
+            log.error("idempotency key purge failed: %s", type(error).__name__)
+            return total

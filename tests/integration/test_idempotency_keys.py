@@ -1,0 +1,167 @@
+"""Idempotency keys in the store: a retry waits for an attempt still in
+flight and answers its outcome (409 only past lock_timeout), keyed claims
+from several processes make one effect, and old keys are purged in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import pytest
+
+from flashsale.claims.batched import BatchedClaims
+from flashsale.domain import (
+    ClaimOutcome,
+    DomainError,
+    IdempotencyKey,
+    IdempotencyKeyInUse,
+)
+from flashsale.service.key_purge import KeyPurge
+from flashsale.service.ports import Answer, CouponState, Once
+from flashsale.storage.store import CouponStore
+from tests.support.stores import StoreFactory
+
+if TYPE_CHECKING:
+    from asyncpg.transaction import Transaction
+
+    Connection = asyncpg.Connection[Any]
+
+KEY = IdempotencyKey("POST /api/coupons", "k-1", b"fingerprint")
+
+
+def render(result: CouponState | DomainError) -> Answer:
+    if isinstance(result, DomainError):
+        return Answer(409, result.code.encode())
+    return Answer(201, result.name.encode())
+
+
+async def hold_key(db: Connection, answer: bytes) -> Transaction:
+    """Another attempt with KEY, in its transaction: the key taken, the answer
+    stored, not committed yet."""
+    transaction = db.transaction()
+    await transaction.start()
+    await db.execute("SELECT take_idempotency_key($1, $2, $3)", KEY.scope, KEY.key, KEY.fingerprint)
+    await db.execute(
+        "UPDATE idempotency_keys SET status = 201, body = $1 WHERE key = $2", answer, KEY.key
+    )
+    return transaction
+
+
+async def test_a_retry_waits_for_the_attempt_in_flight_and_answers_its_outcome(
+    store: CouponStore, db: Connection
+) -> None:
+    first = await hold_key(db, b"first attempt")
+    retry = asyncio.ensure_future(store.create_coupon_once(Once(KEY, render), name="W", amount=1))
+    await asyncio.sleep(0.3)
+    assert not retry.done()  # waiting on the uncommitted key row
+    await first.commit()
+    assert await retry == Answer(201, b"first attempt", replayed=True)
+    assert await db.fetchval("SELECT count(*) FROM coupons") == 0  # the retry created nothing
+
+
+async def test_a_retry_runs_when_the_attempt_in_flight_rolls_back(
+    store: CouponStore, db: Connection
+) -> None:
+    first = await hold_key(db, b"never committed")
+    retry = asyncio.ensure_future(store.create_coupon_once(Once(KEY, render), name="R", amount=1))
+    await asyncio.sleep(0.3)
+    await first.rollback()
+    assert await retry == Answer(201, b"R")
+    assert await db.fetchval("SELECT count(*) FROM coupons WHERE name = 'R'") == 1
+
+
+async def test_a_retry_waits_no_longer_than_the_lock_timeout(
+    make_store: StoreFactory, db: Connection
+) -> None:
+    store = await make_store(DB_STATEMENT_TIMEOUT="1")
+    first = await hold_key(db, b"slow")
+    started = time.monotonic()
+    try:
+        with pytest.raises(IdempotencyKeyInUse):
+            await store.create_coupon_once(Once(KEY, render), name="S", amount=1)
+    finally:
+        await first.rollback()
+    assert time.monotonic() - started < 3
+
+
+async def test_one_key_claimed_from_two_processes_at_once_claims_once(
+    make_store: StoreFactory, db: Connection
+) -> None:
+    stores = [await make_store(DB_POOL_MIN="1") for _ in range(2)]
+    await stores[0].create_coupon(name="TWO", amount=10)
+    engines = [BatchedClaims(s, max_batch=100, max_queue=1000) for s in stores]
+    key = IdempotencyKey("POST /api/coupons/claim", "claim-1", b"same request")
+    decisions = await asyncio.gather(
+        *(
+            engine.claim(coupon_name="TWO", user_id="erin", key=key)
+            for _ in range(20)
+            for engine in engines
+        )
+    )
+    assert {d.outcome for d in decisions} == {ClaimOutcome.CLAIMED}
+    assert len({(d.claimed_at, d.expires_at) for d in decisions}) == 1
+    assert sum(not d.replayed for d in decisions) == 1
+    assert await db.fetchval("SELECT count(*) FROM claims") == 1
+    for engine in engines:
+        await engine.close()
+
+
+async def test_keys_past_their_ttl_are_purged_in_batches(
+    store: CouponStore, db: Connection
+) -> None:
+    await db.execute(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, status, body) "
+        "SELECT 's', 'old-' || n, '\\x00', now() - interval '25 hours', 201, '' "
+        "FROM generate_series(1, 5) AS n"
+    )
+    await db.execute(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, status, body) "
+        "VALUES ('s', 'new', '\\x00', 201, '')"
+    )
+    purged = await KeyPurge(store, ttl=86_400, batch=2).purge_once()
+    assert purged == 5
+    assert await db.fetchval("SELECT array_agg(key) FROM idempotency_keys") == ["new"]
+
+
+CLAIM_KEY = IdempotencyKey("POST /api/coupons/claim", "shared", b"claim on OTHER")
+
+
+async def hold_claim_key(db: Connection) -> Transaction:
+    """A batch of another coupon that took CLAIM_KEY and has not committed."""
+    transaction = db.transaction()
+    await transaction.start()
+    await db.execute(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, outcome) "
+        "VALUES ($1, $2, $3, 'claimed')",
+        CLAIM_KEY.scope,
+        CLAIM_KEY.key,
+        CLAIM_KEY.fingerprint,
+    )
+    return transaction
+
+
+@pytest.mark.parametrize("other_commits", [True, False])
+async def test_a_key_taken_meanwhile_for_another_coupon_undoes_nothing_but_this_arrival(
+    store: CouponStore, db: Connection, other_commits: bool
+) -> None:
+    await store.create_coupon(name="MINE", amount=5)
+    engine = BatchedClaims(store, max_batch=100, max_queue=1000)
+    other = await hold_claim_key(db)
+    mine = IdempotencyKey(CLAIM_KEY.scope, CLAIM_KEY.key, b"claim on MINE")
+    claim = asyncio.ensure_future(engine.claim(coupon_name="MINE", user_id="fay", key=mine))
+    plain = asyncio.ensure_future(engine.claim(coupon_name="MINE", user_id="gus"))
+    await asyncio.sleep(0.3)
+    assert not claim.done()  # its batch waits for the other request's key
+    await (other.commit() if other_commits else other.rollback())
+    decision = await claim
+    assert (await plain).outcome is ClaimOutcome.CLAIMED  # its batch mate, claimed once
+    holders = await db.fetch("SELECT user_id FROM claims ORDER BY user_id")
+    if other_commits:
+        assert decision.outcome is ClaimOutcome.KEY_REUSED
+        assert [row["user_id"] for row in holders] == ["gus"]
+    else:
+        assert decision.outcome is ClaimOutcome.CLAIMED
+        assert [row["user_id"] for row in holders] == ["fay", "gus"]
+    await engine.close()
