@@ -1019,35 +1019,138 @@ BEGIN
 END
 $$;
 
--- Which of a batch's keys (p_keys, NULL where an arrival has none) an
--- earlier request stored. Called under the coupon's row lock, so every
--- earlier batch of the coupon has committed: this plain read sees its keys.
-CREATE FUNCTION stored_batch_keys(p_scope text, p_keys text[])
-RETURNS text[]
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(array_agg(k.key), '{}')
-      FROM idempotency_keys AS k
-     WHERE k.scope = p_scope AND k.key = ANY (p_keys)
+-- The rows of p_scope stored under p_keys (NULLs ignored), an index probe
+-- per key of idempotency_keys_pkey. Written as a lateral lookup by the whole
+-- primary key, not as "scope = $1 AND key = ANY ($2)": PostgreSQL costs an
+-- array of N keys as N index descents, so with statistics from when the
+-- table was small (autovacuum analyzes it a minute or more later, and a
+-- cached generic plan keeps them) the planner preferred one descent on scope
+-- with key = ANY as a filter over every key of the scope, as 0011's join
+-- did. An equality on every column of a unique index is at most one row
+-- whatever the statistics say, so each probe stays one descent; LIMIT 1
+-- keeps the planner from flattening the lateral subquery into a join it
+-- could again plan as a hash join over the scope.
+CREATE FUNCTION stored_keys(p_scope text, p_keys text[])
+RETURNS idempotency_keys[]
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF coalesce(cardinality(array_remove(p_keys, NULL)), 0) = 0 THEN
+        RETURN '{}';
+    END IF;
+    RETURN ARRAY(SELECT k
+                   FROM unnest(p_keys) AS u(key),
+                        LATERAL (SELECT * FROM idempotency_keys AS i
+                                  WHERE i.scope = p_scope AND i.key = u.key
+                                  LIMIT 1) AS k);
+END
 $$;
 
--- Each keyed arrival's stored decision, in the order of p_keys (NULL where
--- an arrival has no key): the outcome (idempotency_key_reused when the key
--- came with another request), its times, and whether an earlier request
--- stored it (a replay). Read after the batch stored its own keys, so fresh
--- keys and replays are answered from the same rows.
-CREATE FUNCTION batch_key_decisions(p_scope text, p_keys text[], p_prints bytea[],
-                                    p_stored text[])
-RETURNS TABLE (outcomes text[], replayed boolean[], claimed_ats timestamptz[],
-               expires_ats timestamptz[])
-LANGUAGE sql STABLE AS $$
-    SELECT array_agg(CASE WHEN k.key IS NULL THEN NULL
-                          WHEN k.fingerprint <> u.print THEN 'idempotency_key_reused'
-                          ELSE k.outcome END ORDER BY u.ord),
-           array_agg(u.key IS NOT NULL AND u.key = ANY (p_stored) ORDER BY u.ord),
-           array_agg(k.claimed_at ORDER BY u.ord),
-           array_agg(k.expires_at ORDER BY u.ord)
-      FROM unnest(p_keys, p_prints) WITH ORDINALITY AS u(key, print, ord)
-      LEFT JOIN idempotency_keys AS k ON k.scope = p_scope AND k.key = u.key
+-- p_users without the arrivals whose key is in p_stored, in order.
+CREATE FUNCTION unstored_arrivals(p_users text[], p_keys text[], p_stored idempotency_keys[])
+RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_stored text[];
+BEGIN
+    IF cardinality(p_stored) = 0 THEN
+        RETURN p_users;
+    END IF;
+    v_stored := ARRAY(SELECT s.key FROM unnest(p_stored) AS s);
+    RETURN ARRAY(SELECT u.user_id
+                   FROM unnest(p_users, p_keys) WITH ORDINALITY AS u(user_id, key, ord)
+                  WHERE u.key IS NULL OR u.key <> ALL (v_stored)
+                  ORDER BY u.ord);
+END
+$$;
+
+-- Stores each fresh claim key with its decision and returns every arrival's
+-- decision in the order of p_users (NULL where an arrival has no key), read
+-- as the store reads claim_many's answer: granted; else a holder (every
+-- ungranted user when the stock covered the batch: p_holders is NULL then);
+-- else why the sale refused, or sold_out. fresh counts the keys inserted.
+-- The joins are to the batch's own arrays (hash or nested loop over a few
+-- hundred values), never to the table.
+CREATE FUNCTION keep_claim_keys(p_scope text, p_users text[], p_keys text[], p_prints bytea[],
+                                p_stored idempotency_keys[], r_coupon_id bigint,
+                                r_claimed text[], r_holders text[], r_refusal text,
+                                r_claimed_at timestamptz, r_expires_at timestamptz)
+RETURNS TABLE (fresh bigint, outcomes text[], replayed boolean[],
+               claimed_ats timestamptz[], expires_ats timestamptz[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH arrival AS (
+        SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
+               CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
+                        THEN 'idempotency_key_reused'
+                    WHEN s.key IS NOT NULL THEN s.outcome
+                    WHEN r_coupon_id IS NULL THEN 'not_found'
+                    WHEN g.user_id IS NOT NULL THEN 'claimed'
+                    WHEN r_holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
+                    ELSE coalesce(r_refusal, 'sold_out') END AS outcome,
+               CASE WHEN s.key IS NOT NULL THEN s.claimed_at
+                    WHEN g.user_id IS NOT NULL THEN r_claimed_at END AS claimed_at,
+               CASE WHEN s.key IS NOT NULL THEN s.expires_at
+                    WHEN g.user_id IS NOT NULL THEN r_expires_at END AS expires_at
+          FROM unnest(p_users, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
+          LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
+          LEFT JOIN unnest(r_claimed) AS g(user_id) ON g.user_id = u.user_id
+          LEFT JOIN unnest(r_holders) AS h(user_id) ON h.user_id = u.user_id
+    ), inserted AS (
+        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
+        SELECT p_scope, a.key, a.print, a.outcome, a.claimed_at, a.expires_at
+          FROM arrival AS a
+         WHERE a.key IS NOT NULL AND NOT a.replayed
+         ORDER BY a.key
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted),
+           array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord),
+           array_agg(a.replayed ORDER BY a.ord),
+           array_agg(a.claimed_at ORDER BY a.ord),
+           array_agg(a.expires_at ORDER BY a.ord)
+      FROM arrival AS a;
+END
+$$;
+
+-- keep_claim_keys for releases: released, already_redeemed, claim_not_found.
+CREATE FUNCTION keep_release_keys(p_scope text, p_releases text[], p_keys text[],
+                                  p_prints bytea[], p_stored idempotency_keys[],
+                                  r_coupon_id bigint, r_released text[], r_redeemed text[])
+RETURNS TABLE (fresh bigint, outcomes text[], replayed boolean[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH arrival AS (
+        SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
+               CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
+                        THEN 'idempotency_key_reused'
+                    WHEN s.key IS NOT NULL THEN s.outcome
+                    WHEN r_coupon_id IS NULL THEN 'not_found'
+                    WHEN d.user_id IS NOT NULL THEN 'released'
+                    WHEN x.user_id IS NOT NULL THEN 'already_redeemed'
+                    ELSE 'claim_not_found' END AS outcome
+          FROM unnest(p_releases, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
+          LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
+          LEFT JOIN unnest(r_released) AS d(user_id) ON d.user_id = u.user_id
+          LEFT JOIN unnest(r_redeemed) AS x(user_id) ON x.user_id = u.user_id
+    ), inserted AS (
+        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome)
+        SELECT p_scope, a.key, a.print, a.outcome
+          FROM arrival AS a
+         WHERE a.key IS NOT NULL AND NOT a.replayed
+         ORDER BY a.key
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted),
+           array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord),
+           array_agg(a.replayed ORDER BY a.ord)
+      FROM arrival AS a;
+END
 $$;
 
 -- claim_many with Idempotency-Keys: keys for claims (p_claim_keys and
@@ -1063,11 +1166,14 @@ $$;
 --    2 (READ COMMITTED: each statement sees what committed before it began).
 --    A retry of a claim still being decided by another worker's batch so
 --    waits for that batch, for free, and then replays its outcome.
--- 2. Arrivals whose key is stored leave the batch (a replay changes nothing).
+-- 2. Arrivals whose key is stored (stored_keys: one primary-key probe per
+--    key) leave the batch (a replay changes nothing).
 -- 3. claim_many decides the rest; it locks the row again (free: this
 --    transaction holds it).
--- 4. One INSERT ... SELECT from unnest per kind stores each fresh key with
---    its decision, in this transaction: a key exists exactly when its
+-- 4. One INSERT ... SELECT from unnest per kind (keep_claim_keys,
+--    keep_release_keys, skipped for a kind without keys) stores each fresh
+--    key with its decision, computed from claim_many's answer and returned
+--    as inserted, never read back, in this transaction: a key exists exactly when its
 --    decision committed. Only a request for another coupon (so with another
 --    fingerprint) can hold one of these keys meanwhile; the INSERT waits for
 --    it (the unique index's check waits for the inserting transaction), and
@@ -1087,82 +1193,47 @@ RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_claim_stored text[];
-    v_release_stored text[];
-    v_users text[];
-    v_releases text[];
-    v_fresh integer;
-    v_stored integer;
+    v_claim_stored idempotency_keys[];
+    v_release_stored idempotency_keys[];
+    v_keys integer := coalesce(cardinality(array_remove(p_claim_keys, NULL)), 0);
+    v_release_keys integer := coalesce(cardinality(array_remove(p_release_keys, NULL)), 0);
     r record;
-    v_claims record;
-    v_releases_decided record;
+    v_fresh bigint := 0;
+    v_released_fresh bigint := 0;
+    v_outcomes text[];
+    v_replayed boolean[];
+    v_claimed_ats timestamptz[];
+    v_expires_ats timestamptz[];
+    v_release_outcomes text[];
+    v_release_replayed boolean[];
 BEGIN
     PERFORM 1 FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
-    v_claim_stored := stored_batch_keys(p_claim_scope, p_claim_keys);
-    v_release_stored := stored_batch_keys(p_release_scope, p_release_keys);
-    v_users := ARRAY(SELECT u.user_id
-                       FROM unnest(p_users, p_claim_keys) WITH ORDINALITY AS u(user_id, key, ord)
-                      WHERE u.user_id IS NOT NULL
-                        AND (u.key IS NULL OR u.key <> ALL (v_claim_stored))
-                      ORDER BY u.ord);
-    v_releases := ARRAY(SELECT u.user_id
-                          FROM unnest(p_releases, p_release_keys)
-                               WITH ORDINALITY AS u(user_id, key, ord)
-                         WHERE u.user_id IS NOT NULL
-                           AND (u.key IS NULL OR u.key <> ALL (v_release_stored))
-                         ORDER BY u.ord);
-    SELECT * INTO r FROM claim_many(p_coupon_name, v_users, v_releases);
-
-    -- Each fresh key's decision, as the store reads claim_many's answer:
-    -- granted; else a holder (every ungranted user when the stock covered the
-    -- batch: holders is NULL then); else why the sale refused, or sold_out.
-    WITH fresh AS (
-        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
-        SELECT p_claim_scope, u.key, u.print,
-               CASE WHEN r.coupon_id IS NULL THEN 'not_found'
-                    WHEN u.user_id = ANY (r.claimed) THEN 'claimed'
-                    WHEN r.holders IS NULL OR u.user_id = ANY (r.holders) THEN 'already_claimed'
-                    ELSE coalesce(r.refusal, 'sold_out') END,
-               CASE WHEN u.user_id = ANY (r.claimed) THEN r.claimed_at END,
-               CASE WHEN u.user_id = ANY (r.claimed) THEN r.expires_at END
-          FROM unnest(p_users, p_claim_keys, p_claim_prints) AS u(user_id, key, print)
-         WHERE u.key IS NOT NULL AND u.key <> ALL (v_claim_stored)
-         ORDER BY u.key
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) INTO v_fresh FROM fresh;
-    WITH fresh AS (
-        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome)
-        SELECT p_release_scope, u.key, u.print,
-               CASE WHEN r.coupon_id IS NULL THEN 'not_found'
-                    WHEN u.user_id = ANY (r.released) THEN 'released'
-                    WHEN u.user_id = ANY (r.redeemed) THEN 'already_redeemed'
-                    ELSE 'claim_not_found' END
-          FROM unnest(p_releases, p_release_keys, p_release_prints) AS u(user_id, key, print)
-         WHERE u.key IS NOT NULL AND u.key <> ALL (v_release_stored)
-         ORDER BY u.key
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    )
-    SELECT v_fresh + count(*) INTO v_fresh FROM fresh;
-    v_stored := cardinality(v_claim_stored) + cardinality(v_release_stored);
-    IF v_fresh + v_stored < cardinality(array_remove(p_claim_keys, NULL))
-                            + cardinality(array_remove(p_release_keys, NULL)) THEN
+    v_claim_stored := stored_keys(p_claim_scope, p_claim_keys);
+    v_release_stored := stored_keys(p_release_scope, p_release_keys);
+    SELECT * INTO r
+      FROM claim_many(p_coupon_name,
+                      unstored_arrivals(p_users, p_claim_keys, v_claim_stored),
+                      unstored_arrivals(p_releases, p_release_keys, v_release_stored));
+    IF v_keys > 0 THEN
+        SELECT * INTO v_fresh, v_outcomes, v_replayed, v_claimed_ats, v_expires_ats
+          FROM keep_claim_keys(p_claim_scope, p_users, p_claim_keys, p_claim_prints,
+                               v_claim_stored, r.coupon_id, r.claimed, r.holders, r.refusal,
+                               r.claimed_at, r.expires_at);
+    END IF;
+    IF v_release_keys > 0 THEN
+        SELECT * INTO v_released_fresh, v_release_outcomes, v_release_replayed
+          FROM keep_release_keys(p_release_scope, p_releases, p_release_keys,
+                                 p_release_prints, v_release_stored, r.coupon_id,
+                                 r.released, r.redeemed);
+    END IF;
+    IF v_fresh + v_released_fresh + cardinality(v_claim_stored)
+       + cardinality(v_release_stored) < v_keys + v_release_keys THEN
         RAISE EXCEPTION 'an idempotency key of this batch was taken by another request'
             USING ERRCODE = 'FSK01';
     END IF;
-
-    SELECT * INTO v_claims
-      FROM batch_key_decisions(p_claim_scope, p_claim_keys, p_claim_prints, v_claim_stored);
-    SELECT * INTO v_releases_decided
-      FROM batch_key_decisions(p_release_scope, p_release_keys, p_release_prints,
-                               v_release_stored);
     RETURN QUERY
         SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
-               r.expires_at, r.released, r.redeemed,
-               v_claims.outcomes, v_claims.replayed, v_claims.claimed_ats,
-               v_claims.expires_ats, v_releases_decided.outcomes,
-               v_releases_decided.replayed;
+               r.expires_at, r.released, r.redeemed, v_outcomes, v_replayed, v_claimed_ats,
+               v_expires_ats, v_release_outcomes, v_release_replayed;
 END
 $$;
