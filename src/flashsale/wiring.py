@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from functools import partial
 
 import msgspec
@@ -55,45 +56,82 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     pool = await create_pool(settings)
     connections = Connections.configured(pool, settings)
     store = CouponStore(connections)
-    engine = create_claim_engine(settings, store, metrics.observe_batch)
-    reads = CouponReadStore(connections)
     webhooks = WebhookStore(connections)
-    services = Services(
-        coupons=CouponService(
-            store,
-            CountedClaims(engine, metrics),
-            request_timeout=settings.request_timeout,
-            on_event=metrics.count_claim_event,
-        ),
-        reads=CouponReads(reads, request_timeout=settings.request_timeout),
-        dashboard=DashboardFeed(reads),
-        events=EventReads(EventStore(connections), request_timeout=settings.request_timeout),
-        webhooks=WebhookService(webhooks, request_timeout=settings.request_timeout),
-    )
-    sampler = asyncio.get_running_loop().create_task(_sample_pool(pool, metrics))
-    # Holds expire with no request needed: one sweeper per worker (exactly once in SQL).
-    expirer = HoldExpirer(store, on_expired=partial(metrics.count_claim_event, "expired"))
-    expirer.start()
-    deliverer = _deliverer(settings, webhooks)  # its own task: a claim never waits for it
-    deliverer.start()
-    # Idempotency keys past IDEMPOTENCY_TTL go in the background (SKIP LOCKED batches).
-    purge = KeyPurge(store, ttl=settings.idempotency_ttl)
-    purge.start()
+    services = _services(settings, connections, store, webhooks, metrics)
+    background = _Background.started(settings, pool, store, webhooks, metrics)
     log.info("worker ready", strategy=settings.claim_strategy)
     try:
         yield services
     finally:
-        await deliverer.close()
-        await purge.close()
-        await expirer.close()
-        sampler.cancel()
-        with suppress(asyncio.CancelledError):
-            await sampler
+        await background.close()
         await services.dashboard.close()
         await services.coupons.close()  # claims already accepted finish first
         await connections.wait_for_writes()  # and every write sent, timed out or not
         await pool.close()
         forget_this_process()  # this worker's metric files (multiprocess mode)
+
+
+def _services(
+    settings: Settings,
+    connections: Connections,
+    store: CouponStore,
+    webhooks: WebhookStore,
+    metrics: Metrics,
+) -> Services:
+    """The use cases the HTTP layer calls, on the worker's stores."""
+    engine = create_claim_engine(settings, store, metrics.observe_batch)
+    reads = CouponReadStore(connections)
+    timeout = settings.request_timeout
+    return Services(
+        coupons=CouponService(
+            store,
+            CountedClaims(engine, metrics),
+            request_timeout=timeout,
+            on_event=metrics.count_claim_event,
+        ),
+        reads=CouponReads(reads, request_timeout=timeout),
+        dashboard=DashboardFeed(reads),
+        events=EventReads(EventStore(connections), request_timeout=timeout),
+        webhooks=WebhookService(webhooks, request_timeout=timeout),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Background:
+    """The worker's own tasks, which no request waits for."""
+
+    deliverer: WebhookDeliverer
+    purge: KeyPurge
+    expirer: HoldExpirer
+    sampler: asyncio.Task[None]
+
+    @classmethod
+    def started(
+        cls,
+        settings: Settings,
+        pool: Pool,
+        store: CouponStore,
+        webhooks: WebhookStore,
+        metrics: Metrics,
+    ) -> _Background:
+        sampler = asyncio.get_running_loop().create_task(_sample_pool(pool, metrics))
+        # Holds expire with no request needed: one sweeper per worker (exactly once in SQL).
+        expirer = HoldExpirer(store, on_expired=partial(metrics.count_claim_event, "expired"))
+        expirer.start()
+        deliverer = _deliverer(settings, webhooks)  # its own task: a claim never waits for it
+        deliverer.start()
+        # Idempotency keys past IDEMPOTENCY_TTL go in the background (SKIP LOCKED batches).
+        purge = KeyPurge(store, ttl=settings.idempotency_ttl)
+        purge.start()
+        return cls(deliverer, purge, expirer, sampler)
+
+    async def close(self) -> None:
+        await self.deliverer.close()
+        await self.purge.close()
+        await self.expirer.close()
+        self.sampler.cancel()
+        with suppress(asyncio.CancelledError):
+            await self.sampler
 
 
 def _deliverer(settings: Settings, webhooks: WebhookStore) -> WebhookDeliverer:
