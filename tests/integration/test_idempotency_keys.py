@@ -204,3 +204,34 @@ async def _index_tuples_read(db: Connection) -> int:
         "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'idempotency_keys_pkey'"
     )
     return read
+
+
+async def test_a_retry_in_a_batch_of_new_keys_rolls_it_back_whole_and_replays(
+    store: CouponStore, db: Connection
+) -> None:
+    """0014: a batch first assumes its keys are new; a retry among them fails
+    the key's unique check, the batch rolls back whole (no claim, stock or
+    event of it is left) and runs again with the probe, which replays the
+    retry and claims its batch mate once."""
+    await store.create_coupon(name="NEW", amount=10)
+    engine = BatchedClaims(store, max_batch=100, max_queue=1000)
+    scope = "POST /api/coupons/claim"
+    ann = IdempotencyKey(scope, "ann-1", b"ann's claim")
+    first = await engine.claim(coupon_name="NEW", user_id="ann", key=ann)
+    again, bob = await asyncio.gather(
+        engine.claim(coupon_name="NEW", user_id="ann", key=ann),
+        engine.claim(coupon_name="NEW", user_id="bob", key=IdempotencyKey(scope, "bob-1", b"b")),
+    )
+    assert (first.outcome, first.replayed) == (ClaimOutcome.CLAIMED, False)
+    assert (again.outcome, again.claimed_at, again.replayed) == (
+        ClaimOutcome.CLAIMED,
+        first.claimed_at,
+        True,
+    )
+    assert (bob.outcome, bob.replayed) == (ClaimOutcome.CLAIMED, False)
+    assert await db.fetchval("SELECT remaining_amount FROM coupons") == 8
+    assert await db.fetchval("SELECT array_agg(user_id ORDER BY id) FROM claims") == ["ann", "bob"]
+    assert await db.fetchval("SELECT array_agg(seq ORDER BY seq) FROM events") == [1, 2, 3]
+    stored = await db.fetch("SELECT key, outcome FROM idempotency_keys ORDER BY key")
+    assert [tuple(row) for row in stored] == [("ann-1", "claimed"), ("bob-1", "claimed")]
+    await engine.close()

@@ -80,6 +80,15 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
   FROM claim_many_keyed($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[], $7,
                         $8::text[], $9::bytea[]);
 
+-- name: claim_many_new_keys
+-- claim_many with claim keys believed new ($4-$6: scope, keys, fingerprints,
+-- parallel to $2; the function: schema.sql). A stored or concurrently taken
+-- key raises unique_violation on idempotency_keys_pkey and the batch rolls
+-- back whole: the store sends it to claim_many_keyed then.
+SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
+       released, redeemed, claim_outcomes
+  FROM claim_many_new_keys($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[]);
+
 -- name: sold_out_batch
 -- Lock-free answers for a coupon believed sold out (the function: schema.sql).
 SELECT arrival, holds, coupon_id, remaining, refusal

@@ -1237,3 +1237,54 @@ BEGIN
                v_expires_ats, v_release_outcomes, v_release_replayed;
 END
 $$;
+
+-- The optimistic keyed batch (0014): claims whose keys are all believed new.
+-- claim_many decides, then a plain INSERT stores each key with its decision
+-- in key order; a key already stored, or inserted by another transaction
+-- that commits, fails idempotency_keys_pkey's unique check and rolls the
+-- whole batch back, and the store sends it to claim_many_keyed, whose probe
+-- replays it. The probe and ON CONFLICT cost a third of a keyed claim's
+-- database time (migrations/0014_fresh_keys_first.sql).
+CREATE FUNCTION claim_many_new_keys(p_coupon_name text, p_users text[], p_releases text[],
+                                    p_scope text, p_keys text[], p_prints bytea[])
+RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
+               refusal text, claimed_at timestamptz, expires_at timestamptz,
+               released text[], redeemed text[], claim_outcomes text[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    v_outcomes text[];
+BEGIN
+    SELECT * INTO r FROM claim_many(p_coupon_name, p_users, p_releases);
+    -- Read as the store reads claim_many's answer (keep_claim_keys, 0013):
+    -- granted; else a holder (every ungranted user when the stock covered
+    -- the batch: holders is NULL then); else why the sale refused, or sold_out.
+    WITH arrival AS (
+        SELECT u.ord, u.key, u.print,
+               CASE WHEN r.coupon_id IS NULL THEN 'not_found'
+                    WHEN g.user_id IS NOT NULL THEN 'claimed'
+                    WHEN r.holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
+                    ELSE coalesce(r.refusal, 'sold_out') END AS outcome
+          FROM unnest(p_users, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
+          LEFT JOIN unnest(r.claimed) AS g(user_id) ON g.user_id = u.user_id
+          LEFT JOIN unnest(r.holders) AS h(user_id) ON h.user_id = u.user_id
+    ), stored AS (
+        -- Runs to completion although nothing reads it (PostgreSQL executes
+        -- a data-modifying WITH exactly once, whatever the main query reads).
+        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
+        SELECT p_scope, a.key, a.print, a.outcome,
+               CASE WHEN a.outcome = 'claimed' THEN r.claimed_at END,
+               CASE WHEN a.outcome = 'claimed' THEN r.expires_at END
+          FROM arrival AS a
+         WHERE a.key IS NOT NULL
+         ORDER BY a.key
+    )
+    SELECT array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord)
+      INTO v_outcomes
+      FROM arrival AS a;
+    RETURN QUERY
+        SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
+               r.expires_at, r.released, r.redeemed, v_outcomes;
+END
+$$;

@@ -10,6 +10,7 @@ which may cancel them: a read commits nothing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ import asyncpg
 
 from flashsale.claims.ports import BatchResult, Key, SoldOutRead
 from flashsale.domain import (
+    REFUSED,
     AlreadyRedeemed,
     AmountBelowClaimed,
     ClaimDecision,
@@ -44,6 +46,10 @@ _REUSED = ClaimOutcome.KEY_REUSED
 # is then found stored: that arrival hears idempotency_key_reused).
 KEY_RACE = "FSK01"
 KEY_RACE_ATTEMPTS = 3
+# claim_many_new_keys fails on this index when a key of the batch was stored.
+_KEYS_PKEY = "idempotency_keys_pkey"
+# Coupons whose last keyed batch met a stored key, kept by a process at most.
+MAX_REPLAYING_HINTS = 1000
 _KEYS_BUSY = "this batch's idempotency keys are being used by other requests, retry shortly"
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
 SWEEP_COUPONS = 100
@@ -58,6 +64,8 @@ class CouponStore:
         self._connections = connections
         self._connection = connections.connection
         self._write = connections.write
+        # Coupons whose keyed batches go to claim_many_keyed first (_keyed_batch).
+        self._replaying: set[str] = set()
         self._read_timeout = connections.read_timeout
 
     async def ping(self) -> None:
@@ -162,37 +170,51 @@ class CouponStore:
         claim_keys: Sequence[Key],
         release_keys: Sequence[Key],
     ) -> BatchResult:
-        """claim_many_keyed: a keyed user arrives once, so its first arrival
-        is its only one and the key goes with it."""
+        """claim_many_new_keys, or claim_many_keyed when it cannot be (see
+        _keyed_batch): a keyed user arrives once, so its first arrival is its
+        only one and the key goes with it."""
         by_user = {user: key for user, key in zip(user_ids, claim_keys, strict=False) if key}
-        first_keys = [by_user.get(user) for user in firsts]
-        arguments = (
-            *_key_arguments(first_keys),
-            *_key_arguments(list(release_keys) or [None] * len(released)),
-        )
-
-        async def claim_many(connection: Connection) -> asyncpg.Record | None:
-            for _ in range(KEY_RACE_ATTEMPTS):
-                try:
-                    return await connection.fetchrow(
-                        query("claim_many_keyed"), coupon_name, firsts, released, *arguments
-                    )
-                except asyncpg.PostgresError as error:
-                    if error.sqlstate != KEY_RACE:
-                        raise
-            raise ServiceUnavailable(_KEYS_BUSY)
-
-        row = await self._write(claim_many)
-        assert row is not None
+        claims = _key_arguments([by_user.get(user) for user in firsts])
+        releases = _key_arguments(list(release_keys) or [None] * len(released))
+        batch = _KeyedBatch(coupon_name, firsts, released, claims, releases)
+        row, new = await self._write(partial(self._keyed_batch, batch))
         result = _batch_result(row, firsts, user_ids)
         result.releases.extend(_release_outcomes(row, released))
-        decided = dict(zip(firsts, _keyed_claims(row), strict=False))
+        keyed = _new_key_claims(row) if new else _keyed_claims(row)
+        decided = dict(zip(firsts, keyed, strict=False))
         result.keyed_claims.extend(
             decided.get(user) if key else None
             for user, key in zip(user_ids, claim_keys or [None] * len(user_ids), strict=True)
         )
-        result.keyed_releases.extend(_keyed_releases(row, len(released)))
+        if not new:  # claim_many_new_keys carries no release key
+            result.keyed_releases.extend(_keyed_releases(row, len(released)))
         return result
+
+    async def _keyed_batch(
+        self, batch: _KeyedBatch, connection: Connection
+    ) -> tuple[asyncpg.Record, bool]:
+        """The row, and whether every key was new (claim_many_new_keys). That
+        batch is tried first unless it carries release keys or its coupon's
+        last keyed batch met a stored key (a hint: retries come in bursts)."""
+        if batch.releases[0] is None and batch.coupon_name not in self._replaying:
+            try:
+                row = await connection.fetchrow(query("claim_many_new_keys"), *batch.new_keys())
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name != _KEYS_PKEY:
+                    raise
+                self._note_replaying(batch.coupon_name)  # rolled back whole; probe instead
+            else:
+                assert row is not None
+                return row, True
+        row = await _probing_batch(connection, batch)
+        if not _met_stored_keys(row):
+            self._replaying.discard(batch.coupon_name)
+        return row, False
+
+    def _note_replaying(self, coupon_name: str) -> None:
+        if len(self._replaying) >= MAX_REPLAYING_HINTS:
+            self._replaying.clear()  # hints only: forgetting costs one failed batch each
+        self._replaying.add(coupon_name)
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         async with self._connection() as connection:
@@ -285,6 +307,52 @@ def _key_arguments(keys: Sequence[Key]) -> tuple[str | None, list[str | None], l
         [key.key if key else None for key in keys],
         [key.fingerprint if key else None for key in keys],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyedBatch:
+    """One keyed call's arguments: each kind's (scope, keys, fingerprints)."""
+
+    coupon_name: str
+    firsts: list[str]
+    released: list[str]
+    claims: tuple[str | None, list[str | None], list[bytes | None]]
+    releases: tuple[str | None, list[str | None], list[bytes | None]]
+
+    def new_keys(self) -> tuple[Any, ...]:
+        return (self.coupon_name, self.firsts, self.released, *self.claims)
+
+    def probed(self) -> tuple[Any, ...]:
+        return (*self.new_keys(), *self.releases)
+
+
+async def _probing_batch(connection: Connection, batch: _KeyedBatch) -> asyncpg.Record:
+    """claim_many_keyed, sent again when another coupon's request took one of
+    its keys meanwhile (KEY_RACE)."""
+    for _ in range(KEY_RACE_ATTEMPTS):
+        try:
+            row = await connection.fetchrow(query("claim_many_keyed"), *batch.probed())
+        except asyncpg.PostgresError as error:
+            if error.sqlstate != KEY_RACE:
+                raise
+        else:
+            assert row is not None
+            return row
+    raise ServiceUnavailable(_KEYS_BUSY)
+
+
+def _met_stored_keys(row: asyncpg.Record) -> bool:
+    """Whether a probed batch found a claim key stored (a replay or a reuse)."""
+    return any(row["claim_replayed"] or ()) or _REUSED.value in (row["claim_outcomes"] or ())
+
+
+def _new_key_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
+    """The decisions claim_many_new_keys stored with new keys: none a replay,
+    a granted one with the batch's times."""
+    granted = ClaimDecision(ClaimOutcome.CLAIMED, row["claimed_at"], row["expires_at"])
+    decisions = {outcome.value: REFUSED[outcome] for outcome in ClaimOutcome}
+    decisions[ClaimOutcome.CLAIMED.value] = granted
+    return [None if o is None else decisions[o] for o in row["claim_outcomes"] or ()]
 
 
 def _keyed_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
