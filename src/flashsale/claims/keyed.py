@@ -54,6 +54,8 @@ def has_keys(work: Sequence[Work]) -> bool:
 async def decide_keyed(run: Run, work: Sequence[Work]) -> list[Decided]:
     """Every arrival's decision, in order, from as few ``run`` calls as the
     module's rules allow (one, unless a keyed user arrives twice)."""
+    if _all_distinct(work):
+        return await run(list(work))  # no repeat to follow, no user to split
     leaders: dict[tuple[str, str], int] = {}
     followers: dict[int, int] = {}
     rounds = _Rounds()
@@ -83,7 +85,7 @@ class _Rounds:
         self._keyed: list[set[tuple[bool, str]]] = []  # the same, for keyed arrivals
 
     def place(self, index: int, item: Work, key: IdempotencyKey | None) -> None:
-        who = (type(item) is Release, item if isinstance(item, str) else item.user_id)
+        who = _who(item)
         for number, seen in enumerate(self._seen):
             if who not in (seen if key else self._keyed[number]):
                 break
@@ -96,6 +98,19 @@ class _Rounds:
         self._seen[number].add(who)
         if key:
             self._keyed[number].add(who)
+
+
+def _all_distinct(work: Sequence[Work]) -> bool:
+    """Whether no key and no user of a kind arrives twice: the common batch,
+    which the rules send whole, in one call."""
+    keys = [(key.scope, key.key) for item in work if (key := _key(item)) is not None]
+    who = {_who(item) for item in work}
+    return len(who) == len(work) and len(set(keys)) == len(keys)
+
+
+def _who(item: Work) -> tuple[bool, str]:
+    """An arrival's kind (is it a release) and user."""
+    return type(item) is Release, item if isinstance(item, str) else item.user_id
 
 
 def _key(item: Work) -> IdempotencyKey | None:

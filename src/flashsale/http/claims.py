@@ -258,34 +258,35 @@ async def _answer(scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
     except Exception as error:
         log_unexpected(error, scope.get("path_template"), scope["method"])
         return HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR)
-    response = ClaimResponse(
-        user_id=data.user_id,
-        coupon_name=data.coupon_name,
-        claimed_at=decision.claimed_at,
-        expires_at=decision.expires_at,
-    )
-    return HTTP_200_OK, _JSON_HEADERS, _ENCODER.encode(response)
+    return HTTP_200_OK, _JSON_HEADERS, _granted(data, decision)
 
 
 def claim_answer(data: ClaimRequest, decision: ClaimDecision) -> tuple[int, Headers, bytes]:
     """A keyed claim's answer from its stored decision (http/idempotency.decided)."""
-
-    def granted() -> bytes:
-        return _ENCODER.encode(
-            ClaimResponse(
-                user_id=data.user_id,
-                coupon_name=data.coupon_name,
-                claimed_at=decision.claimed_at,
-                expires_at=decision.expires_at,
-            )
-        )
+    if decision.outcome is ClaimOutcome.CLAIMED and not decision.replayed:
+        # decided()'s own answer for a new grant, without its closures: the
+        # same struct and encoder, so the same bytes as every replay of it.
+        return HTTP_200_OK, _JSON_HEADERS, _granted(data, decision)
 
     check = partial(
         raise_for_outcome, decision.outcome, coupon_name=data.coupon_name, user_id=data.user_id
     )
+    granted = partial(_granted, data, decision)
     answer = decided(check, HTTP_200_OK, granted, replayed=decision.replayed)
     headers = [*_JSON_HEADERS, RAW_REPLAYED] if answer.replayed else _JSON_HEADERS
     return answer.status, headers, answer.body
+
+
+def _granted(data: ClaimRequest, decision: ClaimDecision) -> bytes:
+    """A granted claim's body: the first answer, and every replay of it."""
+    return _ENCODER.encode(
+        ClaimResponse(
+            user_id=data.user_id,
+            coupon_name=data.coupon_name,
+            claimed_at=decision.claimed_at,
+            expires_at=decision.expires_at,
+        )
+    )
 
 
 async def _send(send: Send, status: int, headers: Headers, body: bytes) -> None:
