@@ -18,15 +18,19 @@ then sold_out).
 Releases ride in the claim lane: a release waits for the coupon's next claim
 batch and is decided in its transaction (claim_many's p_releases), so a
 release storm never takes the hot coupon's row lock through commits of its
-own, and a released unit goes to that batch's claims.
+own, and a released unit goes to that batch's claims. Before the lane, a
+coupon's releases gather at its gate for a moment (claims/gate.py), so that
+one batch decides several.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from functools import partial
 
 from flashsale.claims.coalescer import Coalescer
+from flashsale.claims.gate import ReleaseGate
 from flashsale.claims.keyed import Decided as _Decided
 from flashsale.claims.keyed import Keyed, Release, decide_keyed, has_keys
 from flashsale.claims.keyed import Work as _Work
@@ -51,8 +55,10 @@ class BatchedClaims:
         max_batch: int,
         max_queue: int,
         on_batch: Callable[[str, int], None] | None = None,  # (lane, size), for metrics
+        release_gather: tuple[float, int] = (0.0, 1),  # (seconds, most) at the gate; 0: none
     ) -> None:
         self._store = store
+        self._gate = ReleaseGate(seconds=release_gather[0], most=release_gather[1])
         self._sold_out: dict[str, int] = {}  # coupon name -> id of the coupon seen sold out
         self._claim_lane: Coalescer[str, _Work, _Decided] = Coalescer(
             self._claim_many,
@@ -83,6 +89,7 @@ class BatchedClaims:
         return decided
 
     async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
+        await self._gate.wait(coupon_name)
         decided = await self._claim_lane.submit(coupon_name, Release(user_id))
         assert isinstance(decided, ReleaseOutcome)
         return decided
@@ -90,6 +97,7 @@ class BatchedClaims:
     async def release_once(
         self, *, coupon_name: str, user_id: str, key: IdempotencyKey
     ) -> ReleaseDecision:
+        await self._gate.wait(coupon_name)
         decided = await self._claim_lane.submit(coupon_name, Release(user_id, key))
         assert isinstance(decided, ReleaseDecision)
         return decided
@@ -158,5 +166,7 @@ class BatchedClaims:
         return [_ALREADY if holds else refused for holds in read.holds]
 
     async def close(self) -> None:
+        self._gate.open_all()
+        await asyncio.sleep(0)  # the released waiters join the lane before it drains
         await self._claim_lane.close()
         await self._sold_out_lane.close()
