@@ -17,6 +17,7 @@ from flashsale.bench.server import RunningServer
 from flashsale.storage.embedded import start_embedded
 from tests.support.api import Client, in_process_client
 from tests.support.databases import DatabaseServer
+from tests.support.network import network  # noqa: F401 - the test resolver and connect guard
 from tests.support.servers import serve
 
 if TYPE_CHECKING:

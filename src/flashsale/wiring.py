@@ -16,7 +16,9 @@ from litestar import Litestar
 from flashsale.claims.counted import CountedClaims
 from flashsale.claims.engine import create_claim_engine
 from flashsale.config import Settings, load_settings
-from flashsale.delivery.sender import HttpxSender
+from flashsale.delivery.addresses import AddressPolicy
+from flashsale.delivery.destinations import Destinations
+from flashsale.delivery.sender import HttpSender
 from flashsale.http.app import build_app
 from flashsale.http.events import event_body
 from flashsale.logs import get_logger
@@ -92,7 +94,7 @@ def _services(
         reads=CouponReads(reads, request_timeout=timeout),
         dashboard=DashboardFeed(reads),
         events=EventReads(EventStore(connections), request_timeout=timeout),
-        webhooks=WebhookService(webhooks, request_timeout=timeout),
+        webhooks=WebhookService(webhooks, destinations(settings), request_timeout=timeout),
     )
 
 
@@ -142,14 +144,26 @@ def _deliverer(settings: Settings, webhooks: WebhookStore) -> WebhookDeliverer:
     def encode(event: Event) -> bytes:
         return encoder.encode(event_body(event))
 
+    sender = HttpSender(
+        destinations(settings),
+        timeout=settings.webhook_timeout,
+        connect_timeout=settings.webhook_connect_timeout,
+        retry_after_max=settings.webhook_retry_after_max,
+    )
     return WebhookDeliverer(
         webhooks,
-        HttpxSender(settings.webhook_timeout),
+        sender,
         RetryPolicy.configured(settings),
         encode,
         timeout=settings.webhook_timeout,
         concurrency=settings.webhook_concurrency,
     )
+
+
+def destinations(settings: Settings) -> Destinations:
+    """Where webhooks may go: global addresses and WEBHOOK_ALLOW_NETWORKS."""
+    policy = AddressPolicy.configured(settings.webhook_allow_networks)
+    return Destinations(policy, timeout=settings.webhook_connect_timeout)
 
 
 async def _sample_pool(pool: Pool, metrics: Metrics) -> None:

@@ -26,6 +26,7 @@ FAST_RETRIES = {
     "WEBHOOK_TIMEOUT": "1",
     "WEBHOOK_BACKOFF_BASE": "0.1",
     "WEBHOOK_BACKOFF_MAX": "0.5",
+    "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the loopback receiver
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,16 +38,21 @@ class Receiver:
     arrivals: list[Arrival] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     url: str = ""
+    port: int = 0
 
-    async def start(self) -> str:
+    async def start(self, tls: ssl.SSLContext | None = None) -> str:
         app = web.Application()
         app.router.add_post("/hook", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}/hook"
+        self.port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=tls).start()
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/hook"
         return self.url
+
+    def url_at(self, host: str) -> str:
+        """This receiver's URL with ``host`` in place of its address."""
+        return self.url.replace("127.0.0.1", host, 1)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -5,7 +5,7 @@ answer, log line or error message carries it."""
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from litestar import Controller, HttpMethod, Response, delete, get, post, route
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -88,7 +88,7 @@ class WebhookController(Controller):
 def webhook_body(webhook: Webhook) -> WebhookBody:
     return WebhookBody(
         id=webhook.id,
-        url=webhook.url,
+        url=_without_credentials(webhook.url),
         events=webhook.events,  # type: ignore[arg-type]  # the table's CHECK keeps them known
         status="disabled" if webhook.disabled_at else "enabled",
         created_at=webhook.created_at,
@@ -111,6 +111,17 @@ def _check_url(url: str) -> None:
         port, parts = None, None
     if parts is None or not parts.hostname or (port is not None and port == 0):
         raise InvalidRequest("url " + FIELD_RULES["url"])
+    if "@" in parts.netloc:  # sent as Basic auth, shown in lists, logged: never taken
+        raise InvalidRequest("url must not carry credentials (user:password@)")
+
+
+def _without_credentials(url: str) -> str:
+    """An endpoint registered before credentials were refused, as it may be
+    shown: its deliveries are refused, its password is not repeated."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _not_found() -> WebhookNotFound:

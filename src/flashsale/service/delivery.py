@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import suppress
 
 from flashsale.domain import ServiceUnavailable
-from flashsale.service.ports import Delivery, DeliveryQueue, Event, WebhookSender
+from flashsale.service.ports import Delivery, DeliveryQueue, Event, PostOutcome, WebhookSender
 from flashsale.service.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature
 from flashsale.service.webhooks import RetryPolicy
 
@@ -139,11 +139,13 @@ class WebhookDeliverer:
         if outcome.delivered:
             self.delivered += 1
             return await self._queue.delivered(delivery, renew_seconds=self.lease_seconds)
-        await self._failed(delivery, outcome.error or "failed")
+        await self._failed(delivery, outcome)
         return None
 
-    async def _failed(self, delivery: Delivery, error: str) -> None:
-        retry_in = self._policy.delay(delivery.attempts + 1)
+    async def _failed(self, delivery: Delivery, outcome: PostOutcome) -> None:
+        error = outcome.error or "failed"
+        # A receiver's Retry-After (capped by the sender) is a floor, never a hurry.
+        retry_in = max(self._policy.delay(delivery.attempts + 1), outcome.retry_after or 0.0)
         failure = await self._queue.failed(delivery, error=error, retry_in=retry_in)
         # The id, never the URL (it may carry credentials) nor the secret.
         log.info(
@@ -154,7 +156,10 @@ class WebhookDeliverer:
             delivery.attempts + 1,
             retry_in,
         )
-        if failure is not None and self._policy.gives_up(failure):
+        if failure is not None and outcome.gone:
+            await self._queue.disable(delivery.webhook_id, "the endpoint answered 410 Gone")
+            log.warning("webhook %d disabled: it answered 410 Gone", delivery.webhook_id)
+        elif failure is not None and self._policy.gives_up(failure):
             reason = self._policy.reason(failure)
             await self._queue.disable(delivery.webhook_id, f"{reason}; last: {error}")
             log.warning("webhook %d disabled: %s", delivery.webhook_id, reason)

@@ -299,6 +299,8 @@ class Failure:
 class PostOutcome:
     delivered: bool  # a 2xx within the timeout
     error: str | None  # what happened otherwise (no secret, no signature)
+    retry_after: float | None = None  # what a 429 or 503 asked for, capped
+    gone: bool = False  # a 410: the endpoint asks to be sent nothing more
 
 
 class WebhookSender(Protocol):
@@ -306,6 +308,12 @@ class WebhookSender(Protocol):
         """One POST; never raises for what the endpoint or the network does."""
 
     async def close(self) -> None: ...
+
+
+class DestinationCheck(Protocol):
+    async def refusal(self, url: str) -> str | None:
+        """Why POSTs to ``url`` would be refused (its address, its form);
+        None when they would not."""
 
 
 class WebhookRegistry(Protocol):

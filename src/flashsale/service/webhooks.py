@@ -7,17 +7,30 @@ import random
 from dataclasses import dataclass
 
 from flashsale.config import Settings
+from flashsale.domain import DestinationRefused
 from flashsale.service.deadline import deadline
-from flashsale.service.ports import Failure, Webhook, WebhookRegistry
+from flashsale.service.ports import DestinationCheck, Failure, Webhook, WebhookRegistry
 
 
 class WebhookService:
-    def __init__(self, registry: WebhookRegistry, *, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        registry: WebhookRegistry,
+        destinations: DestinationCheck,
+        *,
+        request_timeout: float = 10.0,
+    ) -> None:
         self._registry = registry
+        self._destinations = destinations
         self._timeout = request_timeout
 
     async def register(self, *, url: str, events: list[str], secret: str) -> Webhook:
+        """A new endpoint, once its URL's host resolves only to addresses
+        webhooks may reach (each delivery checks again: names change)."""
         async with deadline(self._timeout):
+            reason = await self._destinations.refusal(url)
+            if reason is not None:
+                raise DestinationRefused(f"url refused: {reason}")
             return await self._registry.register_webhook(url=url, events=events, secret=secret)
 
     async def list(self) -> list[Webhook]:
