@@ -35,6 +35,10 @@ class Receiver:
     fail_first: int = 0  # answer 500 to this many requests first
     stall_once: float = 0.0  # then hold one request this long before answering
     down: bool = False  # answer 503 to everything while set
+    answer: int = 200  # what every other request is answered
+    answer_headers: dict[str, str] = field(default_factory=dict)
+    answer_bytes: int = 0  # a body this long (streamed) with each answer
+    bytes_sent: int = 0  # how much of those bodies the sender took
     arrivals: list[Arrival] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     url: str = ""
@@ -69,7 +73,23 @@ class Receiver:
         if status == 0:
             await asyncio.sleep(self.stall_once)
             return web.Response(status=200)
-        return web.Response(status=status)
+        if self.answer_bytes:
+            return await self._stream(request, status)
+        return web.Response(status=status, headers=self.answer_headers)
+
+    async def _stream(self, request: web.Request, status: int) -> web.StreamResponse:
+        """A long body, sent until it ends or the sender hangs up."""
+        response = web.StreamResponse(status=status, headers=self.answer_headers)
+        response.content_length = self.answer_bytes
+        await response.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            while self.bytes_sent < self.answer_bytes:
+                await response.write(chunk)
+                self.bytes_sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the sender stopped reading and closed
+        return response
 
     def _decide(self) -> int:
         if self.down:
@@ -79,11 +99,11 @@ class Receiver:
             return 500
         if self.stall_once > 0 and not any(a.status == 0 for a in self.arrivals):
             return 0
-        return 200
+        return self.answer
 
     # What was delivered: answered 2xx in time.
     def delivered(self) -> list[Arrival]:
-        return [arrival for arrival in self.arrivals if arrival.status == 200]
+        return [arrival for arrival in self.arrivals if 200 <= arrival.status < 300]
 
     def delivered_ids(self) -> list[int]:
         return [arrival.body["id"] for arrival in self.delivered()]

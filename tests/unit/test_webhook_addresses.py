@@ -9,6 +9,7 @@ import ipaddress
 
 import pytest
 
+from flashsale.config import SettingsError, load_settings
 from flashsale.delivery.addresses import AddressPolicy, literal_address
 
 REFUSED = [
@@ -74,3 +75,8 @@ def test_a_host_that_looks_numeric_but_is_no_address_is_refused(host: str) -> No
 @pytest.mark.parametrize("host", ["orders.example", "1e100.net", "x1.example", "localhost"])
 def test_a_name_is_a_name(host: str) -> None:
     assert literal_address(host) is None
+
+
+def test_a_network_that_is_no_cidr_stops_the_service_at_start() -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_ALLOW_NETWORKS: 'nope' is not a CIDR"):
+        load_settings({"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,nope"})
