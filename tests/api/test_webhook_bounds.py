@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -18,19 +17,11 @@ from flashsale.delivery.destinations import Destinations
 from flashsale.delivery.sender import MAX_ANSWER_BYTES, HttpSender, retry_after
 from tests.support.api import Client, create_coupon, in_process_client
 from tests.support.network import Network
+from tests.support.receiver import TEST_SECRET as SECRET
 from tests.support.receiver import Receiver
 
-SECRET = "whsec_0123456789abcdef-never-shown"
 ALLOW = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8", "WEBHOOK_BACKOFF_BASE": "0.05"}
 HUGE = 1 << 30  # 1 GiB offered
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    endpoint = Receiver(SECRET)
-    await endpoint.start()
-    yield endpoint
-    await endpoint.stop()
 
 
 async def test_a_huge_answer_is_read_only_a_few_kib(network: Network, receiver: Receiver) -> None:

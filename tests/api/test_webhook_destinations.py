@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,9 +20,9 @@ from flashsale.delivery.destinations import Destinations
 from flashsale.delivery.sender import HttpSender
 from tests.support.api import Client, create_coupon, in_process_client
 from tests.support.network import Network
+from tests.support.receiver import TEST_SECRET as SECRET
 from tests.support.receiver import Receiver
 
-SECRET = "whsec_0123456789abcdef-never-shown"
 LOOPBACK = "127.0.0.0/8"
 PUBLIC = "93.184.215.14"  # never connected to: the guard would fail the test
 
@@ -49,14 +48,6 @@ FORMS: list[tuple[str, list[str] | None, str]] = [
     ("nowhere.test", None, "nowhere.test does not resolve"),
 ]
 FORM_IDS = [host for host, _, _ in FORMS]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    endpoint = Receiver(SECRET)
-    await endpoint.start()
-    yield endpoint
-    await endpoint.stop()
 
 
 def sender(allow: str = "", tls: ssl.SSLContext | None = None) -> HttpSender:

@@ -1,11 +1,14 @@
 """A webhook endpoint on a loopback port of the test process (aiohttp): it
 answers by a script (fail the first attempts with 500, stall one past the
-sender's timeout, or be down), checks the signature of every request, and
-keeps what it was sent, in arrival order."""
+sender's timeout, be down, answer a status or a long body), verifies every
+request as a receiver would (the reference ``standardwebhooks`` library, and
+the deprecated Flashsale-Signature), and keeps what it was sent, in arrival
+order."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import time
@@ -13,20 +16,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from flashsale.bench.server import free_port
-from flashsale.service.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+from flashsale.service.signing import (
+    ID_HEADER,
+    LEGACY_SIGNATURE_HEADER,
+    SIGNATURE_HEADER,
+    secret_key,
+    verify_legacy,
+)
+
+# whsec_ + base64 of 32 bytes: the form the service requires.
+TEST_SECRET = "whsec_" + base64.b64encode(b"flashsale-test-secret-0123456789").decode()
 
 
 @dataclass(frozen=True)
 class Arrival:
     """One request as the receiver saw it, and how it answered."""
 
-    event_id: str
+    event_id: str  # webhook-id
     body: dict[str, Any]
-    verified: bool
+    verified: bool  # by standardwebhooks, with the receiver's secret at the time
+    legacy_verified: bool  # the deprecated header, keyed with the same bytes
     status: int  # what it answered (0: stalled past the sender's timeout)
     at: float
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def signatures(self) -> int:
+        return len(self.headers.get(SIGNATURE_HEADER, "").split())
 
 
 @dataclass
@@ -62,13 +81,13 @@ class Receiver:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        signed = verify(self.secret, body, request.headers.get(SIGNATURE_HEADER, ""))
         status = self._decide()
         self.arrivals.append(
-            Arrival(request.headers.get(EVENT_ID_HEADER, ""), json.loads(body), signed, status,
-                    time.monotonic())
+            Arrival(request.headers.get(ID_HEADER, ""), json.loads(body),
+                    self._verified(body, request), self._legacy_verified(body, request),
+                    status, time.monotonic(), dict(request.headers))
         )  # fmt: skip
         if status == 0:
             await asyncio.sleep(self.stall_once)
@@ -90,6 +109,17 @@ class Receiver:
         except (ConnectionError, RuntimeError):
             pass  # the sender stopped reading and closed
         return response
+
+    def _verified(self, body: bytes, request: web.Request) -> bool:
+        try:
+            Webhook(self.secret).verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            return False
+        return True
+
+    def _legacy_verified(self, body: bytes, request: web.Request) -> bool:
+        header = request.headers.get(LEGACY_SIGNATURE_HEADER, "")
+        return verify_legacy(secret_key(self.secret), body, header)
 
     def _decide(self) -> int:
         if self.down:

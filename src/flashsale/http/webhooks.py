@@ -1,14 +1,16 @@
 """``/api/webhooks`` (admin): register an endpoint, list them with their
-delivery state, delete one. A secret goes in once and never comes out: no
-answer, log line or error message carries it."""
+delivery state, rotate an endpoint's secret, delete one. A secret is shown
+once, in the answer that made it (the 201 of a registration, the 200 of a
+rotation); no other answer, log line or error message carries it."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 from litestar import Controller, HttpMethod, Response, delete, get, post, route
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from flashsale.domain import WebhookNotFound
 from flashsale.http.auth import require_admin
@@ -21,9 +23,23 @@ from flashsale.http.openapi import (
     WEBHOOK_NOT_FOUND,
     documented,
 )
-from flashsale.http.requests import CREATE_WEBHOOK, FIELD_RULES, AnyRequest, decode_body
-from flashsale.http.schemas import CreateWebhookRequest, WebhookBody, WebhooksResponse
+from flashsale.http.requests import (
+    CREATE_WEBHOOK,
+    FIELD_RULES,
+    ROTATE_SECRET,
+    AnyRequest,
+    decode_body,
+)
+from flashsale.http.schemas import (
+    CreatedWebhookBody,
+    CreateWebhookRequest,
+    RotatedSecretBody,
+    RotateSecretRequest,
+    WebhookBody,
+    WebhooksResponse,
+)
 from flashsale.service.ports import Webhook
+from flashsale.service.signing import is_secret
 
 _WEBHOOK_ID = re.compile(r"^[1-9][0-9]{0,18}$")
 MAX_BIGINT = 2**63 - 1
@@ -53,14 +69,36 @@ class WebhookController(Controller):
         guards=[require_admin],
         **documented(*BODY_FAILURES, UNAUTHORIZED, SERVICE_UNAVAILABLE, body=CreateWebhookRequest),
     )
-    async def register_webhook(self, request: AnyRequest) -> WebhookBody:
+    async def register_webhook(self, request: AnyRequest) -> CreatedWebhookBody:
         data = await decode_body(request, CREATE_WEBHOOK)
         _check_url(data.url)
+        _check_secret(data.secret)
         webhooks = services_of(request.app.state).webhooks
-        webhook = await webhooks.register(
+        webhook, secret = await webhooks.register(
             url=data.url, events=list(dict.fromkeys(data.events)), secret=data.secret
         )
-        return webhook_body(webhook)
+        return CreatedWebhookBody(**msgspec.structs.asdict(webhook_body(webhook)), secret=secret)
+
+    @post(
+        "/{webhook_id:str}/secret",
+        status_code=HTTP_200_OK,
+        summary="Rotate an endpoint's secret: the old one signs beside it for a while",
+        guards=[require_admin],
+        **documented(
+            *BODY_FAILURES, UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE,
+            body=RotateSecretRequest,
+        ),
+    )  # fmt: skip
+    async def rotate_secret(self, request: AnyRequest, webhook_id: str) -> RotatedSecretBody:
+        data = await decode_body(request, ROTATE_SECRET)
+        _check_secret(data.secret)
+        webhooks = services_of(request.app.state).webhooks
+        secret, until = await webhooks.rotate(
+            _webhook_id(webhook_id),
+            secret=data.secret,
+            previous_valid_for=data.previous_valid_seconds,
+        )
+        return RotatedSecretBody(id=int(webhook_id), secret=secret, previous_valid_until=until)
 
     @get(
         "/",
@@ -79,10 +117,21 @@ class WebhookController(Controller):
         **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
     )
     async def delete_webhook(self, request: AnyRequest, webhook_id: str) -> None:
-        if not _WEBHOOK_ID.match(webhook_id) or int(webhook_id) > MAX_BIGINT:
+        if not await services_of(request.app.state).webhooks.delete(_webhook_id(webhook_id)):
             raise _not_found()
-        if not await services_of(request.app.state).webhooks.delete(int(webhook_id)):
-            raise _not_found()
+
+
+def _webhook_id(text: str) -> int:
+    """An id from the path; 404 for what can be no endpoint's id."""
+    if not _WEBHOOK_ID.match(text) or int(text) > MAX_BIGINT:
+        raise _not_found()
+    return int(text)
+
+
+def _check_secret(secret: str | None) -> None:
+    """What the pattern cannot say: the key's length once decoded."""
+    if secret is not None and not is_secret(secret):
+        raise InvalidRequest("secret " + FIELD_RULES["secret"])
 
 
 def webhook_body(webhook: Webhook) -> WebhookBody:

@@ -19,7 +19,7 @@ from contextlib import suppress
 
 from flashsale.domain import ServiceUnavailable
 from flashsale.service.ports import Delivery, DeliveryQueue, Event, PostOutcome, WebhookSender
-from flashsale.service.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature
+from flashsale.service.signing import signed_headers
 from flashsale.service.webhooks import RetryPolicy
 
 TICK_SECONDS = 0.5
@@ -131,10 +131,8 @@ class WebhookDeliverer:
             await self._queue.caught_up(delivery)
             return None
         body = self._encode(event)
-        headers = {
-            EVENT_ID_HEADER: str(event.event_id),
-            SIGNATURE_HEADER: signature(delivery.secret, body, int(self._clock())),
-        }
+        # The event's id is the message id: the same on every retry and replay.
+        headers = signed_headers(delivery.secrets, str(event.event_id), int(self._clock()), body)
         outcome = await self._sender.post(delivery.url, body, headers)
         if outcome.delivered:
             self.delivered += 1

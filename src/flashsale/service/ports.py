@@ -283,7 +283,7 @@ class Delivery:
     coupon_id: int
     lease: int
     url: str
-    secret: str
+    secrets: list[str]  # every secret valid now, the current one first
     attempts: int  # failed attempts of this event so far
     queued_seq: int
     event: Event | None  # None: nothing left (caught up)
@@ -323,6 +323,11 @@ class WebhookRegistry(Protocol):
 
     async def delete_webhook(self, webhook_id: int) -> bool:
         """False: no such endpoint."""
+
+    async def rotate_webhook_secret(
+        self, webhook_id: int, secret: str, previous_valid_for: float
+    ) -> datetime | None:
+        """Until when the replaced secret still signs; None: no such endpoint."""
 
 
 class DeliveryQueue(Protocol):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
 
 from flashsale.config import Settings
-from flashsale.domain import DestinationRefused
+from flashsale.domain import DestinationRefused, WebhookNotFound
 from flashsale.service.deadline import deadline
 from flashsale.service.ports import DestinationCheck, Failure, Webhook, WebhookRegistry
+from flashsale.service.signing import new_secret
 
 
 class WebhookService:
@@ -24,14 +26,33 @@ class WebhookService:
         self._destinations = destinations
         self._timeout = request_timeout
 
-    async def register(self, *, url: str, events: list[str], secret: str) -> Webhook:
-        """A new endpoint, once its URL's host resolves only to addresses
-        webhooks may reach (each delivery checks again: names change)."""
+    async def register(
+        self, *, url: str, events: list[str], secret: str | None
+    ) -> tuple[Webhook, str]:
+        """A new endpoint and its secret (a new one unless given), once its
+        URL's host resolves only to addresses webhooks may reach (each
+        delivery checks again: names change)."""
+        secret = secret or new_secret()
         async with deadline(self._timeout):
             reason = await self._destinations.refusal(url)
             if reason is not None:
                 raise DestinationRefused(f"url refused: {reason}")
-            return await self._registry.register_webhook(url=url, events=events, secret=secret)
+            webhook = await self._registry.register_webhook(url=url, events=events, secret=secret)
+        return webhook, secret
+
+    async def rotate(
+        self, webhook_id: int, *, secret: str | None, previous_valid_for: float
+    ) -> tuple[str, datetime]:
+        """A new secret (made unless given) and until when the old one still
+        signs beside it; WebhookNotFound."""
+        secret = secret or new_secret()
+        async with deadline(self._timeout):
+            until = await self._registry.rotate_webhook_secret(
+                webhook_id, secret, previous_valid_for
+            )
+        if until is None:
+            raise WebhookNotFound("no webhook has this id")
+        return secret, until
 
     async def list(self) -> list[Webhook]:
         async with deadline(self._timeout):

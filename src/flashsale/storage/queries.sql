@@ -328,6 +328,16 @@ SELECT w.id, w.url, w.events, w.created_at, w.disabled_at, w.disabled_reason,
 -- A delivery in flight records nothing afterwards (its stream is gone).
 DELETE FROM webhooks WHERE id = $1 RETURNING id;
 
+-- name: rotate_webhook_secret
+-- Endpoint $1 signs with secret $2 from now on, and with the one it replaces
+-- for $3 more seconds (a rotation during another drops the oldest). Until
+-- when the replaced one signs; no row: no such endpoint.
+UPDATE webhooks
+   SET previous_secret = secret, secret = $2,
+       previous_secret_until = now() + make_interval(secs => $3)
+ WHERE id = $1
+RETURNING previous_secret_until;
+
 -- name: queue_webhook_events
 -- The pump: the global feed's next pages turned into work of each enabled
 -- endpoint's streams (the function: schema.sql).
@@ -336,14 +346,14 @@ SELECT queue_webhook_events($1);
 -- name: lease_webhook_deliveries
 -- Up to $1 due streams leased for $2 seconds, each with its next event (the
 -- function: schema.sql). Nothing stays locked once this statement commits.
-SELECT webhook_id, coupon_id, lease, url, secret, attempts, queued_seq, event_id AS id,
+SELECT webhook_id, coupon_id, lease, url, secrets, attempts, queued_seq, event_id AS id,
        event_xid::text AS xid, coupon_name, seq, type, user_id, at, data::text AS data
   FROM lease_webhook_deliveries($1, $2);
 
 -- name: webhook_delivered
 -- Event $4 of stream ($1, $2) delivered under lease $3; the stream's next
 -- event with the lease renewed for $5 seconds, if any (the function: schema.sql).
-SELECT webhook_id, coupon_id, lease, url, secret, attempts, queued_seq, event_id AS id,
+SELECT webhook_id, coupon_id, lease, url, secrets, attempts, queued_seq, event_id AS id,
        event_xid::text AS xid, coupon_name, seq, type, user_id, at, data::text AS data
   FROM webhook_delivered($1, $2, $3, $4, $5);
 

@@ -5,6 +5,8 @@ deliverer waits for an endpoint."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from flashsale.service.ports import Delivery, Failure, Webhook
@@ -37,6 +39,17 @@ class WebhookStore:
             return await connection.fetchval(query("delete_webhook"), webhook_id)
 
         return await self._write(delete_webhook) is not None
+
+    async def rotate_webhook_secret(
+        self, webhook_id: int, secret: str, previous_valid_for: float
+    ) -> datetime | None:
+        async def rotate_webhook_secret(connection: Connection) -> datetime | None:
+            until: datetime | None = await connection.fetchval(
+                query("rotate_webhook_secret"), webhook_id, secret, previous_valid_for
+            )
+            return until
+
+        return await self._write(rotate_webhook_secret)
 
     async def queue_events(self, *, page: int) -> int:
         async def queue_webhook_events(connection: Connection) -> int:
@@ -121,7 +134,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
         row["coupon_id"],
         row["lease"],
         row["url"],
-        row["secret"],
+        list(row["secrets"]),
         row["attempts"],
         row["queued_seq"],
         None if row["id"] is None else event(row),
