@@ -68,7 +68,7 @@ async def test_each_internal_form_is_refused_at_registration_with_the_reason(
     assert response.json()["error"] == "destination_refused"
     assert response.json()["message"].startswith("url refused: ")
     assert reason in response.json()["message"]
-    assert (await client.get("/api/webhooks")).json() == {"webhooks": []}
+    assert (await client.get("/api/webhooks")).json() == {"webhooks": [], "next": None}
 
 
 @pytest.mark.parametrize(("host", "answer", "reason"), FORMS, ids=FORM_IDS)

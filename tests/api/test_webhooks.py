@@ -59,10 +59,10 @@ async def test_a_webhook_is_registered_listed_and_deleted_and_its_secret_shown_o
     assert created.pop("secret") == SECRET  # the only answer that shows it
     listed = await client.get("/api/webhooks")
     assert listed.status_code == 200
-    assert listed.json() == {"webhooks": [created]}
+    assert listed.json() == {"webhooks": [created], "next": None}
     assert SECRET not in listed.text
     assert (await client.delete(f"/api/webhooks/{created['id']}")).status_code == 204
-    assert (await client.get("/api/webhooks")).json() == {"webhooks": []}
+    assert (await client.get("/api/webhooks")).json() == {"webhooks": [], "next": None}
     again = await client.delete(f"/api/webhooks/{created['id']}")
     assert again.status_code == 404
     assert again.json()["error"] == "webhook_not_found"

@@ -251,6 +251,9 @@ class WebhookBody(Body):
     disabled_at: datetime | None
     disabled_reason: str | None
     pending: int
+    backlog: int  # events still to deliver, at most (queued minus delivered seqs)
+    next_attempt_at: datetime | None  # when the first of them is due; null: none
+    lag_seconds: float | None  # age of the oldest event not delivered yet
 
 
 class CreatedWebhookBody(WebhookBody):
@@ -261,6 +264,22 @@ class CreatedWebhookBody(WebhookBody):
 
 class WebhooksResponse(Body):
     webhooks: list[WebhookBody]
+    next: str | None  # cursor for ?after=; null on the last page
+
+
+class ReplayRequest(Body):
+    """Where a replay starts: an event id, a time, or both (the later wins);
+    never before the endpoint was registered."""
+
+    from_event_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] = 1
+    from_time: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class ReplayBody(Body):
+    id: int
+    since: datetime  # the earliest event time replayed
+    from_event_id: int
+    streams: int  # coupons whose events are delivered again
 
 
 class RotateSecretRequest(Body):

@@ -18,21 +18,30 @@ from flashsale.http.context import services_of
 from flashsale.http.errors import InvalidRequest
 from flashsale.http.openapi import (
     BODY_FAILURES,
+    INVALID_REQUEST,
     SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
     WEBHOOK_NOT_FOUND,
     documented,
 )
 from flashsale.http.requests import (
+    AFTER,
     CREATE_WEBHOOK,
     FIELD_RULES,
+    LIMIT,
+    REPLAY,
     ROTATE_SECRET,
     AnyRequest,
+    claim_cursor,
     decode_body,
+    encode_cursor,
+    page_limit,
 )
 from flashsale.http.schemas import (
     CreatedWebhookBody,
     CreateWebhookRequest,
+    ReplayBody,
+    ReplayRequest,
     RotatedSecretBody,
     RotateSecretRequest,
     WebhookBody,
@@ -102,13 +111,56 @@ class WebhookController(Controller):
 
     @get(
         "/",
-        summary="Every endpoint with its delivery state (disabled or not, last error)",
+        summary="Endpoints with their delivery state, by id, a page at a time",
         guards=[require_admin],
-        **documented(UNAUTHORIZED, SERVICE_UNAVAILABLE),
+        **documented(INVALID_REQUEST, UNAUTHORIZED, SERVICE_UNAVAILABLE),
     )
-    async def list_webhooks(self, request: AnyRequest) -> WebhooksResponse:
-        webhooks = await services_of(request.app.state).webhooks.list()
-        return WebhooksResponse([webhook_body(webhook) for webhook in webhooks])
+    async def list_webhooks(
+        self, request: AnyRequest, limit: str | None = LIMIT, after: str | None = AFTER
+    ) -> WebhooksResponse:
+        webhooks = services_of(request.app.state).webhooks
+        # The cursor is an id, in the form of the claims list's.
+        page, last = await webhooks.page(after=claim_cursor(after), limit=page_limit(limit))
+        return WebhooksResponse([webhook_body(w) for w in page], next=encode_cursor(last))
+
+    @get(
+        "/{webhook_id:str}",
+        summary="An endpoint's delivery state: failures, last error, next try, backlog, lag",
+        guards=[require_admin],
+        **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
+    )
+    async def get_webhook(self, request: AnyRequest, webhook_id: str) -> WebhookBody:
+        webhooks = services_of(request.app.state).webhooks
+        return webhook_body(await webhooks.get(_webhook_id(webhook_id)))
+
+    @post(
+        "/{webhook_id:str}/enable",
+        status_code=HTTP_200_OK,
+        summary="Enable a disabled endpoint: it gets every event it missed, in order",
+        guards=[require_admin],
+        **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
+    )
+    async def enable_webhook(self, request: AnyRequest, webhook_id: str) -> WebhookBody:
+        webhooks = services_of(request.app.state).webhooks
+        return webhook_body(await webhooks.enable(_webhook_id(webhook_id)))
+
+    @post(
+        "/{webhook_id:str}/replay",
+        status_code=HTTP_200_OK,
+        summary="Deliver an endpoint's events again from an event id or a time",
+        guards=[require_admin],
+        **documented(
+            *BODY_FAILURES, UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE,
+            body=ReplayRequest,
+        ),
+    )  # fmt: skip
+    async def replay_webhook(self, request: AnyRequest, webhook_id: str) -> ReplayBody:
+        data = await decode_body(request, REPLAY)
+        webhooks = services_of(request.app.state).webhooks
+        replay = await webhooks.replay(
+            _webhook_id(webhook_id), from_event_id=data.from_event_id, from_time=data.from_time
+        )
+        return ReplayBody(int(webhook_id), replay.since, data.from_event_id, replay.streams)
 
     @delete(
         "/{webhook_id:str}",
@@ -148,6 +200,9 @@ def webhook_body(webhook: Webhook) -> WebhookBody:
         disabled_at=webhook.disabled_at,
         disabled_reason=webhook.disabled_reason,
         pending=webhook.pending,
+        backlog=webhook.backlog,
+        next_attempt_at=webhook.next_attempt_at,
+        lag_seconds=webhook.lag_seconds,
     )
 
 

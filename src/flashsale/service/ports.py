@@ -272,6 +272,15 @@ class Webhook:
     last_error_at: datetime | None
     delivered_at: datetime | None
     pending: int  # coupons with events still to deliver
+    backlog: int  # events still to deliver, at most
+    next_attempt_at: datetime | None  # when the first of them is due
+    lag_seconds: float | None  # age of the oldest event not delivered yet
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    since: datetime  # the earliest time replayed (never before registration)
+    streams: int  # coupons whose events are sent again
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +328,17 @@ class DestinationCheck(Protocol):
 class WebhookRegistry(Protocol):
     async def register_webhook(self, *, url: str, events: list[str], secret: str) -> Webhook: ...
 
-    async def list_webhooks(self) -> list[Webhook]: ...
+    async def list_webhooks(
+        self, *, after: int, limit: int, only: int | None = None
+    ) -> list[Webhook]: ...
+
+    async def enable_webhook(self, webhook_id: int) -> bool:
+        """False: no such endpoint."""
+
+    async def replay_webhook(
+        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+    ) -> Replay | None:
+        """None: no such endpoint."""
 
     async def delete_webhook(self, webhook_id: int) -> bool:
         """False: no such endpoint."""

@@ -10,7 +10,13 @@ from datetime import datetime
 from flashsale.config import Settings
 from flashsale.domain import DestinationRefused, WebhookNotFound
 from flashsale.service.deadline import deadline
-from flashsale.service.ports import DestinationCheck, Failure, Webhook, WebhookRegistry
+from flashsale.service.ports import (
+    DestinationCheck,
+    Failure,
+    Replay,
+    Webhook,
+    WebhookRegistry,
+)
 from flashsale.service.signing import new_secret
 
 
@@ -51,16 +57,50 @@ class WebhookService:
                 webhook_id, secret, previous_valid_for
             )
         if until is None:
-            raise WebhookNotFound("no webhook has this id")
+            raise _not_found()
         return secret, until
 
-    async def list(self) -> list[Webhook]:
+    async def page(self, *, after: int, limit: int) -> tuple[list[Webhook], int | None]:
+        """A page of endpoints by id, and the id the next page starts after
+        (None on the last page)."""
         async with deadline(self._timeout):
-            return await self._registry.list_webhooks()
+            webhooks = await self._registry.list_webhooks(after=after, limit=limit + 1)
+        if len(webhooks) > limit:
+            return webhooks[:limit], webhooks[limit - 1].id
+        return webhooks, None
+
+    async def get(self, webhook_id: int) -> Webhook:
+        async with deadline(self._timeout):
+            found = await self._registry.list_webhooks(after=0, limit=1, only=webhook_id)
+        if not found:
+            raise _not_found()
+        return found[0]
+
+    async def enable(self, webhook_id: int) -> Webhook:
+        """A disabled endpoint enabled: it gets what it missed, in order."""
+        async with deadline(self._timeout):
+            if not await self._registry.enable_webhook(webhook_id):
+                raise _not_found()
+        return await self.get(webhook_id)
+
+    async def replay(
+        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+    ) -> Replay:
+        async with deadline(self._timeout):
+            replay = await self._registry.replay_webhook(
+                webhook_id, from_event_id=from_event_id, from_time=from_time
+            )
+        if replay is None:
+            raise _not_found()
+        return replay
 
     async def delete(self, webhook_id: int) -> bool:
         async with deadline(self._timeout):
             return await self._registry.delete_webhook(webhook_id)
+
+
+def _not_found() -> WebhookNotFound:
+    return WebhookNotFound("no webhook has this id")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from flashsale.service.ports import Delivery, Failure, Webhook
+from flashsale.service.ports import Delivery, Failure, Replay, Webhook
 from flashsale.storage.connections import Connections
 from flashsale.storage.events import event
 from flashsale.storage.pool import Connection
@@ -28,11 +28,30 @@ class WebhookStore:
         assert row is not None
         return _webhook(row)
 
-    async def list_webhooks(self) -> list[Webhook]:
+    async def list_webhooks(
+        self, *, after: int, limit: int, only: int | None = None
+    ) -> list[Webhook]:
         async def list_webhooks(connection: Connection) -> list[asyncpg.Record]:
-            return await connection.fetch(query("list_webhooks"))
+            return await connection.fetch(query("list_webhooks"), after, limit, only)
 
         return [_webhook(row) for row in await self._write(list_webhooks)]
+
+    async def enable_webhook(self, webhook_id: int) -> bool:
+        async def enable_webhook(connection: Connection) -> object:
+            return await connection.fetchval(query("enable_webhook"), webhook_id)
+
+        return await self._write(enable_webhook) is not None
+
+    async def replay_webhook(
+        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+    ) -> Replay | None:
+        async def replay_webhook(connection: Connection) -> asyncpg.Record | None:
+            return await connection.fetchrow(
+                query("replay_webhook"), webhook_id, from_event_id, from_time
+            )
+
+        row = await self._write(replay_webhook)
+        return None if row is None else Replay(row["since"], row["streams"])
 
     async def delete_webhook(self, webhook_id: int) -> bool:
         async def delete_webhook(connection: Connection) -> object:
@@ -125,6 +144,9 @@ def _webhook(row: asyncpg.Record) -> Webhook:
         row["last_error_at"],
         row["delivered_at"],
         row["pending"],
+        row["backlog"],
+        row["next_attempt_at"],
+        row["lag_seconds"],
     )
 
 
