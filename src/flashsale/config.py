@@ -18,6 +18,11 @@ class ClaimStrategyName(StrEnum):
     TRANSACTION = "transaction"
 
 
+class WebhookDelivery(StrEnum):
+    WORKERS = "workers"
+    SEPARATE = "separate"
+
+
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
@@ -73,6 +78,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_backoff_base: PositiveFloat = 5.0
     webhook_backoff_max: PositiveFloat = 3600.0
     webhook_concurrency: Positive = 16  # POSTs in flight per worker
+    # "workers": each serve worker delivers (yielding to its claims);
+    # "separate": serve workers deliver nothing, `flashsale deliver` does.
+    webhook_delivery: WebhookDelivery = WebhookDelivery.WORKERS
+    # Events an endpoint may be behind before it is disabled (read the feed).
+    webhook_backlog_max: Positive = 100_000
     bench_routes: bool = False  # /bench/* endpoints, for `flashsale bench` only
 
     @property
@@ -137,6 +147,8 @@ ENVIRONMENT = {
     "webhook_backoff_base": "WEBHOOK_BACKOFF_BASE",
     "webhook_backoff_max": "WEBHOOK_BACKOFF_MAX",
     "webhook_concurrency": "WEBHOOK_CONCURRENCY",
+    "webhook_delivery": "WEBHOOK_DELIVERY",
+    "webhook_backlog_max": "WEBHOOK_BACKLOG_MAX",
     "bench_routes": "FLASHSALE_BENCH_ROUTES",
 }
 

@@ -41,6 +41,7 @@ class WebhookDeliverer:
         concurrency: int = 16,
         interval: float = TICK_SECONDS,
         clock: Callable[[], float] = time.time,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self._queue = queue
         self._sender = sender
@@ -49,6 +50,7 @@ class WebhookDeliverer:
         self._concurrency = concurrency
         self._interval = interval
         self._clock = clock
+        self._busy = busy  # claims in flight in this process: deliveries yield to them
         # A lease outlasts the POST (bounded by the timeout) and its recording.
         self.lease_seconds = 2 * timeout + 5
         self._streams: dict[asyncio.Task[None], Delivery] = {}
@@ -88,7 +90,10 @@ class WebhookDeliverer:
     async def tick(self) -> int:
         """Pumps the feed and starts a task per newly leased stream; a
         database that is away only delays this to the next tick."""
-        free = self._concurrency - len(self._streams)
+        # While claims are in flight here, a quarter of the slots: deliveries
+        # go on (at least one stream) without taking the claims' loop and pool.
+        slots = max(1, self._concurrency // 4) if self._busy() else self._concurrency
+        free = slots - len(self._streams)
         if free <= 0:
             return 0
         try:

@@ -299,6 +299,13 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Backlog:
+    webhook_id: int
+    events: int  # queued and not delivered, at most
+    lag_seconds: float  # age of the oldest of them
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     attempts: int  # failed attempts in a row of this event, this one included
     failing_for: float  # seconds since the first of them
@@ -368,3 +375,6 @@ class DeliveryQueue(Protocol):
     async def release(self, deliveries: list[Delivery]) -> None: ...
 
     async def disable(self, webhook_id: int, reason: str) -> None: ...
+
+    async def backlogs(self) -> list[Backlog]:
+        """Enabled endpoints with events queued and not delivered."""

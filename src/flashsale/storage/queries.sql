@@ -450,6 +450,18 @@ UPDATE webhook_streams AS s
   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS r(webhook_id, coupon_id, lease)
  WHERE s.webhook_id = r.webhook_id AND s.coupon_id = r.coupon_id AND s.lease = r.lease;
 
+-- name: webhook_backlogs
+-- Each enabled endpoint with work: events queued and not delivered (at most:
+-- every type between the seqs) and the age of the oldest. Reads only streams
+-- with work, through webhook_streams_due_idx's predicate.
+SELECT s.webhook_id, sum(s.queued_seq - s.delivered_seq)::bigint AS backlog,
+       coalesce(extract(epoch FROM now() - min(e.at)), 0)::float8 AS lag_seconds
+  FROM webhook_streams AS s
+  JOIN webhooks AS w ON w.id = s.webhook_id AND w.disabled_at IS NULL
+  LEFT JOIN events AS e ON e.coupon_id = s.coupon_id AND e.seq = s.delivered_seq + 1
+ WHERE s.queued_seq > s.delivered_seq
+ GROUP BY s.webhook_id;
+
 -- name: disable_webhook
 -- An endpoint given up on: no more leases or pumping. Its own statement,
 -- never with a stream's row lock held (the pump locks endpoint, then streams).

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from flashsale.service.ports import Delivery, Failure, Replay, Webhook
+from flashsale.service.ports import Backlog, Delivery, Failure, Replay, Webhook
 from flashsale.storage.connections import Connections
 from flashsale.storage.events import event
 from flashsale.storage.pool import Connection
@@ -125,6 +125,13 @@ class WebhookStore:
             await connection.execute(query("disable_webhook"), webhook_id, reason)
 
         await self._write(disable_webhook)
+
+    async def backlogs(self) -> list[Backlog]:
+        async def webhook_backlogs(connection: Connection) -> list[asyncpg.Record]:
+            return await connection.fetch(query("webhook_backlogs"))
+
+        rows = await self._write(webhook_backlogs)
+        return [Backlog(row["webhook_id"], row["backlog"], row["lag_seconds"]) for row in rows]
 
 
 def _stream(delivery: Delivery) -> tuple[int, int, int]:
