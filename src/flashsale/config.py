@@ -26,6 +26,7 @@ class WebhookDelivery(StrEnum):
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
@@ -81,6 +82,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # "workers": each serve worker delivers (yielding to its claims);
     # "separate": serve workers deliver nothing, `flashsale deliver` does.
     webhook_delivery: WebhookDelivery = WebhookDelivery.WORKERS
+    # While a serve worker has claims in flight, each of its delivery streams
+    # waits this long between two events (they catch up when claims calm down).
+    webhook_busy_pause: NonNegativeFloat = 0.05
     # Events an endpoint may be behind before it is disabled (read the feed).
     webhook_backlog_max: Positive = 100_000
     bench_routes: bool = False  # /bench/* endpoints, for `flashsale bench` only
@@ -148,6 +152,7 @@ ENVIRONMENT = {
     "webhook_backoff_max": "WEBHOOK_BACKOFF_MAX",
     "webhook_concurrency": "WEBHOOK_CONCURRENCY",
     "webhook_delivery": "WEBHOOK_DELIVERY",
+    "webhook_busy_pause": "WEBHOOK_BUSY_PAUSE",
     "webhook_backlog_max": "WEBHOOK_BACKLOG_MAX",
     "bench_routes": "FLASHSALE_BENCH_ROUTES",
 }

@@ -214,6 +214,7 @@ def _deliverer(
         timeout=settings.webhook_timeout,
         concurrency=settings.webhook_concurrency,
         busy=busy,
+        busy_pause=settings.webhook_busy_pause,
     )
 
 

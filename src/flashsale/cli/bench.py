@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
+from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from flashsale.bench.deployments import TOPOLOGIES
 from flashsale.bench.report import render
-from flashsale.bench.runner import BenchPlan, run_bench
+from flashsale.bench.runner import BenchPlan, database_server, run_bench
 from flashsale.bench.topology import MAX_INSTANCES
+from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, ensure_wrk
 
 STRATEGIES = ("batched", "transaction")
@@ -47,6 +51,14 @@ STRATEGIES = ("batched", "transaction")
     default=3,
     help="Instances of the service in the cluster topology.",
 )
+@click.option(
+    "--webhooks",
+    type=int,
+    default=0,
+    help="Instead of the scenarios: this many rounds of the hot coupon plain, then with 5 "
+    "webhook endpoints on every event (one answering after 10 s, one 1 MB); claims/s of "
+    "both, each endpoint's lag and drain time (bench/webhook_load.py).",
+)
 def bench(
     duration: float,
     connections: int,
@@ -56,6 +68,7 @@ def bench(
     database_url: str | None,
     topology: str,
     instances: int,
+    webhooks: int,
 ) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
@@ -76,12 +89,27 @@ def bench(
         f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}; topology {topology}, "
         f"{shape} of {workers} workers[/dim]"
     )
+    if webhooks:
+        console.print(bench_webhooks(plan, webhooks, console))
+        return
     with console.status("starting") as status:
         measurements = run_bench(plan, lambda text: status.update(text))
     console.print(render(measurements))
     console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
     if any(not m.check.ok for m in measurements):
         raise SystemExit(1)
+
+
+def bench_webhooks(plan: BenchPlan, rounds: int, console: Console) -> Table:
+    with (
+        console.status("starting") as status,
+        tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
+        database_server(plan.database_url) as database,
+    ):
+        done = run_webhook_bench(
+            database.url, Path(tmp), plan.load, plan.workers, rounds, status.update
+        )
+    return render_rounds(done)
 
 
 def make_console() -> Console:

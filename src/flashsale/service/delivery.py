@@ -42,6 +42,7 @@ class WebhookDeliverer:
         interval: float = TICK_SECONDS,
         clock: Callable[[], float] = time.time,
         busy: Callable[[], bool] = lambda: False,
+        busy_pause: float = 0.0,
     ) -> None:
         self._queue = queue
         self._sender = sender
@@ -51,6 +52,7 @@ class WebhookDeliverer:
         self._interval = interval
         self._clock = clock
         self._busy = busy  # claims in flight in this process: deliveries yield to them
+        self._busy_pause = busy_pause  # seconds between a stream's events meanwhile
         # A lease outlasts the POST (bounded by the timeout) and its recording.
         self.lease_seconds = 2 * timeout + 5
         self._streams: dict[asyncio.Task[None], Delivery] = {}
@@ -124,6 +126,8 @@ class WebhookDeliverer:
                 if task is not None:
                     self._streams[task] = delivery
                 delivery = await self.deliver(delivery)
+                if delivery is not None and self._busy_pause and self._busy():
+                    await asyncio.sleep(self._busy_pause)  # the claims' turn
         except ServiceUnavailable:
             pass  # the lease runs out; the event is retried then
         except Exception as error:
