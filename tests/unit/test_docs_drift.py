@@ -5,6 +5,7 @@ commands' --help. No database; plain text parsing."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -75,6 +76,40 @@ def test_every_path_in_the_readme_tree_exists() -> None:
 def test_every_module_and_package_has_its_line_in_the_readme_tree() -> None:
     unlisted = sorted(source_tree() - readme_tree())
     assert not unlisted, f"add a line to the README's tree for: {unlisted}"
+
+
+def test_every_file_the_readme_names_exists() -> None:
+    """The claim path, the read path and "where to add" name files by their
+    path under src/flashsale (``http/claims.py``) or the repository's."""
+    text = re.sub(r"^```.*?^```", "", README.read_text(), flags=re.MULTILINE | re.DOTALL)
+    named = set(re.findall(r"`([\w./-]+\.(?:py|sql|toml))`", text))
+    missing = sorted(n for n in named if not (PACKAGE / n).exists() and not (ROOT / n).exists())
+    assert not missing, f"the README names files that do not exist: {missing}"
+
+
+def classes_in_source() -> dict[str, set[str]]:
+    """Every class of src/flashsale with the names defined in its body."""
+    classes: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                members = classes.setdefault(node.name, set())
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                        members.add(item.name)
+    return classes
+
+
+def test_every_class_and_method_the_readme_names_exists() -> None:
+    """``CouponService.claim``, ``Coalescer``: the claim path's steps."""
+    classes = classes_in_source()
+    named = re.findall(r"`([A-Z][a-z]\w*)(?:\.(\w+))?`", README.read_text())
+    missing = sorted(
+        f"{cls}.{member}" if member else cls
+        for cls, member in named
+        if cls not in classes or (member and member not in classes[cls])
+    )
+    assert not missing, f"the README names what src/flashsale does not define: {missing}"
 
 
 def documented_metrics() -> dict[str, tuple[str, set[str]]]:
