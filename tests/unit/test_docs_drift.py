@@ -1,7 +1,9 @@
 """The docs against the code they describe, so that a change to one without
-the other fails CI: the README's package tree against src/, the metrics
-table against the registered metrics, the command-line synopsis against the
-commands' --help. No database; plain text parsing."""
+the other fails CI: the README's package tree against src/ (and the files,
+classes and methods it names), the configuration table against the
+variables the settings read, the metrics table against the registered
+metrics, the command-line synopsis against the commands' --help. No
+database; plain text parsing."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from flashsale.cli import main
+from flashsale.config import ENVIRONMENT
 from flashsale.metrics import Metrics
+from flashsale.metrics_dir import MULTIPROC_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "flashsale"
@@ -141,6 +145,19 @@ def registered_metrics() -> dict[str, tuple[str, set[str]]]:
 
 def test_the_metrics_table_lists_every_registered_metric_as_it_is() -> None:
     assert documented_metrics() == registered_metrics()
+
+
+def documented_variables() -> set[str]:
+    """The variables of the Configuration table of docs/operations.md (a row
+    may name two: `DB_POOL_MIN` / `DB_POOL_MAX`)."""
+    section = OPERATIONS.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (`[A-Z_]+`(?: / `[A-Z_]+`)*) \|", section, flags=re.MULTILINE)
+    return {name for row in rows for name in re.findall(r"`([A-Z_]+)`", row)}
+
+
+def test_the_configuration_table_lists_every_variable_the_settings_read() -> None:
+    read = {*ENVIRONMENT.values(), MULTIPROC_ENV}
+    assert documented_variables() == read
 
 
 def synopsis() -> dict[str, str]:
