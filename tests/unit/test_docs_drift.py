@@ -162,17 +162,21 @@ def test_the_configuration_table_lists_every_variable_the_settings_read() -> Non
 
 def synopsis() -> dict[str, str]:
     """command -> its synopsis text, from the Command line block of
-    docs/operations.md (continuation lines are indented)."""
+    docs/operations.md: a line "flashsale COMMAND ...", then its indented
+    continuation lines; "" for the line about --version and --help. Lines
+    about other tools (not "flashsale ...") are not read here."""
     section = OPERATIONS.read_text().split("## Command line", 1)[1]
     block = fenced_blocks(section)[0]
     commands: dict[str, str] = {}
-    command = ""
+    command: str | None = None
     for line in block.splitlines():
         if line.startswith("flashsale "):
             command = line.split()[1]
-            if command.startswith("-"):  # the line about --version and --help
-                command = ""
-        commands[command] = commands.get(command, "") + " " + line
+            command = "" if command.startswith("-") else command
+        elif not line.startswith(" "):
+            command = None
+        if command is not None:
+            commands[command] = commands.get(command, "") + " " + line
     return commands
 
 
