@@ -39,7 +39,7 @@ async def test_an_old_secret_becomes_the_key_of_a_standard_one(
 
 
 async def secrets_after_migration(url: str) -> list[str]:
-    """Migrations up to 0015, the old endpoints registered, then the rest."""
+    """The migrations before webhook_signing, the old endpoints registered, then the rest."""
     connection = await asyncpg.connect(url)
     try:
         migrations = load_migrations()

@@ -56,7 +56,7 @@ def test_made_secrets_are_in_the_standard_form_and_differ() -> None:
 
 
 def test_the_deprecated_header_keeps_an_old_endpoints_secret_bytes_as_its_key() -> None:
-    """A secret of before 0016 ("my-old-secret-0123") is the key's bytes: the
+    """A secret of before the webhook_signing migration is the key's bytes: the
     migration writes it whsec_ + base64 of them, and both headers verify."""
     old = b"my-old-secret-0123456789"
     migrated = "whsec_" + base64.b64encode(old).decode()

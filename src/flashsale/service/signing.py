@@ -8,7 +8,8 @@ lasts). A secret is ``whsec_`` and the base64 of its key's bytes.
 Deprecated, sent for one more release: ``Flashsale-Event-Id`` and
 ``Flashsale-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
 (Stripe's scheme), keyed with the current secret's key bytes: the same bytes
-an endpoint registered before 0016 was given as its secret."""
+an endpoint registered before the webhook_signing migration was given as
+its secret."""
 
 from __future__ import annotations
 

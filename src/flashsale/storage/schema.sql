@@ -852,7 +852,7 @@ CREATE TABLE webhooks (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     url             text        NOT NULL,
     events          text[]      NOT NULL,
-    secret          text        NOT NULL,  -- whsec_ + base64 of the key (0016)
+    secret          text        NOT NULL,  -- whsec_ + base64 of the key (webhook_signing)
     created_at      timestamptz NOT NULL DEFAULT now(),
     disabled_at     timestamptz,
     disabled_reason text,
@@ -862,7 +862,7 @@ CREATE TABLE webhooks (
     -- not yet started when it was taken, so its xid is at least that xmin.
     feed_xid        xid8        NOT NULL DEFAULT pg_snapshot_xmin(pg_current_snapshot()),
     feed_id         bigint      NOT NULL DEFAULT 0,
-    -- While a rotation lasts (0016): the secret replaced, still signing.
+    -- While a rotation lasts (webhook_signing): the secret replaced, still signing.
     previous_secret       text,
     previous_secret_until timestamptz,
     CONSTRAINT webhooks_events_known CHECK (
