@@ -50,6 +50,7 @@ async def test_a_disabled_endpoint_enabled_and_replayed_gets_every_event_in_orde
     await receiver.wait_for(sum(len(seqs) for seqs in expected.values()))
     assert receiver.seqs_by_coupon() == expected  # every event, each coupon's in seq order
     assert all(arrival.verified for arrival in receiver.arrivals)
+    await wait_for(hooks_client, hook["id"], caught_up)  # the last answer recorded too
 
     first_id = min(a.body["id"] for a in receiver.delivered())
     replay = await hooks_client.post(
@@ -72,12 +73,14 @@ async def test_a_replay_never_reaches_before_the_endpoint_was_registered(
     hook = await register(hooks_client, receiver.url)
     await claim_coupon(hooks_client, "later", "OLDER")
     await receiver.wait_for(1)
+    await wait_for(hooks_client, hook["id"], caught_up)
     long_ago = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     replay = await hooks_client.post(
         f"/api/webhooks/{hook['id']}/replay", json={"from_time": long_ago}
     )
     assert replay.status_code == 200, replay.text
     assert replay.json()["since"] == hook["created_at"]
+    assert replay.json()["streams"] == 1
     await wait_until(lambda: len(receiver.delivered()) == 2)
     await asyncio.sleep(0.5)  # nothing older comes
     assert [(a.body["type"], a.body["user_id"]) for a in receiver.delivered()] == [
@@ -149,6 +152,11 @@ async def wait_for(client: Client, webhook_id: int, done: Any) -> dict[str, Any]
         await asyncio.sleep(0.05)
     webhook: dict[str, Any] = state
     return webhook
+
+
+def caught_up(webhook: dict[str, Any]) -> bool:
+    """Every delivery answered and recorded: nothing pending."""
+    return webhook["last_delivered_at"] is not None and webhook["pending"] == 0
 
 
 async def wait_until(done: Any, within: float = 30) -> None:

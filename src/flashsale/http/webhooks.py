@@ -71,6 +71,18 @@ class WebhookController(Controller):
             None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"}
         )
 
+    # The same for "/{webhook_id}" (GET and DELETE); "allow_one" sorts before both.
+    @route(
+        "/{webhook_id:str}",
+        http_method=HttpMethod.OPTIONS,
+        status_code=HTTP_204_NO_CONTENT,
+        include_in_schema=False,
+    )
+    async def allow_one(self, webhook_id: str) -> Response[None]:
+        return Response(
+            None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "DELETE, GET, OPTIONS"}
+        )
+
     @post(
         "/",
         status_code=HTTP_201_CREATED,
