@@ -50,6 +50,20 @@ class EndpointEnd:
     lag_s: float | None  # age of the oldest of them
     drained_s: float | None  # seconds after the load stopped; None: not within DRAIN_MAX_S
     delivered: int  # requests answered 2xx by its receiver during the round
+    left: int  # backlog when the drain ended
+    drain_s: float  # how long the drain was watched
+
+    @property
+    def rate(self) -> float:
+        """Events delivered per second while draining."""
+        return max(self.backlog - self.left, 0) / max(self.drain_s, 1e-9)
+
+    @property
+    def drain_estimate_s(self) -> float | None:
+        """The drain time, measured or (not drained) extrapolated at ``rate``."""
+        if self.drained_s is not None:
+            return self.drained_s
+        return None if self.rate == 0 else self.drain_s + self.left / self.rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +155,14 @@ def _round(
         hooked = run_wrk(claim_url, load, HOT.wrk_args(f"h{uuid.uuid4().hex[:6]}-"))
         at_end = _states(admin)
         announce(f"round {number}: draining (at most {DRAIN_MAX_S:g} s)")
+        started = time.monotonic()
         drained = _drain(admin, ids)
+        watched, left = time.monotonic() - started, _states(admin)
         for webhook_id in ids.values():
             admin.delete(f"/api/webhooks/{webhook_id}").raise_for_status()
     ends = [
         EndpointEnd(name, at_end[i]["backlog"], at_end[i]["lag_seconds"], drained.get(name),
-                    receivers.answered.get(name, 0))
+                    receivers.answered.get(name, 0), left[i]["backlog"], watched)
         for name, i in ids.items()
     ]  # fmt: skip
     return WebhookRound(plain, hooked, ends)
@@ -195,7 +211,17 @@ def render_rounds(rounds: list[WebhookRound]) -> Table:
 
 
 def _endpoint_cell(end: EndpointEnd) -> str:
-    """backlog / lag at the load's end; drained after (or not), delivered."""
+    """Backlog and lag at the load's end; the drain time (measured, or
+    extrapolated at the drain's rate: "~"), the rate, requests answered."""
     lag = "-" if end.lag_s is None else f"{end.lag_s:.1f} s"
-    drained = "not drained" if end.drained_s is None else f"drained {end.drained_s:.1f} s"
-    return f"{end.backlog:,} behind, lag {lag}\n{drained}, {end.delivered:,} sent"
+    estimate = end.drain_estimate_s
+    if end.drained_s is not None:
+        drained = f"drained in {end.drained_s:.0f} s"
+    elif estimate is not None:
+        drained = f"drains in ~{estimate:.0f} s"
+    else:
+        drained = "does not drain"
+    return (
+        f"{end.backlog:,} behind, lag {lag}\n{drained} at {end.rate:,.0f}/s, "
+        f"{end.delivered:,} answered"
+    )
