@@ -1,7 +1,8 @@
 """The many-instance topology on this machine, from Debian's packages and the
 configuration files in deploy/ (the ones docker-compose.yml uses): PgBouncer
 in transaction mode, instances of ``flashsale serve`` behind it, HAProxy in
-front. Used by ``flashsale bench --topology`` and tests/cluster."""
+front. Used by tests/cluster and the development bench
+(``python -m tests.support.bench --topology``)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 MAX_INSTANCES = 8
+# Debian's PgBouncer 1.18 tracks no prepared statements in transaction mode.
+BEHIND_PGBOUNCER = {"DB_STATEMENT_CACHE_SIZE": "0"}
 _AGGREGATES = ("BACKEND", "FRONTEND")  # FLASHSALE_APP1..8 in deploy/haproxy/haproxy.cfg
 
 
@@ -121,7 +124,7 @@ class PgBouncer:
         account = _run_as(self.server[0])
         command = [binary, *(["-u", account] if account else []), str(config)]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own binary and config
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port)
         except TopologyError:
@@ -186,7 +189,7 @@ class HAProxy:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [binary, "-W", "-db", "-f", str(DEPLOY / "haproxy" / "haproxy.cfg")]
         with (self.folder / "haproxy.log").open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own binary and config
+            self.process = subprocess.Popen(
                 command, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
             )
         try:
