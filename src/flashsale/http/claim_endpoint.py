@@ -4,13 +4,13 @@ storm, in front of Litestar.
 The claim (``POST /api/coupons/claim``) is the one hot route of a sale, so it
 is answered here instead of by Litestar's per-request machinery (routing, a
 Request object, parameter parsing, response objects and the exception
-middleware cost about two thirds of a worker's time on a claim;
-docs/benchmarks.md). It is the only implementation of the route and keeps
-every rule of the Litestar routes: the same structs and strict decoding
-(http/requests.py), the same error mapping and bodies (http/errors.py), the
-same body limit and media type rules, and the same use case under the same
-deadline. Request ids, metrics and the access log come from RequestObserver,
-around it as around Litestar. The Litestar declarations in http/claims.py
+middleware cost most of a worker's time on a claim: docs/benchmarks.md).
+It is the only implementation of the route and keeps every rule of the
+Litestar routes: the same structs and strict decoding (http/requests.py),
+the same error mapping and bodies (http/errors.py), the same body limit and
+media type rules, and the same use case under the same deadline. Request
+ids, metrics and the access log come from RequestObserver, around it as
+around Litestar. The Litestar declarations in http/claims.py
 document both routes in /openapi.json and make Litestar answer their other
 methods (405, OPTIONS) as for any route.
 
