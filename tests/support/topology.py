@@ -65,6 +65,17 @@ def wait_for_port(port: int, timeout: float = 10, host: str = "127.0.0.1") -> No
     raise TopologyError(f"nothing listens on {host}:{port} after {timeout:g} s")
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int) -> None:
+    """``sig``, then kill if it is still running 10 s later."""
+    if process is not None and process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _run_as(server_host: str) -> str | None:
     """PgBouncer refuses to run as root: then it runs as the owner of the
     server's socket folder (the embedded server's is private to its account),
@@ -133,13 +144,7 @@ class PgBouncer:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: PgBouncer 1.18 closes every connection at once."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, sig)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
@@ -199,13 +204,7 @@ class HAProxy:
             raise TopologyError(f"haproxy did not start:\n{self.log()}") from None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGUSR1)  # soft stop: finish what is in flight
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGUSR1)  # soft stop: finish what is in flight
 
     def log(self) -> str:
         return (self.folder / "haproxy.log").read_text(errors="replace")[-3000:]

@@ -117,6 +117,14 @@ async def list_claims(
 # One user's claim. {user_id} arrives percent-encoded (http/paths.py keeps
 # '%2F' in one segment); the handlers decode it and the coupon name.
 ONE_CLAIM = "/api/coupons/{name:str}/claims/{user_id:str}"
+# What a release or a redeem may answer besides its success.
+_CLAIM_WRITE_FAILURES = (
+    UNAUTHORIZED,
+    COUPON_NOT_FOUND,
+    CLAIM_NOT_FOUND,
+    ALREADY_REDEEMED,
+    SERVICE_UNAVAILABLE,
+)
 
 
 def claim_body(claim: ClaimView) -> ClaimBody:
@@ -152,11 +160,7 @@ async def read_claim(state: State, name: str, user_id: str) -> ClaimBody:
     tags=["claims"],
     guards=[require_admin],
     **documented(
-        UNAUTHORIZED,
-        COUPON_NOT_FOUND,
-        CLAIM_NOT_FOUND,
-        ALREADY_REDEEMED,
-        SERVICE_UNAVAILABLE,
+        *_CLAIM_WRITE_FAILURES,
         keyed=True,
     ),
 )
@@ -173,11 +177,7 @@ async def release_claim() -> None:
     tags=["claims"],
     guards=[require_admin],
     **documented(
-        UNAUTHORIZED,
-        COUPON_NOT_FOUND,
-        CLAIM_NOT_FOUND,
-        ALREADY_REDEEMED,
-        SERVICE_UNAVAILABLE,
+        *_CLAIM_WRITE_FAILURES,
         keyed=True,
         responses={200: ResponseSpec(ClaimBody, description="the claim, redeemed")},
     ),

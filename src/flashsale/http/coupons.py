@@ -174,30 +174,16 @@ def _or_keep(value: T | msgspec.UnsetType) -> T | Keep:
 
 def created_body(coupon: CouponState) -> CouponResponse:
     """A new coupon: no claimers yet."""
-    return CouponResponse(
-        coupon.name,
-        coupon.amount,
-        coupon.remaining_amount,
-        [],
-        coupon.status,
-        coupon.starts_at,
-        coupon.ends_at,
-        coupon.hold_seconds,
-        coupon.redeemed,
-    )
+    return CouponResponse(claimed_by=[], **_item_fields(coupon))
 
 
 def coupon_item(coupon: CouponState) -> CouponItem:
-    return CouponItem(
-        coupon.name,
-        coupon.amount,
-        coupon.remaining_amount,
-        coupon.status,
-        coupon.starts_at,
-        coupon.ends_at,
-        coupon.hold_seconds,
-        coupon.redeemed,
-    )
+    return CouponItem(**_item_fields(coupon))
+
+
+def _item_fields(coupon: CouponState) -> dict[str, Any]:
+    """The coupon's fields that a CouponItem shows (all of CouponState's)."""
+    return {name: getattr(coupon, name) for name in CouponItem.__struct_fields__}
 
 
 def _head(snapshot: CouponSnapshot) -> bytes:
