@@ -5,9 +5,28 @@ order on one project; the last one stops it."""
 
 from __future__ import annotations
 
-import httpx
+import socket
 
-from tests.support.compose import ComposeProject
+import httpx
+import pytest
+
+from tests.support.compose import CI_SOCKET, ComposeProject
+
+# Run in the app's container: can it open a connection to the database's
+# container, and to this host (its default gateway) on the given port?
+PROBE = """
+import socket, struct, sys
+def opens(address):
+    try:
+        socket.create_connection(address, timeout=3).close()
+        return "open"
+    except OSError:
+        return "blocked"
+routes = [line.split() for line in open("/proc/net/route").readlines()[1:]]
+gateway = next(int(r[2], 16) for r in routes if r[1] == "00000000")
+gateway = socket.inet_ntoa(struct.pack("<L", gateway))
+print("db:" + opens(("db", 5432)), "host:" + opens((gateway, int(sys.argv[1]))))
+"""
 
 
 def test_the_original_walk_through_answers_over_compose(default_profile: ComposeProject) -> None:
@@ -46,6 +65,17 @@ def test_down_then_up_keeps_the_data(default_profile: ComposeProject) -> None:
     assert (kept["remaining_amount"], kept["claimed_by"]) == (4, ["alice"])
     again = httpx.post(f"{base}/api/coupons/claim", json=claim)
     assert again.status_code == 409
+
+
+def test_containers_reach_each_other_but_not_the_host(default_profile: ComposeProject) -> None:
+    if default_profile.env.get("DOCKER_HOST") != f"unix://{CI_SOCKET}":
+        pytest.skip("the wall is the CI daemon's (.ci/compose-standins), not this daemon's")
+    # Listening on every address of this host: the container's only way here
+    # is its bridge's gateway address, which the wall closes to new connections.
+    with socket.create_server(("0.0.0.0", 0)) as listener:
+        port = listener.getsockname()[1]
+        seen = default_profile.exec("app", "python", "-c", PROBE, str(port))
+    assert seen.split() == ["db:open", "host:blocked"]
 
 
 def test_stop_exits_every_container_with_0(default_profile: ComposeProject) -> None:
