@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ PORT_VARIABLES = ("APP_PORT", "CLUSTER_PORT", "HA_PROXY_PORT", "HA_APP_PORT")
 START_LIMIT = 900.0
 COMMAND_LIMIT = 300.0
 # Where a stand-in-less machine's user would be told to look.
-HOW_TO = "start one with .ci/compose-standins start (docs/compose.md)"
+HOW_TO = ".ci/compose-standins start (docs/compose.md)"
 
 
 def docker_environment() -> dict[str, str]:
@@ -71,16 +72,34 @@ def require_docker() -> dict[str, str]:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose not installed: apt-get install docker-compose")
     env = docker_environment()
+    host = env.get("DOCKER_HOST", "the default socket")
+    if not _socket_listens(env):
+        pytest.skip(f"no Docker daemon listens at {host}: start CI's with {HOW_TO}")
     with docker_api(env) as api:
         try:
             api.get("/_ping").raise_for_status()
         except httpx.HTTPError as error:
-            host = env.get("DOCKER_HOST", "the default socket")
-            pytest.skip(f"no Docker daemon answers at {host} ({error}): {HOW_TO}")
+            pytest.skip(f"no Docker daemon answers at {host} ({error}): start CI's with {HOW_TO}")
         missing = [name for name in BASE_IMAGES if api.get(f"/images/{name}/json").is_error]
     if missing:
-        pytest.skip(f"base images missing: {', '.join(missing)}: build the stand-ins, {HOW_TO}")
+        names = ", ".join(missing)
+        pytest.skip(f"base images missing: {names}: pull them, or build stand-ins with {HOW_TO}")
     return env
+
+
+def _socket_listens(env: dict[str, str]) -> bool:
+    """Whether a unix socket daemon accepts (httpx would leak the socket of a
+    failed unix connect, which -W error turns into a failure)."""
+    host = env.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return True
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(host.removeprefix("unix://"))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
