@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from flashsale.bench.patroni import Cluster
 from tests.support.failover import (
     REQUEST_TIMEOUT,
     SERVICE_ENV,
@@ -18,6 +17,7 @@ from tests.support.failover import (
     timeline,
 )
 from tests.support.load import create_coupon
+from tests.support.patroni import Cluster
 from tests.support.servers import serve
 from tests.support.set_check import check_set
 from tests.support.traffic import Traffic, claim_loop, first_success_after

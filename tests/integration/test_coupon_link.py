@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 
+from flashsale.service.ports import NewCoupon
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
 
@@ -25,10 +26,10 @@ async def coupon_id(db: Connection, name: str) -> int:
 
 async def two_coupons(store: CouponStore) -> None:
     """A (claimed by u1 and u2) and B (by u1), 5 units each."""
-    await store.create_coupon(name="A", amount=5)
-    await store.create_coupon(name="B", amount=5)
-    await store.claim_many("A", ["u1", "u2"])
-    await store.claim_many("B", ["u1"])
+    await store.create_coupon(NewCoupon(name="A", amount=5))
+    await store.create_coupon(NewCoupon(name="B", amount=5))
+    await store.decide_batch("A", ["u1", "u2"])
+    await store.decide_batch("B", ["u1"])
 
 
 async def test_a_claim_must_name_its_coupon_by_id_and_name(
@@ -77,15 +78,15 @@ async def test_a_renamed_coupon_renames_its_claims_and_nothing_else_can(
         await db.execute("UPDATE coupons SET id = DEFAULT WHERE name = 'A2'")
     with pytest.raises(asyncpg.RestrictViolationError):
         await db.execute("UPDATE claims SET user_id = 'u3' WHERE coupon_name = 'B'")
-    await store.claim_many("A2", ["u3"])
+    await store.decide_batch("A2", ["u3"])
     await assert_invariants(db)
 
 
 async def test_truncating_coupons_truncates_their_claims(
     store: CouponStore, db: Connection
 ) -> None:
-    await store.create_coupon(name="A", amount=5)
-    await store.claim_many("A", ["u1"])
+    await store.create_coupon(NewCoupon(name="A", amount=5))
+    await store.decide_batch("A", ["u1"])
     await db.execute("TRUNCATE coupons")
     assert await db.fetchval("SELECT count(*) FROM claims") == 0
 
@@ -95,7 +96,7 @@ async def test_a_claim_inserted_while_its_coupon_is_deleted_fails(
 ) -> None:
     """The deleter commits first: the insert, which waited for the coupon's
     row lock, finds no coupon and fails, leaving no orphan."""
-    await store.create_coupon(name="A", amount=5)
+    await store.create_coupon(NewCoupon(name="A", amount=5))
     a = await coupon_id(db, "A")
     deleter = await asyncpg.connect(database)
     try:
@@ -122,7 +123,7 @@ async def test_a_coupon_deleted_while_a_claim_is_inserted_takes_that_claim(
 ) -> None:
     """The inserter commits first: the delete, which waited for its lock,
     then deletes the claim too."""
-    await store.create_coupon(name="A", amount=5)
+    await store.create_coupon(NewCoupon(name="A", amount=5))
     inserter = await asyncpg.connect(database)
     try:
         inserting = inserter.transaction()
