@@ -113,7 +113,10 @@ class WebhookDeliverer:
         return len(leased)
 
     async def _pump(self) -> None:
-        for _ in range(MAX_PAGES_PER_TICK):
+        # Each endpoint reads the whole feed: while claims are in flight, one
+        # page a tick. A stream's next event is read by seq whatever the pump
+        # has seen: this delays the backlog's count and an idle stream's restart only.
+        for _ in range(1 if self._busy() else MAX_PAGES_PER_TICK):
             if await self._queue.queue_events(page=FEED_PAGE) < FEED_PAGE:
                 return
 
