@@ -7,7 +7,7 @@ from flashsale.bench.webhook_load import EndpointEnd
 
 
 def end(drained_s: float | None, left: int) -> EndpointEnd:
-    return EndpointEnd("e", 10_000, 8.0, drained_s, 0, left, 100.0)
+    return EndpointEnd("e", 10_000, 8.0, drained_s, 0, left, 100.0, 10_000 - left)
 
 
 def test_a_drained_endpoint_reports_its_measured_time() -> None:

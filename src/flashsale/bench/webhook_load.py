@@ -52,11 +52,13 @@ class EndpointEnd:
     delivered: int  # requests answered 2xx by its receiver during the round
     left: int  # backlog when the drain ended
     drain_s: float  # how long the drain was watched
+    drained_events: int  # answered 2xx while the drain was watched
 
     @property
     def rate(self) -> float:
-        """Events delivered per second while draining."""
-        return max(self.backlog - self.left, 0) / max(self.drain_s, 1e-9)
+        """Events delivered per second while draining (the receiver's count:
+        the backlog's grows meanwhile while the pump catches up)."""
+        return self.drained_events / max(self.drain_s, 1e-9)
 
     @property
     def drain_estimate_s(self) -> float | None:
@@ -161,7 +163,7 @@ def _round(
         hooked = run_wrk(claim_url, load, HOT.wrk_args(f"h{uuid.uuid4().hex[:6]}-"))
         at_end = _states(admin)
         announce(f"round {number}: draining (at most {DRAIN_MAX_S:g} s)")
-        started = time.monotonic()
+        started, before = time.monotonic(), dict(receivers.answered)
         drained = _drain(admin, ids)
         watched, left = time.monotonic() - started, _states(admin)
         for webhook_id in ids.values():
@@ -169,7 +171,8 @@ def _round(
     plain = first or plain_run()
     ends = [
         EndpointEnd(name, at_end[i]["backlog"], at_end[i]["lag_seconds"], drained.get(name),
-                    receivers.answered.get(name, 0), left[i]["backlog"], watched)
+                    receivers.answered.get(name, 0), left[i]["backlog"], watched,
+                    receivers.answered.get(name, 0) - before.get(name, 0))
         for name, i in ids.items()
     ]  # fmt: skip
     return WebhookRound(plain, hooked, ends)
