@@ -16,6 +16,7 @@ from flashsale.domain import ClaimOutcome, ServiceUnavailable
 from flashsale.service.ports import NewCoupon
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
+from tests.support.locks import locked
 from tests.support.stores import StoreFactory, outcome_of
 
 CLAIMED = ClaimOutcome.CLAIMED
@@ -32,13 +33,10 @@ async def claim_many(engine: BatchedClaims, coupon: str, users: list[str]) -> li
 async def coupon_locked(database: str, coupon: str) -> AsyncIterator[None]:
     """The coupon's row lock held by another session until the block ends."""
     lock_holder = await asyncpg.connect(database)
-    transaction = lock_holder.transaction()
-    await transaction.start()
     try:
-        await lock_holder.execute("SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon)
-        yield
+        async with locked(lock_holder, "SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon):
+            yield
     finally:
-        await transaction.rollback()
         await lock_holder.close()
 
 
