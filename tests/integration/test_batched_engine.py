@@ -88,10 +88,7 @@ async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
 ) -> None:
     await store.create_coupon(NewCoupon(name="C", amount=100))
     async with coupon_locked(database, "C"):
-        pending = asyncio.gather(
-            *(outcome_of(engine, coupon_name="C", user_id=f"u{i}") for i in range(20)),
-            return_exceptions=True,
-        )
+        pending = asyncio.ensure_future(claim_many(engine, "C", [f"u{i}" for i in range(20)]))
         await asyncio.sleep(0.3)
         await db.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -169,10 +166,7 @@ async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
     engine = BatchedClaims(store, max_batch=10, max_queue=5)
     await store.create_coupon(NewCoupon(name="C", amount=100))
     async with coupon_locked(database, "C"):
-        pending = asyncio.gather(
-            *(outcome_of(engine, coupon_name="C", user_id=f"u{i}") for i in range(20)),
-            return_exceptions=True,
-        )
+        pending = asyncio.ensure_future(claim_many(engine, "C", [f"u{i}" for i in range(20)]))
         await asyncio.sleep(0.2)
     outcomes = await pending
     refused = [o for o in outcomes if isinstance(o, ServiceUnavailable)]
