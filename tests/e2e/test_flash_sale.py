@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from flashsale.bench.server import RunningServer
-from tests.support.invariants import assert_invariants
+from tests.support.invariants import assert_a_greedy_user_wins_once, assert_invariants
 from tests.support.load import claim_all, create_coupon, outcomes, post_all
 from tests.support.servers import serve
 
@@ -47,12 +47,7 @@ async def test_a_flash_sale_of_100_among_1000_users_sells_exactly_100(
 async def test_one_user_claiming_100_times_at_once_gets_exactly_one(
     server: RunningServer, db: asyncpg.Connection[Any]
 ) -> None:
-    await create_coupon(server.base_url, "DIP", 50)
-    responses = await claim_all([server.base_url], "DIP", ["greedy"] * 100)
-    assert outcomes(responses) == {"ok": 1, "409 already_claimed": 99}
-    await assert_claimed_by(db, "DIP", {"greedy"})
-    assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'DIP'") == 49
-    await assert_invariants(db)
+    await assert_a_greedy_user_wins_once(server.base_url, db)
 
 
 async def test_two_server_processes_sharing_one_database_still_sell_exactly_100(

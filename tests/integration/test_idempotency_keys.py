@@ -49,12 +49,20 @@ async def hold_key(db: Connection, answer: bytes) -> Transaction:
     return transaction
 
 
+async def retry_behind(
+    store: CouponStore, db: Connection, answer: bytes, name: str
+) -> tuple[Transaction, asyncio.Future[Answer]]:
+    """Another attempt holding KEY, and a retry with KEY started behind it."""
+    first = await hold_key(db, answer)
+    retry = asyncio.ensure_future(store.create_coupon(NewCoupon(name, 1), Once(KEY, render)))
+    await asyncio.sleep(0.3)
+    return first, retry
+
+
 async def test_a_retry_waits_for_the_attempt_in_flight_and_answers_its_outcome(
     store: CouponStore, db: Connection
 ) -> None:
-    first = await hold_key(db, b"first attempt")
-    retry = asyncio.ensure_future(store.create_coupon(NewCoupon("W", 1), Once(KEY, render)))
-    await asyncio.sleep(0.3)
+    first, retry = await retry_behind(store, db, b"first attempt", "W")
     assert not retry.done()  # waiting on the uncommitted key row
     await first.commit()
     assert await retry == Answer(201, b"first attempt", replayed=True)
@@ -64,9 +72,7 @@ async def test_a_retry_waits_for_the_attempt_in_flight_and_answers_its_outcome(
 async def test_a_retry_runs_when_the_attempt_in_flight_rolls_back(
     store: CouponStore, db: Connection
 ) -> None:
-    first = await hold_key(db, b"never committed")
-    retry = asyncio.ensure_future(store.create_coupon(NewCoupon("R", 1), Once(KEY, render)))
-    await asyncio.sleep(0.3)
+    first, retry = await retry_behind(store, db, b"never committed", "R")
     await first.rollback()
     assert await retry == Answer(201, b"R")
     assert await db.fetchval("SELECT count(*) FROM coupons WHERE name = 'R'") == 1
