@@ -79,6 +79,9 @@ async def test_a_webhook_secret_is_never_logged_or_answered(database: str, tmp_p
         assert [answer.status for answer in answers] == [201, 400, 400, 201]
         made = answers[3].body["secret"]
         assert answers[0].body["secret"] == WEBHOOK_SECRET  # shown once, in the 201
+        async with httpx.AsyncClient(base_url=base) as client:  # the receiver knows one secret
+            gone = await client.delete(f"/api/webhooks/{answers[3].body['id']}")
+            assert gone.status_code == 204
         await create_coupon(base, "SECRET_HOOK", 5)
         await receiver.wait_for(1)
         async with httpx.AsyncClient(base_url=base) as client:
