@@ -38,6 +38,8 @@ CREATE TABLE coupons (
     event_seq        bigint      NOT NULL DEFAULT 0,
     event_xid        xid8,
     CONSTRAINT coupons_name_key UNIQUE (name),
+    -- Target of the claims foreign key, which carries the name along.
+    CONSTRAINT coupons_id_name_key UNIQUE (id, name),
     CONSTRAINT coupons_name_format CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
     -- The column's own limit: a shop that means "unlimited" sends 2^31 - 1.
     CONSTRAINT coupons_amount_positive CHECK (amount BETWEEN 1 AND 2147483647),
@@ -63,14 +65,12 @@ CREATE TABLE claims (
     -- the claim is not live, and the sweeper or the claim path deletes it.
     expires_at  timestamptz,
     redeemed_at timestamptz,
-    -- The original design keys claims by coupon name; we keep the name, and
-    -- the triggers tie it to the coupon's identity so the two never disagree:
-    -- claims_take_stock refuses a claim whose (coupon_id, coupon_name) names
-    -- no coupon (foreign_key_violation), coupons_delete_claims and
-    -- coupons_follow_rename cascade a coupon's delete and rename, and
-    -- claims_forbid_update keeps the pair fixed otherwise. No foreign key: its
-    -- check ran once per inserted row (0015 says what that cost).
     CONSTRAINT claims_pkey PRIMARY KEY (coupon_id, user_id),
+    -- The original design keys claims by coupon name; we keep the name and
+    -- tie it to the coupon's identity so the two can never disagree: a
+    -- coupon's delete takes its claims, its rename renames them (0016).
+    CONSTRAINT claims_coupon_fkey FOREIGN KEY (coupon_id, coupon_name)
+        REFERENCES coupons (id, name) ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT claims_user_id_format CHECK (
         char_length(user_id) BETWEEN 1 AND 128 AND user_id !~ '[[:cntrl:]]'
     )
@@ -145,12 +145,10 @@ CREATE UNIQUE INDEX events_feed_idx ON events (xid, id);
 -- fails the whole statement: an oversell becomes an error, never a row.
 CREATE FUNCTION claims_take_stock() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_events bigint;
 BEGIN
     WITH n AS (
-        SELECT coupon_id, coupon_name, count(*) AS taken, min(expires_at) AS first_expiry
-          FROM new_claims GROUP BY coupon_id, coupon_name
+        SELECT coupon_id, count(*) AS taken, min(expires_at) AS first_expiry
+          FROM new_claims GROUP BY coupon_id
     ), moved AS (
         UPDATE coupons AS c
            SET remaining_amount = c.remaining_amount - n.taken,
@@ -158,22 +156,15 @@ BEGIN
                event_seq = c.event_seq + n.taken,
                event_xid = greatest(c.event_xid, pg_current_xact_id())
           FROM n
-         WHERE c.id = n.coupon_id AND c.name = n.coupon_name
-        RETURNING c.id, c.name, c.event_seq - n.taken AS base, c.event_xid AS xid
+         WHERE c.id = n.coupon_id
+        RETURNING c.id, c.event_seq - n.taken AS base, c.event_xid AS xid
     )
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
     SELECT m.xid, k.coupon_id, k.coupon_name,
            m.base + row_number() OVER (PARTITION BY k.coupon_id ORDER BY k.id),
            'claimed', k.user_id, k.claimed_at
       FROM new_claims AS k
-      JOIN moved AS m ON m.id = k.coupon_id AND m.name = k.coupon_name;
-    -- One event per claim whose coupon was found and moved: fewer means a
-    -- claim names no coupon (or one deleted or renamed meanwhile).
-    GET DIAGNOSTICS v_events = ROW_COUNT;
-    IF v_events < (SELECT count(*) FROM new_claims) THEN
-        RAISE EXCEPTION 'a claim names no coupon with its coupon_id and coupon_name'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
+      JOIN moved AS m ON m.id = k.coupon_id;
     RETURN NULL;
 END
 $$;
@@ -359,9 +350,11 @@ CREATE TRIGGER coupons_record_change
           OR NEW.hold_seconds IS DISTINCT FROM OLD.hold_seconds)
     EXECUTE FUNCTION coupons_record_change();
 
--- A claim's coupon_name follows its coupon's (coupons_follow_rename) and
--- nothing else: moving a claim to another coupon or user would dodge the
--- stock triggers.
+-- Moving a claim to another coupon or user would dodge the stock triggers.
+-- A claim's coupon_name follows its coupon's through claims_coupon_fkey's
+-- ON UPDATE CASCADE, which sets both key columns (coupon_id to its old
+-- value): compared by value, only a real move is refused. The constraint
+-- itself refuses a coupon_name that is not its coupon's.
 CREATE FUNCTION claims_forbid_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -369,66 +362,13 @@ BEGIN
         RAISE EXCEPTION 'claims are immutable: delete and insert instead'
             USING ERRCODE = 'restrict_violation';
     END IF;
-    IF NEW.coupon_name <> OLD.coupon_name
-       AND NOT EXISTS (SELECT 1 FROM coupons AS c
-                        WHERE c.id = NEW.coupon_id AND c.name = NEW.coupon_name) THEN
-        RAISE EXCEPTION 'a claim''s coupon_name is its coupon''s name'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
     RETURN NEW;
 END
 $$;
 
 CREATE TRIGGER claims_forbid_update
-    BEFORE UPDATE OF coupon_id, user_id, coupon_name ON claims
+    BEFORE UPDATE OF coupon_id, user_id ON claims
     FOR EACH ROW EXECUTE FUNCTION claims_forbid_update();
-
--- What a foreign key's ON DELETE CASCADE and ON UPDATE CASCADE did, and
--- TRUNCATE ... CASCADE (0015).
-CREATE FUNCTION coupons_delete_claims() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM claims AS h USING old_coupons AS o WHERE h.coupon_id = o.id;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER coupons_delete_claims
-    AFTER DELETE ON coupons
-    REFERENCING OLD TABLE AS old_coupons
-    FOR EACH STATEMENT EXECUTE FUNCTION coupons_delete_claims();
-
-CREATE FUNCTION coupons_follow_rename() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.id <> OLD.id AND EXISTS (SELECT 1 FROM claims AS h WHERE h.coupon_id = OLD.id) THEN
-        RAISE EXCEPTION 'coupon % has claims: its id cannot change', OLD.name
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    IF NEW.name <> OLD.name THEN
-        UPDATE claims SET coupon_name = NEW.name WHERE coupon_id = NEW.id;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
--- UPDATE OF: only statements that name id or name in their SET list (the
--- claim path's updates of the stock never do).
-CREATE TRIGGER coupons_follow_rename
-    AFTER UPDATE OF id, name ON coupons
-    FOR EACH ROW EXECUTE FUNCTION coupons_follow_rename();
-
-CREATE FUNCTION coupons_truncate_claims() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    TRUNCATE claims;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER coupons_truncate_claims
-    AFTER TRUNCATE ON coupons
-    FOR EACH STATEMENT EXECUTE FUNCTION coupons_truncate_claims();
 
 -- The original design's row shape stays writable: an operator's
 -- INSERT INTO claims (user_id, coupon_name) finds the coupon by name, gets

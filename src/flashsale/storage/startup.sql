@@ -50,3 +50,18 @@ INSERT INTO schema_migrations (version, name) VALUES ($1, $2);
 SELECT set_config('statement_timeout', $1, false),
        set_config('lock_timeout', $2, false),
        set_config('idle_in_transaction_session_timeout', $3, false);
+
+-- name: unvalidated_constraints
+-- Constraints a migration added NOT VALID (checked for new rows only), to be
+-- validated after the migrations commit (migrations/0016 says why then).
+SELECT t.relname AS table_name, k.conname AS constraint_name
+  FROM pg_constraint AS k
+  JOIN pg_class AS t ON t.oid = k.conrelid
+ WHERE t.relnamespace = current_schema()::regnamespace AND NOT k.convalidated
+ ORDER BY 1, 2;
+
+-- name: validate_constraint
+-- {table} and {constraint} are quoted identifiers: DDL takes no parameters.
+-- SHARE UPDATE EXCLUSIVE on the table (ROW SHARE on a foreign key's target):
+-- inserts, updates and deletes go on while every row is checked.
+ALTER TABLE {table} VALIDATE CONSTRAINT {constraint};
