@@ -15,9 +15,8 @@ import pytest
 
 from flashsale.storage import admin
 from flashsale.storage.database import migrate
-from flashsale.storage.migrations import load_migrations
 from flashsale.storage.store import CouponStore
-from tests.support.databases import DatabaseServer
+from tests.support.databases import DatabaseServer, migrated_to
 from tests.support.invariants import assert_invariants
 from tests.support.waiting import wait_until_blocked
 
@@ -50,25 +49,6 @@ async def test_claims_declare_their_link_to_coupons(db: Connection) -> None:
         " ON UPDATE CASCADE ON DELETE CASCADE"
     )
     assert row["convalidated"]
-
-
-async def migrated_to(url: str, last: int) -> None:
-    """Migrations 1..last, recorded as the migrator records them."""
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for migration in load_migrations()[:last]:
-            await connection.execute(migration.sql)
-            await connection.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                migration.version,
-                migration.name,
-            )
-    finally:
-        await connection.close()
 
 
 async def test_a_database_holding_claims_upgrades_to_a_validated_foreign_key(

@@ -14,7 +14,7 @@ from flashsale.storage.embedded import start_embedded, with_database
 from flashsale.storage.errors import DatabaseUnreachable, unreachable_as_error
 from flashsale.storage.migrations import Migration
 from flashsale.storage.primary import until_primary
-from flashsale.storage.session_defaults import Timeouts, store_session_defaults
+from flashsale.storage.timeouts import Timeouts, store_service_timeouts
 
 log = logging.getLogger("flashsale")
 
@@ -74,7 +74,7 @@ async def _prepare_once(settings: Settings, dsn: str, migration_dsn: str) -> lis
         statement_cache_size=settings.db_statement_cache_size,
         timeouts=Timeouts.from_settings(settings),
     )
-    if await store_session_defaults(dsn, settings):
+    if await store_service_timeouts(dsn, settings):
         log.info(
             "stored the session timeouts as the role's defaults: %s",
             Timeouts.from_settings(settings),

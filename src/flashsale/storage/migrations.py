@@ -10,7 +10,7 @@ from importlib.resources import files
 import asyncpg
 
 from flashsale.storage.queries import quote_identifier, startup_query
-from flashsale.storage.session_defaults import Timeouts
+from flashsale.storage.timeouts import Timeouts, apply_timeouts
 
 # Any constant shared by every flashsale process; pg_advisory_xact_lock takes a bigint.
 MIGRATION_LOCK_KEY = 0x666C617368  # "flash"
@@ -52,8 +52,7 @@ async def apply_migrations(
     would be taken on one and "released" on another). All pending migrations
     commit together or not at all; a process that waited for the lock sees
     the versions the first one recorded and applies nothing. ``timeouts``:
-    the service's, which the server connection keeps afterwards (startup.sql
-    carry_timeouts says why)."""
+    the service's, which the server connection keeps afterwards."""
     async with connection.transaction():
         await connection.execute(startup_query("unbounded_transaction"))
         await connection.execute(startup_query("migration_lock"), MIGRATION_LOCK_KEY)
@@ -67,12 +66,11 @@ async def apply_migrations(
                 startup_query("record_migration"), migration.version, migration.name
             )
         if timeouts is not None:
-            await connection.execute(
-                startup_query("carry_timeouts"),
-                str(timeouts.statement),
-                str(timeouts.lock),
-                str(timeouts.idle_in_transaction),
-            )
+            # Last, after the SET LOCALs: a session-level value outlives the
+            # COMMIT, so the server connection a pooler keeps for other
+            # clients has the service's timeouts even when it was opened
+            # before the first start stored them for connect_query.
+            await apply_timeouts(connection, timeouts)
     await validate_constraints(connection)
     return applied
 

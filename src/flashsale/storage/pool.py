@@ -3,6 +3,7 @@ stalled database from turning into a pile of waiting requests."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
@@ -10,6 +11,7 @@ import asyncpg.pool
 
 from flashsale.config import Settings
 from flashsale.storage.errors import is_lost_connection
+from flashsale.storage.timeouts import Timeouts, apply_timeouts
 
 if TYPE_CHECKING:
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
@@ -21,12 +23,13 @@ else:  # the runtime classes are not subscriptable
 
 async def create_pool(settings: Settings, *, dsn: str | None = None) -> Pool:
     """The server-side timeouts (statement_timeout, lock_timeout,
-    idle_in_transaction_session_timeout) are not sent here: a transaction-mode
-    pooler refuses them as startup parameters (PgBouncer: "unsupported startup
-    parameter") and a session SET would leak to other clients of the same
-    server connection. Start-up stores them as this role's defaults in the
-    database instead (storage.session_defaults), which PostgreSQL applies to
-    every backend it starts, pooled or not, at no cost per query."""
+    idle_in_transaction_session_timeout) are not startup parameters: a
+    transaction-mode pooler refuses them (PgBouncer: "unsupported startup
+    parameter"). Each new connection takes them with one set_config instead
+    (``init``), for its whole session, at no cost per query. Through
+    PgBouncer that lands on one server connection; PgBouncer's own
+    connect_query gives them to every server connection it opens, from what
+    start-up stored (storage.timeouts, migration 0016)."""
     pool = await asyncpg.create_pool(
         dsn or settings.dsn(),
         min_size=settings.db_pool_min,
@@ -49,6 +52,7 @@ async def create_pool(settings: Settings, *, dsn: str | None = None) -> Pool:
         # application_name is one of the parameters PgBouncer tracks per
         # client and passes on, so it may stay a startup parameter.
         server_settings={"application_name": "flashsale"},
+        init=partial(apply_timeouts, timeouts=Timeouts.from_settings(settings)),
         reset=keep_session,
     )
     assert pool is not None
@@ -73,7 +77,7 @@ async def keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:
     pg_advisory_unlock_all()``: one more round trip per batch, about 3% of a
     worker's CPU in a rush. Nothing here changes session state (no SET,
     LISTEN, advisory lock or cursor outside a transaction; migrations and
-    their advisory lock use a connection of their own), and the timeouts are
-    the role's stored defaults, so there is nothing to reset. That is also
+    their advisory lock use a connection of their own), and the timeouts,
+    set once per connection by ``init``, must stay. That is also
     what a transaction-mode pooler requires: session state would leak.
     """

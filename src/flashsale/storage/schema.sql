@@ -724,61 +724,98 @@ BEGIN
 END
 $$;
 
--- The service's timeouts as its role's defaults ----------------------------------
+-- The service's timeouts, its own sessions' (0016) ----------------------------
 
--- The service's timeouts (statement_timeout, lock_timeout,
--- idle_in_transaction_session_timeout) become its role's defaults in this
--- database, the one way to set them that a transaction-mode pooler passes
--- through: PgBouncer refuses them as startup parameters, and a session SET
--- would stay on a server connection that other clients then use. PostgreSQL
--- applies pg_db_role_setting when a backend starts, so every server
--- connection a pooler opens has them, and RESET ALL / DISCARD ALL return to
--- them. They cost nothing per query.
---
--- Start-up calls this with the configured values (milliseconds); it writes
--- only what changed and returns whether it did. It runs as the caller
--- (SECURITY INVOKER): ordinary roles may set their own defaults, and the
--- role that serves is the one whose sessions need them.
-CREATE FUNCTION store_session_defaults(
+-- statement_timeout, lock_timeout and idle_in_transaction_session_timeout
+-- as the service configures them, for its sessions only: each pool applies
+-- them to every connection it opens, and PgBouncer to every server
+-- connection it opens (connect_query = apply_service_timeouts()). Not the
+-- role's defaults (as 0005 had them): an operator's session as the same role
+-- keeps PostgreSQL's. docs/database.md has the design.
+CREATE TABLE service_timeouts (
+    -- One row: the values of the last instance that started.
+    singleton                  boolean PRIMARY KEY DEFAULT true,
+    statement_timeout_ms       integer NOT NULL,
+    lock_timeout_ms            integer NOT NULL,
+    idle_in_transaction_ms     integer NOT NULL,
+    stored_at                  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT service_timeouts_one_row CHECK (singleton),
+    CONSTRAINT service_timeouts_not_negative CHECK (
+        statement_timeout_ms >= 0 AND lock_timeout_ms >= 0 AND idle_in_transaction_ms >= 0)
+);
+
+-- This session takes the stored timeouts (session-level: they outlive the
+-- transaction, as PgBouncer's connect_query needs); nothing when none are
+-- stored yet.
+CREATE FUNCTION apply_service_timeouts() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t service_timeouts%ROWTYPE;
+BEGIN
+    SELECT * INTO t FROM service_timeouts;
+    IF FOUND THEN
+        PERFORM set_config('statement_timeout', t.statement_timeout_ms::text, false);
+        PERFORM set_config('lock_timeout', t.lock_timeout_ms::text, false);
+        PERFORM set_config('idle_in_transaction_session_timeout',
+                           t.idle_in_transaction_ms::text, false);
+    END IF;
+END
+$$;
+
+-- The role's own settings that 0005 stored, reset (only those three, and
+-- only in this database).
+CREATE FUNCTION reset_role_timeouts() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1
+                 FROM pg_db_role_setting AS s, unnest(s.setconfig) AS setting
+                WHERE s.setdatabase = (SELECT oid FROM pg_database
+                                        WHERE datname = current_database())
+                  AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                  AND split_part(setting, '=', 1) IN
+                      ('idle_in_transaction_session_timeout', 'lock_timeout',
+                       'statement_timeout')) THEN
+        -- Instances upgrading together would update the same
+        -- pg_db_role_setting row at once ("tuple concurrently updated").
+        PERFORM pg_advisory_xact_lock(x'666C617374'::bigint);  -- "flast"
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET statement_timeout',
+                       current_user, current_database());
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET lock_timeout',
+                       current_user, current_database());
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET idle_in_transaction_session_timeout',
+                       current_user, current_database());
+    END IF;
+END
+$$;
+
+-- Start-up: the configured values (ms) stored and taken by this session;
+-- the caller's 0005 role defaults reset. Returns whether the stored values
+-- changed.
+CREATE FUNCTION store_service_timeouts(
     p_statement_timeout_ms integer,
     p_lock_timeout_ms integer,
     p_idle_in_transaction_timeout_ms integer
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_wanted text[] := ARRAY[
-        'idle_in_transaction_session_timeout=' || p_idle_in_transaction_timeout_ms,
-        'lock_timeout=' || p_lock_timeout_ms,
-        'statement_timeout=' || p_statement_timeout_ms];
-    v_stored text[];
+    v_changed boolean;
 BEGIN
-    -- Instances starting together would update the same pg_db_role_setting
-    -- row at once ("tuple concurrently updated"): one at a time, until COMMIT.
-    PERFORM pg_advisory_xact_lock(x'666C617374'::bigint);  -- "flast"
-    SELECT array_agg(setting ORDER BY setting) INTO v_stored
-      FROM pg_db_role_setting AS s, unnest(s.setconfig) AS setting
-     WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
-       AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-       AND split_part(setting, '=', 1) IN
-           ('idle_in_transaction_session_timeout', 'lock_timeout', 'statement_timeout');
-    -- This backend started before the defaults were stored; a pooler keeps it
-    -- and hands it to other clients, so it takes them on too (a session-level
-    -- setting that persists after COMMIT, with the same values as everyone's).
-    PERFORM set_config('statement_timeout', p_statement_timeout_ms::text, false);
-    PERFORM set_config('lock_timeout', p_lock_timeout_ms::text, false);
-    PERFORM set_config('idle_in_transaction_session_timeout',
-                       p_idle_in_transaction_timeout_ms::text, false);
-    IF v_stored IS NOT DISTINCT FROM v_wanted THEN
-        RETURN false;
-    END IF;
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %s',
-                   current_user, current_database(), p_statement_timeout_ms);
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET lock_timeout = %s',
-                   current_user, current_database(), p_lock_timeout_ms);
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET idle_in_transaction_session_timeout = %s',
-                   current_user, current_database(), p_idle_in_transaction_timeout_ms);
-    RETURN true;
-END;
+    PERFORM reset_role_timeouts();
+    INSERT INTO service_timeouts AS t (statement_timeout_ms, lock_timeout_ms,
+                                       idle_in_transaction_ms)
+    VALUES (p_statement_timeout_ms, p_lock_timeout_ms, p_idle_in_transaction_timeout_ms)
+    ON CONFLICT (singleton) DO UPDATE
+       SET statement_timeout_ms = excluded.statement_timeout_ms,
+           lock_timeout_ms = excluded.lock_timeout_ms,
+           idle_in_transaction_ms = excluded.idle_in_transaction_ms,
+           stored_at = now()
+     WHERE (t.statement_timeout_ms, t.lock_timeout_ms, t.idle_in_transaction_ms)
+           IS DISTINCT FROM (excluded.statement_timeout_ms, excluded.lock_timeout_ms,
+                             excluded.idle_in_transaction_ms);
+    v_changed := FOUND;
+    PERFORM apply_service_timeouts();
+    RETURN v_changed;
+END
 $$;
 
 -- Webhooks (0010) ------------------------------------------------------

@@ -16,9 +16,10 @@ SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1);
 CREATE DATABASE {database};
 
 -- name: unbounded_transaction
--- Migrations run without the service's timeouts, which are stored as the
--- role's defaults and so apply here too: a migration may rewrite a big table,
--- and waiting for another instance's migrations is the point of the lock.
+-- Migrations run without the service's timeouts, which this connection may
+-- carry (a pooled server connection has them from PgBouncer's connect_query):
+-- a migration may rewrite a big table, and waiting for another instance's
+-- migrations is the point of the lock.
 SET LOCAL statement_timeout = 0;
 SET LOCAL lock_timeout = 0;
 SET LOCAL idle_in_transaction_session_timeout = 0;
@@ -40,16 +41,6 @@ SELECT version FROM schema_migrations;
 
 -- name: record_migration
 INSERT INTO schema_migrations (version, name) VALUES ($1, $2);
-
--- name: carry_timeouts
--- The migration transaction's last step: its server connection keeps the
--- service's timeouts (ms) once it commits. Behind a transaction-mode pooler
--- that connection may predate the role's stored defaults (the first start
--- stores them) and goes back to the pool for other clients; a session-level
--- set_config, taken after the SET LOCALs above, outlives the COMMIT.
-SELECT set_config('statement_timeout', $1, false),
-       set_config('lock_timeout', $2, false),
-       set_config('idle_in_transaction_session_timeout', $3, false);
 
 -- name: unvalidated_constraints
 -- Constraints a migration added NOT VALID (checked for new rows only), to be

@@ -1,0 +1,42 @@
+"""Behind PgBouncer in transaction mode, the service's timeouts reach every
+server connection (PgBouncer's connect_query, deploy/pgbouncer/pgbouncer.ini),
+while an operator's direct session as the same role keeps PostgreSQL's
+defaults (migration 0016)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+
+from flashsale.bench.topology import PgBouncer
+from flashsale.storage.queries import query
+from tests.support.cluster import start_instances, stop_all
+
+
+async def test_pooled_sessions_carry_the_configured_timeouts_and_direct_ones_do_not(
+    pgbouncer: PgBouncer, database: str, folder: Path
+) -> None:
+    [instance] = start_instances(
+        pgbouncer.url_for(database), folder, 1, {"DB_STATEMENT_TIMEOUT": "2"}
+    )
+    try:
+        # Five at once: PgBouncer opens server connections of its own for
+        # them, whichever the instance's workers use.
+        pooled = [
+            await asyncpg.connect(pgbouncer.url_for(database), statement_cache_size=0)
+            for _ in range(5)
+        ]
+        operator = await asyncpg.connect(database)
+        try:
+            rows = await asyncio.gather(*(c.fetchrow(query("session_timeouts")) for c in pooled))
+            direct = await operator.fetchrow(query("session_timeouts"))
+        finally:
+            for connection in [*pooled, operator]:
+                await connection.close()
+    finally:
+        stop_all([instance])
+    assert {tuple(row.values()) for row in rows if row is not None} == {("2s", "2s", "4s")}
+    assert direct is not None
+    assert tuple(direct.values()) == ("0", "0", "0")
