@@ -40,3 +40,5 @@ async def test_pooled_sessions_carry_the_configured_timeouts_and_direct_ones_do_
     assert {tuple(row.values()) for row in rows if row is not None} == {("2s", "2s", "4s")}
     assert direct is not None
     assert tuple(direct.values()) == ("0", "0", "0")
+    # The start-up check knew it spoke to a pooler, whose limits it cannot read.
+    assert "client connections to a pooler" in instance.log()

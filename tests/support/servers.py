@@ -20,6 +20,7 @@ def serve(
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     new_session: bool = False,
+    timeout: float = 60,
 ) -> RunningServer:
     """start_server with SMALL_POOLS under ``env``; None: the embedded default."""
     return start_server(
@@ -29,4 +30,5 @@ def serve(
         host=host,
         env={**SMALL_POOLS, **(env or {})},
         new_session=new_session,
+        timeout=timeout,
     )

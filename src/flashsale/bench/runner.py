@@ -21,6 +21,7 @@ from flashsale.bench.returns import return_stock_during
 from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
 from flashsale.bench.server import start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
+from flashsale.config import load_settings
 from flashsale.storage.embedded import start_embedded
 
 
@@ -53,8 +54,11 @@ Announce = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def database_server(url: str | None, topology: str = "direct") -> Iterator[DatabaseServer]:
-    """A server to create bench databases on."""
+def database_server(
+    url: str | None, topology: str = "direct", connections: int = 0
+) -> Iterator[DatabaseServer]:
+    """A server to create bench databases on (``connections``: what the
+    service's pools may hold, which a throwaway embedded server is sized for)."""
     if topology == "ha":
         with patroni_database() as server:
             yield server
@@ -66,7 +70,7 @@ def database_server(url: str | None, topology: str = "direct") -> Iterator[Datab
     # and its folder must outlive it; removed after it (atexit runs in reverse).
     folder = Path(tempfile.mkdtemp(prefix="flashsale-bench-pg-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    embedded = start_embedded(folder, cleanup="delete")
+    embedded = start_embedded(folder, cleanup="delete", connections=connections)
     yield DatabaseServer(embedded, postmaster_pid(folder / "pgdata"))
 
 
@@ -90,7 +94,9 @@ def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
         workdir = Path(tmp)
         measurements.append(run_raw_ceiling(plan, workdir, announce))
-        with database_server(plan.database_url, plan.topology) as database:
+        # The service's start-up refuses pools that do not fit (storage.capacity).
+        needed = plan.workers * load_settings().db_pool_max
+        with database_server(plan.database_url, plan.topology, needed) as database:
             for strategy in plan.strategies:
                 measurements += run_strategy(plan, strategy, database, workdir, announce)
     return measurements

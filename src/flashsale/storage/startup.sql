@@ -56,3 +56,33 @@ SELECT t.relname AS table_name, k.conname AS constraint_name
 -- SHARE UPDATE EXCLUSIVE on the table (ROW SHARE on a foreign key's target):
 -- inserts, updates and deletes go on while every row is checked.
 ALTER TABLE {table} VALIDATE CONSTRAINT {constraint};
+
+-- name: connection_capacity
+-- What bounds this role's connections to this database on this server:
+-- max_connections less the slots kept for superusers and (PostgreSQL 16+:
+-- current_setting(..., true) is NULL before) for pg_use_reserved_connections,
+-- the role's and the database's CONNECTION LIMIT (-1: none; superusers are
+-- exempt), and the client backends connected now besides this one. backend_pid
+-- is compared with the pid the connection was given at login: a pooler
+-- (PgBouncer) hands out cancel keys of its own, so they differ behind one.
+SELECT current_setting('max_connections')::integer AS max_connections,
+       current_setting('superuser_reserved_connections')::integer AS superuser_reserved,
+       coalesce(current_setting('reserved_connections', true)::integer, 0) AS reserved,
+       r.rolsuper AS superuser,
+       r.rolconnlimit AS role_limit,
+       d.datconnlimit AS database_limit,
+       (SELECT count(*)::integer FROM pg_stat_activity AS a
+         WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()) AS in_use,
+       pg_backend_pid() AS backend_pid
+  FROM pg_roles AS r, pg_database AS d
+ WHERE r.rolname = current_user AND d.datname = current_database();
+
+-- name: show_max_connections
+-- The embedded server's max_connections, read through psql (embedded.py):
+-- labelled, to be found in psql's table output.
+SELECT 'max_connections=' || current_setting('max_connections');
+
+-- name: set_max_connections
+-- {connections} is an integer formatted by embedded.py: ALTER SYSTEM takes no
+-- parameters. Written to postgresql.auto.conf; read at the next start.
+ALTER SYSTEM SET max_connections = {connections};
