@@ -7,6 +7,7 @@ race; an operator's TRUNCATE and DELETE work as PostgreSQL documents them."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from flashsale.storage.database import migrate
 from flashsale.storage.store import CouponStore
 from tests.support.databases import DatabaseServer, migrated_to
 from tests.support.invariants import assert_invariants
+from tests.support.postgres_tools import postgres_tool
 from tests.support.waiting import wait_until_blocked
 
 if TYPE_CHECKING:
@@ -49,6 +51,21 @@ async def test_claims_declare_their_link_to_coupons(db: Connection) -> None:
         " ON UPDATE CASCADE ON DELETE CASCADE"
     )
     assert row["convalidated"]
+
+
+def test_psql_shows_the_link(database: str) -> None:
+    described = subprocess.run(
+        [postgres_tool("psql"), database, "--command", r"\d claims"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "Foreign-key constraints:" in described
+    assert (
+        '"claims_coupon_fkey" FOREIGN KEY (coupon_id, coupon_name) REFERENCES coupons(id, name)'
+        " ON UPDATE CASCADE ON DELETE CASCADE"
+    ) in described
 
 
 async def test_a_database_holding_claims_upgrades_to_a_validated_foreign_key(
@@ -128,6 +145,9 @@ EMPTYING = [
     "TRUNCATE coupons, claims CASCADE",
     "TRUNCATE coupons CASCADE",
     "DELETE FROM coupons",
+    # A reset that numbers coupons and claims from 1 again must take the
+    # history keyed by those numbers with it (events, claim_history).
+    "TRUNCATE coupons, claims, claim_history, events RESTART IDENTITY",
 ]
 
 

@@ -180,11 +180,19 @@ def returning_stock(
     seeded = [f"user-{i}" for i in range(1, scenario.seeded + 1)]
     half = len(seeded) // 2
     released: list[int] = []
+    failed: list[str] = []
 
     def run() -> None:
-        returned = return_stock_during(
-            url, base_url, scenario.coupon, seeded=seeded, seconds=seconds
-        )
+        try:
+            returned = return_stock_during(
+                url, base_url, scenario.coupon, seeded=seeded, seconds=seconds
+            )
+        except Exception as error:
+            # Whatever stopped it (a refused socket, a database error from
+            # schedule_expiries): said in the run's output, not as a thread's
+            # traceback; the scenario's figures then miss the releases.
+            failed.append(f"{type(error).__name__}: {error}")
+            return
         released.append(returned)
 
     thread = threading.Thread(target=run, name="bench-returns")
@@ -193,4 +201,7 @@ def returning_stock(
         yield
     finally:
         thread.join()
-        announce(f"{scenario.title}: {released[0] if released else 0} released, {half} expiring")
+        done = f"{released[0] if released else 0} released, {half} expiring"
+        announce(
+            f"{scenario.title}: {done}" + (f"; releases stopped: {failed[0]}" if failed else "")
+        )
