@@ -14,6 +14,7 @@ from flashsale.domain import ClaimOutcome, ServiceUnavailable
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
 from tests.support.stores import StoreFactory, outcome_of
+from tests.support.waiting import wait_until_blocked
 
 CLAIMED = ClaimOutcome.CLAIMED
 
@@ -90,7 +91,7 @@ async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
         *(outcome_of(engine, coupon_name="C", user_id=f"u{i}") for i in range(20)),
         return_exceptions=True,
     )
-    await asyncio.sleep(0.3)
+    await wait_until_blocked(lock_holder)
     await db.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE application_name = 'flashsale' AND wait_event_type = 'Lock'"
@@ -112,7 +113,7 @@ async def test_what_committed_stands_when_callers_leave(
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     in_flight = asyncio.create_task(outcome_of(engine, coupon_name="C", user_id="in-flight"))
-    await asyncio.sleep(0.1)  # its batch is now waiting for the lock
+    await wait_until_blocked(lock_holder)  # its batch is now waiting for the lock
     queued = [
         asyncio.create_task(outcome_of(engine, coupon_name="C", user_id=f"queued{i}"))
         for i in range(3)
@@ -183,7 +184,7 @@ async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
         *(outcome_of(engine, coupon_name="C", user_id=f"u{i}") for i in range(20)),
         return_exceptions=True,
     )
-    await asyncio.sleep(0.2)
+    await wait_until_blocked(lock_holder)  # the first batch is at the lock, the rest queued
     await transaction.rollback()
     await lock_holder.close()
     outcomes = await pending

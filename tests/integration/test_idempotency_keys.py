@@ -22,6 +22,8 @@ from flashsale.service.key_purge import KeyPurge
 from flashsale.service.ports import Answer, CouponState, Once
 from flashsale.storage.store import CouponStore
 from tests.support.stores import StoreFactory
+from tests.support.traffic import PROMPT
+from tests.support.waiting import wait_until_blocked
 
 if TYPE_CHECKING:
     from asyncpg.transaction import Transaction
@@ -54,8 +56,8 @@ async def test_a_retry_waits_for_the_attempt_in_flight_and_answers_its_outcome(
 ) -> None:
     first = await hold_key(db, b"first attempt")
     retry = asyncio.ensure_future(store.create_coupon_once(Once(KEY, render), name="W", amount=1))
-    await asyncio.sleep(0.3)
-    assert not retry.done()  # waiting on the uncommitted key row
+    await wait_until_blocked(db)  # the retry waits on the uncommitted key row
+    assert not retry.done()
     await first.commit()
     assert await retry == Answer(201, b"first attempt", replayed=True)
     assert await db.fetchval("SELECT count(*) FROM coupons") == 0  # the retry created nothing
@@ -66,7 +68,7 @@ async def test_a_retry_runs_when_the_attempt_in_flight_rolls_back(
 ) -> None:
     first = await hold_key(db, b"never committed")
     retry = asyncio.ensure_future(store.create_coupon_once(Once(KEY, render), name="R", amount=1))
-    await asyncio.sleep(0.3)
+    await wait_until_blocked(db)
     await first.rollback()
     assert await retry == Answer(201, b"R")
     assert await db.fetchval("SELECT count(*) FROM coupons WHERE name = 'R'") == 1
@@ -83,7 +85,9 @@ async def test_a_retry_waits_no_longer_than_the_lock_timeout(
             await store.create_coupon_once(Once(KEY, render), name="S", amount=1)
     finally:
         await first.rollback()
-    assert time.monotonic() - started < 3
+    # Refused while the other request still holds the key (without
+    # lock_timeout it would wait for a rollback that comes only after).
+    assert time.monotonic() - started < PROMPT
 
 
 async def test_one_key_claimed_from_two_processes_at_once_claims_once(
@@ -152,8 +156,8 @@ async def test_a_key_taken_meanwhile_for_another_coupon_undoes_nothing_but_this_
     mine = IdempotencyKey(CLAIM_KEY.scope, CLAIM_KEY.key, b"claim on MINE")
     claim = asyncio.ensure_future(engine.claim(coupon_name="MINE", user_id="fay", key=mine))
     plain = asyncio.ensure_future(engine.claim(coupon_name="MINE", user_id="gus"))
-    await asyncio.sleep(0.3)
-    assert not claim.done()  # its batch waits for the other request's key
+    await wait_until_blocked(db)  # its batch waits for the other request's key
+    assert not claim.done()
     await (other.commit() if other_commits else other.rollback())
     decision = await claim
     assert (await plain).outcome is ClaimOutcome.CLAIMED  # its batch mate, claimed once
