@@ -22,21 +22,26 @@ async def test_pooled_sessions_carry_the_configured_timeouts_and_direct_ones_do_
         pgbouncer.url_for(database), folder, 1, {"DB_STATEMENT_TIMEOUT": "2"}
     )
     try:
-        # Five at once: PgBouncer opens server connections of its own for
-        # them, whichever the instance's workers use.
+        # Five transactions open at once hold five server connections: more
+        # than the instance's pool ever opened, so PgBouncer opens some for
+        # them, and only its connect_query can have given them the timeouts.
         pooled = [
             await asyncpg.connect(pgbouncer.url_for(database), statement_cache_size=0)
             for _ in range(5)
         ]
         operator = await asyncpg.connect(database)
         try:
+            for connection in pooled:
+                await connection.transaction().start()
             rows = await asyncio.gather(*(c.fetchrow(query("session_timeouts")) for c in pooled))
+            backends = {await c.fetchval("SELECT pg_backend_pid()") for c in pooled}
             direct = await operator.fetchrow(query("session_timeouts"))
         finally:
             for connection in [*pooled, operator]:
                 await connection.close()
     finally:
         stop_all([instance])
+    assert len(backends) == 5
     assert {tuple(row.values()) for row in rows if row is not None} == {("2s", "2s", "4s")}
     assert direct is not None
     assert tuple(direct.values()) == ("0", "0", "0")
