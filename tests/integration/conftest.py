@@ -12,8 +12,8 @@ from flashsale.storage.connections import Connections
 from flashsale.storage.events import EventStore
 from flashsale.storage.pool import Pool, create_pool
 from flashsale.storage.reads import CouponReadStore
+from flashsale.storage.session_defaults import store_service_timeouts
 from flashsale.storage.store import CouponStore
-from flashsale.storage.timeouts import store_service_timeouts
 from tests.support.stores import StoreFactory
 
 

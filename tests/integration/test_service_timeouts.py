@@ -17,7 +17,7 @@ from flashsale.storage import admin
 from flashsale.storage.database import migrate
 from flashsale.storage.pool import Connection, create_pool
 from flashsale.storage.queries import query
-from flashsale.storage.timeouts import store_service_timeouts
+from flashsale.storage.session_defaults import store_service_timeouts
 from tests.support.databases import DatabaseServer, migrated_to
 
 POSTGRESQL_DEFAULTS = ("0", "0", "0")

@@ -1,12 +1,12 @@
 """What the start-up check says about the service's pools and its server's
-connection slots (storage.capacity.judge: the numbers are the server's)."""
+connection slots (storage.pool.judge: the numbers are the server's)."""
 
 from __future__ import annotations
 
 import pytest
 
 from flashsale.config import load_settings
-from flashsale.storage.capacity import ConnectionsExceeded, ServerCapacity, judge
+from flashsale.storage.pool import ConnectionsExceeded, ServerCapacity, judge
 
 STOCK = ServerCapacity(
     max_connections=100,

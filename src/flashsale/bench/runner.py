@@ -94,7 +94,7 @@ def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
         workdir = Path(tmp)
         measurements.append(run_raw_ceiling(plan, workdir, announce))
-        # The service's start-up refuses pools that do not fit (storage.capacity).
+        # The service's start-up refuses pools that do not fit (storage.pool).
         needed = plan.workers * load_settings().db_pool_max
         with database_server(plan.database_url, plan.topology, needed) as database:
             for strategy in plan.strategies:

@@ -9,13 +9,13 @@ import click
 
 from flashsale.config import Settings, SettingsError, load_settings, redact_dsn
 from flashsale.logs import configure_logging, protect_secrets
-from flashsale.storage.capacity import ConnectionsExceeded, check_connections, connections_needed
 from flashsale.storage.database import migrate
 from flashsale.storage.embedded import start_embedded, with_database
 from flashsale.storage.errors import DatabaseUnreachable, unreachable_as_error
 from flashsale.storage.migrations import Migration
+from flashsale.storage.pool import ConnectionsExceeded, check_connections, connections_needed
 from flashsale.storage.primary import find_primary, until_primary
-from flashsale.storage.timeouts import Timeouts, store_service_timeouts
+from flashsale.storage.session_defaults import Timeouts, store_service_timeouts
 
 log = logging.getLogger("flashsale")
 

@@ -11,7 +11,7 @@ import asyncpg
 from flashsale.storage.migrations import Migration, apply_migrations
 from flashsale.storage.primary import ADMIN_DATABASE, find_primary
 from flashsale.storage.queries import quote_identifier, startup_query
-from flashsale.storage.timeouts import Timeouts
+from flashsale.storage.session_defaults import Timeouts
 
 _CREATE_ATTEMPTS = 5
 _CREATE_RACES = (

@@ -10,7 +10,7 @@ from importlib.resources import files
 import asyncpg
 
 from flashsale.storage.queries import quote_identifier, startup_query
-from flashsale.storage.timeouts import Timeouts, apply_timeouts
+from flashsale.storage.session_defaults import Timeouts, apply_timeouts
 
 # Any constant shared by every flashsale process; pg_advisory_xact_lock takes a bigint.
 MIGRATION_LOCK_KEY = 0x666C617368  # "flash"
