@@ -87,6 +87,16 @@ async def test_a_database_holding_claims_upgrades_to_a_validated_foreign_key(
         await admin.drop_database(database_server.url, url)
 
 
+async def test_an_operators_own_not_valid_constraint_is_left_as_it_is(
+    database: str, db: Connection
+) -> None:
+    await db.execute("ALTER TABLE coupons ADD CONSTRAINT ops_small CHECK (amount < 100) NOT VALID")
+    await migrate(database)  # what every start runs
+    assert not await db.fetchval(
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'ops_small'"
+    )
+
+
 async def test_a_claim_must_name_its_coupon_by_id_and_name(
     store: CouponStore, db: Connection
 ) -> None:

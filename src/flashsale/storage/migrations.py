@@ -15,6 +15,8 @@ from flashsale.storage.session_defaults import Timeouts, apply_timeouts
 # Any constant shared by every flashsale process; pg_advisory_xact_lock takes a bigint.
 MIGRATION_LOCK_KEY = 0x666C617368  # "flash"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# "ADD CONSTRAINT name ... NOT VALID;": validated after the commit.
+_NOT_VALID = re.compile(r"\bADD CONSTRAINT\s+(\w+)\b[^;]*\bNOT VALID\s*;", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,8 @@ async def validate_constraints(connection: asyncpg.Connection[asyncpg.Record]) -
     migration). Runs on every start while one is left, so a start that died
     after the commit is made good by the next; a constraint another process
     validated meanwhile costs one lock, no scan."""
-    for row in await connection.fetch(startup_query("unvalidated_constraints")):
+    added = sorted({name for m in load_migrations() for name in _NOT_VALID.findall(m.sql)})
+    for row in await connection.fetch(startup_query("unvalidated_constraints"), added):
         validate = startup_query("validate_constraint").format(
             table=quote_identifier(row["table_name"]),
             constraint=quote_identifier(row["constraint_name"]),

@@ -43,12 +43,15 @@ SELECT version FROM schema_migrations;
 INSERT INTO schema_migrations (version, name) VALUES ($1, $2);
 
 -- name: unvalidated_constraints
--- Constraints a migration added NOT VALID (checked for new rows only), to be
--- validated after the migrations commit (migrations/0016 says why then).
+-- Which of the constraints $1, that migrations added NOT VALID (checked for
+-- new rows only), are still to be validated after the migrations commit
+-- (migrations/0016 says why then). Only those: one an operator added NOT
+-- VALID on purpose stays as it is.
 SELECT t.relname AS table_name, k.conname AS constraint_name
   FROM pg_constraint AS k
   JOIN pg_class AS t ON t.oid = k.conrelid
  WHERE t.relnamespace = current_schema()::regnamespace AND NOT k.convalidated
+   AND k.conname = ANY ($1::text[])
  ORDER BY 1, 2;
 
 -- name: validate_constraint
