@@ -32,7 +32,7 @@
 -- a transaction of its own: a lock is held until its transaction ends, so
 -- validating inside this migration's transaction would keep the SHARE ROW
 -- EXCLUSIVE lock for the whole scan. The migrator (migrations.py) therefore
--- validates every NOT VALID constraint of the schema after the migrations
+-- validates each constraint a migration added NOT VALID after the migrations
 -- commit, each in its own transaction, on every start until none is left
 -- (a start that dies in between leaves the constraint enforced for new rows,
 -- and the next start validates it). The unique key on coupons (id, name),
