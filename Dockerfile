@@ -1,4 +1,6 @@
-# syntax=docker/dockerfile:1
+# No `# syntax=` line, knowingly: this file uses only what the builders' own
+# Dockerfile frontend knows, and with one BuildKit would fetch that frontend
+# from Docker Hub at each build (the legacy builder ignores it).
 # Build: a virtual environment with flashsale and its locked dependencies.
 FROM python:3.11-slim AS build
 ENV UV_COMPILE_BYTECODE=1 \

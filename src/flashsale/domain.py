@@ -173,10 +173,8 @@ _REFUSALS: dict[ClaimOutcome, tuple[type[DomainError], str]] = {
 
 def raise_for_outcome(outcome: ClaimOutcome, *, coupon_name: str, user_id: str) -> None:
     """Turn a claim's outcome into success (return) or the client's error."""
-    if outcome is ClaimOutcome.CLAIMED:
-        return
-    error, message = _REFUSALS[outcome]
-    raise error(message.format(user=user_id, coupon=coupon_name))
+    if outcome is not ClaimOutcome.CLAIMED:
+        _raise(_REFUSALS[outcome], coupon_name, user_id)
 
 
 _RELEASE_REFUSALS: dict[ReleaseOutcome, tuple[type[DomainError], str]] = {
@@ -195,7 +193,10 @@ _RELEASE_REFUSALS: dict[ReleaseOutcome, tuple[type[DomainError], str]] = {
 
 def raise_for_release(outcome: ReleaseOutcome, *, coupon_name: str, user_id: str) -> None:
     """Turn a release's outcome into success (return) or the client's error."""
-    if outcome is ReleaseOutcome.RELEASED:
-        return
-    error, message = _RELEASE_REFUSALS[outcome]
+    if outcome is not ReleaseOutcome.RELEASED:
+        _raise(_RELEASE_REFUSALS[outcome], coupon_name, user_id)
+
+
+def _raise(refusal: tuple[type[DomainError], str], coupon_name: str, user_id: str) -> None:
+    error, message = refusal
     raise error(message.format(user=user_id, coupon=coupon_name))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from flashsale.bench.server import free_port
-from flashsale.bench.topology import HAProxy, PgBouncer, server_address
 from tests.support.cluster import INSTANCES, Cluster, require, start_instances, stop_all
+from tests.support.topology import HAProxy, PgBouncer, server_address
 
 
 @pytest.fixture

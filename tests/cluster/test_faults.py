@@ -15,18 +15,11 @@ import asyncpg
 import httpx
 
 from flashsale.bench.server import free_port
-from flashsale.bench.topology import HAProxy, PgBouncer
 from tests.support.cluster import Cluster, start_instances, stop_all
 from tests.support.invariants import assert_invariants
 from tests.support.load import create_coupon
-from tests.support.traffic import (
-    PROMPT,
-    Traffic,
-    claim_loop,
-    claim_once,
-    session,
-    wait_until,
-)
+from tests.support.topology import HAProxy, PgBouncer
+from tests.support.traffic import PROMPT, Traffic, claim_loop, claim_once, session, wait_until
 
 STOCK = 1_000_000
 

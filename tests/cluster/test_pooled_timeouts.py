@@ -10,9 +10,9 @@ from pathlib import Path
 
 import asyncpg
 
-from flashsale.bench.topology import PgBouncer
 from flashsale.storage.queries import query
 from tests.support.cluster import start_instances, stop_all
+from tests.support.topology import PgBouncer
 
 
 async def test_pooled_sessions_carry_the_configured_timeouts_and_direct_ones_do_not(

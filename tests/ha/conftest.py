@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flashsale.bench.patroni import Cluster, missing_packages, running_cluster
+from tests.support.patroni import Cluster, missing_packages, running_cluster
 
 
 @pytest.fixture

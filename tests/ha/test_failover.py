@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from flashsale.bench.patroni import Cluster
 from tests.support.failover import (
     SERVICE_ENV,
     promoted_at,
     timeline,
 )
 from tests.support.load import create_coupon
+from tests.support.patroni import Cluster
 from tests.support.servers import serve
 from tests.support.set_check import check_set
 from tests.support.traffic import PROMPT, Traffic, claim_loop, first_success_after

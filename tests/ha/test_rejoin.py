@@ -10,9 +10,9 @@ from pathlib import Path
 
 import asyncpg
 
-from flashsale.bench.patroni import Cluster, Node
 from tests.support.failover import SERVICE_ENV, promoted_at
 from tests.support.load import create_coupon
+from tests.support.patroni import Cluster, Node
 from tests.support.servers import serve
 from tests.support.set_check import check_set
 from tests.support.traffic import Traffic, claim_loop, first_success_after

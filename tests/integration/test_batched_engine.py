@@ -11,6 +11,7 @@ import pytest
 
 from flashsale.claims.batched import BatchedClaims
 from flashsale.domain import ClaimOutcome, ServiceUnavailable
+from flashsale.service.ports import NewCoupon
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
 from tests.support.stores import StoreFactory, outcome_of
@@ -38,7 +39,7 @@ async def hold_coupon_lock(
 async def test_concurrent_claims_are_granted_in_arrival_order(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=30)
+    await store.create_coupon(NewCoupon(name="C", amount=30))
     users = [f"u{i:03}" for i in range(100)]
     outcomes = await claim_many(engine, "C", users)
     assert outcomes == [CLAIMED] * 30 + [ClaimOutcome.SOLD_OUT] * 70
@@ -51,7 +52,7 @@ async def test_several_coupons_at_once_each_sell_exactly_their_stock(
 ) -> None:
     stocks = {"A": 1, "B": 10, "C": 100}
     for name, amount in stocks.items():
-        await store.create_coupon(name=name, amount=amount)
+        await store.create_coupon(NewCoupon(name=name, amount=amount))
     calls = [(name, f"user{i}") for i in range(50) for name in stocks]
     outcomes = await asyncio.gather(
         *(outcome_of(engine, coupon_name=name, user_id=user) for name, user in calls)
@@ -69,7 +70,7 @@ async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
 ) -> None:
     store = await make_store(DB_STATEMENT_TIMEOUT="0.3")
     engine = BatchedClaims(store, max_batch=500, max_queue=1000)
-    await store.create_coupon(name="C", amount=100)
+    await store.create_coupon(NewCoupon(name="C", amount=100))
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     outcomes = await claim_many(engine, "C", [f"u{i}" for i in range(50)])
@@ -84,7 +85,7 @@ async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
 async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
-    await store.create_coupon(name="C", amount=100)
+    await store.create_coupon(NewCoupon(name="C", amount=100))
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     pending = asyncio.gather(
@@ -109,7 +110,7 @@ async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
 async def test_what_committed_stands_when_callers_leave(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
-    await store.create_coupon(name="C", amount=100)
+    await store.create_coupon(NewCoupon(name="C", amount=100))
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     in_flight = asyncio.create_task(outcome_of(engine, coupon_name="C", user_id="in-flight"))
@@ -132,7 +133,7 @@ async def test_what_committed_stands_when_callers_leave(
 async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
     engine: BatchedClaims, store: CouponStore, database: str
 ) -> None:
-    await store.create_coupon(name="C", amount=1)
+    await store.create_coupon(NewCoupon(name="C", amount=1))
     assert await outcome_of(engine, coupon_name="C", user_id="winner") is CLAIMED
     assert (
         await outcome_of(engine, coupon_name="C", user_id="late") is ClaimOutcome.SOLD_OUT
@@ -151,12 +152,12 @@ async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
 async def test_a_coupon_recreated_under_the_same_name_is_claimable_again(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=1)
+    await store.create_coupon(NewCoupon(name="C", amount=1))
     await outcome_of(engine, coupon_name="C", user_id="a")
     assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
     await db.execute("DELETE FROM coupons WHERE name = 'C'")
     assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.NOT_FOUND
-    await store.create_coupon(name="C", amount=5)
+    await store.create_coupon(NewCoupon(name="C", amount=5))
     assert await outcome_of(engine, coupon_name="C", user_id="a") is CLAIMED
     await assert_invariants(db)
 
@@ -164,7 +165,7 @@ async def test_a_coupon_recreated_under_the_same_name_is_claimable_again(
 async def test_stock_returned_by_an_operator_reopens_a_sold_out_coupon(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=1)
+    await store.create_coupon(NewCoupon(name="C", amount=1))
     await outcome_of(engine, coupon_name="C", user_id="a")
     assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
     await db.execute("DELETE FROM claims WHERE user_id = 'a'")
@@ -177,7 +178,7 @@ async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
     store: CouponStore, database: str
 ) -> None:
     engine = BatchedClaims(store, max_batch=10, max_queue=5)
-    await store.create_coupon(name="C", amount=100)
+    await store.create_coupon(NewCoupon(name="C", amount=100))
     lock_holder = await asyncpg.connect(database)
     transaction = await hold_coupon_lock(lock_holder, "C")
     pending = asyncio.gather(
@@ -201,7 +202,7 @@ async def test_engines_in_separate_processes_share_one_stock_exactly(
     engines = [
         BatchedClaims(await make_store(), max_batch=50, max_queue=10_000) for _ in range(workers)
     ]
-    await store.create_coupon(name="C", amount=250)
+    await store.create_coupon(NewCoupon(name="C", amount=250))
     users = [f"u{i}" for i in range(1000)]
     outcomes = await asyncio.gather(
         *(

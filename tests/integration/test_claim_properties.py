@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from flashsale.claims.batched import BatchedClaims
 from flashsale.domain import ClaimOutcome
+from flashsale.service.ports import NewCoupon
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
 from tests.support.stores import StoreFactory, outcome_of
@@ -49,7 +50,7 @@ async def test_claims_across_processes_keep_every_invariant(
     prefix = uuid.uuid4().hex[:8]
     coupons = [f"{prefix}-{i}" for i in range(3)]
     for name, amount in zip(coupons, stocks, strict=True):
-        await store.create_coupon(name=name, amount=amount)
+        await store.create_coupon(NewCoupon(name=name, amount=amount))
 
     async def call(engine: int, coupon: int, user: int, delay: float) -> ClaimOutcome:
         await asyncio.sleep(delay)

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from flashsale.domain import ClaimOutcome, ReleaseOutcome
+from flashsale.service.ports import NewCoupon
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
 
@@ -26,8 +27,8 @@ async def claimers(db: asyncpg.Connection[Any], coupon: str) -> list[str]:
 async def test_stock_goes_to_the_earliest_arrivals(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=3)
-    result = await store.claim_many("C", ["e", "d", "c", "b", "a"])
+    await store.create_coupon(NewCoupon(name="C", amount=3))
+    result = await store.decide_batch("C", ["e", "d", "c", "b", "a"])
     assert result.outcomes == [CLAIMED, CLAIMED, CLAIMED, SOLD_OUT, SOLD_OUT]
     assert result.remaining == 0
     assert await claimers(db, "C") == ["e", "d", "c"]
@@ -37,8 +38,8 @@ async def test_stock_goes_to_the_earliest_arrivals(
 async def test_a_user_twice_in_one_batch_gets_one_claim(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=10)
-    result = await store.claim_many("C", ["a", "b", "a", "a", "c", "b"])
+    await store.create_coupon(NewCoupon(name="C", amount=10))
+    result = await store.decide_batch("C", ["a", "b", "a", "a", "c", "b"])
     assert result.outcomes == [CLAIMED, CLAIMED, ALREADY, ALREADY, CLAIMED, ALREADY]
     assert result.remaining == 7
     assert await claimers(db, "C") == ["a", "b", "c"]
@@ -48,40 +49,40 @@ async def test_a_user_twice_in_one_batch_gets_one_claim(
 async def test_duplicates_of_a_user_who_missed_the_stock_are_sold_out_too(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=1)
-    result = await store.claim_many("C", ["a", "b", "b"])
+    await store.create_coupon(NewCoupon(name="C", amount=1))
+    result = await store.decide_batch("C", ["a", "b", "b"])
     assert result.outcomes == [CLAIMED, SOLD_OUT, SOLD_OUT]
 
 
 async def test_duplicates_do_not_use_up_stock_meant_for_later_users(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=2)
-    result = await store.claim_many("C", ["a", "a", "a", "b"])
+    await store.create_coupon(NewCoupon(name="C", amount=2))
+    result = await store.decide_batch("C", ["a", "a", "a", "b"])
     assert result.outcomes == [CLAIMED, ALREADY, ALREADY, CLAIMED]
 
 
 async def test_holders_hear_already_claimed_even_at_sell_out(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=2)
-    await store.claim_many("C", ["a"])
-    result = await store.claim_many("C", ["x", "a", "y"])
+    await store.create_coupon(NewCoupon(name="C", amount=2))
+    await store.decide_batch("C", ["a"])
+    result = await store.decide_batch("C", ["x", "a", "y"])
     assert result.outcomes == [CLAIMED, ALREADY, SOLD_OUT]
-    sold_out = await store.claim_many("C", ["a", "z"])
+    sold_out = await store.decide_batch("C", ["a", "z"])
     assert sold_out.outcomes == [ALREADY, SOLD_OUT]
     await assert_invariants(db)
 
 
 async def test_an_unknown_coupon_is_not_found_for_every_position(store: CouponStore) -> None:
-    result = await store.claim_many("NOPE", ["a", "b"])
+    result = await store.decide_batch("NOPE", ["a", "b"])
     assert result.outcomes == [ClaimOutcome.NOT_FOUND] * 2
     assert result.coupon_id is None
 
 
 async def test_the_sold_out_read_tells_holders_from_others(store: CouponStore) -> None:
-    await store.create_coupon(name="C", amount=1)
-    claimed = await store.claim_many("C", ["a"])
+    await store.create_coupon(NewCoupon(name="C", amount=1))
+    claimed = await store.decide_batch("C", ["a"])
     read = await store.sold_out_batch("C", ["b", "a"])
     assert read.holds == [False, True]
     assert (read.coupon_id, read.remaining) == (claimed.coupon_id, 0)
@@ -90,7 +91,7 @@ async def test_the_sold_out_read_tells_holders_from_others(store: CouponStore) -
 async def test_the_transaction_strategy_statement_agrees(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=1)
+    await store.create_coupon(NewCoupon(name="C", amount=1))
     assert (await store.claim_one(coupon_name="C", user_id="a")).outcome is CLAIMED
     assert (await store.claim_one(coupon_name="C", user_id="a")).outcome is ALREADY
     assert (await store.claim_one(coupon_name="C", user_id="b")).outcome is SOLD_OUT
@@ -103,7 +104,7 @@ async def test_the_transaction_strategy_statement_agrees(
 async def test_the_schema_refuses_an_oversell_by_hand(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=1)
+    await store.create_coupon(NewCoupon(name="C", amount=1))
     with pytest.raises(asyncpg.CheckViolationError) as refused:
         await db.execute(
             "INSERT INTO claims (coupon_id, coupon_name, user_id) "
@@ -116,8 +117,8 @@ async def test_the_schema_refuses_an_oversell_by_hand(
 async def test_stock_follows_claims_deleted_by_an_operator(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="C", amount=2)
-    await store.claim_many("C", ["a", "b"])
+    await store.create_coupon(NewCoupon(name="C", amount=2))
+    await store.decide_batch("C", ["a", "b"])
     await db.execute("DELETE FROM claims WHERE user_id = 'a'")
     assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'C'") == 1
     await assert_invariants(db)
@@ -126,10 +127,10 @@ async def test_stock_follows_claims_deleted_by_an_operator(
 async def test_releases_in_a_claim_batch_go_first_and_their_units_to_its_claims(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="REL", amount=2, hold_seconds=60)
-    await store.claim_many("REL", ["a", "b"])
+    await store.create_coupon(NewCoupon(name="REL", amount=2, hold_seconds=60))
+    await store.decide_batch("REL", ["a", "b"])
     await store.redeem_claim(coupon_name="REL", user_id="b")
-    result = await store.claim_many("REL", ["c", "d"], ["a", "b", "nobody", "a"])
+    result = await store.decide_batch("REL", ["c", "d"], ["a", "b", "nobody", "a"])
     assert result.releases == [
         ReleaseOutcome.RELEASED,
         ReleaseOutcome.ALREADY_REDEEMED,
@@ -138,7 +139,7 @@ async def test_releases_in_a_claim_batch_go_first_and_their_units_to_its_claims(
     ]
     assert result.outcomes == [ClaimOutcome.CLAIMED, ClaimOutcome.SOLD_OUT]
     assert await db.fetchval("SELECT array_agg(reason) FROM claim_history") == ["released"]
-    missing = await store.claim_many("NOPE", [], ["a"])
+    missing = await store.decide_batch("NOPE", [], ["a"])
     assert missing.releases == [ReleaseOutcome.NOT_FOUND]
     await assert_invariants(db)
 
@@ -148,12 +149,12 @@ async def test_a_due_hold_is_not_live_for_a_batch_even_before_it_is_swept(
 ) -> None:
     """Plenty of stock and a hold just due: the batch sweeps only when a user
     it refuses may be that hold's holder; otherwise the hold is simply not live."""
-    await store.create_coupon(name="DUE", amount=100, hold_seconds=60)
-    await store.claim_many("DUE", ["a", "b", "c"])
+    await store.create_coupon(NewCoupon(name="DUE", amount=100, hold_seconds=60))
+    await store.decide_batch("DUE", ["a", "b", "c"])
     await db.execute(
         "UPDATE claims SET expires_at = now() - interval '1 millisecond' WHERE coupon_name = 'DUE'"
     )
-    result = await store.claim_many("DUE", ["a", "new"], ["b"])
+    result = await store.decide_batch("DUE", ["a", "new"], ["b"])
     assert result.releases == [ReleaseOutcome.CLAIM_NOT_FOUND]  # b's hold is due: gone
     assert result.outcomes == [CLAIMED, CLAIMED]  # a's due hold swept, a claims again
     reasons = await db.fetch("SELECT user_id, reason FROM claim_history ORDER BY user_id")
@@ -164,6 +165,6 @@ async def test_a_due_hold_is_not_live_for_a_batch_even_before_it_is_swept(
     ]
     await db.execute("UPDATE claims SET expires_at = now() - interval '1 millisecond'")
     await db.execute("UPDATE coupons SET active = false")
-    paused = await store.claim_many("DUE", ["a", "x"])
+    paused = await store.decide_batch("DUE", ["a", "x"])
     assert paused.outcomes == [ClaimOutcome.PAUSED, ClaimOutcome.PAUSED]  # a's hold is due
     await assert_invariants(db)

@@ -11,7 +11,7 @@ import asyncpg
 
 from flashsale.claims.batched import BatchedClaims
 from flashsale.service.dashboard import DashboardFeed, DashboardSnapshot
-from flashsale.service.ports import CouponActivity, CouponChange
+from flashsale.service.ports import CouponActivity, CouponChange, NewCoupon
 from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
 from tests.support.stores import outcome_of
@@ -45,7 +45,7 @@ async def watch(feed: DashboardFeed, count: int) -> list[DashboardSnapshot]:
 async def test_viewers_share_one_poll_per_tick(
     store: CouponStore, read_store: CouponReadStore
 ) -> None:
-    await store.create_coupon(name="SHARED", amount=10)
+    await store.create_coupon(NewCoupon(name="SHARED", amount=10))
     reader = CountingReader(read_store)
     feed = DashboardFeed(reader, tick=0.05)
     views = await asyncio.gather(*(watch(feed, 3) for _ in range(8)))
@@ -98,7 +98,7 @@ async def test_viewers_stop_when_the_worker_stops(read_store: CouponReadStore) -
 async def test_a_tile_shows_status_holds_and_redemptions(
     store: CouponStore, engine: BatchedClaims, read_store: CouponReadStore, db: Connection
 ) -> None:
-    await store.create_coupon(name="LIFE", amount=5, hold_seconds=60)
+    await store.create_coupon(NewCoupon(name="LIFE", amount=5, hold_seconds=60))
     for user in ["a", "b", "c"]:
         await outcome_of(engine, coupon_name="LIFE", user_id=user)
     await store.redeem_claim(coupon_name="LIFE", user_id="a")

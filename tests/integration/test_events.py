@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from flashsale.service.ports import FEED_START, CouponChange, Event, FeedPosition
+from flashsale.service.ports import FEED_START, CouponChange, Event, FeedPosition, NewCoupon
 from flashsale.storage.events import EventStore
 from flashsale.storage.store import CouponStore
 from tests.support.events import (
@@ -39,11 +39,11 @@ async def expire(db: asyncpg.Connection[Any], coupon: str, users: list[str]) -> 
 async def test_every_kind_of_change_writes_its_event_with_a_gapless_seq(
     store: CouponStore, event_store: EventStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="E", amount=300, hold_seconds=10)
+    await store.create_coupon(NewCoupon(name="E", amount=300, hold_seconds=10))
     users = [f"u{i:03}" for i in range(250)]
-    await store.claim_many("E", users[:200])  # batches of many users
-    await store.claim_many("E", users[200:])
-    await store.claim_many("E", [], releases=["u000"])
+    await store.decide_batch("E", users[:200])  # batches of many users
+    await store.decide_batch("E", users[200:])
+    await store.decide_batch("E", [], releases=["u000"])
     await store.redeem_claim(coupon_name="E", user_id="u001")
     await expire(db, "E", ["u002", "u003"])
     assert await store.expire_holds() == 2
@@ -102,7 +102,7 @@ async def test_every_kind_of_change_writes_its_event_with_a_gapless_seq(
 async def test_a_rolled_back_change_writes_no_event_and_leaves_no_gap(
     store: CouponStore, event_store: EventStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="R", amount=5)
+    await store.create_coupon(NewCoupon(name="R", amount=5))
     transaction = db.transaction()
     await transaction.start()
     await db.execute("INSERT INTO claims (user_id, coupon_name) VALUES ('x', 'R')")
@@ -110,7 +110,7 @@ async def test_a_rolled_back_change_writes_no_event_and_leaves_no_gap(
     await transaction.rollback()
     with pytest.raises(asyncpg.CheckViolationError):  # the restock's CHECK fails
         await db.execute("UPDATE coupons SET remaining_amount = 9 WHERE name = 'R'")
-    await store.claim_many("R", ["y"])
+    await store.decide_batch("R", ["y"])
 
     events = await coupon_events(event_store, "R")
     assert [(e.seq, e.type, e.user_id) for e in events] == [
@@ -122,8 +122,8 @@ async def test_a_rolled_back_change_writes_no_event_and_leaves_no_gap(
 async def test_the_feed_never_skips_an_event_whose_transaction_commits_late(
     store: CouponStore, event_store: EventStore, database: str
 ) -> None:
-    await store.create_coupon(name="A", amount=10)
-    await store.create_coupon(name="B", amount=10)
+    await store.create_coupon(NewCoupon(name="A", amount=10))
+    await store.create_coupon(NewCoupon(name="B", amount=10))
     seen, start = await read_feed_until(event_store, lambda events: len(events) == 2)
 
     held = await asyncpg.connect(database)
@@ -132,7 +132,7 @@ async def test_the_feed_never_skips_an_event_whose_transaction_commits_late(
     await held.fetchrow("SELECT * FROM claim_many('A', ARRAY['early'])")
     held_xid = int(await held.fetchval("SELECT pg_current_xact_id()::text"))
     for i in range(3):  # later transactions, each committed
-        await store.claim_many("B", [f"late{i}"])
+        await store.decide_batch("B", [f"late{i}"])
     late = [e for e in await coupon_events(event_store, "B") if e.type == "claimed"]
     assert [e.user_id for e in late] == ["late0", "late1", "late2"]
     assert all(e.xid > held_xid for e in late)
@@ -167,19 +167,19 @@ async def test_concurrent_writers_of_one_coupon_keep_its_seq_order_in_the_feed(
     # raised xid (0009) about half of them got an xid older than the one
     # before them in the queue, and the feed showed their seq out of order.
     stores = [await make_store() for _ in range(4)]
-    await stores[0].create_coupon(name="O", amount=300, hold_seconds=60)
-    await stores[0].create_coupon(name="P", amount=300, hold_seconds=60)
+    await stores[0].create_coupon(NewCoupon(name="O", amount=300, hold_seconds=60))
+    await stores[0].create_coupon(NewCoupon(name="P", amount=300, hold_seconds=60))
     users = [f"u{i}" for i in range(120)]
-    await asyncio.gather(stores[0].claim_many("O", users), stores[1].claim_many("P", users))
+    await asyncio.gather(stores[0].decide_batch("O", users), stores[1].decide_batch("P", users))
     await expire(db, "P", users[80:])
     await asyncio.gather(
-        *(stores[i % 4].claim_many("O", [], releases=[u]) for i, u in enumerate(users[:40])),
+        *(stores[i % 4].decide_batch("O", [], releases=[u]) for i, u in enumerate(users[:40])),
         *(
             stores[i % 4].redeem_claim(coupon_name="O", user_id=u)
             for i, u in enumerate(users[40:80])
         ),
         *(stores[i % 4].redeem_claim(coupon_name="P", user_id=u) for i, u in enumerate(users[:40])),
-        *(stores[i % 4].claim_many("P", [f"n{i}"]) for i in range(20)),
+        *(stores[i % 4].decide_batch("P", [f"n{i}"]) for i in range(20)),
         *(store.expire_holds() for store in stores),
     )
     total = await db.fetchval("SELECT count(*) FROM events")

@@ -19,7 +19,7 @@ from flashsale.domain import (
     IdempotencyKeyInUse,
 )
 from flashsale.service.key_purge import KeyPurge
-from flashsale.service.ports import Answer, CouponState, Once
+from flashsale.service.ports import Answer, CouponState, NewCoupon, Once
 from flashsale.storage.store import CouponStore
 from tests.support.stores import StoreFactory
 from tests.support.traffic import PROMPT
@@ -55,7 +55,7 @@ async def test_a_retry_waits_for_the_attempt_in_flight_and_answers_its_outcome(
     store: CouponStore, db: Connection
 ) -> None:
     first = await hold_key(db, b"first attempt")
-    retry = asyncio.ensure_future(store.create_coupon_once(Once(KEY, render), name="W", amount=1))
+    retry = asyncio.ensure_future(store.create_coupon(NewCoupon("W", 1), Once(KEY, render)))
     await wait_until_blocked(db)  # the retry waits on the uncommitted key row
     assert not retry.done()
     await first.commit()
@@ -67,7 +67,7 @@ async def test_a_retry_runs_when_the_attempt_in_flight_rolls_back(
     store: CouponStore, db: Connection
 ) -> None:
     first = await hold_key(db, b"never committed")
-    retry = asyncio.ensure_future(store.create_coupon_once(Once(KEY, render), name="R", amount=1))
+    retry = asyncio.ensure_future(store.create_coupon(NewCoupon("R", 1), Once(KEY, render)))
     await wait_until_blocked(db)
     await first.rollback()
     assert await retry == Answer(201, b"R")
@@ -82,7 +82,7 @@ async def test_a_retry_waits_no_longer_than_the_lock_timeout(
     started = time.monotonic()
     try:
         with pytest.raises(IdempotencyKeyInUse):
-            await store.create_coupon_once(Once(KEY, render), name="S", amount=1)
+            await store.create_coupon(NewCoupon("S", 1), Once(KEY, render))
     finally:
         await first.rollback()
     # Refused while the other request still holds the key (without
@@ -94,7 +94,7 @@ async def test_one_key_claimed_from_two_processes_at_once_claims_once(
     make_store: StoreFactory, db: Connection
 ) -> None:
     stores = [await make_store(DB_POOL_MIN="1") for _ in range(2)]
-    await stores[0].create_coupon(name="TWO", amount=10)
+    await stores[0].create_coupon(NewCoupon(name="TWO", amount=10))
     engines = [BatchedClaims(s, max_batch=100, max_queue=1000) for s in stores]
     key = IdempotencyKey("POST /api/coupons/claim", "claim-1", b"same request")
     decisions = await asyncio.gather(
@@ -150,7 +150,7 @@ async def hold_claim_key(db: Connection) -> Transaction:
 async def test_a_key_taken_meanwhile_for_another_coupon_undoes_nothing_but_this_arrival(
     store: CouponStore, db: Connection, other_commits: bool
 ) -> None:
-    await store.create_coupon(name="MINE", amount=5)
+    await store.create_coupon(NewCoupon(name="MINE", amount=5))
     engine = BatchedClaims(store, max_batch=100, max_queue=1000)
     other = await hold_claim_key(db)
     mine = IdempotencyKey(CLAIM_KEY.scope, CLAIM_KEY.key, b"claim on MINE")
@@ -179,7 +179,7 @@ async def test_a_keyed_batch_probes_only_its_own_keys_under_a_generic_plan(
     batch still reads one index entry per stored key of its own, never the
     other keys of the scope (0011 read them all: 13.7 million index tuples
     in an eight-second bench)."""
-    await store.create_coupon(name="PLAN", amount=1_000)
+    await store.create_coupon(NewCoupon(name="PLAN", amount=1_000))
     await db.execute("ANALYZE idempotency_keys")  # empty: the stale statistics
     await db.execute(
         "INSERT INTO idempotency_keys (scope, key, fingerprint, outcome) "
@@ -217,7 +217,7 @@ async def test_a_retry_in_a_batch_of_new_keys_rolls_it_back_whole_and_replays(
     the key's unique check, the batch rolls back whole (no claim, stock or
     event of it is left) and runs again with the probe, which replays the
     retry and claims its batch mate once."""
-    await store.create_coupon(name="NEW", amount=10)
+    await store.create_coupon(NewCoupon(name="NEW", amount=10))
     engine = BatchedClaims(store, max_batch=100, max_queue=1000)
     scope = "POST /api/coupons/claim"
     ann = IdempotencyKey(scope, "ann-1", b"ann's claim")

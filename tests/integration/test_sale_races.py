@@ -16,7 +16,7 @@ import asyncpg
 from flashsale.claims.batched import BatchedClaims
 from flashsale.claims.transaction import TransactionPerClaim
 from flashsale.domain import AlreadyRedeemed, AmountBelowClaimed, ClaimNotFound, ClaimOutcome
-from flashsale.service.ports import CouponChange
+from flashsale.service.ports import CouponChange, NewCoupon
 from flashsale.storage.store import CouponStore
 from flashsale.storage.verify import find_violations
 from tests.support.invariants import assert_invariants
@@ -49,7 +49,7 @@ async def live_claims(db: asyncpg.Connection[Any], coupon: str) -> int:
 async def test_releases_and_expiries_racing_claims_at_sell_out_never_oversell(
     make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="R", amount=40, hold_seconds=60)
+    await store.create_coupon(NewCoupon(name="R", amount=40, hold_seconds=60))
     engines = await engines_on(make_store, 2)
     holders = [f"h{i}" for i in range(40)]
     for user in holders:
@@ -90,7 +90,7 @@ async def test_releases_and_expiries_racing_claims_at_sell_out_never_oversell(
 async def test_a_restock_or_cut_racing_claims_keeps_stock_exact(
     make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="S", amount=50)
+    await store.create_coupon(NewCoupon(name="S", amount=50))
     engines = await engines_on(make_store, 2)
     changer = await make_store()
     amounts = [60, 80, 55, 120, 90, 150]
@@ -125,7 +125,7 @@ async def test_a_restock_or_cut_racing_claims_keeps_stock_exact(
 async def test_a_cut_below_the_live_claims_is_refused_but_due_holds_do_not_count(
     store: CouponStore, engine: BatchedClaims, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="CUT", amount=5, hold_seconds=60)
+    await store.create_coupon(NewCoupon(name="CUT", amount=5, hold_seconds=60))
     for user in ["a", "b", "c", "d"]:
         await outcome_of(engine, coupon_name="CUT", user_id=user)
     try:
@@ -143,7 +143,7 @@ async def test_a_cut_below_the_live_claims_is_refused_but_due_holds_do_not_count
 async def test_no_claim_decided_after_a_pause_committed_is_granted(
     make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="P", amount=10_000)
+    await store.create_coupon(NewCoupon(name="P", amount=10_000))
     engines = await engines_on(make_store, 2)
     pauser = await make_store()
     after_pause: list[ClaimOutcome] = []
@@ -178,7 +178,7 @@ async def test_claims_straddling_ends_at_are_never_granted_at_or_after_it(
     make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
     ends_at = await db.fetchval("SELECT now() + interval '300 milliseconds'")
-    await store.create_coupon(name="END", amount=100_000, ends_at=ends_at)
+    await store.create_coupon(NewCoupon(name="END", amount=100_000, ends_at=ends_at))
     engines = await engines_on(make_store, 2)
 
     async def claimer(n: int) -> list[ClaimOutcome]:
@@ -205,7 +205,7 @@ async def test_two_instances_expiring_the_same_holds_return_each_unit_once(
 ) -> None:
     coupons = [f"E{i}" for i in range(5)]
     for name in coupons:
-        await store.create_coupon(name=name, amount=300, hold_seconds=60)
+        await store.create_coupon(NewCoupon(name=name, amount=300, hold_seconds=60))
         await db.execute(
             "INSERT INTO claims (coupon_name, user_id) "
             "SELECT $1, 'user-' || g FROM generate_series(1, 300) AS g",
@@ -239,7 +239,7 @@ async def test_two_instances_expiring_the_same_holds_return_each_unit_once(
 async def test_redeem_racing_release_and_expiry_has_exactly_one_winner(
     make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="Z", amount=200, hold_seconds=60)
+    await store.create_coupon(NewCoupon(name="Z", amount=200, hold_seconds=60))
     users = [f"u{i}" for i in range(200)]
     await db.execute(
         "INSERT INTO claims (coupon_name, user_id) SELECT 'Z', unnest($1::text[])", users
@@ -288,7 +288,7 @@ async def test_redeem_racing_release_and_expiry_has_exactly_one_winner(
 async def test_stock_returned_reaches_a_worker_that_saw_the_coupon_sold_out(
     make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="HINT", amount=2, hold_seconds=60)
+    await store.create_coupon(NewCoupon(name="HINT", amount=2, hold_seconds=60))
     engine = (await engines_on(make_store, 1))[0]
     for user in ["a", "b"]:
         await outcome_of(engine, coupon_name="HINT", user_id=user)
@@ -316,7 +316,7 @@ async def test_stock_returned_reaches_a_worker_that_saw_the_coupon_sold_out(
 async def test_verify_finds_a_claim_recorded_as_ended_that_is_still_live(
     store: CouponStore, engine: BatchedClaims, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(name="V", amount=2)
+    await store.create_coupon(NewCoupon(name="V", amount=2))
     await outcome_of(engine, coupon_name="V", user_id="a")
     await db.execute(
         "INSERT INTO claim_history (claim_id, coupon_id, coupon_name, user_id, claimed_at, reason)"

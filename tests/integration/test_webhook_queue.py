@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from flashsale.config import load_settings
-from flashsale.service.ports import Delivery
+from flashsale.service.ports import Delivery, NewCoupon
 from flashsale.storage.connections import Connections
 from flashsale.storage.pool import Pool, create_pool
 from flashsale.storage.store import CouponStore
@@ -67,8 +67,8 @@ async def test_concurrent_deliverers_never_lease_one_stream_twice(
     hooks, coupons = stores[0]
     await hooks.register_webhook(url="http://127.0.0.1:9/h", events=["claimed"], secret=SECRET)
     for i in range(40):
-        await coupons.create_coupon(name=f"Q{i}", amount=5)
-        await coupons.claim_many(f"Q{i}", ["ann", "bob"])
+        await coupons.create_coupon(NewCoupon(name=f"Q{i}", amount=5))
+        await coupons.decide_batch(f"Q{i}", ["ann", "bob"])
     await queued(hooks, db, 40)
     rounds = await asyncio.gather(*(store.lease(limit=15, lease_seconds=30) for store, _ in stores))
     leased = [(d.coupon_id, d.lease) for deliveries in rounds for d in deliveries]
@@ -83,8 +83,8 @@ async def test_a_lease_taken_over_records_nothing_and_the_next_event_follows(
 ) -> None:
     hooks, coupons = await make_stores()
     await hooks.register_webhook(url="http://127.0.0.1:9/h", events=["claimed"], secret=SECRET)
-    await coupons.create_coupon(name="TAKEN", amount=5)
-    await coupons.claim_many("TAKEN", ["ann", "bob"])
+    await coupons.create_coupon(NewCoupon(name="TAKEN", amount=5))
+    await coupons.decide_batch("TAKEN", ["ann", "bob"])
     await queued(hooks, db, 1)
     [first] = await lease_all(hooks)
     await db.execute("UPDATE webhook_streams SET leased_until = now() - interval '1 s'")
@@ -106,12 +106,12 @@ async def test_an_endpoint_hears_what_happens_after_it_registered(
     make_stores: WebhookStoreFactory, db: asyncpg.Connection[Any]
 ) -> None:
     hooks, coupons = await make_stores()
-    await coupons.create_coupon(name="BEFORE", amount=5)
-    await coupons.claim_many("BEFORE", ["early"])
+    await coupons.create_coupon(NewCoupon(name="BEFORE", amount=5))
+    await coupons.decide_batch("BEFORE", ["early"])
     await hooks.register_webhook(url="http://127.0.0.1:9/h", events=["claimed"], secret=SECRET)
-    await coupons.claim_many("BEFORE", ["late"])
-    await coupons.create_coupon(name="AFTER", amount=5)
-    await coupons.claim_many("AFTER", ["new"])
+    await coupons.decide_batch("BEFORE", ["late"])
+    await coupons.create_coupon(NewCoupon(name="AFTER", amount=5))
+    await coupons.decide_batch("AFTER", ["new"])
     await queued(hooks, db, 2)
     leased = await lease_all(hooks)
     assert sorted((d.event.coupon_name, d.event.user_id) for d in leased if d.event) == [
@@ -124,8 +124,8 @@ async def test_a_failed_attempt_waits_its_backoff_and_counts_in_a_row(
 ) -> None:
     hooks, coupons = await make_stores()
     await hooks.register_webhook(url="http://127.0.0.1:9/h", events=["claimed"], secret=SECRET)
-    await coupons.create_coupon(name="RETRY", amount=5)
-    await coupons.claim_many("RETRY", ["ann"])
+    await coupons.create_coupon(NewCoupon(name="RETRY", amount=5))
+    await coupons.decide_batch("RETRY", ["ann"])
     await queued(hooks, db, 1)
     [delivery] = await lease_all(hooks)
     failure = await hooks.failed(delivery, error="HTTP 502", retry_in=3600)

@@ -1,6 +1,6 @@
 """The many-instance topology of tests/cluster: HAProxy -> instances of
 ``flashsale serve`` -> PgBouncer (transaction mode), from Debian's packages
-and deploy/'s configuration files (flashsale.bench.topology)."""
+and deploy/'s configuration files (tests/support/topology.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from flashsale.bench.deployments import BEHIND_PGBOUNCER
 from flashsale.bench.server import RunningServer
-from flashsale.bench.topology import HAProxy, PgBouncer
 from tests.support.servers import serve
+from tests.support.topology import BEHIND_PGBOUNCER, HAProxy, PgBouncer
 
 INSTANCES = 3
 

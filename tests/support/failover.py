@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import time
 
-from flashsale.bench.patroni import Node
+from tests.support.patroni import Node
 from tests.support.traffic import Traffic
 
 # The service's settings in the failover tests: short, so a lost primary

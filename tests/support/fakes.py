@@ -28,7 +28,7 @@ class FakeCoupon:
 
 @dataclass(frozen=True)
 class Batch:
-    call: str  # the ClaimStore method: claim_many, sold_out_batch or claim_one
+    call: str  # the ClaimStore method: decide_batch, sold_out_batch or claim_one
     coupon: str
     users: list[str]
 
@@ -50,7 +50,7 @@ class FakeClaimStore:
     def calls(self, call: str) -> list[Batch]:
         return [batch for batch in self.batches if batch.call == call]
 
-    async def claim_many(
+    async def decide_batch(
         self,
         coupon_name: str,
         user_ids: Sequence[str],
@@ -59,8 +59,8 @@ class FakeClaimStore:
         release_keys: Sequence[Key] = (),
     ) -> BatchResult:
         if any(claim_keys) or any(release_keys):
-            return await self._claim_many_keyed(coupon_name, user_ids, claim_keys)
-        coupon = await self._enter("claim_many", coupon_name, [*releases, *user_ids])
+            return await self._decide_keyed(coupon_name, user_ids, claim_keys)
+        coupon = await self._enter("decide_batch", coupon_name, [*releases, *user_ids])
         if coupon is None:
             missing = [ReleaseOutcome.NOT_FOUND] * len(releases)
             return BatchResult(
@@ -70,12 +70,12 @@ class FakeClaimStore:
         outcomes = [self._decide(coupon, user) for user in user_ids]
         return BatchResult(outcomes, coupon.id, coupon.remaining, releases=released)
 
-    async def _claim_many_keyed(
+    async def _decide_keyed(
         self, coupon_name: str, user_ids: Sequence[str], claim_keys: Sequence[Key]
     ) -> BatchResult:
         """Keyed claims only (what the engine's unit tests send): a key's first
-        decision is kept and replayed, as claim_many keeps it."""
-        coupon = await self._enter("claim_many", coupon_name, list(user_ids))
+        decision is kept and replayed, as decide_batch keeps it."""
+        coupon = await self._enter("decide_batch", coupon_name, list(user_ids))
         assert coupon is not None
         outcomes: list[ClaimOutcome] = []
         keyed: list[ClaimDecision | None] = []

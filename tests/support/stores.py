@@ -22,5 +22,5 @@ async def outcome_of(engine: ClaimStrategy, *, coupon_name: str, user_id: str) -
 async def release_through(engine: ClaimStrategy, *, coupon_name: str, user_id: str) -> None:
     """A release as the service makes it: through the claim engine, in the
     coupon's next claim batch; raises the domain error of a refusal."""
-    outcome = await engine.release(coupon_name=coupon_name, user_id=user_id)
-    raise_for_release(outcome, coupon_name=coupon_name, user_id=user_id)
+    decision = await engine.release(coupon_name=coupon_name, user_id=user_id)
+    raise_for_release(decision.outcome, coupon_name=coupon_name, user_id=user_id)

@@ -62,7 +62,7 @@ async def test_concurrent_claims_on_one_coupon_go_in_one_batch(store: FakeClaimS
     store.create("C", 10)
     outcomes = await claim_at_once(engine_on(store), "C", ["a", "b", "c"])
     assert outcomes == [CLAIMED] * 3
-    assert store.batches == [Batch("claim_many", "C", ["a", "b", "c"])]
+    assert store.batches == [Batch("decide_batch", "C", ["a", "b", "c"])]
 
 
 async def test_claims_arriving_during_a_batch_go_together_in_the_next(
@@ -111,7 +111,7 @@ async def test_repeats_of_a_user_in_a_batch_are_sent_as_they_came_and_answered_b
 ) -> None:
     store.create("C", 5)
     outcomes = await claim_at_once(engine_on(store), "C", ["a", "a", "b", "a"])
-    assert store.batches == [Batch("claim_many", "C", ["a", "a", "b", "a"])]
+    assert store.batches == [Batch("decide_batch", "C", ["a", "a", "b", "a"])]
     assert outcomes == [CLAIMED, ALREADY, CLAIMED, ALREADY]
 
 
@@ -123,22 +123,22 @@ async def test_once_a_batch_sells_the_coupon_out_later_claims_take_the_sold_out_
     assert await claim_at_once(engine, "C", ["a", "b", "c"]) == [CLAIMED, CLAIMED, SOLD_OUT]
     assert await claim_at_once(engine, "C", ["d", "a"]) == [SOLD_OUT, ALREADY]
     assert store.batches == [
-        Batch("claim_many", "C", ["a", "b", "c"]),
+        Batch("decide_batch", "C", ["a", "b", "c"]),
         Batch("sold_out_batch", "C", ["d", "a"]),
     ]
 
 
-async def test_a_batch_that_leaves_stock_keeps_claims_on_claim_many(
+async def test_a_batch_that_leaves_stock_keeps_claims_in_the_claim_lane(
     store: FakeClaimStore,
 ) -> None:
     store.create("C", 3)
     engine = engine_on(store)
     for user in ("a", "b", "c", "d"):
         await outcome_of(engine, coupon_name="C", user_id=user)
-    assert [batch.call for batch in store.batches] == ["claim_many"] * 3 + ["sold_out_batch"]
+    assert [batch.call for batch in store.batches] == ["decide_batch"] * 3 + ["sold_out_batch"]
 
 
-async def test_a_coupon_recreated_under_its_name_sends_claims_back_to_claim_many(
+async def test_a_coupon_recreated_under_its_name_sends_claims_back_to_the_claim_lane(
     store: FakeClaimStore,
 ) -> None:
     store.create("C", 1)
@@ -149,15 +149,15 @@ async def test_a_coupon_recreated_under_its_name_sends_claims_back_to_claim_many
     assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
     assert await outcome_of(engine, coupon_name="C", user_id="c") is CLAIMED
     assert [batch.call for batch in store.batches] == [
-        "claim_many",
+        "decide_batch",
         "sold_out_batch",
         "sold_out_batch",  # the read finds another coupon and answers nothing
-        "claim_many",  # which decides b's claim
-        "claim_many",  # the stale hint is gone
+        "decide_batch",  # which decides b's claim
+        "decide_batch",  # the stale hint is gone
     ]
 
 
-async def test_stock_back_on_a_sold_out_coupon_sends_claims_back_to_claim_many(
+async def test_stock_back_on_a_sold_out_coupon_sends_claims_back_to_the_claim_lane(
     store: FakeClaimStore,
 ) -> None:
     store.create("C", 1)
@@ -168,10 +168,10 @@ async def test_stock_back_on_a_sold_out_coupon_sends_claims_back_to_claim_many(
     assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
     assert await outcome_of(engine, coupon_name="C", user_id="c") is SOLD_OUT
     assert [batch.call for batch in store.batches] == [
-        "claim_many",
+        "decide_batch",
         "sold_out_batch",
         "sold_out_batch",  # the same coupon, but with stock: no answer
-        "claim_many",  # b takes the stock back and sells the coupon out again
+        "decide_batch",  # b takes the stock back and sells the coupon out again
         "sold_out_batch",
     ]
 
@@ -182,7 +182,7 @@ async def test_an_unknown_coupon_is_not_found_for_every_claim_and_sets_no_hint(
     engine = engine_on(store)
     assert await claim_at_once(engine, "NOPE", ["a", "b"]) == [NOT_FOUND, NOT_FOUND]
     assert await outcome_of(engine, coupon_name="NOPE", user_id="c") is NOT_FOUND
-    assert [batch.call for batch in store.batches] == ["claim_many", "claim_many"]
+    assert [batch.call for batch in store.batches] == ["decide_batch", "decide_batch"]
 
 
 async def test_a_sold_out_coupon_that_was_deleted_is_not_found_and_loses_its_hint(
@@ -196,9 +196,9 @@ async def test_a_sold_out_coupon_that_was_deleted_is_not_found_and_loses_its_hin
     store.create("C", 1)
     assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
     assert [batch.call for batch in store.batches] == [
-        "claim_many",
+        "decide_batch",
         "sold_out_batch",
-        "claim_many",
+        "decide_batch",
     ]
 
 
@@ -265,7 +265,7 @@ async def test_claims_past_the_queue_cap_are_refused_with_service_unavailable(
     refused = [outcome for outcome in outcomes[3:] if isinstance(outcome, ServiceUnavailable)]
     assert len(refused) == 7
     assert all(outcome.retry_after >= 1 for outcome in refused)
-    assert store.batches == [Batch("claim_many", "C", ["u0", "u1", "u2"])]
+    assert store.batches == [Batch("decide_batch", "C", ["u0", "u1", "u2"])]
 
 
 async def test_each_batch_is_reported_with_its_lane_and_size(store: FakeClaimStore) -> None:
@@ -308,14 +308,16 @@ async def test_a_release_rides_in_the_next_claim_batch_and_its_unit_goes_to_it(
     await settle()
     store.gate.set()
     assert await first is CLAIMED
-    assert await release is ReleaseOutcome.RELEASED
+    assert (await release).outcome is ReleaseOutcome.RELEASED
     assert await later is CLAIMED  # the released unit, in the same batch
     # One call for the release and the claim behind it: releases first.
-    assert store.batches[2:] == [Batch("claim_many", "C", ["a", "d"])]
+    assert store.batches[2:] == [Batch("decide_batch", "C", ["a", "d"])]
 
 
 async def test_a_release_of_no_claim_or_no_coupon_says_so(store: FakeClaimStore) -> None:
     store.create("C", 2)
     engine = engine_on(store)
-    assert await engine.release(coupon_name="C", user_id="x") is ReleaseOutcome.CLAIM_NOT_FOUND
-    assert await engine.release(coupon_name="NOPE", user_id="x") is ReleaseOutcome.NOT_FOUND
+    decision = await engine.release(coupon_name="C", user_id="x")
+    assert decision.outcome is ReleaseOutcome.CLAIM_NOT_FOUND
+    decision = await engine.release(coupon_name="NOPE", user_id="x")
+    assert decision.outcome is ReleaseOutcome.NOT_FOUND

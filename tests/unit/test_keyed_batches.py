@@ -41,7 +41,7 @@ async def test_repeats_of_a_key_in_one_batch_share_its_first_decision() -> None:
     decisions = await queued_behind_one(store, engine, *[("ann", key("k"))] * 5)
     assert [d.outcome for d in decisions] == [ClaimOutcome.CLAIMED] * 5
     assert [d.replayed for d in decisions] == [False, True, True, True, True]
-    assert store.batches[1:] == [Batch("claim_many", "C", ["ann"])]
+    assert store.batches[1:] == [Batch("decide_batch", "C", ["ann"])]
 
 
 async def test_a_repeat_of_a_key_with_another_request_is_refused() -> None:
@@ -68,9 +68,9 @@ async def test_a_keyed_user_arriving_again_is_decided_in_a_later_call() -> None:
         == [ClaimOutcome.CLAIMED, ClaimOutcome.CLAIMED] + [ClaimOutcome.ALREADY_CLAIMED] * 2
     )
     assert store.batches[1:] == [
-        Batch("claim_many", "C", ["ann", "bob"]),  # ann with k1
-        Batch("claim_many", "C", ["ann"]),  # with k2
-        Batch("claim_many", "C", ["ann"]),  # without a key: never beside a keyed ann
+        Batch("decide_batch", "C", ["ann", "bob"]),  # ann with k1
+        Batch("decide_batch", "C", ["ann"]),  # with k2
+        Batch("decide_batch", "C", ["ann"]),  # without a key: never beside a keyed ann
     ]
 
 
@@ -81,5 +81,5 @@ async def test_a_keyed_claim_skips_the_sold_out_lane() -> None:
     await engine.claim(coupon_name="C", user_id="ann")  # sold out now
     decision = await engine.claim(coupon_name="C", user_id="bob", key=key("k"))
     assert decision.outcome is ClaimOutcome.SOLD_OUT
-    assert [b.call for b in store.batches] == ["claim_many", "claim_many"]
+    assert [b.call for b in store.batches] == ["decide_batch", "decide_batch"]
     assert store.keys == {(SCOPE, "k"): (b"same", ClaimOutcome.SOLD_OUT)}

@@ -21,7 +21,10 @@ async def holders(store: FakeClaimStore, engine: BatchedClaims, users: list[str]
 
 
 def release(engine: BatchedClaims, user: str) -> asyncio.Task[ReleaseOutcome]:
-    return asyncio.create_task(engine.release(coupon_name="C", user_id=user))
+    async def outcome() -> ReleaseOutcome:
+        return (await engine.release(coupon_name="C", user_id=user)).outcome
+
+    return asyncio.create_task(outcome())
 
 
 async def test_releases_arriving_within_the_window_share_one_batch() -> None:

@@ -1,24 +1,23 @@
-"""What the bench drives, by topology: ``direct`` (one instance straight to
-PostgreSQL), ``pgbouncer`` (one instance through PgBouncer in transaction
-mode), ``cluster`` (HAProxy in front of N instances, all through PgBouncer),
-``ha`` (one instance on a Patroni cluster in strict synchronous mode, through
-the multi-host URL: every commit waits for the synchronous standby)."""
+"""What the bench drives. The product's own is ``direct``: one instance of
+the service straight to PostgreSQL (the server given by --database-url, or
+a throwaway embedded one). Arrangements with PgBouncer, HAProxy or Patroni
+are development tools that hand the runner their own ``Topology``
+(tests/support/bench.py)."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from flashsale.bench.cpu import Parties
-from flashsale.bench.server import RunningServer, free_port, start_server
-from flashsale.bench.topology import HAProxy, PgBouncer, server_address
-
-TOPOLOGIES = ("direct", "pgbouncer", "cluster", "ha")
-# Debian's PgBouncer 1.18 tracks no prepared statements in transaction mode.
-BEHIND_PGBOUNCER = {"DB_STATEMENT_CACHE_SIZE": "0"}
+from flashsale.bench.cpu import Parties, postmaster_pid
+from flashsale.bench.server import RunningServer, start_server
+from flashsale.storage.embedded import start_embedded
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,38 +37,39 @@ class Deployment:
     parties: Parties
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseServer:
+    url: str
+    postmaster: int | None  # known for the embedded server: its CPU is measured
+
+
+# (config, the database server's postmaster, a scratch folder) -> the running arrangement
+Deploy = Callable[[ServerConfig, int | None, Path], AbstractContextManager[Deployment]]
+# (--database-url (None: none given), the connections the service's pools may
+# hold) -> a server to create bench databases on
+DatabaseSource = Callable[[str | None, int], AbstractContextManager[DatabaseServer]]
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    name: str
+    deploy: Deploy
+    database_server: DatabaseSource
+    instances: int = 1  # of the service
+
+
 @contextmanager
-def deploy(
-    topology: str, instances: int, config: ServerConfig, postmaster: int | None, workdir: Path
+def deploy_direct(
+    config: ServerConfig, postmaster: int | None, workdir: Path
 ) -> Iterator[Deployment]:
-    """Starts the topology; stops it (instances gracefully) when the block ends."""
+    """One instance; stopped gracefully when the block ends."""
     with ExitStack() as stack:
-        if topology in ("direct", "ha"):  # ha: the database side is the difference
-            server = _started(stack, config)
-            yield Deployment(server.base_url, Parties((server.process.pid,), postmaster))
-            return
-        bouncer = PgBouncer(workdir / "pgbouncer", server_address(config.database_url), free_port())
-        bouncer.start()
-        stack.callback(bouncer.stop)
-        pooled = replace(
-            config,
-            database_url=bouncer.url_for(config.database_url),
-            env={**BEHIND_PGBOUNCER, **config.env},
-        )
-        count = 1 if topology == "pgbouncer" else instances
-        servers = [_started(stack, _numbered(pooled, n)) for n in range(1, count + 1)]
-        pids = tuple(s.process.pid for s in servers)
-        if topology == "pgbouncer":
-            yield Deployment(servers[0].base_url, Parties(pids, postmaster, bouncer.pid))
-            return
-        haproxy = _haproxy(stack, servers, workdir)
-        assert haproxy.process is not None
-        yield Deployment(
-            haproxy.base_url, Parties(pids, postmaster, bouncer.pid, haproxy.process.pid)
-        )
+        server = start_instance(stack, config)
+        yield Deployment(server.base_url, Parties((server.process.pid,), postmaster))
 
 
-def _started(stack: ExitStack, config: ServerConfig) -> RunningServer:
+def start_instance(stack: ExitStack, config: ServerConfig) -> RunningServer:
+    """An instance of the service, stopped when ``stack`` closes."""
     env = {"CLAIM_STRATEGY": config.strategy, "FLASHSALE_BENCH_ROUTES": "true", **config.env}
     server = start_server(config.database_url, config.log_path, workers=config.workers, env=env)
     stack.callback(stop, server)
@@ -84,15 +84,19 @@ def stop(server: RunningServer) -> None:
         server.kill()
 
 
-def _numbered(config: ServerConfig, number: int) -> ServerConfig:
-    log = config.log_path.with_name(f"{config.log_path.stem}-{number}{config.log_path.suffix}")
-    return replace(config, log_path=log)
+@contextmanager
+def given_or_embedded(url: str | None, connections: int = 0) -> Iterator[DatabaseServer]:
+    """The server at ``url``, or a throwaway embedded PostgreSQL sized for
+    ``connections`` (the service's start-up refuses pools that do not fit)."""
+    if url:
+        yield DatabaseServer(url, None)
+        return
+    # Not in workdir: the server stops only when this process exits (atexit),
+    # and its folder must outlive it; removed after it (atexit runs in reverse).
+    folder = Path(tempfile.mkdtemp(prefix="flashsale-bench-pg-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    embedded = start_embedded(folder, cleanup="delete", connections=connections)
+    yield DatabaseServer(embedded, postmaster_pid(folder / "pgdata"))
 
 
-def _haproxy(stack: ExitStack, servers: list[RunningServer], workdir: Path) -> HAProxy:
-    backends = [s.base_url.removeprefix("http://") for s in servers]
-    haproxy = HAProxy(workdir / "haproxy", free_port(), backends)
-    haproxy.start()
-    stack.callback(haproxy.stop)
-    haproxy.wait_for_states({f"app{n}": "UP" for n in range(1, len(servers) + 1)})
-    return haproxy
+DIRECT = Topology("direct", deploy_direct, given_or_embedded)

@@ -9,11 +9,9 @@ them on schedule whatever their latency.
 The releasers are a load generator, and share the two cores with the server
 and PostgreSQL as wrk does: one thread, keep-alive sockets under one
 selector, prepared request bytes, and of each response only the status
-line and the body's length. http.client in 16 threads cost 150-170 us of
-CPU per release here (its header parsing, the threads), asyncio streams on
-uvloop 100-105 us, this way about 75 us (getrusage around 4,000
-releases over 8 s): at the scenario's 500 releases/s, CPU given back to the
-server it measures."""
+line and the body's length: less CPU per release than http.client in
+threads (its header parsing, the threads) or asyncio streams, and so more
+CPU left to the server it measures (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -4,9 +4,7 @@ every scenario against that server, then the database checks."""
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import shutil
 import tempfile
 import threading
 import uuid
@@ -14,15 +12,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flashsale.bench.cpu import CpuSplit, Parties, measure_cpu, postmaster_pid
+from flashsale.bench.cpu import CpuSplit, Parties, measure_cpu
 from flashsale.bench.database import Check, check_scenario, create_fresh_database, drop_database
-from flashsale.bench.deployments import Deployment, ServerConfig, deploy, stop
+from flashsale.bench.deployments import (
+    DIRECT,
+    DatabaseServer,
+    Deployment,
+    ServerConfig,
+    Topology,
+    stop,
+)
 from flashsale.bench.returns import return_stock_during
 from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
 from flashsale.bench.server import start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.config import load_settings
-from flashsale.storage.embedded import start_embedded
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,53 +44,10 @@ class BenchPlan:
     workers: int
     load: Load
     database_url: str | None  # None: a throwaway embedded PostgreSQL
-    topology: str = "direct"  # direct, pgbouncer or cluster (bench.deployments)
-    instances: int = 3  # of the service, in the cluster topology
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseServer:
-    url: str
-    postmaster: int | None  # known for the embedded server: its CPU is measured
+    topology: Topology = DIRECT
 
 
 Announce = Callable[[str], None]
-
-
-@contextlib.contextmanager
-def database_server(
-    url: str | None, topology: str = "direct", connections: int = 0
-) -> Iterator[DatabaseServer]:
-    """A server to create bench databases on (``connections``: what the
-    service's pools may hold, which a throwaway embedded server is sized for)."""
-    if topology == "ha":
-        with patroni_database() as server:
-            yield server
-        return
-    if url:
-        yield DatabaseServer(url, None)
-        return
-    # Not in workdir: the server stops only when this process exits (atexit),
-    # and its folder must outlive it; removed after it (atexit runs in reverse).
-    folder = Path(tempfile.mkdtemp(prefix="flashsale-bench-pg-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    embedded = start_embedded(folder, cleanup="delete", connections=connections)
-    yield DatabaseServer(embedded, postmaster_pid(folder / "pgdata"))
-
-
-@contextlib.contextmanager
-def patroni_database() -> Iterator[DatabaseServer]:
-    """Three Patroni nodes of this run's own; the URL lists them all with
-    target_session_attrs=read-write, and the leader's CPU is measured."""
-    from flashsale.bench.patroni import missing_packages, running_cluster
-
-    if missing := missing_packages():
-        raise RuntimeError(f"--topology ha needs the Debian packages {', '.join(missing)}")
-    with running_cluster() as cluster:
-        leader = cluster.leader()
-        assert leader is not None
-        url = cluster.multi_host_url.replace("/coupondb?", "/postgres?")
-        yield DatabaseServer(url, leader.postmaster_pid())
 
 
 def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
@@ -94,9 +55,8 @@ def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
         workdir = Path(tmp)
         measurements.append(run_raw_ceiling(plan, workdir, announce))
-        # The service's start-up refuses pools that do not fit (storage.pool).
-        needed = plan.workers * load_settings().db_pool_max
-        with database_server(plan.database_url, plan.topology, needed) as database:
+        needed = plan.workers * load_settings().db_pool_max * plan.topology.instances
+        with plan.topology.database_server(plan.database_url, needed) as database:
             for strategy in plan.strategies:
                 measurements += run_strategy(plan, strategy, database, workdir, announce)
     return measurements
@@ -123,11 +83,12 @@ def run_raw_ceiling(plan: BenchPlan, workdir: Path, announce: Announce) -> Measu
 def run_strategy(
     plan: BenchPlan, strategy: str, database: DatabaseServer, workdir: Path, announce: Announce
 ) -> list[Measurement]:
-    announce(f"{strategy}: fresh database, {plan.topology}, {plan.workers} workers per instance")
+    topology = plan.topology
+    announce(f"{strategy}: fresh database, {topology.name}, {plan.workers} workers per instance")
     url = asyncio.run(create_fresh_database(database.url, SCENARIOS))
     try:
         config = ServerConfig(url, plan.workers, strategy, workdir / f"server-{strategy}.log")
-        with deploy(plan.topology, plan.instances, config, database.postmaster, workdir) as target:
+        with topology.deploy(config, database.postmaster, workdir) as target:
             # Leaving the block stops the instances gracefully: the claims in
             # flight commit before the checks.
             runs = [

@@ -86,19 +86,10 @@ class Load:
     duration_s: float
 
 
-def ensure_wrk() -> None:
-    """Install wrk from the distribution's packages when it is missing."""
-    if shutil.which("wrk") is not None:
-        return
-    apt = shutil.which("apt-get")
-    if apt is None:
-        raise WrkError("wrk is not on PATH and there is no apt-get to install it")
-    install = [apt, "install", "-y", "-q", "wrk"]
-    if subprocess.run(install, capture_output=True, check=False).returncode != 0:  # noqa: S603
-        subprocess.run([apt, "update", "-q"], capture_output=True, check=False)  # noqa: S603
-        subprocess.run(install, capture_output=True, check=False)  # noqa: S603
+def require_wrk() -> None:
+    """wrk is a system package the bench does not install itself."""
     if shutil.which("wrk") is None:
-        raise WrkError("could not install wrk (apt-get install wrk); install it and retry")
+        raise WrkError("wrk is not on PATH: install it (Debian: apt-get install wrk) and retry")
 
 
 def wrk_command(script: Path, url: str, load: Load, args: list[str]) -> list[str]:

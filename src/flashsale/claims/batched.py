@@ -1,7 +1,8 @@
 """The default strategy: concurrent claims for one coupon share a transaction.
 
 Two lanes per coupon, each a Coalescer:
-- the claim lane runs ``claim_many``, which takes the coupon's row lock;
+- the claim lane decides a batch (the store's ``decide_batch``: SQL
+  ``claim_many``), which takes the coupon's row lock;
 - the sold-out lane, used once this process has seen the coupon sold out,
   runs ``sold_out_batch``, a plain snapshot read that never touches the lock.
 
@@ -39,7 +40,6 @@ from flashsale.domain import (
     REFUSED,
     ClaimDecision,
     ClaimOutcome,
-    IdempotencyKey,
     ReleaseDecision,
     ReleaseOutcome,
 )
@@ -61,7 +61,7 @@ class BatchedClaims:
         self._gate = ReleaseGate(seconds=release_gather[0], most=release_gather[1])
         self._sold_out: dict[str, int] = {}  # coupon name -> id of the coupon seen sold out
         self._claim_lane: Coalescer[str, _Work, _Decided] = Coalescer(
-            self._claim_many,
+            self._run_claim_lane,
             max_batch=max_batch,
             max_queue=max_queue,
             on_batch=partial(on_batch, "claim") if on_batch else None,
@@ -88,26 +88,20 @@ class BatchedClaims:
         assert isinstance(decided, ClaimDecision)
         return decided
 
-    async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
-        await self._gate.wait(coupon_name)
-        decided = await self._claim_lane.submit(coupon_name, Release(user_id))
-        assert isinstance(decided, ReleaseOutcome)
-        return decided
-
-    async def release_once(
-        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
-    ) -> ReleaseDecision:
+    async def release(self, *, coupon_name: str, user_id: str, key: Key = None) -> ReleaseDecision:
         await self._gate.wait(coupon_name)
         decided = await self._claim_lane.submit(coupon_name, Release(user_id, key))
+        if isinstance(decided, ReleaseOutcome):  # an unkeyed release
+            return ReleaseDecision(decided)
         assert isinstance(decided, ReleaseDecision)
         return decided
 
-    async def _claim_many(self, coupon_name: str, work: Sequence[_Work]) -> list[_Decided]:
+    async def _run_claim_lane(self, coupon_name: str, work: Sequence[_Work]) -> list[_Decided]:
         if has_keys(work):
-            return await decide_keyed(partial(self._keyed_batch, coupon_name), work)
+            return await decide_keyed(partial(self._decide_keyed_round, coupon_name), work)
         users = [item for item in work if isinstance(item, str)]
         releases = [item.user_id for item in work if isinstance(item, Release)]
-        result = await self._store.claim_many(coupon_name, users, releases)
+        result = await self._store.decide_batch(coupon_name, users, releases)
         self._note_stock(coupon_name, result.coupon_id, result.remaining, releases)
         granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
         claims = iter(
@@ -116,16 +110,16 @@ class BatchedClaims:
         released = iter(result.releases)
         return [next(claims) if isinstance(item, str) else next(released) for item in work]
 
-    async def _keyed_batch(self, coupon_name: str, work: list[_Work]) -> list[_Decided]:
-        """One claim_many call with keys; each keyed arrival answered with the
-        decision stored under its key."""
+    async def _decide_keyed_round(self, coupon_name: str, work: list[_Work]) -> list[_Decided]:
+        """One decide_batch call with keys (a round of decide_keyed); each
+        keyed arrival answered with the decision stored under its key."""
         claims = [item for item in work if not isinstance(item, Release)]
         users = [item if isinstance(item, str) else item.user_id for item in claims]
         claim_keys = [None if isinstance(item, str) else item.key for item in claims]
         releases = [item for item in work if isinstance(item, Release)]
         release_keys = [item.key for item in releases]
         released_users = [item.user_id for item in releases]
-        result = await self._store.claim_many(
+        result = await self._store.decide_batch(
             coupon_name, users, released_users, claim_keys, release_keys
         )
         self._note_stock(coupon_name, result.coupon_id, result.remaining, released_users)

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 from flashsale.claims.ports import ClaimStrategy, Key
-from flashsale.domain import (
-    ClaimDecision,
-    IdempotencyKey,
-    ReleaseDecision,
-    ReleaseOutcome,
-    ServiceUnavailable,
-)
+from flashsale.domain import ClaimDecision, ReleaseDecision, ServiceUnavailable
 from flashsale.metrics import Metrics
 
 
@@ -28,13 +22,8 @@ class CountedClaims:
             self._metrics.count_claim(coupon_name, decision.outcome.value)
         return decision
 
-    async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
-        return await self._inner.release(coupon_name=coupon_name, user_id=user_id)
-
-    async def release_once(
-        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
-    ) -> ReleaseDecision:
-        return await self._inner.release_once(coupon_name=coupon_name, user_id=user_id, key=key)
+    async def release(self, *, coupon_name: str, user_id: str, key: Key = None) -> ReleaseDecision:
+        return await self._inner.release(coupon_name=coupon_name, user_id=user_id, key=key)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -4,8 +4,8 @@ A release rides its coupon's next claim batch (claims/batched.py). At a
 steady rate of releases nearly every batch would then carry one or two, and
 each such batch pays the releases' fixed cost in PostgreSQL: the DELETE,
 the stock trigger's second update of the coupon row in the transaction, the
-history and event inserts, about 250 us whether it releases one claim or
-fifty (docs/benchmarks.md). So a coupon's releases wait at its gate until
+history and event inserts, much the same whether it releases one claim or
+fifty (measured in docs/benchmarks.md). So a coupon's releases wait at its gate until
 ``seconds`` have passed since the first of them arrived, or ``most`` are
 waiting, and then enter the claim lane together, where one batch decides
 them all. A storm fills the gate at once and does not wait.

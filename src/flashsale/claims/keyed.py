@@ -1,7 +1,8 @@
 """Claim-lane batches with Idempotency-Keys in them.
 
-claim_many decides each user once per kind (claim, release) and keeps a
-key's decision per user, so a batch is split before it is sent:
+A batch (ClaimStore.decide_batch, SQL claim_many) decides each user once
+per kind (claim, release) and keeps a key's decision per user, so a batch is
+split before it is sent:
 
 - arrivals with a key already seen in the batch (a client retrying while
   its first attempt waits in the same queue) are not sent at all: they get
@@ -9,7 +10,7 @@ key's decision per user, so a batch is split before it is sent:
   their fingerprint differs;
 - a keyed arrival whose user has another arrival of its kind in the batch
   (two keys for one user, or one with and one without) goes in a later call,
-  one round trip more, and only then: claim_many sees each keyed user once.
+  one round trip more, and only then: a batch sees each keyed user once.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ async def decide_keyed(run: Run, work: Sequence[Work]) -> list[Decided]:
 
 
 class _Rounds:
-    """Calls to claim_many, each with every keyed user once per kind."""
+    """Calls to decide_batch, each with every keyed user once per kind."""
 
     def __init__(self) -> None:
         self.members: list[list[int]] = []

@@ -48,7 +48,7 @@ class SoldOutRead:
 
 
 class ClaimStore(Protocol):
-    async def claim_many(
+    async def decide_batch(
         self,
         coupon_name: str,
         user_ids: Sequence[str],
@@ -77,13 +77,9 @@ class ClaimStrategy(Protocol):
         """With a key: the decision stored with it (``replayed`` when an
         earlier request's), KEY_REUSED when it came with another request."""
 
-    async def release(self, *, coupon_name: str, user_id: str) -> ReleaseOutcome:
-        """Gives a live hold's unit back; committed when this returns."""
-
-    async def release_once(
-        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
-    ) -> ReleaseDecision:
-        """A release under an Idempotency-Key, as ``claim`` with a key."""
+    async def release(self, *, coupon_name: str, user_id: str, key: Key = None) -> ReleaseDecision:
+        """Gives a live hold's unit back; committed when this returns. With a
+        key, as ``claim`` with one."""
 
     async def close(self) -> None:
         """Finish the claims already accepted (graceful shutdown)."""

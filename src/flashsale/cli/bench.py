@@ -1,79 +1,86 @@
-"""``flashsale bench``: the service under load, with the invariants checked."""
+"""``flashsale bench``: the service under load, with the invariants checked.
+
+The product's bench drives one instance straight to PostgreSQL. The same
+run through PgBouncer, HAProxy or Patroni is a development tool
+(``python -m tests.support.bench``) built from ``bench_options`` and
+``run_bench_command`` below."""
 
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
-from flashsale.bench.deployments import TOPOLOGIES
+from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
-from flashsale.bench.topology import MAX_INSTANCES
-from flashsale.bench.wrk import Load, WrkError, ensure_wrk
+from flashsale.bench.wrk import Load, WrkError, require_wrk
 
 STRATEGIES = ("batched", "transaction")
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+_OPTIONS = (
+    click.option("--duration", type=float, default=10.0, help="Seconds of load per scenario."),
+    click.option("--connections", type=int, default=256, help="Concurrent connections (wrk -c)."),
+    click.option("--threads", type=int, default=2, help="wrk threads (wrk -t)."),
+    click.option("--workers", type=int, default=2, help="Server worker processes (WEB_WORKERS)."),
+    click.option(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="Comma-separated claim strategies to measure (CLAIM_STRATEGY).",
+    ),
+    click.option(
+        "--database-url",
+        help="PostgreSQL server to create the bench databases on "
+        "[default: a throwaway embedded PostgreSQL]",
+    ),
+)
+
+
+def bench_options(command: Command) -> Command:
+    """The options every bench command shares."""
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
 
 
 @click.command()
-@click.option("--duration", type=float, default=10.0, help="Seconds of load per scenario.")
-@click.option("--connections", type=int, default=256, help="Concurrent connections (wrk -c).")
-@click.option("--threads", type=int, default=2, help="wrk threads (wrk -t).")
-@click.option("--workers", type=int, default=2, help="Server worker processes (WEB_WORKERS).")
-@click.option(
-    "--strategies",
-    default=",".join(STRATEGIES),
-    help="Comma-separated claim strategies to measure (CLAIM_STRATEGY).",
-)
-@click.option(
-    "--database-url",
-    help="PostgreSQL server to create the bench databases on "
-    "[default: a throwaway embedded PostgreSQL]",
-)
-@click.option(
-    "--topology",
-    type=click.Choice(TOPOLOGIES),
-    default="direct",
-    help="direct: one instance to PostgreSQL; pgbouncer: through PgBouncer (transaction "
-    "mode); cluster: HAProxy, --instances instances, PgBouncer; ha: one instance on three "
-    "Patroni nodes in strict synchronous mode (etcd, patroni, PostgreSQL 15 packages). "
-    "Uses deploy/'s configs.",
-)
-@click.option(
-    "--instances",
-    type=click.IntRange(1, MAX_INSTANCES),
-    default=3,
-    help="Instances of the service in the cluster topology.",
-)
-def bench(
+@bench_options
+def bench(**options: Any) -> None:
+    """Measure claims/s and latency under wrk, for each claim strategy, on a
+    hot coupon and in a rush (stock 1,000), beside the same server's
+    no-database ceiling; then check the database: no oversell, no double
+    claim, every 200 committed. Each strategy gets a fresh database."""
+    run_bench_command(topology=DIRECT, **options)
+
+
+def run_bench_command(
+    *,
     duration: float,
     connections: int,
     threads: int,
     workers: int,
     strategies: str,
     database_url: str | None,
-    topology: str,
-    instances: int,
+    topology: Topology,
 ) -> None:
-    """Measure claims/s and latency under wrk, for each claim strategy, on a
-    hot coupon and in a rush (stock 1,000), beside the same server's
-    no-database ceiling; then check the database: no oversell, no double
-    claim, every 200 committed. Each strategy gets a fresh database."""
+    """Runs the plan, prints the table; exit 1 if a database check failed."""
     chosen = tuple(name.strip() for name in strategies.split(",") if name.strip())
     if unknown := [name for name in chosen if name not in STRATEGIES]:
         raise click.BadParameter(f"unknown strategy {unknown[0]!r}", param_hint="--strategies")
-    console = make_console()
     try:
-        ensure_wrk()
+        require_wrk()
     except WrkError as error:
         raise click.ClickException(str(error)) from None
-    load = Load(connections, threads, duration)
-    plan = BenchPlan(chosen, workers, load, database_url, topology, instances)
-    shape = f"{instances} instances" if topology == "cluster" else "1 instance"
+    plan = BenchPlan(chosen, workers, Load(connections, threads, duration), database_url, topology)
+    console = make_console()
+    shape = f"{topology.instances} instance{'s' if topology.instances > 1 else ''}"
     console.print(
-        f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}; topology {topology}, "
+        f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}; topology {topology.name}, "
         f"{shape} of {workers} workers[/dim]"
     )
     with console.status("starting") as status:

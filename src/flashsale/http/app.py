@@ -11,7 +11,8 @@ from litestar import Litestar
 
 from flashsale.config import Settings
 from flashsale.http.auth import configure_admin
-from flashsale.http.claims import CLAIM_HANDLERS, ClaimEndpoint
+from flashsale.http.claim_endpoint import ClaimEndpoint
+from flashsale.http.claims import CLAIM_HANDLERS
 from flashsale.http.context import put_services
 from flashsale.http.coupons import CouponController
 from flashsale.http.dashboard import DASHBOARD_HANDLERS

@@ -9,16 +9,17 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Controller, HttpMethod, MediaType, Response, get, patch, post, route
+from litestar import MediaType, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.http import idempotency
+from flashsale.http.allow import Resource
 from flashsale.http.auth import require_admin
 from flashsale.http.context import services_of
-from flashsale.http.idempotency import answer_response, encoded, once, request_key
+from flashsale.http.idempotency import request_key, respond
 from flashsale.http.openapi import (
     AMOUNT_BELOW_CLAIMED,
     BODY_FAILURES,
@@ -49,7 +50,14 @@ from flashsale.http.schemas import (
     CouponsPageResponse,
     CreateCouponRequest,
 )
-from flashsale.service.ports import KEEP, CouponChange, CouponSnapshot, CouponState, Keep
+from flashsale.service.ports import (
+    KEEP,
+    CouponChange,
+    CouponSnapshot,
+    CouponState,
+    Keep,
+    NewCoupon,
+)
 
 log = logging.getLogger("flashsale.http")
 
@@ -57,37 +65,9 @@ CHUNK_BYTES = 256 * 1024
 _ENCODER = msgspec.json.Encoder()
 
 
-class CouponController(Controller):
+class CouponController(Resource):
     path = "/api/coupons"
     tags = ["coupons"]  # noqa: RUF012 - Litestar declares it as an instance attribute
-
-    # Litestar 2 answers OPTIONS itself with the methods of the first handler
-    # registered on a path (litestar#4169, fixed in 3.0), so OPTIONS
-    # /api/coupons would leave out the listing GET. This handler takes its
-    # place; it must be registered first on "/", and handlers register in
-    # the order of their names, hence "allow" (tests/api/test_api_contract.py).
-    @route(
-        "/",
-        http_method=HttpMethod.OPTIONS,
-        status_code=HTTP_204_NO_CONTENT,
-        include_in_schema=False,
-    )
-    async def allow(self) -> Response[None]:
-        return Response(
-            None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"}
-        )
-
-    # The same for "/{name}" (GET and PATCH); "allow_one" sorts before both.
-    @route(
-        "/{name:str}",
-        http_method=HttpMethod.OPTIONS,
-        status_code=HTTP_204_NO_CONTENT,
-        include_in_schema=False,
-    )
-    async def allow_one(self, name: str) -> Response[None]:
-        return Response(
-            None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, PATCH"}
-        )
 
     @post(
         "/",
@@ -108,26 +88,11 @@ class CouponController(Controller):
         key = await request_key(request, idempotency.CREATE_COUPON)
         data = await decode_body(request, CREATE_COUPON)
         check_window(data.starts_at, data.ends_at)
+        coupon = NewCoupon(data.name, data.amount, data.starts_at, data.ends_at, data.hold_seconds)
         coupons = services_of(request.app.state).coupons
-        if key is not None:
-            keyed = once(key, HTTP_201_CREATED, encoded(created_body))
-            answer = await coupons.create_coupon_once(
-                keyed,
-                name=data.name,
-                amount=data.amount,
-                starts_at=data.starts_at,
-                ends_at=data.ends_at,
-                hold_seconds=data.hold_seconds,
-            )
-            return answer_response(answer)
-        coupon = await coupons.create_coupon(
-            name=data.name,
-            amount=data.amount,
-            starts_at=data.starts_at,
-            ends_at=data.ends_at,
-            hold_seconds=data.hold_seconds,
+        return await respond(
+            key, HTTP_201_CREATED, created_body, lambda once: coupons.create_coupon(coupon, once)
         )
-        return Response(created_body(coupon), status_code=HTTP_201_CREATED)
 
     @patch(
         "/{name:str}",
@@ -162,10 +127,9 @@ class CouponController(Controller):
             hold_seconds=_or_keep(data.hold_seconds),
         )
         coupons = services_of(request.app.state).coupons
-        if key is not None:
-            keyed = once(key, HTTP_200_OK, encoded(coupon_item))
-            return answer_response(await coupons.change_coupon_once(keyed, name, change))
-        return Response(coupon_item(await coupons.change_coupon(name, change)))
+        return await respond(
+            key, HTTP_200_OK, coupon_item, lambda once: coupons.change_coupon(name, change, once)
+        )
 
     @get(
         "/",
@@ -210,30 +174,16 @@ def _or_keep(value: T | msgspec.UnsetType) -> T | Keep:
 
 def created_body(coupon: CouponState) -> CouponResponse:
     """A new coupon: no claimers yet."""
-    return CouponResponse(
-        coupon.name,
-        coupon.amount,
-        coupon.remaining_amount,
-        [],
-        coupon.status,
-        coupon.starts_at,
-        coupon.ends_at,
-        coupon.hold_seconds,
-        coupon.redeemed,
-    )
+    return CouponResponse(claimed_by=[], **_item_fields(coupon))
 
 
 def coupon_item(coupon: CouponState) -> CouponItem:
-    return CouponItem(
-        coupon.name,
-        coupon.amount,
-        coupon.remaining_amount,
-        coupon.status,
-        coupon.starts_at,
-        coupon.ends_at,
-        coupon.hold_seconds,
-        coupon.redeemed,
-    )
+    return CouponItem(**_item_fields(coupon))
+
+
+def _item_fields(coupon: CouponState) -> dict[str, Any]:
+    """The coupon's fields that a CouponItem shows (all of CouponState's)."""
+    return {name: getattr(coupon, name) for name in CouponItem.__struct_fields__}
 
 
 def _head(snapshot: CouponSnapshot) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -111,6 +111,21 @@ def decided(
 def encoded(struct: Callable[[R], msgspec.Struct]) -> Callable[[R], bytes]:
     """A result's body: its response struct as JSON (as Litestar encodes it)."""
     return lambda result: _ENCODER.encode(struct(result))
+
+
+async def respond(
+    key: IdempotencyKey | None,
+    status: int,
+    struct: Callable[[R], msgspec.Struct],
+    write: Callable[[Once[R] | None], Awaitable[R | Answer]],
+) -> Response[Any]:
+    """A write's response: ``write`` runs with no ``Once`` when the request
+    sent no key (its result rendered as ``struct``, its client error raised
+    to http/errors.py), or once under ``key`` (the stored answer's bytes)."""
+    result = await write(None if key is None else once(key, status, encoded(struct)))
+    if isinstance(result, Answer):
+        return answer_response(result)
+    return Response(struct(result), status_code=status)
 
 
 def answer_response(answer: Answer) -> Response[Any]:

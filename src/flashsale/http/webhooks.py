@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from litestar import Controller, HttpMethod, Response, delete, get, post, route
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar import delete, get, post
+from litestar.status_codes import HTTP_201_CREATED
 
 from flashsale.domain import WebhookNotFound
+from flashsale.http.allow import Resource
 from flashsale.http.auth import require_admin
 from flashsale.http.context import services_of
 from flashsale.http.errors import InvalidRequest
@@ -29,22 +30,9 @@ _WEBHOOK_ID = re.compile(r"^[1-9][0-9]{0,18}$")
 MAX_BIGINT = 2**63 - 1
 
 
-class WebhookController(Controller):
+class WebhookController(Resource):
     path = "/api/webhooks"
     tags = ["webhooks"]  # noqa: RUF012 - Litestar declares it as an instance attribute
-
-    # Litestar 2 answers OPTIONS with the first handler's methods only (see
-    # http/coupons.py): this one sorts first and names both.
-    @route(
-        "/",
-        http_method=HttpMethod.OPTIONS,
-        status_code=HTTP_204_NO_CONTENT,
-        include_in_schema=False,
-    )
-    async def allow(self) -> Response[None]:
-        return Response(
-            None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"}
-        )
 
     @post(
         "/",

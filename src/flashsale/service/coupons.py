@@ -4,17 +4,9 @@ redeem a claim, and the health check."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
-from flashsale.claims.ports import ClaimStrategy
-from flashsale.domain import (
-    ClaimDecision,
-    IdempotencyKey,
-    ReleaseDecision,
-    ReleaseOutcome,
-    raise_for_outcome,
-    raise_for_release,
-)
+from flashsale.claims.ports import ClaimStrategy, Key
+from flashsale.domain import ClaimDecision, ReleaseDecision, ReleaseOutcome
 from flashsale.service.deadline import deadline
 from flashsale.service.ports import (
     Answer,
@@ -22,6 +14,7 @@ from flashsale.service.ports import (
     CouponChange,
     CouponState,
     CouponWriter,
+    NewCoupon,
     Once,
 )
 
@@ -43,105 +36,48 @@ class CouponService:
         self._on_event = on_event or (lambda _event, _count: None)
 
     async def create_coupon(
-        self,
-        *,
-        name: str,
-        amount: int,
-        starts_at: datetime | None = None,
-        ends_at: datetime | None = None,
-        hold_seconds: int | None = None,
-    ) -> CouponState:
+        self, coupon: NewCoupon, once: Once[CouponState] | None = None
+    ) -> CouponState | Answer:
+        """``once``: under an Idempotency-Key (CouponWriter says how)."""
         async with deadline(self.request_timeout):
-            return await self._store.create_coupon(
-                name=name,
-                amount=amount,
-                starts_at=starts_at,
-                ends_at=ends_at,
-                hold_seconds=hold_seconds,
-            )
+            return await self._store.create_coupon(coupon, once)
 
-    async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
+    async def change_coupon(
+        self, name: str, change: CouponChange, once: Once[CouponState] | None = None
+    ) -> CouponState | Answer:
         """A restock or cut, a new window, a pause or resume, a new hold."""
         async with deadline(self.request_timeout):
-            return await self._store.change_coupon(name, change)
+            return await self._store.change_coupon(name, change, once)
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimDecision:
-        """Returns once the claim is committed (with its times); raises the
-        reason otherwise."""
-        async with deadline(self.request_timeout):
-            decision = await self._claims.claim(coupon_name=coupon_name, user_id=user_id)
-        raise_for_outcome(decision.outcome, coupon_name=coupon_name, user_id=user_id)
-        return decision
-
-    async def release_claim(self, *, coupon_name: str, user_id: str) -> None:
-        """The unit is back in the stock when this returns (committed, in the
-        coupon's next claim batch); raises why not otherwise."""
-        async with deadline(self.request_timeout):
-            outcome = await self._claims.release(coupon_name=coupon_name, user_id=user_id)
-        raise_for_release(outcome, coupon_name=coupon_name, user_id=user_id)
-        self._on_event("released", 1)
-
-    async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
-        async with deadline(self.request_timeout):
-            claim = await self._store.redeem_claim(coupon_name=coupon_name, user_id=user_id)
-        self._on_event("redeemed", 1)
-        return claim
-
-    # The writes under an Idempotency-Key (CouponWriter says how they differ).
-
-    async def create_coupon_once(
-        self,
-        once: Once[CouponState],
-        *,
-        name: str,
-        amount: int,
-        starts_at: datetime | None = None,
-        ends_at: datetime | None = None,
-        hold_seconds: int | None = None,
-    ) -> Answer:
-        async with deadline(self.request_timeout):
-            return await self._store.create_coupon_once(
-                once,
-                name=name,
-                amount=amount,
-                starts_at=starts_at,
-                ends_at=ends_at,
-                hold_seconds=hold_seconds,
-            )
-
-    async def change_coupon_once(
-        self, once: Once[CouponState], name: str, change: CouponChange
-    ) -> Answer:
-        async with deadline(self.request_timeout):
-            return await self._store.change_coupon_once(once, name, change)
-
-    async def claim_once(
-        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
-    ) -> ClaimDecision:
-        """The decision stored with the key, this request's or (``replayed``)
-        an earlier one's; refusals are returned, not raised, so that a
-        replayed refusal says it is one (domain.raise_for_outcome renders them)."""
+    async def claim(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
+        """Returns once the claim is decided and committed. Refusals are
+        returned, not raised (domain.raise_for_outcome renders them), so that
+        with a key a replayed refusal says it is one: the decision is the
+        one stored with the key, this request's or (``replayed``) an earlier one's."""
         async with deadline(self.request_timeout):
             return await self._claims.claim(coupon_name=coupon_name, user_id=user_id, key=key)
 
-    async def release_claim_once(
-        self, *, coupon_name: str, user_id: str, key: IdempotencyKey
+    async def release_claim(
+        self, *, coupon_name: str, user_id: str, key: Key = None
     ) -> ReleaseDecision:
-        """As claim_once, for a release (in the coupon's claim batch)."""
+        """The unit is back in the stock when this returns RELEASED (committed,
+        in the coupon's next claim batch); as ``claim``, refusals are returned."""
         async with deadline(self.request_timeout):
-            decision = await self._claims.release_once(
-                coupon_name=coupon_name, user_id=user_id, key=key
-            )
+            decision = await self._claims.release(coupon_name=coupon_name, user_id=user_id, key=key)
         if decision.outcome is ReleaseOutcome.RELEASED and not decision.replayed:
             self._on_event("released", 1)
         return decision
 
-    async def redeem_claim_once(
-        self, once: Once[ClaimView], *, coupon_name: str, user_id: str
-    ) -> Answer:
+    async def redeem_claim(
+        self, *, coupon_name: str, user_id: str, once: Once[ClaimView] | None = None
+    ) -> ClaimView | Answer:
         async with deadline(self.request_timeout):
-            answer = await self._store.redeem_claim_once(
-                once, coupon_name=coupon_name, user_id=user_id
+            if once is None:
+                claim = await self._store.redeem_claim(coupon_name=coupon_name, user_id=user_id)
+                self._on_event("redeemed", 1)
+                return claim
+            answer = await self._store.redeem_claim(
+                coupon_name=coupon_name, user_id=user_id, once=once
             )
         self._count("redeemed", answer)
         return answer

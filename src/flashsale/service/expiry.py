@@ -10,12 +10,10 @@ With a 0.5 s interval a hold is gone within about half a second of its
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import suppress
 
-from flashsale.domain import ServiceUnavailable
+from flashsale.service.periodic import Periodic, tolerated
 from flashsale.service.ports import HoldSweeper
 
 SWEEP_SECONDS = 0.5
@@ -23,7 +21,7 @@ SWEEP_SECONDS = 0.5
 log = logging.getLogger("flashsale.expiry")
 
 
-class HoldExpirer:
+class HoldExpirer(Periodic):
     def __init__(
         self,
         sweeper: HoldSweeper,
@@ -31,34 +29,15 @@ class HoldExpirer:
         on_expired: Callable[[int], None] | None = None,  # metrics
     ) -> None:
         self._sweeper = sweeper
-        self._interval = interval
         self._on_expired = on_expired
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(self.sweep_once, interval)
         self.expired = 0  # holds this worker expired (tests, logs)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await self.sweep_once()
-            await asyncio.sleep(self._interval)
 
     async def sweep_once(self) -> int:
         """One sweep; a database that is away only delays it to the next tick."""
-        try:
+        expired = 0
+        with tolerated(log, "hold sweep"):
             expired = await self._sweeper.expire_holds()
-        except ServiceUnavailable:
-            return 0
-        except Exception as error:  # a bug must not stop expiry for good
-            log.error("hold sweep failed: %s", type(error).__name__)
-            return 0
         self.expired += expired
         if self._on_expired is not None and expired:
             self._on_expired(expired)

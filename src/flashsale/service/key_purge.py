@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 
-from flashsale.domain import ServiceUnavailable
+from flashsale.service.periodic import Periodic, tolerated
 from flashsale.service.ports import KeyPurger
 
 PURGE_SECONDS = 60.0
@@ -23,7 +22,7 @@ PURGE_BATCH = 1_000
 log = logging.getLogger("flashsale.idempotency")
 
 
-class KeyPurge:
+class KeyPurge(Periodic):
     def __init__(
         self,
         purger: KeyPurger,
@@ -33,38 +32,19 @@ class KeyPurge:
     ) -> None:
         self._purger = purger
         self._ttl = ttl
-        self._interval = interval
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await self.purge_once()
-            await asyncio.sleep(self._interval)
+        super().__init__(self.purge_once, interval)
 
     async def purge_once(self) -> int:
         """Every key past its TTL, in batches; a database away only delays it."""
         total = 0
-        try:
+        with tolerated(log, "idempotency key purge"):
             while True:
                 purged = await self._purger.purge_idempotency_keys(
                     older_than=self._ttl, limit=self._batch
                 )
                 total += purged
                 if purged < self._batch:
-                    return total
+                    break
                 await asyncio.sleep(0)  # let requests run between batches
-        except ServiceUnavailable:
-            return total
-        except Exception as error:  # a bug must not stop the purge for good
-            log.error("idempotency key purge failed: %s", type(error).__name__)
-            return total
+        return total

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 from flashsale.domain import DomainError, IdempotencyKey
 
@@ -36,6 +36,17 @@ class CouponState:
 
 CouponHeader = CouponState  # the head of a streamed read
 CouponStock = CouponState  # an item of the coupons list
+
+
+@dataclass(frozen=True, slots=True)
+class NewCoupon:
+    """A coupon to create: its name, stock, sale window and hold (None: none)."""
+
+    name: str
+    amount: int
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    hold_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,52 +173,44 @@ class Event:
 
 
 class CouponWriter(Protocol):
-    """The writes that are not claims (those go through the claim engine)."""
+    """The writes that are not claims (those go through the claim engine).
+
+    Each takes an optional ``once``: the request's idempotency key and how
+    its answer is rendered. Without it the write returns its result and
+    raises the client's error; with it the first request with the key runs
+    and stores its answer (client errors included) in the transaction of its
+    effect, and a retry gets that answer back, replayed, changing nothing:
+    IdempotencyKeyReused for another request with the key,
+    IdempotencyKeyInUse when its first request is still undecided too long."""
 
     async def ping(self) -> None: ...
 
-    async def create_coupon(
-        self,
-        *,
-        name: str,
-        amount: int,
-        starts_at: datetime | None = None,
-        ends_at: datetime | None = None,
-        hold_seconds: int | None = None,
-    ) -> CouponState:
+    @overload
+    async def create_coupon(self, coupon: NewCoupon, once: None = None) -> CouponState: ...
+    @overload
+    async def create_coupon(self, coupon: NewCoupon, once: Once[CouponState]) -> Answer:
         """CouponExists when the name is taken; InvalidCoupon when ends_at is
         not in the future by the database's clock."""
 
-    async def change_coupon(self, name: str, change: CouponChange) -> CouponState:
+    @overload
+    async def change_coupon(
+        self, name: str, change: CouponChange, once: None = None
+    ) -> CouponState: ...
+    @overload
+    async def change_coupon(
+        self, name: str, change: CouponChange, once: Once[CouponState]
+    ) -> Answer:
         """CouponNotFound, AmountBelowClaimed, InvalidCoupon."""
 
-    async def redeem_claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
+    @overload
+    async def redeem_claim(
+        self, *, coupon_name: str, user_id: str, once: None = None
+    ) -> ClaimView: ...
+    @overload
+    async def redeem_claim(
+        self, *, coupon_name: str, user_id: str, once: Once[ClaimView]
+    ) -> Answer:
         """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
-
-    # The same writes under an idempotency key: the first request with the key
-    # runs and stores its answer (client errors included) in the transaction
-    # of its effect; a retry gets that answer back, replayed, and changes
-    # nothing. IdempotencyKeyReused for another request with the key,
-    # IdempotencyKeyInUse when its first request is still undecided too long.
-
-    async def create_coupon_once(
-        self,
-        once: Once[CouponState],
-        *,
-        name: str,
-        amount: int,
-        starts_at: datetime | None = None,
-        ends_at: datetime | None = None,
-        hold_seconds: int | None = None,
-    ) -> Answer: ...
-
-    async def change_coupon_once(
-        self, once: Once[CouponState], name: str, change: CouponChange
-    ) -> Answer: ...
-
-    async def redeem_claim_once(
-        self, once: Once[ClaimView], *, coupon_name: str, user_id: str
-    ) -> Answer: ...
 
 
 class KeyPurger(Protocol):

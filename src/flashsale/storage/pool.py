@@ -79,8 +79,8 @@ async def keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:
     part (roll back an open transaction, drop listeners): nothing more.
 
     asyncpg's default also sends ``RESET ALL; UNLISTEN *; CLOSE ALL;
-    pg_advisory_unlock_all()``: one more round trip per batch, about 3% of a
-    worker's CPU in a rush. Nothing here changes session state (no SET,
+    pg_advisory_unlock_all()``: one more round trip per batch, a worker's CPU
+    spent on every batch of a rush. Nothing here changes session state (no SET,
     LISTEN, advisory lock or cursor outside a transaction; migrations and
     their advisory lock use a connection of their own), and the timeouts,
     set once per connection by ``init``, must stay. That is also

@@ -59,7 +59,7 @@ SELECT h.coupon_name, h.id, h.user_id, h.status, h.claimed_at, h.expires_at, h.r
  ORDER BY h.id DESC
  LIMIT $3;
 
--- name: claim_many
+-- name: decide_batch
 -- Decides a batch of distinct users' claims on one coupon under its row lock
 -- in one round trip, window, pause and due holds included: one row with who
 -- was granted, who held it, why the sale refused, and the releases ($3) that
@@ -69,8 +69,8 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed
   FROM claim_many($1, $2::text[], $3::text[]);
 
--- name: claim_many_keyed
--- claim_many under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and
+-- name: decide_keyed_batch
+-- decide_batch under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and
 -- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3). Each
 -- keyed arrival's decision comes back in claim_* / release_* (stored in this
 -- transaction, or replayed from an earlier one).
@@ -80,11 +80,11 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
   FROM claim_many_keyed($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[], $7,
                         $8::text[], $9::bytea[]);
 
--- name: claim_many_new_keys
--- claim_many with claim keys believed new ($4-$6: scope, keys, fingerprints,
+-- name: decide_batch_new_keys
+-- decide_batch with claim keys believed new ($4-$6: scope, keys, fingerprints,
 -- parallel to $2; the function: schema.sql). A stored or concurrently taken
 -- key raises unique_violation on idempotency_keys_pkey and the batch rolls
--- back whole: the store sends it to claim_many_keyed then.
+-- back whole: the store sends it as decide_keyed_batch then.
 SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed, claim_outcomes
   FROM claim_many_new_keys($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[]);

@@ -1,18 +1,47 @@
--- The schema as the migrations leave it today, in one place to read: what
--- migrations/0001..N build step by step, without the history. It is not
--- applied by the service (migrations are); a test builds a database from
--- this file and compares it with a migrated one, so a migration that is not
--- reflected here fails CI. Queries run at request time are in queries.sql.
+-- The schema as the migrations leave it, in one place to read: what
+-- migrations/0001..N build step by step. The service applies the migrations,
+-- never this file; a test builds a database from this file and compares it
+-- with a migrated one, so a migration not reflected here fails CI. The
+-- queries run at request time are in queries.sql.
+--
+-- Contents
+--   1. Coupons            coupons, sale_refusal, coupon_status, change_coupon
+--   2. Claims and stock   claims, claim_history, claims_take_stock,
+--                         claims_return_stock, claims_follow_expiry,
+--                         redeem_claim; a claim tied to its coupon:
+--                         claims_coupon_fkey, claims_forbid_update,
+--                         claims_fill_coupon
+--   3. Idempotency keys   idempotency_keys, take_idempotency_key,
+--                         stored_keys, unstored_arrivals, keep_claim_keys,
+--                         keep_release_keys
+--   4. The claim functions  claim_many, claim_many_keyed,
+--                         claim_many_new_keys, sold_out_batch
+--   5. Holds and sweeping expire_coupon_holds, expire_holds, coupon_state,
+--                         live_claims
+--   6. Events             events, coupons_number_creation,
+--                         coupons_record_creation, coupons_record_change,
+--                         claims_record_redeems
+--   7. Webhooks           webhooks, webhook_streams, queue_webhook_events,
+--                         lease_webhook_deliveries, webhook_delivered
+--   8. Sessions           service_timeouts, apply_service_timeouts,
+--                         reset_role_timeouts, store_service_timeouts
+--
+-- Lock order, everywhere: a coupon's row first (FOR UPDATE), then its claim
+-- rows, then idempotency key rows in key order; webhook streams are locked
+-- on their own, never with a coupon's.
 
--- Tables --------------------------------------------------------------
+-- =========================================================================
+-- 1. Coupons
+-- =========================================================================
 
--- Coupons and their claims. The invariants live here, not only in code:
+-- A coupon: its name, stock and sale window. The invariants live here,
+-- not only in code:
 --   * stock is bounded: 0 <= remaining_amount <= amount (CHECKs below);
 --   * one claim per user per coupon (primary key of claims);
 --   * amount - remaining_amount = number of claims (held or redeemed; a hold
 --     past expiry keeps its row and unit until deleted), because only the
---     statement-level triggers below move the stock, by exactly the number
---     of claim rows each statement inserted or deleted.
+--     statement-level triggers of section 2 move the stock, by exactly the
+--     number of claim rows each statement inserted or deleted.
 CREATE TABLE coupons (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name             text        NOT NULL,
@@ -33,7 +62,7 @@ CREATE TABLE coupons (
     -- claim path otherwise, whatever plan the statistics would give one.
     holds_due_at     timestamptz,
     -- The number and the feed xid of the coupon's last event (events.seq,
-    -- events.xid; 0009): moved by the same UPDATE of this row that moves the
+    -- events.xid): moved by the same UPDATE of this row that moves the
     -- stock, under its row lock.
     event_seq        bigint      NOT NULL DEFAULT 0,
     event_xid        xid8,
@@ -53,6 +82,86 @@ CREATE TABLE coupons (
 -- the update non-HOT (PostgreSQL's heap-only tuples need every indexed column
 -- unchanged), and the hot coupon's row is updated by every claim batch; the
 -- sweeper reads the coupons table whole instead (one row per coupon).
+
+-- Why a claim at p_at is refused, whoever asks: NULL when the sale is open.
+-- ended wins over paused, paused over not started (the coupon's status order).
+CREATE FUNCTION sale_refusal(p_starts timestamptz, p_ends timestamptz, p_active boolean,
+                             p_at timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+               WHEN p_ends <= p_at THEN 'sale_ended'
+               WHEN NOT p_active THEN 'paused'
+               WHEN p_starts > p_at THEN 'not_started'
+           END
+$$;
+
+-- The status a client sees: scheduled, active, paused, sold_out or ended.
+CREATE FUNCTION coupon_status(p_starts timestamptz, p_ends timestamptz, p_active boolean,
+                              p_remaining integer, p_at timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE sale_refusal(p_starts, p_ends, p_active, p_at)
+               WHEN 'sale_ended' THEN 'ended'
+               WHEN 'paused' THEN 'paused'
+               WHEN 'not_started' THEN 'scheduled'
+               ELSE CASE WHEN p_remaining = 0 THEN 'sold_out' ELSE 'active' END
+           END
+$$;
+
+-- change_coupon (PATCH /api/coupons/{name}): changes one coupon.
+-- In:  p_name; p_amount, the new total (NULL keeps it); p_active (NULL keeps
+--      it); for each of starts_at, ends_at and hold_seconds, whether to set
+--      it and the value (NULL clears it).
+-- Out: 'ok', 'coupon_not_found', 'ends_in_past' or 'amount_below_claimed'.
+-- Locks: the coupon's row; a cut below the live claims first deletes the
+--      coupon's due holds (they are not live claims). remaining_amount moves
+--      by the amount's difference, and the CHECKs guard the rest.
+-- Triggers: coupons_record_change (a coupon_changed event), and
+--      claims_return_stock for the due holds deleted.
+CREATE FUNCTION change_coupon(p_name text, p_amount integer,
+                              p_set_starts boolean, p_starts timestamptz,
+                              p_set_ends boolean, p_ends timestamptz,
+                              p_active boolean,
+                              p_set_hold boolean, p_hold integer)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    v_live integer;
+BEGIN
+    SELECT c.id, c.amount - c.remaining_amount INTO v_id, v_live
+      FROM coupons AS c WHERE c.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'coupon_not_found';
+    END IF;
+    IF p_set_ends AND p_ends <= clock_timestamp() THEN
+        RETURN 'ends_in_past';
+    END IF;
+    IF p_amount < v_live THEN
+        v_live := v_live - expire_coupon_holds(v_id, clock_timestamp());
+        IF p_amount < v_live THEN
+            RETURN 'amount_below_claimed';
+        END IF;
+    END IF;
+    UPDATE coupons AS c
+       SET amount = coalesce(p_amount, c.amount),
+           remaining_amount = c.remaining_amount + coalesce(p_amount, c.amount) - c.amount,
+           starts_at = CASE WHEN p_set_starts THEN p_starts ELSE c.starts_at END,
+           ends_at = CASE WHEN p_set_ends THEN p_ends ELSE c.ends_at END,
+           active = coalesce(p_active, c.active),
+           hold_seconds = CASE WHEN p_set_hold THEN p_hold ELSE c.hold_seconds END
+     WHERE c.id = v_id;
+    RETURN 'ok';
+END
+$$;
+
+-- =========================================================================
+-- 2. Claims and stock
+-- =========================================================================
+--
+-- A claim is a row of claims; the stock counter follows the table, whatever
+-- writes it.
 
 CREATE TABLE claims (
     -- Claim order: identities are handed out in insertion order.
@@ -78,13 +187,16 @@ CREATE TABLE claims (
 
 -- Claimers of one coupon in claim order, without a sort.
 CREATE UNIQUE INDEX claims_coupon_order_idx ON claims (coupon_id, id);
+
 -- One coupon's unredeemed holds, soonest expiry first: the due-hold deletes
 -- and the recomputation of coupons.holds_due_at (one index entry per hold).
 CREATE INDEX claims_coupon_holds_idx ON claims (coupon_id, expires_at)
     WHERE redeemed_at IS NULL AND expires_at IS NOT NULL;
+
 -- How many claims of a coupon are redeemed, without visiting the others.
 CREATE INDEX claims_coupon_redeemed_idx ON claims (coupon_id)
     WHERE redeemed_at IS NOT NULL;
+
 -- A user's claims across coupons, newest first (keyset on the claim id).
 CREATE INDEX claims_user_order_idx ON claims (user_id, id);
 
@@ -108,34 +220,8 @@ CREATE TABLE claim_history (
     -- A claim ends once: two sweepers can never both return its unit.
     CONSTRAINT claim_history_claim_key UNIQUE (claim_id)
 );
+
 CREATE INDEX claim_history_coupon_idx ON claim_history (coupon_id, id);
-
--- The events feed (0009): every change of a coupon or of its claims, written
--- by the triggers below in the same transaction as the change. seq is the
--- coupon's own gapless number (coupons.event_seq, advanced under the
--- coupon's row lock, so in commit order); xid the global feed's order: the
--- writer's transaction id, raised to the coupon's previous event's
--- (coupons.event_xid) so that one coupon's never go down (the reasons are in
--- migrations/0009_events.sql; why the feed never skips: queries.sql events_page).
-CREATE TABLE events (
-    id          bigint      GENERATED ALWAYS AS IDENTITY,
-    xid         xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    coupon_id   bigint      NOT NULL,
-    coupon_name text        NOT NULL,
-    seq         bigint      NOT NULL,
-    type        text        NOT NULL,
-    user_id     text,
-    at          timestamptz NOT NULL,
-    data        jsonb       NOT NULL DEFAULT '{}',
-    -- No foreign key: events outlive their coupon (like claim_history).
-    CONSTRAINT events_pkey PRIMARY KEY (coupon_id, seq),
-    CONSTRAINT events_type CHECK (type IN ('coupon_created', 'coupon_changed', 'claimed',
-                                           'released', 'expired', 'redeemed'))
-);
--- The global feed's keyset. Only these two indexes: every claim writes a row.
-CREATE UNIQUE INDEX events_feed_idx ON events (xid, id);
-
--- Stock follows claims ---------------------------------------------------
 
 -- The stock counter follows the claims table, whoever writes it (the claim
 -- engine, an operator fixing data by hand, a cascade from a deleted coupon).
@@ -235,120 +321,37 @@ CREATE TRIGGER claims_follow_expiry
     REFERENCING NEW TABLE AS new_claims
     FOR EACH STATEMENT EXECUTE FUNCTION claims_follow_expiry();
 
--- Redemptions: the rows whose redeemed_at went from NULL to a time (claims
--- are matched on their primary key, which claims_forbid_update keeps fixed).
-CREATE FUNCTION claims_record_redeems() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    WITH r AS (
-        SELECT k.id, k.coupon_id, k.coupon_name, k.user_id, k.redeemed_at
-          FROM new_claims AS k
-          JOIN old_claims AS o ON o.coupon_id = k.coupon_id AND o.user_id = k.user_id
-         WHERE o.redeemed_at IS NULL AND k.redeemed_at IS NOT NULL
-    ), counts AS (
-        SELECT coupon_id, count(*) AS redeemed FROM r GROUP BY coupon_id
-    ), moved AS (
-        UPDATE coupons AS c
-           SET event_seq = c.event_seq + counts.redeemed,
-               event_xid = greatest(c.event_xid, pg_current_xact_id())
-          FROM counts
-         WHERE c.id = counts.coupon_id
-        RETURNING c.id, c.event_seq - counts.redeemed AS base, c.event_xid AS xid
-    )
-    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
-    SELECT m.xid, r.coupon_id, r.coupon_name,
-           m.base + row_number() OVER (PARTITION BY r.coupon_id ORDER BY r.id),
-           'redeemed', r.user_id, r.redeemed_at
-      FROM r
-      JOIN moved AS m ON m.id = r.coupon_id;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER claims_record_redeems
-    AFTER UPDATE ON claims
-    REFERENCING OLD TABLE AS old_claims NEW TABLE AS new_claims
-    FOR EACH STATEMENT EXECUTE FUNCTION claims_record_redeems();
-
--- A new coupon's first event. The row's event_seq is 1 (the BEFORE trigger)
--- whatever an INSERT says, so the next event is 2; its event_xid is the
--- creator's, so no later event of the coupon sorts before its creation.
-CREATE FUNCTION coupons_number_creation() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.event_seq := 1;
-    NEW.event_xid := pg_current_xact_id();
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER coupons_number_creation
-    BEFORE INSERT ON coupons
-    FOR EACH ROW EXECUTE FUNCTION coupons_number_creation();
-
-CREATE FUNCTION coupons_record_creation() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
-    SELECT n.event_xid, n.id, n.name, n.event_seq, 'coupon_created', n.created_at,
-           jsonb_build_object('amount', n.amount, 'remaining_amount', n.remaining_amount,
-                              'starts_at', n.starts_at, 'ends_at', n.ends_at,
-                              'active', n.active, 'hold_seconds', n.hold_seconds)
-      FROM new_coupons AS n;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER coupons_record_creation
-    AFTER INSERT ON coupons
-    REFERENCING NEW TABLE AS new_coupons
-    FOR EACH STATEMENT EXECUTE FUNCTION coupons_record_creation();
-
--- A change of what an admin sets (restock, window, pause and resume, holds),
--- with the changed fields in data; a restock also says the new remaining
--- amount. The WHEN keeps it off the claim path: claim batches and sweeps
--- move only remaining_amount, holds_due_at and event_seq. The row is locked
--- and at its final version when a BEFORE ROW trigger runs; if the UPDATE
--- then fails a CHECK, the statement and this event roll back together.
-CREATE FUNCTION coupons_record_change() RETURNS trigger
+-- redeem_claim (POST .../redeem): the live hold becomes redeemed (it never
+-- expires then).
+-- In:  p_name, p_user. Out: 'ok', 'coupon_not_found', 'claim_not_found' or
+--      'already_redeemed'.
+-- Locks: the coupon's row, then the claim's. An UPDATE that waited for a
+--      sweeper or a release finds the row gone and redeems nothing: exactly
+--      one of them wins.
+-- Triggers: claims_record_redeems (a redeemed event), claims_follow_expiry.
+CREATE FUNCTION redeem_claim(p_name text, p_user text)
+RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_data jsonb := '{}';
+    v_id bigint;
 BEGIN
-    IF NEW.amount IS DISTINCT FROM OLD.amount THEN
-        v_data := v_data || jsonb_build_object('amount', NEW.amount,
-                                               'remaining_amount', NEW.remaining_amount);
+    SELECT c.id INTO v_id FROM coupons AS c WHERE c.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'coupon_not_found';
     END IF;
-    IF NEW.starts_at IS DISTINCT FROM OLD.starts_at THEN
-        v_data := v_data || jsonb_build_object('starts_at', NEW.starts_at);
+    UPDATE claims AS h SET redeemed_at = clock_timestamp()
+     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NULL
+       AND (h.expires_at IS NULL OR h.expires_at > clock_timestamp());
+    IF FOUND THEN
+        RETURN 'ok';
     END IF;
-    IF NEW.ends_at IS DISTINCT FROM OLD.ends_at THEN
-        v_data := v_data || jsonb_build_object('ends_at', NEW.ends_at);
-    END IF;
-    IF NEW.active IS DISTINCT FROM OLD.active THEN
-        v_data := v_data || jsonb_build_object('active', NEW.active);
-    END IF;
-    IF NEW.hold_seconds IS DISTINCT FROM OLD.hold_seconds THEN
-        v_data := v_data || jsonb_build_object('hold_seconds', NEW.hold_seconds);
-    END IF;
-    NEW.event_seq := NEW.event_seq + 1;
-    NEW.event_xid := greatest(NEW.event_xid, pg_current_xact_id());
-    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
-    VALUES (NEW.event_xid, NEW.id, NEW.name, NEW.event_seq, 'coupon_changed',
-            clock_timestamp(), v_data);
-    RETURN NEW;
+    PERFORM 1 FROM claims AS h
+     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NOT NULL;
+    RETURN CASE WHEN FOUND THEN 'already_redeemed' ELSE 'claim_not_found' END;
 END
 $$;
 
-CREATE TRIGGER coupons_record_change
-    BEFORE UPDATE ON coupons
-    FOR EACH ROW
-    WHEN (NEW.amount IS DISTINCT FROM OLD.amount
-          OR NEW.starts_at IS DISTINCT FROM OLD.starts_at
-          OR NEW.ends_at IS DISTINCT FROM OLD.ends_at
-          OR NEW.active IS DISTINCT FROM OLD.active
-          OR NEW.hold_seconds IS DISTINCT FROM OLD.hold_seconds)
-    EXECUTE FUNCTION coupons_record_change();
+-- A claim tied to its coupon -----------------------------------------------
 
 -- Moving a claim to another coupon or user would dodge the stock triggers.
 -- A claim's coupon_name follows its coupon's through claims_coupon_fkey's
@@ -396,124 +399,226 @@ CREATE TRIGGER claims_fill_coupon
     BEFORE INSERT ON claims
     FOR EACH ROW WHEN (NEW.coupon_id IS NULL) EXECUTE FUNCTION claims_fill_coupon();
 
--- Why a claim at p_at is refused, whoever asks: NULL when the sale is open.
--- ended wins over paused, paused over not started (the coupon's status order).
-CREATE FUNCTION sale_refusal(p_starts timestamptz, p_ends timestamptz, p_active boolean,
-                             p_at timestamptz)
-RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-               WHEN p_ends <= p_at THEN 'sale_ended'
-               WHEN NOT p_active THEN 'paused'
-               WHEN p_starts > p_at THEN 'not_started'
-           END
-$$;
+-- =========================================================================
+-- 3. Idempotency keys
+-- =========================================================================
+--
+-- Before the claim functions: the keyed ones declare variables of its row
+-- type, which PostgreSQL resolves when it creates them.
 
-CREATE FUNCTION coupon_status(p_starts timestamptz, p_ends timestamptz, p_active boolean,
-                              p_remaining integer, p_at timestamptz)
-RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE sale_refusal(p_starts, p_ends, p_active, p_at)
-               WHEN 'sale_ended' THEN 'ended'
-               WHEN 'paused' THEN 'paused'
-               WHEN 'not_started' THEN 'scheduled'
-               ELSE CASE WHEN p_remaining = 0 THEN 'sold_out' ELSE 'active' END
-           END
-$$;
+-- A keyed request's answer, written in the transaction of its effect (see
+-- migrations/0011_idempotency.sql for the two shapes of answer and the scope).
+CREATE TABLE idempotency_keys (
+    scope       text        NOT NULL,
+    key         text        NOT NULL,
+    fingerprint bytea       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    status      smallint,
+    body        bytea,
+    outcome     text,
+    claimed_at  timestamptz,
+    expires_at  timestamptz,
+    PRIMARY KEY (scope, key),
+    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 255)
+);
 
--- Deletes coupon p_coupon_id's unredeemed holds due at p_at, recorded as
--- expired; their units go back through claims_return_stock. Callers hold the
--- coupon's row lock, so deletes of one coupon's claims always lock the coupon
--- first, then claims (no deadlock between sweepers, claims and releases).
-CREATE FUNCTION expire_coupon_holds(p_coupon_id bigint, p_at timestamptz)
-RETURNS integer
+-- The purge walks the oldest keys first, a small batch at a time.
+CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
+
+-- Takes key p_key of p_scope for this transaction, or returns what an
+-- earlier request stored under it. The INSERT's unique check waits while
+-- another transaction has inserted the same key and not yet finished
+-- (PostgreSQL's speculative insertion waits for the inserting transaction):
+-- a concurrent retry so waits for the first attempt's outcome, bounded by
+-- lock_timeout. If that attempt commits, ON CONFLICT DO NOTHING inserts
+-- nothing and the SELECT, a later statement with a fresh snapshot in READ
+-- COMMITTED, sees its committed row; if it rolls back, this INSERT goes
+-- through and the retry runs. fresh is true when the key was taken.
+CREATE FUNCTION take_idempotency_key(p_scope text, p_key text, p_fingerprint bytea)
+RETURNS TABLE (fresh boolean, fingerprint bytea, status smallint, body bytea)
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_count integer;
+#variable_conflict use_column
 BEGIN
-    PERFORM set_config('flashsale.end_reason', 'expired', true);
-    DELETE FROM claims AS h
-     WHERE h.coupon_id = p_coupon_id AND h.redeemed_at IS NULL
-       AND h.expires_at IS NOT NULL AND h.expires_at <= p_at;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    PERFORM set_config('flashsale.end_reason', '', true);
-    UPDATE coupons AS c
-       SET holds_due_at = (SELECT h.expires_at FROM claims AS h
-                            WHERE h.coupon_id = p_coupon_id AND h.redeemed_at IS NULL
-                              AND h.expires_at IS NOT NULL
-                            ORDER BY h.expires_at LIMIT 1)
-     WHERE c.id = p_coupon_id;
-    RETURN v_count;
+    INSERT INTO idempotency_keys (scope, key, fingerprint)
+    VALUES (p_scope, p_key, p_fingerprint)
+    ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        RETURN QUERY SELECT true, NULL::bytea, NULL::smallint, NULL::bytea;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT false, k.fingerprint, k.status, k.body
+          FROM idempotency_keys AS k
+         WHERE k.scope = p_scope AND k.key = p_key;
 END
 $$;
 
--- The sweeper's one statement (every worker of every instance runs it every
--- ~0.5 s): up to p_coupons coupons with due holds, each taken with
--- FOR UPDATE SKIP LOCKED. A coupon another sweeper holds is being swept; one
--- a claim batch holds is swept by a batch (claim_many, within a second). The
--- DELETE re-checks its rows after any lock wait, so a hold redeemed meanwhile
--- stays, and a hold already deleted is not deleted again: each unit comes
--- back once (claim_history_claim_key would refuse a second ending anyway).
-CREATE FUNCTION expire_holds(p_coupons integer)
-RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_coupon bigint;
-    v_total integer := 0;
+-- The rows of p_scope stored under p_keys (NULLs ignored), an index probe
+-- per key of idempotency_keys_pkey. Written as a lateral lookup by the whole
+-- primary key, not as "scope = $1 AND key = ANY ($2)": PostgreSQL costs an
+-- array of N keys as N index descents, so with statistics from when the
+-- table was small (autovacuum analyzes it a minute or more later, and a
+-- cached generic plan keeps them) the planner preferred one descent on scope
+-- with key = ANY as a filter over every key of the scope. An equality on
+-- every column of a unique index is at most one row whatever the statistics
+-- say, so each probe stays one descent; LIMIT 1
+-- keeps the planner from flattening the lateral subquery into a join it
+-- could again plan as a hash join over the scope.
+CREATE FUNCTION stored_keys(p_scope text, p_keys text[])
+RETURNS idempotency_keys[]
+LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    FOR v_coupon IN
-        SELECT c.id FROM coupons AS c
-         WHERE c.holds_due_at <= now()
-         ORDER BY c.holds_due_at
-         LIMIT p_coupons
-         FOR UPDATE SKIP LOCKED
-    LOOP
-        v_total := v_total + expire_coupon_holds(v_coupon, clock_timestamp());
-    END LOOP;
-    RETURN v_total;
+    IF coalesce(cardinality(array_remove(p_keys, NULL)), 0) = 0 THEN
+        RETURN '{}';
+    END IF;
+    RETURN ARRAY(SELECT k
+                   FROM unnest(p_keys) AS u(key),
+                        LATERAL (SELECT * FROM idempotency_keys AS i
+                                  WHERE i.scope = p_scope AND i.key = u.key
+                                  LIMIT 1) AS k);
 END
 $$;
 
--- Coupons as clients see them: a hold past its expiry is gone even before
--- the sweep deletes it (its unit counts as remaining), and the status is
--- decided by PostgreSQL's clock.
-CREATE VIEW coupon_state AS
-SELECT c.id, c.name, c.amount,
-       c.remaining_amount + due.holds AS remaining_amount,
-       coupon_status(c.starts_at, c.ends_at, c.active, c.remaining_amount + due.holds, now())
-           AS status,
-       c.starts_at, c.ends_at, c.hold_seconds, c.active,
-       (SELECT count(*)::integer FROM claims AS r
-         WHERE r.coupon_id = c.id AND r.redeemed_at IS NOT NULL) AS redeemed
-  FROM coupons AS c
- CROSS JOIN LATERAL (SELECT count(*)::integer AS holds FROM claims AS d
-                      WHERE c.holds_due_at <= now()
-                        AND d.coupon_id = c.id AND d.redeemed_at IS NULL
-                        AND d.expires_at IS NOT NULL AND d.expires_at <= now()) AS due;
+-- p_users without the arrivals whose key is in p_stored, in order.
+CREATE FUNCTION unstored_arrivals(p_users text[], p_keys text[], p_stored idempotency_keys[])
+RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_stored text[];
+BEGIN
+    IF cardinality(p_stored) = 0 THEN
+        RETURN p_users;
+    END IF;
+    v_stored := ARRAY(SELECT s.key FROM unnest(p_stored) AS s);
+    RETURN ARRAY(SELECT u.user_id
+                   FROM unnest(p_users, p_keys) WITH ORDINALITY AS u(user_id, key, ord)
+                  WHERE u.key IS NULL OR u.key <> ALL (v_stored)
+                  ORDER BY u.ord);
+END
+$$;
 
--- Claims as clients see them: held (not yet expired) or redeemed.
-CREATE VIEW live_claims AS
-SELECT h.id, h.coupon_id, h.coupon_name, h.user_id, h.claimed_at, h.expires_at, h.redeemed_at,
-       CASE WHEN h.redeemed_at IS NULL THEN 'held' ELSE 'redeemed' END AS status
-  FROM claims AS h
- WHERE h.redeemed_at IS NOT NULL OR h.expires_at IS NULL OR h.expires_at > now();
+-- Stores each fresh claim key with its decision and returns every arrival's
+-- decision in the order of p_users (NULL where an arrival has no key), read
+-- as the store reads claim_many's answer: granted; else a holder (every
+-- ungranted user when the stock covered the batch: p_holders is NULL then);
+-- else why the sale refused, or sold_out. fresh counts the keys inserted.
+-- The joins are to the batch's own arrays (hash or nested loop over a few
+-- hundred values), never to the table.
+CREATE FUNCTION keep_claim_keys(p_scope text, p_users text[], p_keys text[], p_prints bytea[],
+                                p_stored idempotency_keys[], r_coupon_id bigint,
+                                r_claimed text[], r_holders text[], r_refusal text,
+                                r_claimed_at timestamptz, r_expires_at timestamptz)
+RETURNS TABLE (fresh bigint, outcomes text[], replayed boolean[],
+               claimed_ats timestamptz[], expires_ats timestamptz[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH arrival AS (
+        SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
+               CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
+                        THEN 'idempotency_key_reused'
+                    WHEN s.key IS NOT NULL THEN s.outcome
+                    WHEN r_coupon_id IS NULL THEN 'not_found'
+                    WHEN g.user_id IS NOT NULL THEN 'claimed'
+                    WHEN r_holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
+                    ELSE coalesce(r_refusal, 'sold_out') END AS outcome,
+               CASE WHEN s.key IS NOT NULL THEN s.claimed_at
+                    WHEN g.user_id IS NOT NULL THEN r_claimed_at END AS claimed_at,
+               CASE WHEN s.key IS NOT NULL THEN s.expires_at
+                    WHEN g.user_id IS NOT NULL THEN r_expires_at END AS expires_at
+          FROM unnest(p_users, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
+          LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
+          LEFT JOIN unnest(r_claimed) AS g(user_id) ON g.user_id = u.user_id
+          LEFT JOIN unnest(r_holders) AS h(user_id) ON h.user_id = u.user_id
+    ), inserted AS (
+        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
+        SELECT p_scope, a.key, a.print, a.outcome, a.claimed_at, a.expires_at
+          FROM arrival AS a
+         WHERE a.key IS NOT NULL AND NOT a.replayed
+         ORDER BY a.key
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted),
+           array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord),
+           array_agg(a.replayed ORDER BY a.ord),
+           array_agg(a.claimed_at ORDER BY a.ord),
+           array_agg(a.expires_at ORDER BY a.ord)
+      FROM arrival AS a;
+END
+$$;
 
--- The claim path's functions -----------------------------------------------
+-- keep_claim_keys for releases: released, already_redeemed, claim_not_found.
+CREATE FUNCTION keep_release_keys(p_scope text, p_releases text[], p_keys text[],
+                                  p_prints bytea[], p_stored idempotency_keys[],
+                                  r_coupon_id bigint, r_released text[], r_redeemed text[])
+RETURNS TABLE (fresh bigint, outcomes text[], replayed boolean[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH arrival AS (
+        SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
+               CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
+                        THEN 'idempotency_key_reused'
+                    WHEN s.key IS NOT NULL THEN s.outcome
+                    WHEN r_coupon_id IS NULL THEN 'not_found'
+                    WHEN d.user_id IS NOT NULL THEN 'released'
+                    WHEN x.user_id IS NOT NULL THEN 'already_redeemed'
+                    ELSE 'claim_not_found' END AS outcome
+          FROM unnest(p_releases, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
+          LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
+          LEFT JOIN unnest(r_released) AS d(user_id) ON d.user_id = u.user_id
+          LEFT JOIN unnest(r_redeemed) AS x(user_id) ON x.user_id = u.user_id
+    ), inserted AS (
+        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome)
+        SELECT p_scope, a.key, a.print, a.outcome
+          FROM arrival AS a
+         WHERE a.key IS NOT NULL AND NOT a.replayed
+         ORDER BY a.key
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted),
+           array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord),
+           array_agg(a.replayed ORDER BY a.ord)
+      FROM arrival AS a;
+END
+$$;
 
--- claim_many, now with the sale's rules. After the coupon's row lock (its
--- own statement, as before, so later statements see every batch we waited
--- for) the decision's time is clock_timestamp(): a batch that waited for the
--- lock past ends_at, or behind a pause that committed meanwhile, is refused.
--- Due holds of the coupon are deleted (stock back, holders free to claim
--- again) when the batch needs their units or users, or once the first is a
--- second overdue; until then a due hold is not live for any decision here.
--- Releases (p_releases, the claim engine queues them in the coupon's claim
--- lane) come next: their live holds are deleted, recorded as released, and
--- their units join the stock this batch grants; released and redeemed say
--- which went back and which could not (redeemed), any other held nothing.
--- Returns the refusal (sale_ended, paused, not_started) when the sale is
--- closed, with the holders among p_users so they still hear already_claimed;
--- claimed_at and expires_at of the granted claims.
+-- =========================================================================
+-- 4. The claim functions
+-- =========================================================================
+--
+-- One batch of a coupon's claims (and the releases that ride with it) is one
+-- call of one of these, in one transaction: claim_many without keys,
+-- claim_many_new_keys or claim_many_keyed with them (both wrap claim_many, the
+-- one decider); sold_out_batch answers lock-free once a coupon sold out.
+
+-- claim_many: decides one batch of a coupon's claims and releases.
+-- In:  p_coupon_name; p_users, distinct users claiming, in arrival order;
+--      p_releases, users whose live hold goes back.
+-- Out: one row: coupon_id (NULL: no such coupon); remaining after the batch;
+--      claimed, the users granted a claim; holders, the users of p_users who
+--      hold the coupon (NULL when the stock covered every user: whoever the
+--      primary key refused holds it); refusal (sale_ended, paused,
+--      not_started; NULL while the sale is open); claimed_at and expires_at
+--      of the granted claims; released (the holds given back) and redeemed
+--      (the releases refused because the claim is redeemed).
+-- Locks: the coupon's row FOR UPDATE, in a statement of its own (so later
+--      statements see every batch it waited for); then the claim rows it
+--      deletes (releases, due holds) and inserts.
+-- Decides at clock_timestamp() taken after the lock: a batch that waited
+--      past ends_at, or behind a pause that committed meanwhile, is refused.
+--      Due holds are deleted (expire_coupon_holds) when the batch needs
+--      their units or users, or once the first is a second overdue; until
+--      then a due hold is not live for any decision here. Releases come
+--      before claims, whatever the sale's state: their units go to this
+--      batch's claims. A closed sale still reports its holders, so they hear
+--      already_claimed.
+-- Triggers: claims_return_stock (releases, due holds), claims_take_stock
+--      (granted claims).
 CREATE FUNCTION claim_many(p_coupon_name text, p_users text[], p_releases text[] DEFAULT '{}')
 RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
                refusal text, claimed_at timestamptz, expires_at timestamptz,
@@ -625,11 +730,162 @@ BEGIN
 END
 $$;
 
--- sold_out_batch, with holds and the sale's rules: the stock it reports
--- counts due holds as returned (so a hint never outlives an expiry, swept or
--- not), holders are live holders only, and the refusal is decided as
--- claim_many decides it (so the sold-out lane answers what the claim lane
--- would: paused wins over sold_out).
+-- claim_many_keyed: claim_many for a batch with Idempotency-Keys.
+-- In:  claim_many's, then the claims' key scope, keys and fingerprints
+--      (p_claim_keys and p_claim_prints parallel to p_users, NULL where an
+--      arrival has none) and the releases' (parallel to p_releases).
+-- Out: claim_many's row, then each keyed arrival's decision as stored with
+--      its key (claim_outcomes, claim_replayed, claim_claimed_ats,
+--      claim_expires_ats; release_outcomes, release_replayed), NULL where
+--      an arrival has no key. A key's decision is its user's: the engine
+--      sends a keyed user once per batch.
+-- Locks: the coupon's row first, then claim_many's (the same row again, then
+--      claims), then the key rows it inserts, in key order (so two batches
+--      never deadlock on keys).
+-- Raises FSK01 (the batch rolls back whole) when a request for another
+--      coupon committed one of these keys meanwhile; the store sends the
+--      batch again, and step 2 then finds the key (a 422 for that arrival).
+-- Triggers: claim_many's.
+-- A wrapper, so that claim_many stays the one decider and batches without
+-- keys pay nothing for keys. Step by step:
+-- 1. The coupon's row lock first: batches of one coupon run in turn, so the
+--    keys an earlier batch stored are committed and visible to the read in
+--    2 (READ COMMITTED: each statement sees what committed before it began).
+--    A retry of a claim still being decided by another worker's batch so
+--    waits for that batch, for free, and then replays its outcome.
+-- 2. Arrivals whose key is stored (stored_keys: one primary-key probe per
+--    key) leave the batch (a replay changes nothing).
+-- 3. claim_many decides the rest.
+-- 4. One INSERT ... SELECT from unnest per kind (keep_claim_keys,
+--    keep_release_keys, skipped for a kind without keys) stores each fresh
+--    key with its decision, computed from claim_many's answer and returned
+--    as inserted, never read back, in this transaction: a key exists exactly
+--    when its decision committed. Only a request for another coupon (so with
+--    another fingerprint) can hold one of these keys meanwhile; the INSERT
+--    waits for it (the unique index's check waits for the inserting
+--    transaction) and raises FSK01 if it committed.
+CREATE FUNCTION claim_many_keyed(p_coupon_name text, p_users text[], p_releases text[],
+                                 p_claim_scope text, p_claim_keys text[],
+                                 p_claim_prints bytea[], p_release_scope text,
+                                 p_release_keys text[], p_release_prints bytea[])
+RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
+               refusal text, claimed_at timestamptz, expires_at timestamptz,
+               released text[], redeemed text[],
+               claim_outcomes text[], claim_replayed boolean[],
+               claim_claimed_ats timestamptz[], claim_expires_ats timestamptz[],
+               release_outcomes text[], release_replayed boolean[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_claim_stored idempotency_keys[];
+    v_release_stored idempotency_keys[];
+    v_keys integer := coalesce(cardinality(array_remove(p_claim_keys, NULL)), 0);
+    v_release_keys integer := coalesce(cardinality(array_remove(p_release_keys, NULL)), 0);
+    r record;
+    v_fresh bigint := 0;
+    v_released_fresh bigint := 0;
+    v_outcomes text[];
+    v_replayed boolean[];
+    v_claimed_ats timestamptz[];
+    v_expires_ats timestamptz[];
+    v_release_outcomes text[];
+    v_release_replayed boolean[];
+BEGIN
+    PERFORM 1 FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
+    v_claim_stored := stored_keys(p_claim_scope, p_claim_keys);
+    v_release_stored := stored_keys(p_release_scope, p_release_keys);
+    SELECT * INTO r
+      FROM claim_many(p_coupon_name,
+                      unstored_arrivals(p_users, p_claim_keys, v_claim_stored),
+                      unstored_arrivals(p_releases, p_release_keys, v_release_stored));
+    IF v_keys > 0 THEN
+        SELECT * INTO v_fresh, v_outcomes, v_replayed, v_claimed_ats, v_expires_ats
+          FROM keep_claim_keys(p_claim_scope, p_users, p_claim_keys, p_claim_prints,
+                               v_claim_stored, r.coupon_id, r.claimed, r.holders, r.refusal,
+                               r.claimed_at, r.expires_at);
+    END IF;
+    IF v_release_keys > 0 THEN
+        SELECT * INTO v_released_fresh, v_release_outcomes, v_release_replayed
+          FROM keep_release_keys(p_release_scope, p_releases, p_release_keys,
+                                 p_release_prints, v_release_stored, r.coupon_id,
+                                 r.released, r.redeemed);
+    END IF;
+    IF v_fresh + v_released_fresh + cardinality(v_claim_stored)
+       + cardinality(v_release_stored) < v_keys + v_release_keys THEN
+        RAISE EXCEPTION 'an idempotency key of this batch was taken by another request'
+            USING ERRCODE = 'FSK01';
+    END IF;
+    RETURN QUERY
+        SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
+               r.expires_at, r.released, r.redeemed, v_outcomes, v_replayed, v_claimed_ats,
+               v_expires_ats, v_release_outcomes, v_release_replayed;
+END
+$$;
+
+-- claim_many_new_keys: claim_many for a batch whose claim keys are all
+-- believed new (no release key).
+-- In:  claim_many's, then the claims' key scope, keys and fingerprints
+--      (parallel to p_users, NULL where an arrival has none).
+-- Out: claim_many's row and claim_outcomes, each keyed arrival's decision.
+-- Locks: claim_many's, then the key rows it inserts, in key order.
+-- Fails with unique_violation on idempotency_keys_pkey, and the whole batch
+--      rolls back, when a key is stored or inserted by another transaction
+--      that commits; the store then sends the batch to claim_many_keyed,
+--      whose probe replays it. Skipping the probe and ON CONFLICT is what
+--      this saves (migrations/0014_fresh_keys_first.sql measures it).
+-- Triggers: claim_many's.
+CREATE FUNCTION claim_many_new_keys(p_coupon_name text, p_users text[], p_releases text[],
+                                    p_scope text, p_keys text[], p_prints bytea[])
+RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
+               refusal text, claimed_at timestamptz, expires_at timestamptz,
+               released text[], redeemed text[], claim_outcomes text[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    v_outcomes text[];
+BEGIN
+    SELECT * INTO r FROM claim_many(p_coupon_name, p_users, p_releases);
+    -- Read as the store reads claim_many's answer (keep_claim_keys, 0013):
+    -- granted; else a holder (every ungranted user when the stock covered
+    -- the batch: holders is NULL then); else why the sale refused, or sold_out.
+    WITH arrival AS (
+        SELECT u.ord, u.key, u.print,
+               CASE WHEN r.coupon_id IS NULL THEN 'not_found'
+                    WHEN g.user_id IS NOT NULL THEN 'claimed'
+                    WHEN r.holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
+                    ELSE coalesce(r.refusal, 'sold_out') END AS outcome
+          FROM unnest(p_users, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
+          LEFT JOIN unnest(r.claimed) AS g(user_id) ON g.user_id = u.user_id
+          LEFT JOIN unnest(r.holders) AS h(user_id) ON h.user_id = u.user_id
+    ), stored AS (
+        -- Runs to completion although nothing reads it (PostgreSQL executes
+        -- a data-modifying WITH exactly once, whatever the main query reads).
+        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
+        SELECT p_scope, a.key, a.print, a.outcome,
+               CASE WHEN a.outcome = 'claimed' THEN r.claimed_at END,
+               CASE WHEN a.outcome = 'claimed' THEN r.expires_at END
+          FROM arrival AS a
+         WHERE a.key IS NOT NULL
+         ORDER BY a.key
+    )
+    SELECT array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord)
+      INTO v_outcomes
+      FROM arrival AS a;
+    RETURN QUERY
+        SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
+               r.expires_at, r.released, r.redeemed, v_outcomes;
+END
+$$;
+
+-- sold_out_batch: the sold-out lane's answers for a coupon believed sold out.
+-- In:  p_coupon_name, p_users.
+-- Out: a row per arrival: holds (the user has a live claim), with the
+--      coupon's id, its stock counting due holds as returned (so a sold-out
+--      hint never outlives an expiry, swept or not) and the refusal decided
+--      as claim_many decides it (so this lane answers what the claim lane
+--      would: paused wins over sold_out).
+-- Locks: none: a plain snapshot read. Triggers: none.
 CREATE FUNCTION sold_out_batch(p_coupon_name text, p_users text[])
 RETURNS TABLE (arrival integer, holds boolean, coupon_id bigint, remaining integer,
                refusal text)
@@ -657,174 +913,253 @@ LANGUAGE sql STABLE AS $$
      ORDER BY u.ord
 $$;
 
--- PATCH /api/coupons/{name}: one coupon changed under its row lock. Returns
--- 'ok', 'coupon_not_found', 'ends_in_past' or 'amount_below_claimed'. A cut
--- first deletes due holds (they are not live claims); remaining_amount moves
--- by the amount's difference, and the CHECKs guard the rest.
-CREATE FUNCTION change_coupon(p_name text, p_amount integer,
-                              p_set_starts boolean, p_starts timestamptz,
-                              p_set_ends boolean, p_ends timestamptz,
-                              p_active boolean,
-                              p_set_hold boolean, p_hold integer)
-RETURNS text
+-- =========================================================================
+-- 5. Holds and sweeping
+-- =========================================================================
+--
+-- A hold is a claim with expires_at. Past it, unless redeemed, the claim is
+-- not live: the views below already treat it as gone, and the sweeper or the
+-- claim path deletes it, returning its unit.
+
+-- expire_coupon_holds: deletes coupon p_coupon_id's unredeemed holds due at
+-- p_at, recorded as expired, and sets coupons.holds_due_at exactly.
+-- Out: how many it deleted.
+-- Locks: callers hold the coupon's row lock, so deletes of one coupon's
+--      claims always lock the coupon first, then claims (no deadlock between
+--      sweepers, claims and releases).
+-- Triggers: claims_return_stock (the units go back).
+CREATE FUNCTION expire_coupon_holds(p_coupon_id bigint, p_at timestamptz)
+RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
-    v_live integer;
+    v_count integer;
 BEGIN
-    SELECT c.id, c.amount - c.remaining_amount INTO v_id, v_live
-      FROM coupons AS c WHERE c.name = p_name FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN 'coupon_not_found';
-    END IF;
-    IF p_set_ends AND p_ends <= clock_timestamp() THEN
-        RETURN 'ends_in_past';
-    END IF;
-    IF p_amount < v_live THEN
-        v_live := v_live - expire_coupon_holds(v_id, clock_timestamp());
-        IF p_amount < v_live THEN
-            RETURN 'amount_below_claimed';
-        END IF;
-    END IF;
+    PERFORM set_config('flashsale.end_reason', 'expired', true);
+    DELETE FROM claims AS h
+     WHERE h.coupon_id = p_coupon_id AND h.redeemed_at IS NULL
+       AND h.expires_at IS NOT NULL AND h.expires_at <= p_at;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM set_config('flashsale.end_reason', '', true);
     UPDATE coupons AS c
-       SET amount = coalesce(p_amount, c.amount),
-           remaining_amount = c.remaining_amount + coalesce(p_amount, c.amount) - c.amount,
-           starts_at = CASE WHEN p_set_starts THEN p_starts ELSE c.starts_at END,
-           ends_at = CASE WHEN p_set_ends THEN p_ends ELSE c.ends_at END,
-           active = coalesce(p_active, c.active),
-           hold_seconds = CASE WHEN p_set_hold THEN p_hold ELSE c.hold_seconds END
-     WHERE c.id = v_id;
-    RETURN 'ok';
+       SET holds_due_at = (SELECT h.expires_at FROM claims AS h
+                            WHERE h.coupon_id = p_coupon_id AND h.redeemed_at IS NULL
+                              AND h.expires_at IS NOT NULL
+                            ORDER BY h.expires_at LIMIT 1)
+     WHERE c.id = p_coupon_id;
+    RETURN v_count;
 END
 $$;
 
--- POST .../redeem: the live hold becomes redeemed (it never expires then).
--- An UPDATE that waited for a sweeper or a release finds the row gone and
--- redeems nothing: exactly one of them wins. Returns 'ok', 'coupon_not_found',
--- 'claim_not_found' or 'already_redeemed'.
-CREATE FUNCTION redeem_claim(p_name text, p_user text)
-RETURNS text
+-- expire_holds: the sweeper's one statement (every worker of every
+-- instance runs it on a timer).
+-- In:  p_coupons, the most coupons one call sweeps. Out: holds expired.
+-- Locks: up to p_coupons coupons with due holds, each FOR UPDATE SKIP LOCKED,
+--      then their due holds (expire_coupon_holds). A coupon another sweeper
+--      holds is being swept; one a claim batch holds is swept by a batch
+--      (claim_many, within a second). The DELETE re-checks its rows after any
+--      lock wait, so a hold redeemed meanwhile stays, and a hold already
+--      deleted is not deleted again: each unit comes back once
+--      (claim_history_claim_key would refuse a second ending anyway).
+-- Triggers: claims_return_stock.
+CREATE FUNCTION expire_holds(p_coupons integer)
+RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
+    v_coupon bigint;
+    v_total integer := 0;
 BEGIN
-    SELECT c.id INTO v_id FROM coupons AS c WHERE c.name = p_name FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN 'coupon_not_found';
-    END IF;
-    UPDATE claims AS h SET redeemed_at = clock_timestamp()
-     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NULL
-       AND (h.expires_at IS NULL OR h.expires_at > clock_timestamp());
-    IF FOUND THEN
-        RETURN 'ok';
-    END IF;
-    PERFORM 1 FROM claims AS h
-     WHERE h.coupon_id = v_id AND h.user_id = p_user AND h.redeemed_at IS NOT NULL;
-    RETURN CASE WHEN FOUND THEN 'already_redeemed' ELSE 'claim_not_found' END;
+    FOR v_coupon IN
+        SELECT c.id FROM coupons AS c
+         WHERE c.holds_due_at <= now()
+         ORDER BY c.holds_due_at
+         LIMIT p_coupons
+         FOR UPDATE SKIP LOCKED
+    LOOP
+        v_total := v_total + expire_coupon_holds(v_coupon, clock_timestamp());
+    END LOOP;
+    RETURN v_total;
 END
 $$;
 
--- The service's timeouts, its own sessions' (0016) ----------------------------
+-- Coupons as clients see them: a hold past its expiry is gone even before
+-- the sweep deletes it (its unit counts as remaining), and the status is
+-- decided by PostgreSQL's clock.
+CREATE VIEW coupon_state AS
+SELECT c.id, c.name, c.amount,
+       c.remaining_amount + due.holds AS remaining_amount,
+       coupon_status(c.starts_at, c.ends_at, c.active, c.remaining_amount + due.holds, now())
+           AS status,
+       c.starts_at, c.ends_at, c.hold_seconds, c.active,
+       (SELECT count(*)::integer FROM claims AS r
+         WHERE r.coupon_id = c.id AND r.redeemed_at IS NOT NULL) AS redeemed
+  FROM coupons AS c
+ CROSS JOIN LATERAL (SELECT count(*)::integer AS holds FROM claims AS d
+                      WHERE c.holds_due_at <= now()
+                        AND d.coupon_id = c.id AND d.redeemed_at IS NULL
+                        AND d.expires_at IS NOT NULL AND d.expires_at <= now()) AS due;
 
--- statement_timeout, lock_timeout and idle_in_transaction_session_timeout
--- as the service configures them, for its sessions only: each pool applies
--- them to every connection it opens, and PgBouncer to every server
--- connection it opens (connect_query = apply_service_timeouts()). Not the
--- role's defaults (as 0005 had them): an operator's session as the same role
--- keeps PostgreSQL's. docs/database.md has the design.
-CREATE TABLE service_timeouts (
-    -- One row: the values of the last instance that started.
-    singleton                  boolean PRIMARY KEY DEFAULT true,
-    statement_timeout_ms       integer NOT NULL,
-    lock_timeout_ms            integer NOT NULL,
-    idle_in_transaction_ms     integer NOT NULL,
-    stored_at                  timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT service_timeouts_one_row CHECK (singleton),
-    CONSTRAINT service_timeouts_not_negative CHECK (
-        statement_timeout_ms >= 0 AND lock_timeout_ms >= 0 AND idle_in_transaction_ms >= 0)
+-- Claims as clients see them: held (not yet expired) or redeemed.
+CREATE VIEW live_claims AS
+SELECT h.id, h.coupon_id, h.coupon_name, h.user_id, h.claimed_at, h.expires_at, h.redeemed_at,
+       CASE WHEN h.redeemed_at IS NULL THEN 'held' ELSE 'redeemed' END AS status
+  FROM claims AS h
+ WHERE h.redeemed_at IS NOT NULL OR h.expires_at IS NULL OR h.expires_at > now();
+
+-- =========================================================================
+-- 6. Events
+-- =========================================================================
+
+-- The events feed: every change of a coupon or of its claims, written by
+-- triggers in the same transaction as the change. seq is the coupon's own
+-- gapless number (coupons.event_seq, advanced under the coupon's row lock,
+-- so in commit order); xid the global feed's order: the writer's
+-- transaction id, raised to the coupon's previous event's (coupons.event_xid)
+-- so that one coupon's never go down (the reasons are in
+-- migrations/0009_events.sql; why the feed never skips: queries.sql
+-- events_page). Written by claims_take_stock (claimed), claims_return_stock
+-- (released, expired) and the triggers below.
+CREATE TABLE events (
+    id          bigint      GENERATED ALWAYS AS IDENTITY,
+    xid         xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    coupon_id   bigint      NOT NULL,
+    coupon_name text        NOT NULL,
+    seq         bigint      NOT NULL,
+    type        text        NOT NULL,
+    user_id     text,
+    at          timestamptz NOT NULL,
+    data        jsonb       NOT NULL DEFAULT '{}',
+    -- No foreign key: events outlive their coupon (like claim_history).
+    CONSTRAINT events_pkey PRIMARY KEY (coupon_id, seq),
+    CONSTRAINT events_type CHECK (type IN ('coupon_created', 'coupon_changed', 'claimed',
+                                           'released', 'expired', 'redeemed'))
 );
 
--- This session takes the stored timeouts (session-level: they outlive the
--- transaction, as PgBouncer's connect_query needs); nothing when none are
--- stored yet.
-CREATE FUNCTION apply_service_timeouts() RETURNS void
+-- The global feed's keyset. Only these two indexes: every claim writes a row.
+CREATE UNIQUE INDEX events_feed_idx ON events (xid, id);
+
+-- A new coupon's first event. The row's event_seq is 1 (the BEFORE trigger)
+-- whatever an INSERT says, so the next event is 2; its event_xid is the
+-- creator's, so no later event of the coupon sorts before its creation.
+CREATE FUNCTION coupons_number_creation() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.event_seq := 1;
+    NEW.event_xid := pg_current_xact_id();
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER coupons_number_creation
+    BEFORE INSERT ON coupons
+    FOR EACH ROW EXECUTE FUNCTION coupons_number_creation();
+
+CREATE FUNCTION coupons_record_creation() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
+    SELECT n.event_xid, n.id, n.name, n.event_seq, 'coupon_created', n.created_at,
+           jsonb_build_object('amount', n.amount, 'remaining_amount', n.remaining_amount,
+                              'starts_at', n.starts_at, 'ends_at', n.ends_at,
+                              'active', n.active, 'hold_seconds', n.hold_seconds)
+      FROM new_coupons AS n;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER coupons_record_creation
+    AFTER INSERT ON coupons
+    REFERENCING NEW TABLE AS new_coupons
+    FOR EACH STATEMENT EXECUTE FUNCTION coupons_record_creation();
+
+-- A change of what an admin sets (restock, window, pause and resume, holds),
+-- with the changed fields in data; a restock also says the new remaining
+-- amount. The WHEN keeps it off the claim path: claim batches and sweeps
+-- move only remaining_amount, holds_due_at and event_seq. The row is locked
+-- and at its final version when a BEFORE ROW trigger runs; if the UPDATE
+-- then fails a CHECK, the statement and this event roll back together.
+CREATE FUNCTION coupons_record_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    t service_timeouts%ROWTYPE;
+    v_data jsonb := '{}';
 BEGIN
-    SELECT * INTO t FROM service_timeouts;
-    IF FOUND THEN
-        PERFORM set_config('statement_timeout', t.statement_timeout_ms::text, false);
-        PERFORM set_config('lock_timeout', t.lock_timeout_ms::text, false);
-        PERFORM set_config('idle_in_transaction_session_timeout',
-                           t.idle_in_transaction_ms::text, false);
+    IF NEW.amount IS DISTINCT FROM OLD.amount THEN
+        v_data := v_data || jsonb_build_object('amount', NEW.amount,
+                                               'remaining_amount', NEW.remaining_amount);
     END IF;
+    IF NEW.starts_at IS DISTINCT FROM OLD.starts_at THEN
+        v_data := v_data || jsonb_build_object('starts_at', NEW.starts_at);
+    END IF;
+    IF NEW.ends_at IS DISTINCT FROM OLD.ends_at THEN
+        v_data := v_data || jsonb_build_object('ends_at', NEW.ends_at);
+    END IF;
+    IF NEW.active IS DISTINCT FROM OLD.active THEN
+        v_data := v_data || jsonb_build_object('active', NEW.active);
+    END IF;
+    IF NEW.hold_seconds IS DISTINCT FROM OLD.hold_seconds THEN
+        v_data := v_data || jsonb_build_object('hold_seconds', NEW.hold_seconds);
+    END IF;
+    NEW.event_seq := NEW.event_seq + 1;
+    NEW.event_xid := greatest(NEW.event_xid, pg_current_xact_id());
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
+    VALUES (NEW.event_xid, NEW.id, NEW.name, NEW.event_seq, 'coupon_changed',
+            clock_timestamp(), v_data);
+    RETURN NEW;
 END
 $$;
 
--- The role's own settings that 0005 stored, reset (only those three, and
--- only in this database).
-CREATE FUNCTION reset_role_timeouts() RETURNS void
+CREATE TRIGGER coupons_record_change
+    BEFORE UPDATE ON coupons
+    FOR EACH ROW
+    WHEN (NEW.amount IS DISTINCT FROM OLD.amount
+          OR NEW.starts_at IS DISTINCT FROM OLD.starts_at
+          OR NEW.ends_at IS DISTINCT FROM OLD.ends_at
+          OR NEW.active IS DISTINCT FROM OLD.active
+          OR NEW.hold_seconds IS DISTINCT FROM OLD.hold_seconds)
+    EXECUTE FUNCTION coupons_record_change();
+
+-- Redemptions: the rows whose redeemed_at went from NULL to a time (claims
+-- are matched on their primary key, which claims_forbid_update keeps fixed).
+CREATE FUNCTION claims_record_redeems() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1
-                 FROM pg_db_role_setting AS s, unnest(s.setconfig) AS setting
-                WHERE s.setdatabase = (SELECT oid FROM pg_database
-                                        WHERE datname = current_database())
-                  AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-                  AND split_part(setting, '=', 1) IN
-                      ('idle_in_transaction_session_timeout', 'lock_timeout',
-                       'statement_timeout')) THEN
-        -- Instances upgrading together would update the same
-        -- pg_db_role_setting row at once ("tuple concurrently updated").
-        PERFORM pg_advisory_xact_lock(x'666C617374'::bigint);  -- "flast"
-        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET statement_timeout',
-                       current_user, current_database());
-        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET lock_timeout',
-                       current_user, current_database());
-        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET idle_in_transaction_session_timeout',
-                       current_user, current_database());
-    END IF;
+    WITH r AS (
+        SELECT k.id, k.coupon_id, k.coupon_name, k.user_id, k.redeemed_at
+          FROM new_claims AS k
+          JOIN old_claims AS o ON o.coupon_id = k.coupon_id AND o.user_id = k.user_id
+         WHERE o.redeemed_at IS NULL AND k.redeemed_at IS NOT NULL
+    ), counts AS (
+        SELECT coupon_id, count(*) AS redeemed FROM r GROUP BY coupon_id
+    ), moved AS (
+        UPDATE coupons AS c
+           SET event_seq = c.event_seq + counts.redeemed,
+               event_xid = greatest(c.event_xid, pg_current_xact_id())
+          FROM counts
+         WHERE c.id = counts.coupon_id
+        RETURNING c.id, c.event_seq - counts.redeemed AS base, c.event_xid AS xid
+    )
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
+    SELECT m.xid, r.coupon_id, r.coupon_name,
+           m.base + row_number() OVER (PARTITION BY r.coupon_id ORDER BY r.id),
+           'redeemed', r.user_id, r.redeemed_at
+      FROM r
+      JOIN moved AS m ON m.id = r.coupon_id;
+    RETURN NULL;
 END
 $$;
 
--- Start-up: the configured values (ms) stored and taken by this session;
--- the caller's 0005 role defaults reset. Returns whether the stored values
--- changed.
-CREATE FUNCTION store_service_timeouts(
-    p_statement_timeout_ms integer,
-    p_lock_timeout_ms integer,
-    p_idle_in_transaction_timeout_ms integer
-) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_changed boolean;
-BEGIN
-    PERFORM reset_role_timeouts();
-    INSERT INTO service_timeouts AS t (statement_timeout_ms, lock_timeout_ms,
-                                       idle_in_transaction_ms)
-    VALUES (p_statement_timeout_ms, p_lock_timeout_ms, p_idle_in_transaction_timeout_ms)
-    ON CONFLICT (singleton) DO UPDATE
-       SET statement_timeout_ms = excluded.statement_timeout_ms,
-           lock_timeout_ms = excluded.lock_timeout_ms,
-           idle_in_transaction_ms = excluded.idle_in_transaction_ms,
-           stored_at = now()
-     WHERE (t.statement_timeout_ms, t.lock_timeout_ms, t.idle_in_transaction_ms)
-           IS DISTINCT FROM (excluded.statement_timeout_ms, excluded.lock_timeout_ms,
-                             excluded.idle_in_transaction_ms);
-    v_changed := FOUND;
-    PERFORM apply_service_timeouts();
-    RETURN v_changed;
-END
-$$;
+CREATE TRIGGER claims_record_redeems
+    AFTER UPDATE ON claims
+    REFERENCING OLD TABLE AS old_claims NEW TABLE AS new_claims
+    FOR EACH STATEMENT EXECUTE FUNCTION claims_record_redeems();
 
--- Webhooks (0010) ------------------------------------------------------
+-- =========================================================================
+-- 7. Webhooks
+-- =========================================================================
 
--- Endpoints and their delivery state: one stream per (endpoint, coupon)
--- saying how far the endpoint got in the coupon's events. The events table is
--- the queue; deliverers lease streams in short statements and never hold a
--- transaction open during a POST (migrations/0010_webhooks.sql says why).
-
+-- An endpoint and its delivery state: one stream per (endpoint, coupon)
+-- saying how far the endpoint got in the coupon's events. The events table
+-- is the queue; deliverers lease streams in short statements and never hold
+-- a transaction open during a POST (migrations/0010_webhooks.sql says why).
 CREATE TABLE webhooks (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     url             text        NOT NULL,
@@ -859,6 +1194,7 @@ CREATE TABLE webhook_streams (
     delivered_at    timestamptz,
     PRIMARY KEY (webhook_id, coupon_id)
 );
+
 -- The streams with work, by when they are due (a predicate on two columns is
 -- a valid partial index; caught-up streams leave it).
 CREATE INDEX webhook_streams_due_idx ON webhook_streams (next_attempt_at)
@@ -1015,321 +1351,98 @@ BEGIN
 END
 $$;
 
--- Idempotency keys (0011) ----------------------------------------------
+-- =========================================================================
+-- 8. Sessions
+-- =========================================================================
 
--- A keyed request's answer, written in the transaction of its effect (see
--- migrations/0011_idempotency.sql for the two shapes of answer and the scope).
-CREATE TABLE idempotency_keys (
-    scope       text        NOT NULL,
-    key         text        NOT NULL,
-    fingerprint bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    status      smallint,
-    body        bytea,
-    outcome     text,
-    claimed_at  timestamptz,
-    expires_at  timestamptz,
-    PRIMARY KEY (scope, key),
-    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 255)
+-- statement_timeout, lock_timeout and idle_in_transaction_session_timeout
+-- as the service configures them, for its sessions only (0016): each pool
+-- applies them to every connection it opens, and PgBouncer to every server
+-- connection it opens (connect_query = apply_service_timeouts()). Not the
+-- role's defaults (as 0005 had them): an operator's session as the same role
+-- keeps PostgreSQL's. docs/database.md has the design.
+CREATE TABLE service_timeouts (
+    -- One row: the values of the last instance that started.
+    singleton                  boolean PRIMARY KEY DEFAULT true,
+    statement_timeout_ms       integer NOT NULL,
+    lock_timeout_ms            integer NOT NULL,
+    idle_in_transaction_ms     integer NOT NULL,
+    stored_at                  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT service_timeouts_one_row CHECK (singleton),
+    CONSTRAINT service_timeouts_not_negative CHECK (
+        statement_timeout_ms >= 0 AND lock_timeout_ms >= 0 AND idle_in_transaction_ms >= 0)
 );
 
--- The purge walks the oldest keys first, a small batch at a time.
-CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
-
--- Takes key p_key of p_scope for this transaction, or returns what an
--- earlier request stored under it. The INSERT's unique check waits while
--- another transaction has inserted the same key and not yet finished
--- (PostgreSQL's speculative insertion waits for the inserting transaction):
--- a concurrent retry so waits for the first attempt's outcome, bounded by
--- lock_timeout. If that attempt commits, ON CONFLICT DO NOTHING inserts
--- nothing and the SELECT, a later statement with a fresh snapshot in READ
--- COMMITTED, sees its committed row; if it rolls back, this INSERT goes
--- through and the retry runs. fresh is true when the key was taken.
-CREATE FUNCTION take_idempotency_key(p_scope text, p_key text, p_fingerprint bytea)
-RETURNS TABLE (fresh boolean, fingerprint bytea, status smallint, body bytea)
+-- This session takes the stored timeouts (session-level: they outlive the
+-- transaction, as PgBouncer's connect_query needs); nothing when none are
+-- stored yet.
+CREATE FUNCTION apply_service_timeouts() RETURNS void
 LANGUAGE plpgsql AS $$
-#variable_conflict use_column
+DECLARE
+    t service_timeouts%ROWTYPE;
 BEGIN
-    INSERT INTO idempotency_keys (scope, key, fingerprint)
-    VALUES (p_scope, p_key, p_fingerprint)
-    ON CONFLICT DO NOTHING;
+    SELECT * INTO t FROM service_timeouts;
     IF FOUND THEN
-        RETURN QUERY SELECT true, NULL::bytea, NULL::smallint, NULL::bytea;
-        RETURN;
+        PERFORM set_config('statement_timeout', t.statement_timeout_ms::text, false);
+        PERFORM set_config('lock_timeout', t.lock_timeout_ms::text, false);
+        PERFORM set_config('idle_in_transaction_session_timeout',
+                           t.idle_in_transaction_ms::text, false);
     END IF;
-    RETURN QUERY
-        SELECT false, k.fingerprint, k.status, k.body
-          FROM idempotency_keys AS k
-         WHERE k.scope = p_scope AND k.key = p_key;
 END
 $$;
 
--- The rows of p_scope stored under p_keys (NULLs ignored), an index probe
--- per key of idempotency_keys_pkey. Written as a lateral lookup by the whole
--- primary key, not as "scope = $1 AND key = ANY ($2)": PostgreSQL costs an
--- array of N keys as N index descents, so with statistics from when the
--- table was small (autovacuum analyzes it a minute or more later, and a
--- cached generic plan keeps them) the planner preferred one descent on scope
--- with key = ANY as a filter over every key of the scope, as 0011's join
--- did. An equality on every column of a unique index is at most one row
--- whatever the statistics say, so each probe stays one descent; LIMIT 1
--- keeps the planner from flattening the lateral subquery into a join it
--- could again plan as a hash join over the scope.
-CREATE FUNCTION stored_keys(p_scope text, p_keys text[])
-RETURNS idempotency_keys[]
-LANGUAGE plpgsql STABLE AS $$
+-- The role's own settings that 0005 stored, reset (only those three, and
+-- only in this database).
+CREATE FUNCTION reset_role_timeouts() RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
-    IF coalesce(cardinality(array_remove(p_keys, NULL)), 0) = 0 THEN
-        RETURN '{}';
+    IF EXISTS (SELECT 1
+                 FROM pg_db_role_setting AS s, unnest(s.setconfig) AS setting
+                WHERE s.setdatabase = (SELECT oid FROM pg_database
+                                        WHERE datname = current_database())
+                  AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                  AND split_part(setting, '=', 1) IN
+                      ('idle_in_transaction_session_timeout', 'lock_timeout',
+                       'statement_timeout')) THEN
+        -- Instances upgrading together would update the same
+        -- pg_db_role_setting row at once ("tuple concurrently updated").
+        PERFORM pg_advisory_xact_lock(x'666C617374'::bigint);  -- "flast"
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET statement_timeout',
+                       current_user, current_database());
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET lock_timeout',
+                       current_user, current_database());
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET idle_in_transaction_session_timeout',
+                       current_user, current_database());
     END IF;
-    RETURN ARRAY(SELECT k
-                   FROM unnest(p_keys) AS u(key),
-                        LATERAL (SELECT * FROM idempotency_keys AS i
-                                  WHERE i.scope = p_scope AND i.key = u.key
-                                  LIMIT 1) AS k);
 END
 $$;
 
--- p_users without the arrivals whose key is in p_stored, in order.
-CREATE FUNCTION unstored_arrivals(p_users text[], p_keys text[], p_stored idempotency_keys[])
-RETURNS text[]
-LANGUAGE plpgsql IMMUTABLE AS $$
+-- Start-up: the configured values (ms) stored and taken by this session;
+-- the caller's 0005 role defaults reset. Returns whether the stored values
+-- changed.
+CREATE FUNCTION store_service_timeouts(
+    p_statement_timeout_ms integer,
+    p_lock_timeout_ms integer,
+    p_idle_in_transaction_timeout_ms integer
+) RETURNS boolean
+LANGUAGE plpgsql AS $$
 DECLARE
-    v_stored text[];
+    v_changed boolean;
 BEGIN
-    IF cardinality(p_stored) = 0 THEN
-        RETURN p_users;
-    END IF;
-    v_stored := ARRAY(SELECT s.key FROM unnest(p_stored) AS s);
-    RETURN ARRAY(SELECT u.user_id
-                   FROM unnest(p_users, p_keys) WITH ORDINALITY AS u(user_id, key, ord)
-                  WHERE u.key IS NULL OR u.key <> ALL (v_stored)
-                  ORDER BY u.ord);
-END
-$$;
-
--- Stores each fresh claim key with its decision and returns every arrival's
--- decision in the order of p_users (NULL where an arrival has no key), read
--- as the store reads claim_many's answer: granted; else a holder (every
--- ungranted user when the stock covered the batch: p_holders is NULL then);
--- else why the sale refused, or sold_out. fresh counts the keys inserted.
--- The joins are to the batch's own arrays (hash or nested loop over a few
--- hundred values), never to the table.
-CREATE FUNCTION keep_claim_keys(p_scope text, p_users text[], p_keys text[], p_prints bytea[],
-                                p_stored idempotency_keys[], r_coupon_id bigint,
-                                r_claimed text[], r_holders text[], r_refusal text,
-                                r_claimed_at timestamptz, r_expires_at timestamptz)
-RETURNS TABLE (fresh bigint, outcomes text[], replayed boolean[],
-               claimed_ats timestamptz[], expires_ats timestamptz[])
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-BEGIN
-    RETURN QUERY
-    WITH arrival AS (
-        SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
-               CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
-                        THEN 'idempotency_key_reused'
-                    WHEN s.key IS NOT NULL THEN s.outcome
-                    WHEN r_coupon_id IS NULL THEN 'not_found'
-                    WHEN g.user_id IS NOT NULL THEN 'claimed'
-                    WHEN r_holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
-                    ELSE coalesce(r_refusal, 'sold_out') END AS outcome,
-               CASE WHEN s.key IS NOT NULL THEN s.claimed_at
-                    WHEN g.user_id IS NOT NULL THEN r_claimed_at END AS claimed_at,
-               CASE WHEN s.key IS NOT NULL THEN s.expires_at
-                    WHEN g.user_id IS NOT NULL THEN r_expires_at END AS expires_at
-          FROM unnest(p_users, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
-          LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
-          LEFT JOIN unnest(r_claimed) AS g(user_id) ON g.user_id = u.user_id
-          LEFT JOIN unnest(r_holders) AS h(user_id) ON h.user_id = u.user_id
-    ), inserted AS (
-        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
-        SELECT p_scope, a.key, a.print, a.outcome, a.claimed_at, a.expires_at
-          FROM arrival AS a
-         WHERE a.key IS NOT NULL AND NOT a.replayed
-         ORDER BY a.key
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM inserted),
-           array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord),
-           array_agg(a.replayed ORDER BY a.ord),
-           array_agg(a.claimed_at ORDER BY a.ord),
-           array_agg(a.expires_at ORDER BY a.ord)
-      FROM arrival AS a;
-END
-$$;
-
--- keep_claim_keys for releases: released, already_redeemed, claim_not_found.
-CREATE FUNCTION keep_release_keys(p_scope text, p_releases text[], p_keys text[],
-                                  p_prints bytea[], p_stored idempotency_keys[],
-                                  r_coupon_id bigint, r_released text[], r_redeemed text[])
-RETURNS TABLE (fresh bigint, outcomes text[], replayed boolean[])
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-BEGIN
-    RETURN QUERY
-    WITH arrival AS (
-        SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
-               CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
-                        THEN 'idempotency_key_reused'
-                    WHEN s.key IS NOT NULL THEN s.outcome
-                    WHEN r_coupon_id IS NULL THEN 'not_found'
-                    WHEN d.user_id IS NOT NULL THEN 'released'
-                    WHEN x.user_id IS NOT NULL THEN 'already_redeemed'
-                    ELSE 'claim_not_found' END AS outcome
-          FROM unnest(p_releases, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
-          LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
-          LEFT JOIN unnest(r_released) AS d(user_id) ON d.user_id = u.user_id
-          LEFT JOIN unnest(r_redeemed) AS x(user_id) ON x.user_id = u.user_id
-    ), inserted AS (
-        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome)
-        SELECT p_scope, a.key, a.print, a.outcome
-          FROM arrival AS a
-         WHERE a.key IS NOT NULL AND NOT a.replayed
-         ORDER BY a.key
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM inserted),
-           array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord),
-           array_agg(a.replayed ORDER BY a.ord)
-      FROM arrival AS a;
-END
-$$;
-
--- claim_many with Idempotency-Keys: keys for claims (p_claim_keys and
--- p_claim_prints parallel to p_users, NULL where an arrival has none) and for
--- releases (parallel to p_releases). A wrapper, so that claim_many itself
--- (0008, and whatever later migrations make it write) stays the one decider:
--- batches without keys call claim_many directly and pay nothing for keys.
--- The engine sends a keyed user once per batch (a keyed user has no other
--- arrival of its kind in the batch), so a key's decision is its user's.
---
--- 1. The coupon's row lock first: batches of one coupon run in turn, so the
---    keys an earlier batch stored are committed and visible to the read in
---    2 (READ COMMITTED: each statement sees what committed before it began).
---    A retry of a claim still being decided by another worker's batch so
---    waits for that batch, for free, and then replays its outcome.
--- 2. Arrivals whose key is stored (stored_keys: one primary-key probe per
---    key) leave the batch (a replay changes nothing).
--- 3. claim_many decides the rest; it locks the row again (free: this
---    transaction holds it).
--- 4. One INSERT ... SELECT from unnest per kind (keep_claim_keys,
---    keep_release_keys, skipped for a kind without keys) stores each fresh
---    key with its decision, computed from claim_many's answer and returned
---    as inserted, never read back, in this transaction: a key exists exactly when its
---    decision committed. Only a request for another coupon (so with another
---    fingerprint) can hold one of these keys meanwhile; the INSERT waits for
---    it (the unique index's check waits for the inserting transaction), and
---    if it committed, this batch raises 'FSK01' and rolls back whole; the
---    store sends it again, and then step 2 finds the key (a 422 for that
---    arrival). Inserting in key order keeps two such batches from deadlocking.
-CREATE FUNCTION claim_many_keyed(p_coupon_name text, p_users text[], p_releases text[],
-                                 p_claim_scope text, p_claim_keys text[],
-                                 p_claim_prints bytea[], p_release_scope text,
-                                 p_release_keys text[], p_release_prints bytea[])
-RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
-               refusal text, claimed_at timestamptz, expires_at timestamptz,
-               released text[], redeemed text[],
-               claim_outcomes text[], claim_replayed boolean[],
-               claim_claimed_ats timestamptz[], claim_expires_ats timestamptz[],
-               release_outcomes text[], release_replayed boolean[])
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    v_claim_stored idempotency_keys[];
-    v_release_stored idempotency_keys[];
-    v_keys integer := coalesce(cardinality(array_remove(p_claim_keys, NULL)), 0);
-    v_release_keys integer := coalesce(cardinality(array_remove(p_release_keys, NULL)), 0);
-    r record;
-    v_fresh bigint := 0;
-    v_released_fresh bigint := 0;
-    v_outcomes text[];
-    v_replayed boolean[];
-    v_claimed_ats timestamptz[];
-    v_expires_ats timestamptz[];
-    v_release_outcomes text[];
-    v_release_replayed boolean[];
-BEGIN
-    PERFORM 1 FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
-    v_claim_stored := stored_keys(p_claim_scope, p_claim_keys);
-    v_release_stored := stored_keys(p_release_scope, p_release_keys);
-    SELECT * INTO r
-      FROM claim_many(p_coupon_name,
-                      unstored_arrivals(p_users, p_claim_keys, v_claim_stored),
-                      unstored_arrivals(p_releases, p_release_keys, v_release_stored));
-    IF v_keys > 0 THEN
-        SELECT * INTO v_fresh, v_outcomes, v_replayed, v_claimed_ats, v_expires_ats
-          FROM keep_claim_keys(p_claim_scope, p_users, p_claim_keys, p_claim_prints,
-                               v_claim_stored, r.coupon_id, r.claimed, r.holders, r.refusal,
-                               r.claimed_at, r.expires_at);
-    END IF;
-    IF v_release_keys > 0 THEN
-        SELECT * INTO v_released_fresh, v_release_outcomes, v_release_replayed
-          FROM keep_release_keys(p_release_scope, p_releases, p_release_keys,
-                                 p_release_prints, v_release_stored, r.coupon_id,
-                                 r.released, r.redeemed);
-    END IF;
-    IF v_fresh + v_released_fresh + cardinality(v_claim_stored)
-       + cardinality(v_release_stored) < v_keys + v_release_keys THEN
-        RAISE EXCEPTION 'an idempotency key of this batch was taken by another request'
-            USING ERRCODE = 'FSK01';
-    END IF;
-    RETURN QUERY
-        SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
-               r.expires_at, r.released, r.redeemed, v_outcomes, v_replayed, v_claimed_ats,
-               v_expires_ats, v_release_outcomes, v_release_replayed;
-END
-$$;
-
--- The optimistic keyed batch (0014): claims whose keys are all believed new.
--- claim_many decides, then a plain INSERT stores each key with its decision
--- in key order; a key already stored, or inserted by another transaction
--- that commits, fails idempotency_keys_pkey's unique check and rolls the
--- whole batch back, and the store sends it to claim_many_keyed, whose probe
--- replays it. The probe and ON CONFLICT cost a third of a keyed claim's
--- database time (migrations/0014_fresh_keys_first.sql).
-CREATE FUNCTION claim_many_new_keys(p_coupon_name text, p_users text[], p_releases text[],
-                                    p_scope text, p_keys text[], p_prints bytea[])
-RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
-               refusal text, claimed_at timestamptz, expires_at timestamptz,
-               released text[], redeemed text[], claim_outcomes text[])
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    r record;
-    v_outcomes text[];
-BEGIN
-    SELECT * INTO r FROM claim_many(p_coupon_name, p_users, p_releases);
-    -- Read as the store reads claim_many's answer (keep_claim_keys, 0013):
-    -- granted; else a holder (every ungranted user when the stock covered
-    -- the batch: holders is NULL then); else why the sale refused, or sold_out.
-    WITH arrival AS (
-        SELECT u.ord, u.key, u.print,
-               CASE WHEN r.coupon_id IS NULL THEN 'not_found'
-                    WHEN g.user_id IS NOT NULL THEN 'claimed'
-                    WHEN r.holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
-                    ELSE coalesce(r.refusal, 'sold_out') END AS outcome
-          FROM unnest(p_users, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
-          LEFT JOIN unnest(r.claimed) AS g(user_id) ON g.user_id = u.user_id
-          LEFT JOIN unnest(r.holders) AS h(user_id) ON h.user_id = u.user_id
-    ), stored AS (
-        -- Runs to completion although nothing reads it (PostgreSQL executes
-        -- a data-modifying WITH exactly once, whatever the main query reads).
-        INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
-        SELECT p_scope, a.key, a.print, a.outcome,
-               CASE WHEN a.outcome = 'claimed' THEN r.claimed_at END,
-               CASE WHEN a.outcome = 'claimed' THEN r.expires_at END
-          FROM arrival AS a
-         WHERE a.key IS NOT NULL
-         ORDER BY a.key
-    )
-    SELECT array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord)
-      INTO v_outcomes
-      FROM arrival AS a;
-    RETURN QUERY
-        SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
-               r.expires_at, r.released, r.redeemed, v_outcomes;
+    PERFORM reset_role_timeouts();
+    INSERT INTO service_timeouts AS t (statement_timeout_ms, lock_timeout_ms,
+                                       idle_in_transaction_ms)
+    VALUES (p_statement_timeout_ms, p_lock_timeout_ms, p_idle_in_transaction_timeout_ms)
+    ON CONFLICT (singleton) DO UPDATE
+       SET statement_timeout_ms = excluded.statement_timeout_ms,
+           lock_timeout_ms = excluded.lock_timeout_ms,
+           idle_in_transaction_ms = excluded.idle_in_transaction_ms,
+           stored_at = now()
+     WHERE (t.statement_timeout_ms, t.lock_timeout_ms, t.idle_in_transaction_ms)
+           IS DISTINCT FROM (excluded.statement_timeout_ms, excluded.lock_timeout_ms,
+                             excluded.idle_in_transaction_ms);
+    v_changed := FOUND;
+    PERFORM apply_service_timeouts();
+    RETURN v_changed;
 END
 $$;

@@ -1,7 +1,8 @@
 """The many-instance topology on this machine, from Debian's packages and the
 configuration files in deploy/ (the ones docker-compose.yml uses): PgBouncer
 in transaction mode, instances of ``flashsale serve`` behind it, HAProxy in
-front. Used by ``flashsale bench --topology`` and tests/cluster."""
+front. Used by tests/cluster and the development bench
+(``python -m tests.support.bench --topology``)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 MAX_INSTANCES = 8
+# Debian's PgBouncer 1.18 tracks no prepared statements in transaction mode.
+BEHIND_PGBOUNCER = {"DB_STATEMENT_CACHE_SIZE": "0"}
 _AGGREGATES = ("BACKEND", "FRONTEND")  # FLASHSALE_APP1..8 in deploy/haproxy/haproxy.cfg
 
 
@@ -60,6 +63,17 @@ def wait_for_port(port: int, timeout: float = 10, host: str = "127.0.0.1") -> No
                 return
         time.sleep(0.05)
     raise TopologyError(f"nothing listens on {host}:{port} after {timeout:g} s")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int) -> None:
+    """``sig``, then kill if it is still running 10 s later."""
+    if process is not None and process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _run_as(server_host: str) -> str | None:
@@ -121,7 +135,7 @@ class PgBouncer:
         account = _run_as(self.server[0])
         command = [binary, *(["-u", account] if account else []), str(config)]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own binary and config
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port)
         except TopologyError:
@@ -130,13 +144,7 @@ class PgBouncer:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: PgBouncer 1.18 closes every connection at once."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, sig)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
@@ -186,7 +194,7 @@ class HAProxy:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [binary, "-W", "-db", "-f", str(DEPLOY / "haproxy" / "haproxy.cfg")]
         with (self.folder / "haproxy.log").open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own binary and config
+            self.process = subprocess.Popen(
                 command, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
             )
         try:
@@ -196,13 +204,7 @@ class HAProxy:
             raise TopologyError(f"haproxy did not start:\n{self.log()}") from None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGUSR1)  # soft stop: finish what is in flight
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGUSR1)  # soft stop: finish what is in flight
 
     def log(self) -> str:
         return (self.folder / "haproxy.log").read_text(errors="replace")[-3000:]

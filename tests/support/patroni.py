@@ -1,5 +1,5 @@
 """A Patroni cluster of its own, from Debian's packages (tests/ha and
-`flashsale bench --topology ha`): etcd, three
+`python -m tests.support.bench --topology ha`): etcd, three
 PostgreSQL 15 nodes in synchronous_mode_strict, and HAProxy in front, all on
 free loopback ports under one temporary folder. Configuration comes from
 deploy/ (the same files the compose `ha` profile uses); only addresses, paths
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.bench.server import free_port
-from flashsale.bench.topology import DEPLOY
+from tests.support.topology import DEPLOY
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PATRONI_CONFIG = DEPLOY / "patroni" / "patroni.yml"
 HAPROXY_CONFIG = DEPLOY / "haproxy" / "patroni.cfg"
-PASSWORD = "ha-test-secret"  # noqa: S105 - a throwaway cluster on loopback
+PASSWORD = "ha-test-secret"
 DATABASE = "coupondb"
 
 # Binary -> the Debian package that ships it, for skip reasons.
@@ -187,7 +187,7 @@ class Cluster:
         user: pwd.struct_passwd | None = None,
     ) -> subprocess.Popen[bytes]:
         with log_path.open("ab") as log_file:
-            process = subprocess.Popen(  # noqa: S603
+            process = subprocess.Popen(
                 command,
                 env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **env},
                 stdout=log_file,
@@ -234,8 +234,8 @@ class Cluster:
 
     def patronictl(self, *args: str) -> str:
         env = {**os.environ, "PATRONICTL_CONFIG_FILE": str(self._ctl_config())}
-        result = subprocess.run(  # noqa: S603
-            ["patronictl", *args],  # noqa: S607
+        result = subprocess.run(
+            ["patronictl", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -364,7 +364,7 @@ def _alive(pid: int) -> bool:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as reply:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=1) as reply:
             return bool(reply.status == 200)
     except OSError:
         return False
