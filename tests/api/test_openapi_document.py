@@ -8,6 +8,21 @@ from typing import Any
 
 from tests.support.api import Client
 
+CLAIM_CONFLICTS = {
+    "already_claimed",
+    "sold_out",
+    "not_started",
+    "sale_ended",
+    "paused",
+    "idempotency_key_in_use",
+}
+# A release and a redemption fail alike: both are an admin's change to one claim.
+ONE_CLAIM_CHANGED: dict[str, set[str]] = {
+    "401": {"unauthorized"},
+    "404": {"coupon_not_found", "claim_not_found"},
+    "409": {"already_redeemed", "idempotency_key_in_use"},
+    "503": {"service_unavailable"},
+}
 # What each operation must document: status -> error codes named in it.
 EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
     ("post", "/api/coupons"): {
@@ -23,14 +38,7 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
         "200": set(),
         "400": {"invalid_request"},
         "404": {"coupon_not_found"},
-        "409": {
-            "already_claimed",
-            "sold_out",
-            "not_started",
-            "sale_ended",
-            "paused",
-            "idempotency_key_in_use",
-        },
+        "409": CLAIM_CONFLICTS,
         "413": {"payload_too_large"},
         "415": {"unsupported_media_type"},
         "503": {"service_unavailable"},
@@ -55,20 +63,8 @@ EXPECTED: dict[tuple[str, str], dict[str, set[str]]] = {
         "404": {"coupon_not_found", "claim_not_found"},
         "503": {"service_unavailable"},
     },
-    ("delete", "/api/coupons/{name}/claims/{user_id}"): {
-        "204": set(),
-        "401": {"unauthorized"},
-        "404": {"coupon_not_found", "claim_not_found"},
-        "409": {"already_redeemed", "idempotency_key_in_use"},
-        "503": {"service_unavailable"},
-    },
-    ("post", "/api/coupons/{name}/claims/{user_id}/redeem"): {
-        "200": set(),
-        "401": {"unauthorized"},
-        "404": {"coupon_not_found", "claim_not_found"},
-        "409": {"already_redeemed", "idempotency_key_in_use"},
-        "503": {"service_unavailable"},
-    },
+    ("delete", "/api/coupons/{name}/claims/{user_id}"): {"204": set(), **ONE_CLAIM_CHANGED},
+    ("post", "/api/coupons/{name}/claims/{user_id}/redeem"): {"200": set(), **ONE_CLAIM_CHANGED},
     ("get", "/api/users/{user_id}/claims"): {
         "200": set(),
         "400": {"invalid_request"},
@@ -111,14 +107,7 @@ async def test_error_responses_have_the_error_body_schema(client: Client) -> Non
     schema = conflict["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
     examples = conflict["content"]["application/json"]["examples"].values()
-    assert {example["value"]["error"] for example in examples} == {
-        "already_claimed",
-        "sold_out",
-        "not_started",
-        "sale_ended",
-        "paused",
-        "idempotency_key_in_use",
-    }
+    assert {example["value"]["error"] for example in examples} == CLAIM_CONFLICTS
 
 
 KEYED = [

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from tests.support.api import Client, claim_coupon, create_coupon, post_claim
+from tests.support.holds import expire_holds
 from tests.support.invariants import assert_invariants
 
 if TYPE_CHECKING:
@@ -32,16 +33,6 @@ def segment(user: str) -> str:
 
 def claim_path(coupon: str, user: str) -> str:
     return f"/api/coupons/{coupon}/claims/{segment(user)}"
-
-
-async def expire_now(db: Connection, coupon: str, user: str) -> None:
-    """Moves a hold's expiry into the past (holds last at least 10 s)."""
-    await db.execute(
-        "UPDATE claims SET expires_at = now() - interval '1 millisecond' "
-        "WHERE coupon_name = $1 AND user_id = $2",
-        coupon,
-        user,
-    )
 
 
 async def test_a_coupon_is_created_with_a_window_and_holds(client: Client) -> None:
@@ -242,7 +233,7 @@ async def test_an_expired_hold_is_gone_before_and_after_the_sweep(
     await client.post("/api/coupons", json={"name": "X", "amount": 1, "hold_seconds": 10})
     await claim_coupon(client, "early", "X")
     assert (await post_claim(client, "late", "X")).json()["error"] == "sold_out"
-    await expire_now(db, "X", "early")
+    await expire_holds(db, "X", ["early"])
     # Before any sweep: the reads and the claim path already treat it as gone.
     coupon = (await client.get("/api/coupons/X")).json()
     assert (coupon["remaining_amount"], coupon["claimed_by"], coupon["status"]) == (
@@ -263,7 +254,7 @@ async def test_the_sweeper_returns_a_due_hold_with_no_request(
 ) -> None:
     await client.post("/api/coupons", json={"name": "Y", "amount": 3, "hold_seconds": 10})
     await claim_coupon(client, "u1", "Y")
-    await expire_now(db, "Y", "u1")
+    await expire_holds(db, "Y", ["u1"])
     for _ in range(40):  # up to 2 s
         if await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'Y'") == 3:
             break

@@ -10,7 +10,7 @@ import httpx
 from playwright.async_api import Browser, expect
 
 from flashsale.bench.server import RunningServer
-from tests.support.chromium import ARTIFACTS, needs_chromium
+from tests.support.chromium import keep_screenshot, needs_chromium
 from tests.support.load import claim_all, create_coupon
 
 pytestmark = needs_chromium
@@ -36,9 +36,7 @@ async def test_the_dashboard_shows_the_stock_drain_live(
     # to the race between them.
     await expect(card.locator(".claimer")).to_have_count(10)
     await expect(card.locator(".claimer").first).to_have_text(re.compile(r"^shopper-\d+$"))
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-    await page.close()
+    await keep_screenshot(page, "dashboard.png")
 
 
 async def test_the_dashboard_is_readable_on_a_phone(
@@ -56,9 +54,7 @@ async def test_the_dashboard_is_readable_on_a_phone(
     box = await card.bounding_box()
     assert box is not None
     assert box["width"] <= 390
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
-    await page.close()
+    await keep_screenshot(page, "dashboard-phone.png")
 
 
 async def test_the_dashboard_shows_a_coupons_status_holds_and_redemptions(
@@ -89,6 +85,4 @@ async def test_the_dashboard_shows_a_coupons_status_holds_and_redemptions(
         await expect(card.locator(".status")).to_have_text("paused", timeout=10_000)
         await expect(card.locator(".holds")).to_have_text("1")
         await expect(card.locator(".remaining")).to_have_text("8")
-        ARTIFACTS.mkdir(exist_ok=True)
-        await page.screenshot(path=str(ARTIFACTS / "dashboard-sale-life.png"), full_page=True)
-        await page.close()
+        await keep_screenshot(page, "dashboard-sale-life.png")

@@ -10,7 +10,7 @@ import httpx
 from playwright.async_api import Browser, Page, Route, expect
 
 from flashsale.bench.server import RunningServer
-from tests.support.chromium import ARTIFACTS, needs_chromium
+from tests.support.chromium import keep_screenshot, needs_chromium
 from tests.support.load import create_coupon
 
 pytestmark = needs_chromium
@@ -56,9 +56,7 @@ async def test_the_docs_work_without_a_cdn_and_try_a_claim(
     await expect(live).to_have_text("200", timeout=10_000)
     await expect(claim.locator(".live-responses-table tr.response")).to_contain_text("docs-reader")
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "docs.png"), full_page=True)
-    await page.close()
+    await keep_screenshot(page, "docs.png")
     assert elsewhere == []
     async with httpx.AsyncClient(base_url=live_server.base_url, timeout=10) as client:
         coupon = (await client.get("/api/coupons/DOCS_DEAL")).json()

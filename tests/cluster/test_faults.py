@@ -18,6 +18,7 @@ from flashsale.bench.server import free_port
 from tests.support.cluster import Cluster, start_instances, stop_all
 from tests.support.invariants import assert_invariants
 from tests.support.load import create_coupon
+from tests.support.locks import locked
 from tests.support.topology import HAProxy, PgBouncer
 from tests.support.traffic import PROMPT, Traffic, claim_loop, claim_once, session, wait_until
 
@@ -108,20 +109,14 @@ async def test_a_stalled_statement_through_pgbouncer_ends_in_a_prompt_503(
     )
     try:
         await create_coupon(instance.base_url, "STALL", 10)
-        lock = db.transaction()
-        await lock.start()
-        await db.execute("SELECT 1 FROM coupons WHERE name = 'STALL' FOR UPDATE")
-        try:
-            traffic = Traffic()
-            async with session(20) as http:
-                await asyncio.gather(
-                    *(
-                        claim_once(http, instance.base_url, "STALL", f"u{n}", traffic)
-                        for n in range(20)
-                    )
-                )
-        finally:
-            await lock.rollback()
+        traffic = Traffic()
+        async with (
+            locked(db, "SELECT 1 FROM coupons WHERE name = 'STALL' FOR UPDATE"),
+            session(20) as http,
+        ):
+            await asyncio.gather(
+                *(claim_once(http, instance.base_url, "STALL", f"u{n}", traffic) for n in range(20))
+            )
         assert traffic.outcomes() == {"503 service_unavailable": 20}
         # Batches queue one behind the other on the coupon, each waiting its
         # lock_timeout; which bound ended the waits is the metrics' below.

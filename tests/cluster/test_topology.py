@@ -12,7 +12,7 @@ import httpx
 
 from flashsale.storage.queries import query
 from tests.support.cluster import INSTANCES, Cluster
-from tests.support.invariants import assert_invariants
+from tests.support.invariants import assert_a_greedy_user_wins_once, assert_invariants
 from tests.support.load import claim_all, create_coupon, outcomes
 
 
@@ -70,12 +70,7 @@ async def test_a_flash_sale_over_three_instances_sells_exactly_100_of_1000(
 async def test_one_user_claiming_100_times_at_once_across_instances_wins_once(
     cluster: Cluster, db: asyncpg.Connection[Any]
 ) -> None:
-    await create_coupon(cluster.base_url, "DIP", 50)
-    replies = await claim_all([cluster.base_url], "DIP", ["greedy"] * 100)
-    assert outcomes(replies) == {"ok": 1, "409 already_claimed": 99}
-    assert await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = 'DIP'") == 1
-    assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'DIP'") == 49
-    await assert_invariants(db)
+    await assert_a_greedy_user_wins_once(cluster.base_url, db)
 
 
 async def test_streamed_read_paging_dashboard_and_health_work_through_pgbouncer(

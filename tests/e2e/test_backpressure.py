@@ -10,6 +10,7 @@ import asyncpg
 
 from tests.support.invariants import assert_invariants
 from tests.support.load import claim_all, create_coupon
+from tests.support.locks import locked
 from tests.support.servers import serve
 
 
@@ -19,14 +20,11 @@ async def test_claims_past_the_queue_cap_get_503_with_retry_after(
     server = serve(database, tmp_path / "server.log", workers=1, env={"CLAIM_QUEUE_MAX": "10"})
     try:
         await create_coupon(server.base_url, "QUEUED", 1000)
-        lock = db.transaction()
-        await lock.start()
-        await db.execute("SELECT 1 FROM coupons WHERE name = 'QUEUED' FOR UPDATE")
-        claims = asyncio.create_task(
-            claim_all([server.base_url], "QUEUED", [f"u{i}" for i in range(100)])
-        )
-        await asyncio.sleep(1)
-        await lock.rollback()
+        async with locked(db, "SELECT 1 FROM coupons WHERE name = 'QUEUED' FOR UPDATE"):
+            claims = asyncio.create_task(
+                claim_all([server.base_url], "QUEUED", [f"u{i}" for i in range(100)])
+            )
+            await asyncio.sleep(1)
         replies = await claims
     finally:
         assert server.stop() == 0

@@ -25,17 +25,15 @@ from flashsale.bench.server import RunningServer
 from tests.support.events import changes_in_database
 from tests.support.invariants import assert_invariants
 from tests.support.load import claim_all, post_all
-from tests.support.servers import serve
+from tests.support.servers import serve, two_instances
 
 COUPONS = ["EV1", "EV2", "EV3"]
 
 
 @pytest.fixture
 def servers(database: str, tmp_path: Path) -> Iterator[list[RunningServer]]:
-    live = [serve(database, tmp_path / f"server{i}.log", workers=1) for i in range(2)]
-    yield live
-    for server in live:
-        assert server.stop() == 0
+    with two_instances(database, tmp_path, workers=1) as live:
+        yield live
 
 
 class FeedConsumer:

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from flashsale.bench.server import RunningServer
-from tests.support.invariants import assert_invariants
+from tests.support.invariants import assert_a_greedy_user_wins_once, assert_invariants
 from tests.support.load import (
     claim_requests,
     create_coupon,
@@ -55,16 +55,7 @@ async def test_a_flash_sale_of_100_among_1000_users_sells_exactly_100(
 async def test_one_user_claiming_100_times_at_once_gets_exactly_one(
     server: RunningServer, db: asyncpg.Connection[Any]
 ) -> None:
-    await create_coupon(server.base_url, "DIP", 50)
-    answered = await post_all_answered(claim_requests([server.base_url], "DIP", ["greedy"] * 100))
-    # One 200 (none if its attempt answered 503 after committing), the rest
-    # already_claimed; the database says who holds the claim.
-    counted = outcomes(answered.replies)
-    assert set(counted) <= {"ok", "409 already_claimed"}
-    assert counted["ok"] <= 1
-    await assert_claimed_by(db, "DIP", {"greedy"})
-    assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'DIP'") == 49
-    await assert_invariants(db)
+    await assert_a_greedy_user_wins_once(server.base_url, db)
 
 
 async def test_two_server_processes_sharing_one_database_still_sell_exactly_100(

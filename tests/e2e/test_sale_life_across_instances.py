@@ -20,15 +20,13 @@ from yarl import URL
 from flashsale.bench.server import RunningServer
 from tests.support.invariants import assert_invariants
 from tests.support.load import claim_all, outcomes, post_all
-from tests.support.servers import serve
+from tests.support.servers import two_instances
 
 
 @pytest.fixture
 def servers(database: str, tmp_path: Path) -> Iterator[list[RunningServer]]:
-    live = [serve(database, tmp_path / f"server{i}.log", workers=2) for i in range(2)]
-    yield live
-    for server in live:
-        assert server.stop() == 0
+    with two_instances(database, tmp_path, workers=2) as live:
+        yield live
 
 
 async def request(method: str, url: str, body: Any = None) -> tuple[int, Any]:

@@ -16,6 +16,7 @@ import asyncpg
 
 from tests.support.invariants import assert_invariants
 from tests.support.load import create_coupon
+from tests.support.locks import locked
 from tests.support.servers import serve
 from tests.support.traffic import session
 
@@ -43,14 +44,11 @@ async def keyed_claim(http: aiohttp.ClientSession, base_url: str, n: int) -> Rep
 
 async def stalled_claims(base_url: str, db: asyncpg.Connection[asyncpg.Record]) -> list[Reply]:
     """Every claim sent while a table lock holds the coupon, answered 503."""
-    lock = db.transaction()
-    await lock.start()
-    await db.execute("LOCK TABLE coupons IN ACCESS EXCLUSIVE MODE")
-    try:
-        async with session(CLAIMS) as http:
-            return await asyncio.gather(*(keyed_claim(http, base_url, n) for n in range(CLAIMS)))
-    finally:
-        await lock.rollback()
+    async with (
+        locked(db, "LOCK TABLE coupons IN ACCESS EXCLUSIVE MODE"),
+        session(CLAIMS) as http,
+    ):
+        return await asyncio.gather(*(keyed_claim(http, base_url, n) for n in range(CLAIMS)))
 
 
 async def settled(db: asyncpg.Connection[asyncpg.Record]) -> dict[str, asyncpg.Record]:

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.invariants import assert_invariants
 from tests.support.load import create_coupon
+from tests.support.locks import locked
 from tests.support.servers import serve
 from tests.support.traffic import PROMPT, Traffic, claim_once, session
 
@@ -65,13 +66,8 @@ async def test_a_stalled_database_turns_into_prompt_503s_and_service_resumes(
     )
     try:
         await create_coupon(server.base_url, "SLOW", 1000)
-        lock = db.transaction()
-        await lock.start()
-        await db.execute("LOCK TABLE coupons IN ACCESS EXCLUSIVE MODE")
-        try:
+        async with locked(db, "LOCK TABLE coupons IN ACCESS EXCLUSIVE MODE"):
             traffic, reads = await stalled_requests(server.base_url, claims=300, reads=30)
-        finally:
-            await lock.rollback()
         # Every request answered 503 while the lock is still held (an
         # unbounded wait would have lasted until the client gave up), and
         # each well before the 30 s statement timeout of the third case.

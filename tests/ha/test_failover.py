@@ -12,14 +12,13 @@ import pytest
 
 from tests.support.failover import (
     SERVICE_ENV,
+    claims_rush,
     promoted_at,
     timeline,
 )
-from tests.support.load import create_coupon
 from tests.support.patroni import Cluster
-from tests.support.servers import serve
 from tests.support.set_check import check_set
-from tests.support.traffic import PROMPT, Traffic, claim_loop, first_success_after
+from tests.support.traffic import PROMPT, first_success_after
 
 CLIENTS = 48
 
@@ -28,18 +27,9 @@ CLIENTS = 48
 async def test_killing_the_leader_under_a_rush_loses_no_acknowledged_claim(
     ha_cluster: Cluster, ha_database: str, tmp_path: Path, strategy: str
 ) -> None:
-    server = serve(
-        ha_database,
-        tmp_path / "server.log",
-        workers=2,
-        env={**SERVICE_ENV, "CLAIM_STRATEGY": strategy},
-    )
-    traffic, stop = Traffic(), asyncio.Event()
-    try:
-        await create_coupon(server.base_url, "KILL", 1_000_000)
-        load = asyncio.create_task(
-            claim_loop(server.base_url, "KILL", traffic, stop, clients=CLIENTS, tag="k")
-        )
+    env = {**SERVICE_ENV, "CLAIM_STRATEGY": strategy}
+    rush = claims_rush(ha_database, tmp_path, "KILL", clients=CLIENTS, tag="k", env=env)
+    async with rush as traffic:
         await asyncio.sleep(3)
         victim = ha_cluster.leader()
         assert victim is not None
@@ -50,11 +40,6 @@ async def test_killing_the_leader_under_a_rush_loses_no_acknowledged_claim(
         assert promoted is not None, "no replica was promoted within 60 s"
         resumed = await first_success_after(traffic, promoted, limit=60)
         await asyncio.sleep(2)
-        stop.set()
-        await load
-    finally:
-        stop.set()
-        server.stop()
     assert resumed is not None, "claims did not resume within 60 s of the promotion"
     leader = ha_cluster.leader()
     assert leader is not None

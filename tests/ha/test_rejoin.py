@@ -10,12 +10,10 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.support.failover import SERVICE_ENV, promoted_at
-from tests.support.load import create_coupon
+from tests.support.failover import claims_rush, promoted_at
 from tests.support.patroni import Cluster, Node
-from tests.support.servers import serve
 from tests.support.set_check import check_set
-from tests.support.traffic import Traffic, claim_loop, first_success_after
+from tests.support.traffic import first_success_after
 
 CLAIMS_OF = "SELECT user_id FROM claims"
 
@@ -23,13 +21,7 @@ CLAIMS_OF = "SELECT user_id FROM claims"
 async def test_the_old_leader_rejoins_as_a_replica_and_is_never_written(
     ha_cluster: Cluster, ha_database: str, tmp_path: Path
 ) -> None:
-    server = serve(ha_database, tmp_path / "server.log", workers=2, env=SERVICE_ENV)
-    traffic, stop = Traffic(), asyncio.Event()
-    try:
-        await create_coupon(server.base_url, "BACK", 1_000_000)
-        load = asyncio.create_task(
-            claim_loop(server.base_url, "BACK", traffic, stop, clients=32, tag="r")
-        )
+    async with claims_rush(ha_database, tmp_path, "BACK", clients=32, tag="r") as traffic:
         await asyncio.sleep(2)
         old = ha_cluster.leader()
         assert old is not None
@@ -43,11 +35,6 @@ async def test_the_old_leader_rejoins_as_a_replica_and_is_never_written(
         await asyncio.to_thread(ha_cluster.wait_healthy, 60)
         rejoined = time.monotonic() - back_at
         await asyncio.sleep(2)  # claims go on with the old leader back as a replica
-        stop.set()
-        await load
-    finally:
-        stop.set()
-        server.stop()
     leader = ha_cluster.leader()
     assert leader is not None
     assert leader is not old

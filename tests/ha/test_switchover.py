@@ -10,25 +10,18 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.support.failover import SERVICE_ENV, longest_gap, timeline
-from tests.support.load import create_coupon
+from tests.support.failover import claims_rush, longest_gap, timeline
 from tests.support.patroni import Cluster
-from tests.support.servers import serve
 from tests.support.set_check import check_set
-from tests.support.traffic import PROMPT, Traffic, claim_loop
+from tests.support.traffic import PROMPT
 
 
 async def test_a_planned_switchover_through_haproxy_loses_nothing(
     ha_cluster: Cluster, ha_database: str, tmp_path: Path
 ) -> None:
     await _wait_for_haproxy(ha_cluster.haproxy_url)
-    server = serve(ha_cluster.haproxy_url, tmp_path / "server.log", workers=2, env=SERVICE_ENV)
-    traffic, stop = Traffic(), asyncio.Event()
-    try:
-        await create_coupon(server.base_url, "SWITCH", 1_000_000)
-        load = asyncio.create_task(
-            claim_loop(server.base_url, "SWITCH", traffic, stop, clients=32, tag="s")
-        )
+    rush = claims_rush(ha_cluster.haproxy_url, tmp_path, "SWITCH", clients=32, tag="s")
+    async with rush as traffic:
         await asyncio.sleep(2)
         old, new = ha_cluster.leader(), ha_cluster.sync_standby()
         assert old is not None
@@ -45,11 +38,6 @@ async def test_a_planned_switchover_through_haproxy_loses_nothing(
         )
         await asyncio.to_thread(ha_cluster.wait_healthy, 60)
         await asyncio.sleep(3)
-        stop.set()
-        await load
-    finally:
-        stop.set()
-        server.stop()
     assert ha_cluster.leader() is new
     result = await check_set(new.url(), "SWITCH", traffic)
     gap = longest_gap(traffic, started)

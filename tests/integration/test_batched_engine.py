@@ -4,6 +4,8 @@ hint, failures mid-batch and callers that leave."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -14,8 +16,9 @@ from flashsale.domain import ClaimOutcome, ServiceUnavailable
 from flashsale.service.ports import NewCoupon
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
+from tests.support.locks import locked, wait_until_blocked
 from tests.support.stores import StoreFactory, outcome_of
-from tests.support.waiting import wait_until_blocked
+from tests.support.traffic import PROMPT
 
 CLAIMED = ClaimOutcome.CLAIMED
 
@@ -27,13 +30,15 @@ async def claim_many(engine: BatchedClaims, coupon: str, users: list[str]) -> li
     )
 
 
-async def hold_coupon_lock(
-    db: asyncpg.Connection[Any], coupon: str
-) -> asyncpg.transaction.Transaction:
-    transaction = db.transaction()
-    await transaction.start()
-    await db.execute("SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon)
-    return transaction
+@asynccontextmanager
+async def coupon_locked(database: str, coupon: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """The coupon's row lock held by another session (yielded) until the block ends."""
+    lock_holder = await asyncpg.connect(database)
+    try:
+        async with locked(lock_holder, "SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon):
+            yield lock_holder
+    finally:
+        await lock_holder.close()
 
 
 async def test_concurrent_claims_are_granted_in_arrival_order(
@@ -71,11 +76,8 @@ async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
     store = await make_store(DB_STATEMENT_TIMEOUT="0.3")
     engine = BatchedClaims(store, max_batch=500, max_queue=1000)
     await store.create_coupon(NewCoupon(name="C", amount=100))
-    lock_holder = await asyncpg.connect(database)
-    transaction = await hold_coupon_lock(lock_holder, "C")
-    outcomes = await claim_many(engine, "C", [f"u{i}" for i in range(50)])
-    await transaction.rollback()
-    await lock_holder.close()
+    async with coupon_locked(database, "C"):
+        outcomes = await claim_many(engine, "C", [f"u{i}" for i in range(50)])
     assert all(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
     assert await db.fetchval("SELECT count(*) FROM claims") == 0
     assert await outcome_of(engine, coupon_name="C", user_id="after") is CLAIMED
@@ -86,20 +88,14 @@ async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
     await store.create_coupon(NewCoupon(name="C", amount=100))
-    lock_holder = await asyncpg.connect(database)
-    transaction = await hold_coupon_lock(lock_holder, "C")
-    pending = asyncio.gather(
-        *(outcome_of(engine, coupon_name="C", user_id=f"u{i}") for i in range(20)),
-        return_exceptions=True,
-    )
-    await wait_until_blocked(lock_holder)
-    await db.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE application_name = 'flashsale' AND wait_event_type = 'Lock'"
-    )
-    outcomes = await pending
-    await transaction.rollback()
-    await lock_holder.close()
+    async with coupon_locked(database, "C") as holder:
+        pending = asyncio.ensure_future(claim_many(engine, "C", [f"u{i}" for i in range(20)]))
+        await wait_until_blocked(holder)
+        await db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'flashsale' AND wait_event_type = 'Lock'"
+        )
+        outcomes = await pending
     assert not any(outcome is CLAIMED for outcome in outcomes[:1])
     assert all(o is CLAIMED or isinstance(o, ServiceUnavailable) for o in outcomes)
     committed = await db.fetchval("SELECT count(*) FROM claims")
@@ -111,19 +107,16 @@ async def test_what_committed_stands_when_callers_leave(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
     await store.create_coupon(NewCoupon(name="C", amount=100))
-    lock_holder = await asyncpg.connect(database)
-    transaction = await hold_coupon_lock(lock_holder, "C")
-    in_flight = asyncio.create_task(outcome_of(engine, coupon_name="C", user_id="in-flight"))
-    await wait_until_blocked(lock_holder)  # its batch is now waiting for the lock
-    queued = [
-        asyncio.create_task(outcome_of(engine, coupon_name="C", user_id=f"queued{i}"))
-        for i in range(3)
-    ]
-    await asyncio.sleep(0.05)
-    in_flight.cancel()
-    queued[0].cancel()
-    await transaction.rollback()
-    await lock_holder.close()
+    async with coupon_locked(database, "C") as holder:
+        in_flight = asyncio.create_task(outcome_of(engine, coupon_name="C", user_id="in-flight"))
+        await wait_until_blocked(holder)  # its batch is now waiting for the lock
+        queued = [
+            asyncio.create_task(outcome_of(engine, coupon_name="C", user_id=f"queued{i}"))
+            for i in range(3)
+        ]
+        await asyncio.sleep(0.05)
+        in_flight.cancel()
+        queued[0].cancel()
     assert [await task for task in queued[1:]] == [CLAIMED, CLAIMED]
     rows = await db.fetch("SELECT user_id FROM claims ORDER BY id")
     assert [row["user_id"] for row in rows] == ["in-flight", "queued1", "queued2"]
@@ -138,14 +131,9 @@ async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
     assert (
         await outcome_of(engine, coupon_name="C", user_id="late") is ClaimOutcome.SOLD_OUT
     )  # the hint is set now
-    lock_holder = await asyncpg.connect(database)
-    transaction = await hold_coupon_lock(lock_holder, "C")
-    try:
-        async with asyncio.timeout(2):
-            outcomes = await claim_many(engine, "C", ["winner", "x", "y"])
-    finally:
-        await transaction.rollback()
-        await lock_holder.close()
+    # Not behind the lock: an answer that waited for it would never come.
+    async with coupon_locked(database, "C"), asyncio.timeout(PROMPT):
+        outcomes = await claim_many(engine, "C", ["winner", "x", "y"])
     assert outcomes == [ClaimOutcome.ALREADY_CLAIMED, ClaimOutcome.SOLD_OUT, ClaimOutcome.SOLD_OUT]
 
 
@@ -179,15 +167,9 @@ async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
 ) -> None:
     engine = BatchedClaims(store, max_batch=10, max_queue=5)
     await store.create_coupon(NewCoupon(name="C", amount=100))
-    lock_holder = await asyncpg.connect(database)
-    transaction = await hold_coupon_lock(lock_holder, "C")
-    pending = asyncio.gather(
-        *(outcome_of(engine, coupon_name="C", user_id=f"u{i}") for i in range(20)),
-        return_exceptions=True,
-    )
-    await wait_until_blocked(lock_holder)  # the first batch is at the lock, the rest queued
-    await transaction.rollback()
-    await lock_holder.close()
+    async with coupon_locked(database, "C") as holder:
+        pending = asyncio.ensure_future(claim_many(engine, "C", [f"u{i}" for i in range(20)]))
+        await wait_until_blocked(holder)  # the first batch is at the lock, the rest queued
     outcomes = await pending
     refused = [o for o in outcomes if isinstance(o, ServiceUnavailable)]
     # All twenty arrive before the first batch leaves: five wait, the rest are refused.

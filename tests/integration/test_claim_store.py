@@ -24,42 +24,67 @@ async def claimers(db: asyncpg.Connection[Any], coupon: str) -> list[str]:
     return [row["user_id"] for row in rows]
 
 
-async def test_stock_goes_to_the_earliest_arrivals(
-    store: CouponStore, db: asyncpg.Connection[Any]
+@pytest.mark.parametrize(
+    ("amount", "users", "expected", "remaining", "holders"),
+    [
+        pytest.param(
+            3,
+            ["e", "d", "c", "b", "a"],
+            [CLAIMED, CLAIMED, CLAIMED, SOLD_OUT, SOLD_OUT],
+            0,
+            ["e", "d", "c"],
+            id="stock_goes_to_the_earliest_arrivals",
+        ),
+        pytest.param(
+            10,
+            ["a", "b", "a", "a", "c", "b"],
+            [CLAIMED, CLAIMED, ALREADY, ALREADY, CLAIMED, ALREADY],
+            7,
+            ["a", "b", "c"],
+            id="a_user_twice_in_one_batch_gets_one_claim",
+        ),
+    ],
+)
+async def test_a_batch_is_decided_in_arrival_order(
+    store: CouponStore,
+    db: asyncpg.Connection[Any],
+    amount: int,
+    users: list[str],
+    expected: list[ClaimOutcome],
+    remaining: int,
+    holders: list[str],
 ) -> None:
-    await store.create_coupon(NewCoupon(name="C", amount=3))
-    result = await store.decide_batch("C", ["e", "d", "c", "b", "a"])
-    assert result.outcomes == [CLAIMED, CLAIMED, CLAIMED, SOLD_OUT, SOLD_OUT]
-    assert result.remaining == 0
-    assert await claimers(db, "C") == ["e", "d", "c"]
+    await store.create_coupon(NewCoupon(name="C", amount=amount))
+    result = await store.decide_batch("C", users)
+    assert result.outcomes == expected
+    assert result.remaining == remaining
+    assert await claimers(db, "C") == holders
     await assert_invariants(db)
 
 
-async def test_a_user_twice_in_one_batch_gets_one_claim(
-    store: CouponStore, db: asyncpg.Connection[Any]
+@pytest.mark.parametrize(
+    ("amount", "users", "expected"),
+    [
+        pytest.param(
+            1,
+            ["a", "b", "b"],
+            [CLAIMED, SOLD_OUT, SOLD_OUT],
+            id="duplicates_of_a_user_who_missed_the_stock_are_sold_out_too",
+        ),
+        pytest.param(
+            2,
+            ["a", "a", "a", "b"],
+            [CLAIMED, ALREADY, ALREADY, CLAIMED],
+            id="duplicates_do_not_use_up_stock_meant_for_later_users",
+        ),
+    ],
+)
+async def test_duplicates_in_a_batch_are_answered_by_position(
+    store: CouponStore, amount: int, users: list[str], expected: list[ClaimOutcome]
 ) -> None:
-    await store.create_coupon(NewCoupon(name="C", amount=10))
-    result = await store.decide_batch("C", ["a", "b", "a", "a", "c", "b"])
-    assert result.outcomes == [CLAIMED, CLAIMED, ALREADY, ALREADY, CLAIMED, ALREADY]
-    assert result.remaining == 7
-    assert await claimers(db, "C") == ["a", "b", "c"]
-    await assert_invariants(db)
-
-
-async def test_duplicates_of_a_user_who_missed_the_stock_are_sold_out_too(
-    store: CouponStore, db: asyncpg.Connection[Any]
-) -> None:
-    await store.create_coupon(NewCoupon(name="C", amount=1))
-    result = await store.decide_batch("C", ["a", "b", "b"])
-    assert result.outcomes == [CLAIMED, SOLD_OUT, SOLD_OUT]
-
-
-async def test_duplicates_do_not_use_up_stock_meant_for_later_users(
-    store: CouponStore, db: asyncpg.Connection[Any]
-) -> None:
-    await store.create_coupon(NewCoupon(name="C", amount=2))
-    result = await store.decide_batch("C", ["a", "a", "a", "b"])
-    assert result.outcomes == [CLAIMED, ALREADY, ALREADY, CLAIMED]
+    await store.create_coupon(NewCoupon(name="C", amount=amount))
+    result = await store.decide_batch("C", users)
+    assert result.outcomes == expected
 
 
 async def test_holders_hear_already_claimed_even_at_sell_out(

@@ -20,8 +20,8 @@ from flashsale.storage.database import migrate
 from flashsale.storage.store import CouponStore
 from tests.support.databases import DatabaseServer, migrated_to
 from tests.support.invariants import assert_invariants
+from tests.support.locks import wait_until_blocked
 from tests.support.postgres_tools import postgres_tool
-from tests.support.waiting import wait_until_blocked
 
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[Any]

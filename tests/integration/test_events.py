@@ -23,17 +23,9 @@ from tests.support.events import (
     read_feed,
     read_feed_until,
 )
+from tests.support.holds import expire_holds
 from tests.support.invariants import assert_invariants
 from tests.support.stores import StoreFactory
-
-
-async def expire(db: asyncpg.Connection[Any], coupon: str, users: list[str]) -> None:
-    await db.execute(
-        "UPDATE claims SET expires_at = now() - interval '1 millisecond' "
-        "WHERE coupon_name = $1 AND user_id = ANY ($2)",
-        coupon,
-        users,
-    )
 
 
 async def test_every_kind_of_change_writes_its_event_with_a_gapless_seq(
@@ -45,7 +37,7 @@ async def test_every_kind_of_change_writes_its_event_with_a_gapless_seq(
     await store.decide_batch("E", users[200:])
     await store.decide_batch("E", [], releases=["u000"])
     await store.redeem_claim(coupon_name="E", user_id="u001")
-    await expire(db, "E", ["u002", "u003"])
+    await expire_holds(db, "E", ["u002", "u003"])
     assert await store.expire_holds() == 2
     await store.change_coupon("E", CouponChange(amount=400))
     await store.change_coupon("E", CouponChange(active=False))
@@ -171,7 +163,7 @@ async def test_concurrent_writers_of_one_coupon_keep_its_seq_order_in_the_feed(
     await stores[0].create_coupon(NewCoupon(name="P", amount=300, hold_seconds=60))
     users = [f"u{i}" for i in range(120)]
     await asyncio.gather(stores[0].decide_batch("O", users), stores[1].decide_batch("P", users))
-    await expire(db, "P", users[80:])
+    await expire_holds(db, "P", users[80:])
     await asyncio.gather(
         *(stores[i % 4].decide_batch("O", [], releases=[u]) for i, u in enumerate(users[:40])),
         *(

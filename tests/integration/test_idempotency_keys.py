@@ -21,9 +21,9 @@ from flashsale.domain import (
 from flashsale.service.key_purge import KeyPurge
 from flashsale.service.ports import Answer, CouponState, NewCoupon, Once
 from flashsale.storage.store import CouponStore
+from tests.support.locks import wait_until_blocked
 from tests.support.stores import StoreFactory
 from tests.support.traffic import PROMPT
-from tests.support.waiting import wait_until_blocked
 
 if TYPE_CHECKING:
     from asyncpg.transaction import Transaction
@@ -51,13 +51,21 @@ async def hold_key(db: Connection, answer: bytes) -> Transaction:
     return transaction
 
 
+async def retry_behind(
+    store: CouponStore, db: Connection, answer: bytes, name: str
+) -> tuple[Transaction, asyncio.Future[Answer]]:
+    """Another attempt holding KEY, and a retry with KEY started behind it."""
+    first = await hold_key(db, answer)
+    retry = asyncio.ensure_future(store.create_coupon(NewCoupon(name, 1), Once(KEY, render)))
+    await wait_until_blocked(db)  # the retry waits on the uncommitted key row
+    return first, retry
+
+
 async def test_a_retry_waits_for_the_attempt_in_flight_and_answers_its_outcome(
     store: CouponStore, db: Connection
 ) -> None:
-    first = await hold_key(db, b"first attempt")
-    retry = asyncio.ensure_future(store.create_coupon(NewCoupon("W", 1), Once(KEY, render)))
-    await wait_until_blocked(db)  # the retry waits on the uncommitted key row
-    assert not retry.done()
+    first, retry = await retry_behind(store, db, b"first attempt", "W")
+    assert not retry.done()  # waiting on the uncommitted key row
     await first.commit()
     assert await retry == Answer(201, b"first attempt", replayed=True)
     assert await db.fetchval("SELECT count(*) FROM coupons") == 0  # the retry created nothing
@@ -66,9 +74,7 @@ async def test_a_retry_waits_for_the_attempt_in_flight_and_answers_its_outcome(
 async def test_a_retry_runs_when_the_attempt_in_flight_rolls_back(
     store: CouponStore, db: Connection
 ) -> None:
-    first = await hold_key(db, b"never committed")
-    retry = asyncio.ensure_future(store.create_coupon(NewCoupon("R", 1), Once(KEY, render)))
-    await wait_until_blocked(db)
+    first, retry = await retry_behind(store, db, b"never committed", "R")
     await first.rollback()
     assert await retry == Answer(201, b"R")
     assert await db.fetchval("SELECT count(*) FROM coupons WHERE name = 'R'") == 1

@@ -19,6 +19,7 @@ from flashsale.domain import AlreadyRedeemed, AmountBelowClaimed, ClaimNotFound,
 from flashsale.service.ports import CouponChange, NewCoupon
 from flashsale.storage.store import CouponStore
 from flashsale.storage.verify import find_violations
+from tests.support.holds import expire_holds
 from tests.support.invariants import assert_invariants
 from tests.support.stores import StoreFactory, outcome_of, release_through
 
@@ -28,15 +29,6 @@ CLAIMED = ClaimOutcome.CLAIMED
 async def engines_on(make_store: StoreFactory, count: int) -> list[BatchedClaims]:
     """Engines with stores of their own, as separate server processes have."""
     return [BatchedClaims(await make_store(), max_batch=50, max_queue=10_000) for _ in range(count)]
-
-
-async def expire_all(db: asyncpg.Connection[Any], coupon: str, users: list[str]) -> None:
-    await db.execute(
-        "UPDATE claims SET expires_at = now() - interval '1 millisecond' "
-        "WHERE coupon_name = $1 AND user_id = ANY ($2)",
-        coupon,
-        users,
-    )
 
 
 async def live_claims(db: asyncpg.Connection[Any], coupon: str) -> int:
@@ -55,7 +47,7 @@ async def test_releases_and_expiries_racing_claims_at_sell_out_never_oversell(
     for user in holders:
         assert await outcome_of(engines[0], coupon_name="R", user_id=user) is CLAIMED
     released, expired = holders[:15], holders[15:25]
-    await expire_all(db, "R", expired)
+    await expire_holds(db, "R", expired)
     sweeper = await make_store()
 
     async def claims() -> list[ClaimOutcome]:
@@ -134,7 +126,7 @@ async def test_a_cut_below_the_live_claims_is_refused_but_due_holds_do_not_count
         pass
     else:
         raise AssertionError("a cut below 4 live claims must be refused")
-    await expire_all(db, "CUT", ["a", "b"])
+    await expire_holds(db, "CUT", ["a", "b"])
     cut = await store.change_coupon("CUT", CouponChange(amount=2))
     assert (cut.amount, cut.remaining_amount) == (2, 0)
     await assert_invariants(db)
@@ -263,7 +255,7 @@ async def test_redeem_racing_release_and_expiry_has_exactly_one_winner(
         return "released"
 
     async def expire() -> None:
-        await expire_all(db, "Z", sorted(expiring))
+        await expire_holds(db, "Z", sorted(expiring))
         for _ in range(5):
             await sweeper.expire_holds()
 
@@ -298,7 +290,7 @@ async def test_stock_returned_reaches_a_worker_that_saw_the_coupon_sold_out(
     assert await outcome_of(engine, coupon_name="HINT", user_id="c") is CLAIMED
     assert await outcome_of(engine, coupon_name="HINT", user_id="d") is ClaimOutcome.SOLD_OUT
     # Expired and not swept yet: the hint's read counts the due hold as returned.
-    await expire_all(db, "HINT", ["b"])
+    await expire_holds(db, "HINT", ["b"])
     assert await outcome_of(engine, coupon_name="HINT", user_id="d") is CLAIMED
     # Restocked.
     assert await outcome_of(engine, coupon_name="HINT", user_id="e") is ClaimOutcome.SOLD_OUT

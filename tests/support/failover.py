@@ -7,9 +7,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
 
+from tests.support.load import create_coupon
 from tests.support.patroni import Node
-from tests.support.traffic import Traffic
+from tests.support.servers import serve
+from tests.support.traffic import Traffic, claim_loop
 
 # The service's settings in the failover tests: short, so a lost primary
 # shows within seconds.
@@ -19,6 +24,33 @@ SERVICE_ENV = {
     "DB_STATEMENT_TIMEOUT": "2",
     "REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
 }
+
+
+@asynccontextmanager
+async def claims_rush(
+    database_url: str,
+    folder: Path,
+    coupon: str,
+    *,
+    clients: int,
+    tag: str,
+    env: Mapping[str, str] = SERVICE_ENV,
+) -> AsyncIterator[Traffic]:
+    """A server (two workers) and ``clients`` claiming ``coupon`` without a
+    pause until the block ends; the traffic records every answer."""
+    server = serve(database_url, folder / "server.log", workers=2, env=env)
+    traffic, stop = Traffic(), asyncio.Event()
+    try:
+        await create_coupon(server.base_url, coupon, 1_000_000)
+        load = asyncio.create_task(
+            claim_loop(server.base_url, coupon, traffic, stop, clients=clients, tag=tag)
+        )
+        yield traffic
+        stop.set()
+        await load
+    finally:
+        stop.set()
+        server.stop()
 
 
 async def promoted_at(candidates: list[Node], limit: float = 60) -> float | None:

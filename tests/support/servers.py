@@ -3,7 +3,8 @@ process, returned once healthy with every worker ready), with small pools."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from flashsale.bench.server import RunningServer, start_server
@@ -32,3 +33,14 @@ def serve(
         new_session=new_session,
         timeout=timeout,
     )
+
+
+@contextmanager
+def two_instances(
+    database_url: str, folder: Path, *, workers: int
+) -> Iterator[list[RunningServer]]:
+    """Two ``flashsale serve`` processes on one database; each must stop cleanly."""
+    live = [serve(database_url, folder / f"server{i}.log", workers=workers) for i in range(2)]
+    yield live
+    for server in live:
+        assert server.stop() == 0

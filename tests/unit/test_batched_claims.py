@@ -53,6 +53,26 @@ async def until(condition: Callable[[], bool], ticks: int = 100) -> None:
     raise AssertionError("the condition never came true")
 
 
+async def first_batch_held(
+    store: FakeClaimStore, user: str
+) -> tuple[BatchedClaims, asyncio.Task[ClaimOutcome]]:
+    """An engine whose first batch (``user``'s claim on C) waits at the store."""
+    store.gate.clear()
+    engine = engine_on(store)
+    first = claim_later(engine, "C", user)
+    await until(lambda: len(store.batches) == 1)
+    return engine, first
+
+
+async def sold_out_to_b(store: FakeClaimStore) -> BatchedClaims:
+    """An engine that sold C's one unit to a and told b it was sold out."""
+    store.create("C", 1)
+    engine = engine_on(store)
+    assert await outcome_of(engine, coupon_name="C", user_id="a") is CLAIMED
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is SOLD_OUT
+    return engine
+
+
 async def settle(ticks: int = 10) -> None:
     for _ in range(ticks):
         await asyncio.sleep(0)
@@ -69,10 +89,7 @@ async def test_claims_arriving_during_a_batch_go_together_in_the_next(
     store: FakeClaimStore,
 ) -> None:
     store.create("C", 10)
-    store.gate.clear()
-    engine = engine_on(store)
-    first = claim_later(engine, "C", "first")
-    await until(lambda: len(store.batches) == 1)
+    engine, first = await first_batch_held(store, "first")
     later = [claim_later(engine, "C", f"u{i}") for i in range(4)]
     await settle()
     store.gate.set()
@@ -141,10 +158,7 @@ async def test_a_batch_that_leaves_stock_keeps_claims_in_the_claim_lane(
 async def test_a_coupon_recreated_under_its_name_sends_claims_back_to_the_claim_lane(
     store: FakeClaimStore,
 ) -> None:
-    store.create("C", 1)
-    engine = engine_on(store)
-    assert await outcome_of(engine, coupon_name="C", user_id="a") is CLAIMED
-    assert await outcome_of(engine, coupon_name="C", user_id="b") is SOLD_OUT
+    engine = await sold_out_to_b(store)
     store.create("C", 5)  # a new coupon, a new id: the hint is stale
     assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
     assert await outcome_of(engine, coupon_name="C", user_id="c") is CLAIMED
@@ -160,10 +174,7 @@ async def test_a_coupon_recreated_under_its_name_sends_claims_back_to_the_claim_
 async def test_stock_back_on_a_sold_out_coupon_sends_claims_back_to_the_claim_lane(
     store: FakeClaimStore,
 ) -> None:
-    store.create("C", 1)
-    engine = engine_on(store)
-    assert await outcome_of(engine, coupon_name="C", user_id="a") is CLAIMED
-    assert await outcome_of(engine, coupon_name="C", user_id="b") is SOLD_OUT
+    engine = await sold_out_to_b(store)
     store.coupons["C"].holders.remove("a")  # an operator deletes a's claim
     assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
     assert await outcome_of(engine, coupon_name="C", user_id="c") is SOLD_OUT
@@ -221,10 +232,7 @@ async def test_a_caller_cancelled_before_its_batch_is_sent_is_never_sent(
     store: FakeClaimStore,
 ) -> None:
     store.create("C", 10)
-    store.gate.clear()
-    engine = engine_on(store)
-    in_flight = claim_later(engine, "C", "in-flight")
-    await until(lambda: len(store.batches) == 1)
+    engine, in_flight = await first_batch_held(store, "in-flight")
     queued = {user: claim_later(engine, "C", user) for user in ("stays", "leaves", "stays-too")}
     await settle()  # all three wait behind the batch in flight
     queued["leaves"].cancel()
@@ -242,10 +250,7 @@ async def test_a_caller_cancelled_while_its_batch_is_in_flight_keeps_its_claim(
     store: FakeClaimStore,
 ) -> None:
     store.create("C", 10)
-    store.gate.clear()
-    engine = engine_on(store)
-    leaving = claim_later(engine, "C", "leaves")
-    await until(lambda: len(store.batches) == 1)
+    engine, leaving = await first_batch_held(store, "leaves")
     leaving.cancel()
     await settle()
     store.gate.set()
@@ -281,10 +286,7 @@ async def test_each_batch_is_reported_with_its_lane_and_size(store: FakeClaimSto
 
 async def test_close_waits_for_the_batches_in_flight(store: FakeClaimStore) -> None:
     store.create("C", 1)
-    store.gate.clear()
-    engine = engine_on(store)
-    claim = claim_later(engine, "C", "a")
-    await until(lambda: len(store.batches) == 1)
+    engine, claim = await first_batch_held(store, "a")
     closing = asyncio.create_task(engine.close())
     await settle()
     assert not closing.done()

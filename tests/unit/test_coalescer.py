@@ -25,6 +25,25 @@ class Recorder:
         return [f"{key}:{item}" for item in items]
 
 
+def held(*, max_batch: int, max_queue: int) -> tuple[Recorder, Coalescer[str, str, str]]:
+    """A coalescer whose batches wait at the recorder until its gate opens."""
+    recorder = Recorder()
+    recorder.gate.clear()
+    return recorder, Coalescer(recorder, max_batch=max_batch, max_queue=max_queue)
+
+
+async def sent(
+    recorder: Recorder, coalescer: Coalescer[str, str, str], item: str
+) -> asyncio.Task[str]:
+    """``item`` submitted under key "k", returned once its batch is at the recorder."""
+    task = asyncio.create_task(coalescer.submit("k", item))
+    for _ in range(100):  # event-loop ticks, no clock involved
+        if any(item in batch for batch in recorder.batches):
+            return task
+        await asyncio.sleep(0)
+    raise AssertionError(f"{item!r} was never sent")
+
+
 async def test_a_lone_item_goes_at_once_in_a_batch_of_one() -> None:
     recorder = Recorder()
     coalescer = Coalescer(recorder, max_batch=10, max_queue=10)
@@ -33,12 +52,8 @@ async def test_a_lone_item_goes_at_once_in_a_batch_of_one() -> None:
 
 
 async def test_items_arriving_while_a_batch_is_in_flight_go_together_in_order() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    coalescer = Coalescer(recorder, max_batch=10, max_queue=100)
-    first = asyncio.create_task(coalescer.submit("k", "first"))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    recorder, coalescer = held(max_batch=10, max_queue=100)
+    first = await sent(recorder, coalescer, "first")
     rest = [asyncio.create_task(coalescer.submit("k", f"u{i}")) for i in range(5)]
     await asyncio.sleep(0)
     recorder.gate.set()
@@ -48,9 +63,7 @@ async def test_items_arriving_while_a_batch_is_in_flight_go_together_in_order() 
 
 
 async def test_batches_never_exceed_the_cap() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    coalescer = Coalescer(recorder, max_batch=3, max_queue=100)
+    recorder, coalescer = held(max_batch=3, max_queue=100)
     tasks = [asyncio.create_task(coalescer.submit("k", str(i))) for i in range(8)]
     await asyncio.sleep(0)
     recorder.gate.set()
@@ -68,12 +81,8 @@ async def test_keys_have_their_own_lanes() -> None:
 
 
 async def test_a_full_queue_answers_service_unavailable() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    coalescer = Coalescer(recorder, max_batch=1, max_queue=2)
-    tasks = [asyncio.create_task(coalescer.submit("k", "in-flight"))]
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    recorder, coalescer = held(max_batch=1, max_queue=2)
+    tasks = [await sent(recorder, coalescer, "in-flight")]
     tasks += [asyncio.create_task(coalescer.submit("k", str(i))) for i in range(2)]
     await asyncio.sleep(0)
     with pytest.raises(ServiceUnavailable):
@@ -102,11 +111,8 @@ async def test_a_failed_batch_fails_every_waiter_and_the_lane_recovers() -> None
 
 
 async def test_a_waiter_cancelled_before_its_batch_is_sent_is_left_out() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    coalescer = Coalescer(recorder, max_batch=10, max_queue=10)
-    first = asyncio.create_task(coalescer.submit("k", "first"))
-    await asyncio.sleep(0)
+    recorder, coalescer = held(max_batch=10, max_queue=10)
+    first = await sent(recorder, coalescer, "first")
     gone = asyncio.create_task(coalescer.submit("k", "gone"))
     kept = asyncio.create_task(coalescer.submit("k", "kept"))
     await asyncio.sleep(0)
@@ -118,11 +124,8 @@ async def test_a_waiter_cancelled_before_its_batch_is_sent_is_left_out() -> None
 
 
 async def test_close_waits_for_batches_in_flight() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    coalescer = Coalescer(recorder, max_batch=10, max_queue=10)
-    task = asyncio.create_task(coalescer.submit("k", "a"))
-    await asyncio.sleep(0)
+    recorder, coalescer = held(max_batch=10, max_queue=10)
+    task = await sent(recorder, coalescer, "a")
     closing = asyncio.create_task(coalescer.close())
     await asyncio.sleep(0)
     assert not closing.done()

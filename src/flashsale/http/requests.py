@@ -214,12 +214,7 @@ def encode_cursor(value: str | int | None) -> str | None:
 
 def claim_cursor(after: str | None) -> int:
     """The claim id a claims cursor stands for; 0 (before every claim) when absent."""
-    if after is None:
-        return 0
-    text = _decode_cursor(after)
-    if not _CLAIM_ID.match(text) or int(text) > MAX_BIGINT:
-        raise _invalid_cursor()
-    return int(text)
+    return _bigint_cursor(after, _CLAIM_ID)
 
 
 def user_claim_cursor(after: str | None) -> int:
@@ -258,10 +253,15 @@ def feed_position(after: str | None) -> FeedPosition:
 
 def seq_cursor(after: str | None) -> int:
     """The seq a coupon's events cursor stands for; 0 (before the first) when absent."""
+    return _bigint_cursor(after, _SEQ)
+
+
+def _bigint_cursor(after: str | None, digits: re.Pattern[str]) -> int:
+    """The bigint a cursor stands for (``digits`` its form); 0 when absent."""
     if after is None:
         return 0
     text = _decode_cursor(after)
-    if not _SEQ.match(text) or int(text) > MAX_BIGINT:
+    if not digits.match(text) or int(text) > MAX_BIGINT:
         raise _invalid_cursor()
     return int(text)
 

@@ -4,7 +4,9 @@ Each runs under the request deadline, as the writes do."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from flashsale.domain import ClaimNotFound, CouponNotFound
 from flashsale.service.deadline import deadline
@@ -35,6 +37,19 @@ class UserClaimsPage:
     next_before: int | None  # claim id to continue below; None on the last page
 
 
+Row = TypeVar("Row")
+Key = TypeVar("Key")
+
+
+def one_page(
+    rows: list[Row], limit: int, key: Callable[[Row], Key]
+) -> tuple[list[Row], Key | None]:
+    """The first ``limit`` of ``limit + 1`` rows fetched, and the key to continue
+    from: one row more than asked tells whether another page follows."""
+    page = rows[:limit]
+    return page, key(page[-1]) if len(rows) > limit else None
+
+
 class CouponReads:
     def __init__(self, reader: CouponReader, *, request_timeout: float = 10.0) -> None:
         self._reader = reader
@@ -51,21 +66,16 @@ class CouponReads:
         return snapshot
 
     async def claims_page(self, name: str, *, after: int, limit: int) -> ClaimsPage:
-        # One row more than asked tells whether another page follows.
         async with deadline(self.request_timeout):
             rows = await self._reader.claims_page(name, after=after, limit=limit + 1)
         if rows is None:
             raise CouponNotFound(f"coupon {name!r} does not exist")
-        page = rows[:limit]
-        more = len(rows) > limit
-        return ClaimsPage(page, page[-1].claim_id if more else None)
+        return ClaimsPage(*one_page(rows, limit, lambda row: row.claim_id))
 
     async def coupons_page(self, *, after: str, limit: int) -> CouponsPage:
         async with deadline(self.request_timeout):
             rows = await self._reader.coupons_page(after=after, limit=limit + 1)
-        page = rows[:limit]
-        more = len(rows) > limit
-        return CouponsPage(page, page[-1].name if more else None)
+        return CouponsPage(*one_page(rows, limit, lambda row: row.name))
 
     async def claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
         """The user's live claim; ClaimNotFound (an expired or released hold
@@ -79,6 +89,4 @@ class CouponReads:
     async def user_claims_page(self, user_id: str, *, before: int, limit: int) -> UserClaimsPage:
         async with deadline(self.request_timeout):
             rows = await self._reader.user_claims_page(user_id, before=before, limit=limit + 1)
-        page = rows[:limit]
-        more = len(rows) > limit
-        return UserClaimsPage(page, page[-1].claim_id if more else None)
+        return UserClaimsPage(*one_page(rows, limit, lambda row: row.claim_id))
