@@ -20,7 +20,7 @@ from tests.support.invariants import assert_invariants
 from tests.support.load import create_coupon
 from tests.support.locks import locked
 from tests.support.topology import HAProxy, PgBouncer
-from tests.support.traffic import Traffic, claim_loop, claim_once, session, wait_until
+from tests.support.traffic import PROMPT, Traffic, claim_loop, claim_once, session, wait_until
 
 STOCK = 1_000_000
 
@@ -119,9 +119,9 @@ async def test_a_stalled_statement_through_pgbouncer_ends_in_a_prompt_503(
             )
         assert traffic.outcomes() == {"503 service_unavailable": 20}
         # Batches queue one behind the other on the coupon, each waiting its
-        # lock_timeout: prompt, and bounded well below the 10 s request deadline.
+        # lock_timeout; which bound ended the waits is the metrics' below.
         slowest = max(s.latency for s in traffic.sent)
-        assert slowest < 3.0, f"slowest 503 took {slowest:.2f} s"
+        assert slowest < PROMPT, f"slowest 503 took {slowest:.2f} s"
         errors = [
             line
             for line in (await _get(f"{instance.base_url}/metrics")).splitlines()

@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 
 from flashsale.bench.server import RunningServer
+from flashsale.service.dashboard import TICK_SECONDS
 from tests.support.load import claim_all, create_coupon
 from tests.support.servers import serve
 
@@ -84,13 +85,12 @@ def test_open_dashboards_do_not_hold_up_a_server_shutdown(database: str, tmp_pat
         reader.start()
     time.sleep(1.5)  # every stream is open and ticking
     assert ended == []
-    started = time.monotonic()
     assert server.stop() == 0
-    # Granian would wait for open streams until it kills the worker (8 s).
-    assert time.monotonic() - started < 5, server.log()
     for reader in readers:
-        reader.join(timeout=5)
+        reader.join(timeout=60)
     assert ended == ["closed"] * 4
+    # Granian would wait for open streams until it kills the worker (8 s),
+    # and say so: the streams ended the workers' wait instead.
     assert "Killing worker" not in server.log()
 
 
@@ -129,7 +129,22 @@ async def test_a_dashboard_that_goes_away_stops_polling(
             async with client.stream("GET", url) as response:
                 async for _snapshot in snapshots(response):
                     break
-    await asyncio.sleep(1)
-    before = await session_activity(database)
-    await asyncio.sleep(1.5)  # three ticks, had any stream kept polling
-    assert await session_activity(database) == before
+    # Polling stops: a server that noticed late (a loaded machine) polls a
+    # little longer; one that never notices polls every tick forever.
+    assert await goes_quiet(database, ticks_of_silence=4), "the dashboard went on polling"
+
+
+async def goes_quiet(database: str, *, ticks_of_silence: int, deadline: float = 60) -> bool:
+    """Whether the service's sessions run no query for ``ticks_of_silence``
+    dashboard ticks in a row, within ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    last = await session_activity(database)
+    quiet_since = time.monotonic()
+    while time.monotonic() < end:
+        await asyncio.sleep(0.25)
+        now = await session_activity(database)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= ticks_of_silence * TICK_SECONDS:
+            return True
+    return False

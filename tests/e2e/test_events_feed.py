@@ -228,8 +228,8 @@ def test_open_streams_do_not_hold_up_a_server_shutdown(database: str, tmp_path: 
     reader.start()
     time.sleep(1.5)  # the stream is open and polling
     assert ended == []
-    started = time.monotonic()
     assert server.stop() == 0
-    assert time.monotonic() - started < 5, server.log()
-    reader.join(timeout=5)
+    reader.join(timeout=60)
     assert ended == ["closed"]
+    # Granian would wait for the open stream until it kills the worker (8 s).
+    assert "Killing worker" not in server.log()

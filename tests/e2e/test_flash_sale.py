@@ -11,7 +11,13 @@ import pytest
 
 from flashsale.bench.server import RunningServer
 from tests.support.invariants import assert_a_greedy_user_wins_once, assert_invariants
-from tests.support.load import claim_all, create_coupon, outcomes, post_all
+from tests.support.load import (
+    claim_requests,
+    create_coupon,
+    granted,
+    outcomes,
+    post_all_answered,
+)
 from tests.support.servers import serve
 
 STRATEGIES = ["batched", "transaction"]
@@ -36,9 +42,11 @@ async def test_a_flash_sale_of_100_among_1000_users_sells_exactly_100(
 ) -> None:
     await create_coupon(server.base_url, "FLASH", 100)
     users = [f"user-{i}" for i in range(1000)]
-    responses = await claim_all([server.base_url], "FLASH", users)
-    assert outcomes(responses) == {"ok": 100, "409 sold_out": 900}
-    winners = {u for u, r in zip(users, responses, strict=True) if r.status == 200}
+    answered = await post_all_answered(claim_requests([server.base_url], "FLASH", users))
+    winners = granted(users, answered)
+    assert len(winners) == 100
+    losers = [r for u, r in zip(users, answered.replies, strict=True) if u not in winners]
+    assert outcomes(losers) == {"409 sold_out": 900}
     await assert_claimed_by(db, "FLASH", winners)
     assert await db.fetchval("SELECT remaining_amount FROM coupons WHERE name = 'FLASH'") == 0
     await assert_invariants(db)
@@ -58,9 +66,13 @@ async def test_two_server_processes_sharing_one_database_still_sell_exactly_100(
     try:
         await create_coupon(first.base_url, "SHARED", 100)
         users = [f"user-{i}" for i in range(1000)]
-        responses = await claim_all([first.base_url, second.base_url], "SHARED", users)
-        assert outcomes(responses) == {"ok": 100, "409 sold_out": 900}
-        winners = {u for u, r in zip(users, responses, strict=True) if r.status == 200}
+        answered = await post_all_answered(
+            claim_requests([first.base_url, second.base_url], "SHARED", users)
+        )
+        winners = granted(users, answered)
+        assert len(winners) == 100
+        losers = [r for u, r in zip(users, answered.replies, strict=True) if u not in winners]
+        assert outcomes(losers) == {"409 sold_out": 900}
         await assert_claimed_by(db, "SHARED", winners)
         await assert_invariants(db)
     finally:
@@ -74,7 +86,7 @@ async def test_many_coupons_at_once_each_sell_their_own_stock(
     stocks = {"MIX_A": 5, "MIX_B": 50, "MIX_C": 500}
     for name, amount in stocks.items():
         await create_coupon(server.base_url, name, amount)
-    replies = await post_all(
+    answered = await post_all_answered(
         [
             (
                 f"{server.base_url}/api/coupons/claim",
@@ -84,7 +96,7 @@ async def test_many_coupons_at_once_each_sell_their_own_stock(
             for name in stocks
         ]
     )
-    assert {reply.status for reply in replies} == {200, 409}
+    assert {reply.status for reply in answered.replies} == {200, 409}
     for name, amount in stocks.items():
         sold = await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = $1", name)
         assert sold == min(amount, 200)

@@ -54,7 +54,7 @@ async def stalled_claims(base_url: str, db: asyncpg.Connection[asyncpg.Record]) 
 async def settled(db: asyncpg.Connection[asyncpg.Record]) -> dict[str, asyncpg.Record]:
     """The key rows once the batches that outlived their requests committed."""
     await asyncio.sleep(1.0)
-    for _ in range(100):  # then until no other session of the database is busy
+    for _ in range(600):  # then until no other session is busy (60 s: a loaded machine)
         busy = await db.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND state <> 'idle' AND pid <> pg_backend_pid()"

@@ -15,7 +15,7 @@ from tests.support.invariants import assert_invariants
 from tests.support.load import create_coupon
 from tests.support.locks import locked
 from tests.support.servers import serve
-from tests.support.traffic import Traffic, claim_once, session
+from tests.support.traffic import PROMPT, Traffic, claim_once, session
 
 
 async def get_status(http: aiohttp.ClientSession, url: str) -> tuple[int, str, float]:
@@ -42,14 +42,14 @@ async def stalled_requests(base_url: str, claims: int, reads: int) -> tuple[Traf
 
 
 @pytest.mark.parametrize(
-    ("strategy", "env", "bound"),
+    ("strategy", "env"),
     [
         # the lock wait hits lock_timeout (statement timeout) first
-        ("batched", {"DB_STATEMENT_TIMEOUT": "1"}, 3.0),
+        ("batched", {"DB_STATEMENT_TIMEOUT": "1"}),
         # one connection per claim: the pool runs dry and acquisition times out
-        ("transaction", {"DB_STATEMENT_TIMEOUT": "1"}, 3.0),
+        ("transaction", {"DB_STATEMENT_TIMEOUT": "1"}),
         # the request deadline cuts a longer statement timeout short
-        ("batched", {"DB_STATEMENT_TIMEOUT": "30", "REQUEST_TIMEOUT": "1.5"}, 3.0),
+        ("batched", {"DB_STATEMENT_TIMEOUT": "30", "REQUEST_TIMEOUT": "1.5"}),
     ],
 )
 async def test_a_stalled_database_turns_into_prompt_503s_and_service_resumes(
@@ -58,7 +58,6 @@ async def test_a_stalled_database_turns_into_prompt_503s_and_service_resumes(
     tmp_path: Path,
     strategy: str,
     env: dict[str, str],
-    bound: float,
 ) -> None:
     server = serve(
         database,
@@ -69,9 +68,12 @@ async def test_a_stalled_database_turns_into_prompt_503s_and_service_resumes(
         await create_coupon(server.base_url, "SLOW", 1000)
         async with locked(db, "LOCK TABLE coupons IN ACCESS EXCLUSIVE MODE"):
             traffic, reads = await stalled_requests(server.base_url, claims=300, reads=30)
+        # Every request answered 503 while the lock is still held (an
+        # unbounded wait would have lasted until the client gave up), and
+        # each well before the 30 s statement timeout of the third case.
         assert traffic.outcomes() == {"503 service_unavailable": 300}
         slowest = max([*reads, *(s.latency for s in traffic.sent)])
-        assert slowest < bound, f"slowest reply took {slowest:.1f} s"
+        assert slowest < PROMPT, f"slowest reply took {slowest:.1f} s"
         after = Traffic()
         async with session(1) as http:
             await claim_once(http, server.base_url, "SLOW", "after", after)

@@ -29,7 +29,7 @@ async def test_the_old_leader_rejoins_as_a_replica_and_is_never_written(
         survivors = [node for node in ha_cluster.nodes if node is not old]
         promoted = await promoted_at(survivors)
         assert promoted is not None
-        assert await first_success_after(traffic, promoted, limit=20) is not None
+        assert await first_success_after(traffic, promoted, limit=60) is not None
         back_at = time.monotonic()
         await asyncio.to_thread(ha_cluster.start_node, old)
         await asyncio.to_thread(ha_cluster.wait_healthy, 60)

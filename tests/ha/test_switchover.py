@@ -10,9 +10,10 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.support.failover import REQUEST_TIMEOUT, claims_rush, longest_gap, timeline
+from tests.support.failover import claims_rush, longest_gap, timeline
 from tests.support.patroni import Cluster
 from tests.support.set_check import check_set
+from tests.support.traffic import PROMPT
 
 
 async def test_a_planned_switchover_through_haproxy_loses_nothing(
@@ -46,7 +47,7 @@ async def test_a_planned_switchover_through_haproxy_loses_nothing(
     )
     assert result.ok, result
     slowest = max(s.latency for s in traffic.sent if s.status != 200)
-    assert slowest < REQUEST_TIMEOUT + 1, f"a 503 took {slowest:.2f} s"
+    assert slowest < PROMPT, f"a 503 took {slowest:.2f} s"
 
 
 async def _wait_for_haproxy(url: str, limit: float = 15) -> None:

@@ -12,7 +12,7 @@ from flashsale.storage.connections import Connections
 from flashsale.storage.events import EventStore
 from flashsale.storage.pool import Pool, create_pool
 from flashsale.storage.reads import CouponReadStore
-from flashsale.storage.session_defaults import store_session_defaults
+from flashsale.storage.session_defaults import store_service_timeouts
 from flashsale.storage.store import CouponStore
 from tests.support.stores import StoreFactory
 
@@ -26,7 +26,7 @@ async def make_store(database: str) -> AsyncIterator[StoreFactory]:
         settings: Settings = load_settings({"DATABASE_URL": database, **environment})
         # What `flashsale serve` does at start-up: the timeouts become the
         # role's defaults, which the pool's sessions then carry.
-        await store_session_defaults(database, settings)
+        await store_service_timeouts(database, settings)
         pool = await create_pool(settings)
         pools.append(pool)
         return CouponStore(Connections.configured(pool, settings))

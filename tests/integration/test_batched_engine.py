@@ -16,8 +16,9 @@ from flashsale.domain import ClaimOutcome, ServiceUnavailable
 from flashsale.service.ports import NewCoupon
 from flashsale.storage.store import CouponStore
 from tests.support.invariants import assert_invariants
-from tests.support.locks import locked
+from tests.support.locks import locked, wait_until_blocked
 from tests.support.stores import StoreFactory, outcome_of
+from tests.support.traffic import PROMPT
 
 CLAIMED = ClaimOutcome.CLAIMED
 
@@ -30,12 +31,12 @@ async def claim_many(engine: BatchedClaims, coupon: str, users: list[str]) -> li
 
 
 @asynccontextmanager
-async def coupon_locked(database: str, coupon: str) -> AsyncIterator[None]:
-    """The coupon's row lock held by another session until the block ends."""
+async def coupon_locked(database: str, coupon: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """The coupon's row lock held by another session (yielded) until the block ends."""
     lock_holder = await asyncpg.connect(database)
     try:
         async with locked(lock_holder, "SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon):
-            yield
+            yield lock_holder
     finally:
         await lock_holder.close()
 
@@ -87,9 +88,9 @@ async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
     await store.create_coupon(NewCoupon(name="C", amount=100))
-    async with coupon_locked(database, "C"):
+    async with coupon_locked(database, "C") as holder:
         pending = asyncio.ensure_future(claim_many(engine, "C", [f"u{i}" for i in range(20)]))
-        await asyncio.sleep(0.3)
+        await wait_until_blocked(holder)
         await db.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'flashsale' AND wait_event_type = 'Lock'"
@@ -106,9 +107,9 @@ async def test_what_committed_stands_when_callers_leave(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
     await store.create_coupon(NewCoupon(name="C", amount=100))
-    async with coupon_locked(database, "C"):
+    async with coupon_locked(database, "C") as holder:
         in_flight = asyncio.create_task(outcome_of(engine, coupon_name="C", user_id="in-flight"))
-        await asyncio.sleep(0.1)  # its batch is now waiting for the lock
+        await wait_until_blocked(holder)  # its batch is now waiting for the lock
         queued = [
             asyncio.create_task(outcome_of(engine, coupon_name="C", user_id=f"queued{i}"))
             for i in range(3)
@@ -130,7 +131,8 @@ async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
     assert (
         await outcome_of(engine, coupon_name="C", user_id="late") is ClaimOutcome.SOLD_OUT
     )  # the hint is set now
-    async with coupon_locked(database, "C"), asyncio.timeout(2):
+    # Not behind the lock: an answer that waited for it would never come.
+    async with coupon_locked(database, "C"), asyncio.timeout(PROMPT):
         outcomes = await claim_many(engine, "C", ["winner", "x", "y"])
     assert outcomes == [ClaimOutcome.ALREADY_CLAIMED, ClaimOutcome.SOLD_OUT, ClaimOutcome.SOLD_OUT]
 
@@ -165,9 +167,9 @@ async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
 ) -> None:
     engine = BatchedClaims(store, max_batch=10, max_queue=5)
     await store.create_coupon(NewCoupon(name="C", amount=100))
-    async with coupon_locked(database, "C"):
+    async with coupon_locked(database, "C") as holder:
         pending = asyncio.ensure_future(claim_many(engine, "C", [f"u{i}" for i in range(20)]))
-        await asyncio.sleep(0.2)
+        await wait_until_blocked(holder)  # the first batch is at the lock, the rest queued
     outcomes = await pending
     refused = [o for o in outcomes if isinstance(o, ServiceUnavailable)]
     # All twenty arrive before the first batch leaves: five wait, the rest are refused.

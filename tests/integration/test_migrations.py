@@ -41,6 +41,7 @@ async def test_a_missing_database_is_created_and_migrated_once(
             "events",
             "idempotency_keys",
             "schema_migrations",
+            "service_timeouts",
             "webhook_streams",
             "webhooks",
         ]

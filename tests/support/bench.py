@@ -100,7 +100,7 @@ def _haproxy(stack: ExitStack, servers: list[RunningServer], workdir: Path) -> H
 
 
 @contextmanager
-def patroni_database(_url: str | None) -> Iterator[DatabaseServer]:
+def patroni_database(_url: str | None, _connections: int = 0) -> Iterator[DatabaseServer]:
     """Three Patroni nodes of this run's own; the URL lists them all with
     target_session_attrs=read-write, and the leader's CPU is measured."""
     if missing := missing_packages():

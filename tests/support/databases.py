@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from flashsale.storage import admin
 from flashsale.storage.database import migrate
+from flashsale.storage.migrations import load_migrations
 
 
 @dataclass
@@ -42,3 +46,22 @@ def with_password(url: str, password: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}:{password}@{host}"))
+
+
+async def migrated_to(url: str, last: int) -> None:
+    """Migrations 1..last, recorded as the migrator records them."""
+    connection: asyncpg.Connection[Any] = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in load_migrations()[:last]:
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+    finally:
+        await connection.close()

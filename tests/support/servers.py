@@ -21,6 +21,7 @@ def serve(
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     new_session: bool = False,
+    timeout: float = 60,
 ) -> RunningServer:
     """start_server with SMALL_POOLS under ``env``; None: the embedded default."""
     return start_server(
@@ -30,6 +31,7 @@ def serve(
         host=host,
         env={**SMALL_POOLS, **(env or {})},
         new_session=new_session,
+        timeout=timeout,
     )
 
 

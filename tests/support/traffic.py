@@ -42,6 +42,13 @@ class Traffic:
         return [s for s in self.sent if start <= s.started and s.started + s.latency <= end]
 
 
+# A bounded wait (a timeout, a deadline, a refused connection) is answered
+# long before a client gives up (session's 30 s): checked with this much
+# room, since a loaded machine stretches every step. How fast it is exactly
+# is the bench's business, never a test's.
+PROMPT = 15.0
+
+
 def session(connections: int, timeout: float = 30) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections),

@@ -45,8 +45,9 @@ class DatabaseServer:
 
 # (config, the database server's postmaster, a scratch folder) -> the running arrangement
 Deploy = Callable[[ServerConfig, int | None, Path], AbstractContextManager[Deployment]]
-# --database-url (None: none given) -> a server to create bench databases on
-DatabaseSource = Callable[[str | None], AbstractContextManager[DatabaseServer]]
+# (--database-url (None: none given), the connections the service's pools may
+# hold) -> a server to create bench databases on
+DatabaseSource = Callable[[str | None, int], AbstractContextManager[DatabaseServer]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +85,9 @@ def stop(server: RunningServer) -> None:
 
 
 @contextmanager
-def given_or_embedded(url: str | None) -> Iterator[DatabaseServer]:
-    """The server at ``url``, or a throwaway embedded PostgreSQL."""
+def given_or_embedded(url: str | None, connections: int = 0) -> Iterator[DatabaseServer]:
+    """The server at ``url``, or a throwaway embedded PostgreSQL sized for
+    ``connections`` (the service's start-up refuses pools that do not fit)."""
     if url:
         yield DatabaseServer(url, None)
         return
@@ -93,7 +95,7 @@ def given_or_embedded(url: str | None) -> Iterator[DatabaseServer]:
     # and its folder must outlive it; removed after it (atexit runs in reverse).
     folder = Path(tempfile.mkdtemp(prefix="flashsale-bench-pg-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    embedded = start_embedded(folder, cleanup="delete")
+    embedded = start_embedded(folder, cleanup="delete", connections=connections)
     yield DatabaseServer(embedded, postmaster_pid(folder / "pgdata"))
 
 

@@ -87,8 +87,10 @@ class _Releases:
     def _read(self, sock: socket.socket) -> None:
         buffer = self._waiting[sock]
         chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed a release connection")
+        if not chunk:  # closed by the server: its release goes unanswered, the others go on
+            self._selector.unregister(sock)
+            del self._waiting[sock]
+            return
         buffer += chunk
         status = _status(buffer)
         if status is not None:

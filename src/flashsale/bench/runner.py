@@ -26,6 +26,7 @@ from flashsale.bench.returns import return_stock_during
 from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
 from flashsale.bench.server import start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
+from flashsale.config import load_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,8 @@ def run_bench(plan: BenchPlan, announce: Announce) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp:
         workdir = Path(tmp)
         measurements.append(run_raw_ceiling(plan, workdir, announce))
-        with plan.topology.database_server(plan.database_url) as database:
+        needed = plan.workers * load_settings().db_pool_max * plan.topology.instances
+        with plan.topology.database_server(plan.database_url, needed) as database:
             for strategy in plan.strategies:
                 measurements += run_strategy(plan, strategy, database, workdir, announce)
     return measurements
@@ -139,11 +141,19 @@ def returning_stock(
     seeded = [f"user-{i}" for i in range(1, scenario.seeded + 1)]
     half = len(seeded) // 2
     released: list[int] = []
+    failed: list[str] = []
 
     def run() -> None:
-        returned = return_stock_during(
-            url, base_url, scenario.coupon, seeded=seeded, seconds=seconds
-        )
+        try:
+            returned = return_stock_during(
+                url, base_url, scenario.coupon, seeded=seeded, seconds=seconds
+            )
+        except Exception as error:
+            # Whatever stopped it (a refused socket, a database error from
+            # schedule_expiries): said in the run's output, not as a thread's
+            # traceback; the scenario's figures then miss the releases.
+            failed.append(f"{type(error).__name__}: {error}")
+            return
         released.append(returned)
 
     thread = threading.Thread(target=run, name="bench-returns")
@@ -152,4 +162,7 @@ def returning_stock(
         yield
     finally:
         thread.join()
-        announce(f"{scenario.title}: {released[0] if released else 0} released, {half} expiring")
+        done = f"{released[0] if released else 0} released, {half} expiring"
+        announce(
+            f"{scenario.title}: {done}" + (f"; releases stopped: {failed[0]}" if failed else "")
+        )

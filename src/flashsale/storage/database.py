@@ -10,7 +10,7 @@ import asyncpg
 
 from flashsale.storage.migrations import Migration, apply_migrations
 from flashsale.storage.primary import ADMIN_DATABASE, find_primary
-from flashsale.storage.queries import startup_query
+from flashsale.storage.queries import quote_identifier, startup_query
 from flashsale.storage.session_defaults import Timeouts
 
 _CREATE_ATTEMPTS = 5
@@ -48,7 +48,7 @@ async def ensure_database(
 
 
 async def _create_if_missing(admin: asyncpg.Connection[asyncpg.Record], name: str) -> None:
-    create = startup_query("create_database").format(database=_quote_identifier(name))
+    create = startup_query("create_database").format(database=quote_identifier(name))
     for attempt in range(_CREATE_ATTEMPTS):
         if await admin.fetchval(startup_query("database_exists"), name):
             return
@@ -83,7 +83,3 @@ async def migrate(
 def _database_name(dsn: str) -> str:
     path = urlsplit(dsn).path.lstrip("/")
     return unquote(path) or "postgres"
-
-
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -9,12 +9,14 @@ from importlib.resources import files
 
 import asyncpg
 
-from flashsale.storage.queries import startup_query
-from flashsale.storage.session_defaults import Timeouts
+from flashsale.storage.queries import quote_identifier, startup_query
+from flashsale.storage.session_defaults import Timeouts, apply_timeouts
 
 # Any constant shared by every flashsale process; pg_advisory_xact_lock takes a bigint.
 MIGRATION_LOCK_KEY = 0x666C617368  # "flash"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# "ADD CONSTRAINT name ... NOT VALID;": validated after the commit.
+_NOT_VALID = re.compile(r"\bADD CONSTRAINT\s+(\w+)\b[^;]*\bNOT VALID\s*;", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +54,7 @@ async def apply_migrations(
     would be taken on one and "released" on another). All pending migrations
     commit together or not at all; a process that waited for the lock sees
     the versions the first one recorded and applies nothing. ``timeouts``:
-    the service's, which the server connection keeps afterwards (startup.sql
-    carry_timeouts says why)."""
+    the service's, which the server connection keeps afterwards."""
     async with connection.transaction():
         await connection.execute(startup_query("unbounded_transaction"))
         await connection.execute(startup_query("migration_lock"), MIGRATION_LOCK_KEY)
@@ -67,10 +68,28 @@ async def apply_migrations(
                 startup_query("record_migration"), migration.version, migration.name
             )
         if timeouts is not None:
-            await connection.execute(
-                startup_query("carry_timeouts"),
-                str(timeouts.statement),
-                str(timeouts.lock),
-                str(timeouts.idle_in_transaction),
-            )
+            # Last, after the SET LOCALs: a session-level value outlives the
+            # COMMIT, so the server connection a pooler keeps for other
+            # clients has the service's timeouts even when it was opened
+            # before the first start stored them for connect_query.
+            await apply_timeouts(connection, timeouts)
+    await validate_constraints(connection)
     return applied
+
+
+async def validate_constraints(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Validate what a migration added NOT VALID, each constraint in a
+    transaction of its own, after the migrations committed: VALIDATE holds
+    only a lock that writers pass (migrations/0016 says why not inside the
+    migration). Runs on every start while one is left, so a start that died
+    after the commit is made good by the next; a constraint another process
+    validated meanwhile costs one lock, no scan."""
+    added = sorted({name for m in load_migrations() for name in _NOT_VALID.findall(m.sql)})
+    for row in await connection.fetch(startup_query("unvalidated_constraints"), added):
+        validate = startup_query("validate_constraint").format(
+            table=quote_identifier(row["table_name"]),
+            constraint=quote_identifier(row["constraint_name"]),
+        )
+        async with connection.transaction():
+            await connection.execute(startup_query("unbounded_transaction"))
+            await connection.execute(validate)

@@ -39,3 +39,9 @@ def admin_query(name: str) -> str:
 
 def startup_query(name: str) -> str:
     return load_queries("startup.sql")[name]
+
+
+def quote_identifier(name: str) -> str:
+    """A name as a quoted SQL identifier, for the DDL of startup.sql and
+    admin.sql that takes no parameters ({database}, {table})."""
+    return '"' + name.replace('"', '""') + '"'

@@ -195,10 +195,19 @@ SELECT s.name, s.amount, v.remaining_amount, v.status, v.redeemed,
                       FROM coupon_state WHERE id = s.id) AS v
  ORDER BY s.last_id DESC NULLS LAST, s.id DESC;
 
--- name: store_session_defaults
--- Start-up: the configured timeouts (ms) as the role's defaults in this
--- database (0005); true when they changed.
-SELECT store_session_defaults($1, $2, $3);
+-- name: store_service_timeouts
+-- Start-up: the configured timeouts (ms) stored for PgBouncer's connect_query
+-- and taken by this session, the serving role's 0005 defaults reset (0016);
+-- true when the stored values changed.
+SELECT store_service_timeouts($1, $2, $3);
+
+-- name: apply_timeouts
+-- A new pooled connection takes the service's timeouts (text, in ms) for its
+-- whole session: is_local false. RESET ALL would drop them (the pool never
+-- sends it: pool.py keep_session).
+SELECT set_config('statement_timeout', $1, false),
+       set_config('lock_timeout', $2, false),
+       set_config('idle_in_transaction_session_timeout', $3, false);
 
 -- name: session_timeouts
 -- What this session's timeouts are (tests, and a start-up log line).

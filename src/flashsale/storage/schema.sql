@@ -9,9 +9,8 @@
 --   2. Claims and stock   claims, claim_history, claims_take_stock,
 --                         claims_return_stock, claims_follow_expiry,
 --                         redeem_claim; a claim tied to its coupon:
---                         claims_forbid_update, claims_fill_coupon,
---                         coupons_delete_claims, coupons_follow_rename,
---                         coupons_truncate_claims
+--                         claims_coupon_fkey, claims_forbid_update,
+--                         claims_fill_coupon
 --   3. Idempotency keys   idempotency_keys, take_idempotency_key,
 --                         stored_keys, unstored_arrivals, keep_claim_keys,
 --                         keep_release_keys
@@ -24,7 +23,8 @@
 --                         claims_record_redeems
 --   7. Webhooks           webhooks, webhook_streams, queue_webhook_events,
 --                         lease_webhook_deliveries, webhook_delivered
---   8. Sessions           store_session_defaults
+--   8. Sessions           service_timeouts, apply_service_timeouts,
+--                         reset_role_timeouts, store_service_timeouts
 --
 -- Lock order, everywhere: a coupon's row first (FOR UPDATE), then its claim
 -- rows, then idempotency key rows in key order; webhook streams are locked
@@ -67,6 +67,8 @@ CREATE TABLE coupons (
     event_seq        bigint      NOT NULL DEFAULT 0,
     event_xid        xid8,
     CONSTRAINT coupons_name_key UNIQUE (name),
+    -- Target of the claims foreign key, which carries the name along.
+    CONSTRAINT coupons_id_name_key UNIQUE (id, name),
     CONSTRAINT coupons_name_format CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
     -- The column's own limit: a shop that means "unlimited" sends 2^31 - 1.
     CONSTRAINT coupons_amount_positive CHECK (amount BETWEEN 1 AND 2147483647),
@@ -172,14 +174,12 @@ CREATE TABLE claims (
     -- the claim is not live, and the sweeper or the claim path deletes it.
     expires_at  timestamptz,
     redeemed_at timestamptz,
-    -- The original design keys claims by coupon name; we keep the name, and
-    -- the triggers tie it to the coupon's identity so the two never disagree:
-    -- claims_take_stock refuses a claim whose (coupon_id, coupon_name) names
-    -- no coupon (foreign_key_violation), coupons_delete_claims and
-    -- coupons_follow_rename cascade a coupon's delete and rename, and
-    -- claims_forbid_update keeps the pair fixed otherwise. No foreign key: its
-    -- check ran once per inserted row (0015 says what that cost).
     CONSTRAINT claims_pkey PRIMARY KEY (coupon_id, user_id),
+    -- The original design keys claims by coupon name; we keep the name and
+    -- tie it to the coupon's identity so the two can never disagree: a
+    -- coupon's delete takes its claims, its rename renames them (0016).
+    CONSTRAINT claims_coupon_fkey FOREIGN KEY (coupon_id, coupon_name)
+        REFERENCES coupons (id, name) ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT claims_user_id_format CHECK (
         char_length(user_id) BETWEEN 1 AND 128 AND user_id !~ '[[:cntrl:]]'
     )
@@ -231,12 +231,10 @@ CREATE INDEX claim_history_coupon_idx ON claim_history (coupon_id, id);
 -- fails the whole statement: an oversell becomes an error, never a row.
 CREATE FUNCTION claims_take_stock() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_events bigint;
 BEGIN
     WITH n AS (
-        SELECT coupon_id, coupon_name, count(*) AS taken, min(expires_at) AS first_expiry
-          FROM new_claims GROUP BY coupon_id, coupon_name
+        SELECT coupon_id, count(*) AS taken, min(expires_at) AS first_expiry
+          FROM new_claims GROUP BY coupon_id
     ), moved AS (
         UPDATE coupons AS c
            SET remaining_amount = c.remaining_amount - n.taken,
@@ -244,22 +242,15 @@ BEGIN
                event_seq = c.event_seq + n.taken,
                event_xid = greatest(c.event_xid, pg_current_xact_id())
           FROM n
-         WHERE c.id = n.coupon_id AND c.name = n.coupon_name
-        RETURNING c.id, c.name, c.event_seq - n.taken AS base, c.event_xid AS xid
+         WHERE c.id = n.coupon_id
+        RETURNING c.id, c.event_seq - n.taken AS base, c.event_xid AS xid
     )
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
     SELECT m.xid, k.coupon_id, k.coupon_name,
            m.base + row_number() OVER (PARTITION BY k.coupon_id ORDER BY k.id),
            'claimed', k.user_id, k.claimed_at
       FROM new_claims AS k
-      JOIN moved AS m ON m.id = k.coupon_id AND m.name = k.coupon_name;
-    -- One event per claim whose coupon was found and moved: fewer means a
-    -- claim names no coupon (or one deleted or renamed meanwhile).
-    GET DIAGNOSTICS v_events = ROW_COUNT;
-    IF v_events < (SELECT count(*) FROM new_claims) THEN
-        RAISE EXCEPTION 'a claim names no coupon with its coupon_id and coupon_name'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
+      JOIN moved AS m ON m.id = k.coupon_id;
     RETURN NULL;
 END
 $$;
@@ -362,9 +353,11 @@ $$;
 
 -- A claim tied to its coupon -----------------------------------------------
 
--- A claim's coupon_name follows its coupon's (coupons_follow_rename) and
--- nothing else: moving a claim to another coupon or user would dodge the
--- stock triggers.
+-- Moving a claim to another coupon or user would dodge the stock triggers.
+-- A claim's coupon_name follows its coupon's through claims_coupon_fkey's
+-- ON UPDATE CASCADE, which sets both key columns (coupon_id to its old
+-- value): compared by value, only a real move is refused. The constraint
+-- itself refuses a coupon_name that is not its coupon's.
 CREATE FUNCTION claims_forbid_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -372,18 +365,12 @@ BEGIN
         RAISE EXCEPTION 'claims are immutable: delete and insert instead'
             USING ERRCODE = 'restrict_violation';
     END IF;
-    IF NEW.coupon_name <> OLD.coupon_name
-       AND NOT EXISTS (SELECT 1 FROM coupons AS c
-                        WHERE c.id = NEW.coupon_id AND c.name = NEW.coupon_name) THEN
-        RAISE EXCEPTION 'a claim''s coupon_name is its coupon''s name'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
     RETURN NEW;
 END
 $$;
 
 CREATE TRIGGER claims_forbid_update
-    BEFORE UPDATE OF coupon_id, user_id, coupon_name ON claims
+    BEFORE UPDATE OF coupon_id, user_id ON claims
     FOR EACH ROW EXECUTE FUNCTION claims_forbid_update();
 
 -- The original design's row shape stays writable: an operator's
@@ -411,55 +398,6 @@ $$;
 CREATE TRIGGER claims_fill_coupon
     BEFORE INSERT ON claims
     FOR EACH ROW WHEN (NEW.coupon_id IS NULL) EXECUTE FUNCTION claims_fill_coupon();
-
--- coupons_delete_claims, coupons_follow_rename, coupons_truncate_claims: a
--- coupon's delete, change of id or name, and TRUNCATE reach its claims, as a
--- foreign key's ON DELETE CASCADE, ON UPDATE CASCADE and TRUNCATE ... CASCADE
--- would.
-CREATE FUNCTION coupons_delete_claims() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM claims AS h USING old_coupons AS o WHERE h.coupon_id = o.id;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER coupons_delete_claims
-    AFTER DELETE ON coupons
-    REFERENCING OLD TABLE AS old_coupons
-    FOR EACH STATEMENT EXECUTE FUNCTION coupons_delete_claims();
-
-CREATE FUNCTION coupons_follow_rename() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.id <> OLD.id AND EXISTS (SELECT 1 FROM claims AS h WHERE h.coupon_id = OLD.id) THEN
-        RAISE EXCEPTION 'coupon % has claims: its id cannot change', OLD.name
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    IF NEW.name <> OLD.name THEN
-        UPDATE claims SET coupon_name = NEW.name WHERE coupon_id = NEW.id;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
--- UPDATE OF: only statements that name id or name in their SET list (the
--- claim path's updates of the stock never do).
-CREATE TRIGGER coupons_follow_rename
-    AFTER UPDATE OF id, name ON coupons
-    FOR EACH ROW EXECUTE FUNCTION coupons_follow_rename();
-
-CREATE FUNCTION coupons_truncate_claims() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    TRUNCATE claims;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER coupons_truncate_claims
-    AFTER TRUNCATE ON coupons
-    FOR EACH STATEMENT EXECUTE FUNCTION coupons_truncate_claims();
 
 -- =========================================================================
 -- 3. Idempotency keys
@@ -1431,57 +1369,94 @@ $$;
 -- 8. Sessions
 -- =========================================================================
 
--- The service's timeouts (statement_timeout, lock_timeout,
--- idle_in_transaction_session_timeout) become its role's defaults in this
--- database, the one way to set them that a transaction-mode pooler passes
--- through: PgBouncer refuses them as startup parameters, and a session SET
--- would stay on a server connection that other clients then use. PostgreSQL
--- applies pg_db_role_setting when a backend starts, so every server
--- connection a pooler opens has them, and RESET ALL / DISCARD ALL return to
--- them. They cost nothing per query.
---
--- Start-up calls this with the configured values (milliseconds); it writes
--- only what changed and returns whether it did. It runs as the caller
--- (SECURITY INVOKER): ordinary roles may set their own defaults, and the
--- role that serves is the one whose sessions need them.
-CREATE FUNCTION store_session_defaults(
+-- statement_timeout, lock_timeout and idle_in_transaction_session_timeout
+-- as the service configures them, for its sessions only (0016): each pool
+-- applies them to every connection it opens, and PgBouncer to every server
+-- connection it opens (connect_query = apply_service_timeouts()). Not the
+-- role's defaults (as 0005 had them): an operator's session as the same role
+-- keeps PostgreSQL's. docs/database.md has the design.
+CREATE TABLE service_timeouts (
+    -- One row: the values of the last instance that started.
+    singleton                  boolean PRIMARY KEY DEFAULT true,
+    statement_timeout_ms       integer NOT NULL,
+    lock_timeout_ms            integer NOT NULL,
+    idle_in_transaction_ms     integer NOT NULL,
+    stored_at                  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT service_timeouts_one_row CHECK (singleton),
+    CONSTRAINT service_timeouts_not_negative CHECK (
+        statement_timeout_ms >= 0 AND lock_timeout_ms >= 0 AND idle_in_transaction_ms >= 0)
+);
+
+-- This session takes the stored timeouts (session-level: they outlive the
+-- transaction, as PgBouncer's connect_query needs); nothing when none are
+-- stored yet.
+CREATE FUNCTION apply_service_timeouts() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t service_timeouts%ROWTYPE;
+BEGIN
+    SELECT * INTO t FROM service_timeouts;
+    IF FOUND THEN
+        PERFORM set_config('statement_timeout', t.statement_timeout_ms::text, false);
+        PERFORM set_config('lock_timeout', t.lock_timeout_ms::text, false);
+        PERFORM set_config('idle_in_transaction_session_timeout',
+                           t.idle_in_transaction_ms::text, false);
+    END IF;
+END
+$$;
+
+-- The role's own settings that 0005 stored, reset (only those three, and
+-- only in this database).
+CREATE FUNCTION reset_role_timeouts() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1
+                 FROM pg_db_role_setting AS s, unnest(s.setconfig) AS setting
+                WHERE s.setdatabase = (SELECT oid FROM pg_database
+                                        WHERE datname = current_database())
+                  AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                  AND split_part(setting, '=', 1) IN
+                      ('idle_in_transaction_session_timeout', 'lock_timeout',
+                       'statement_timeout')) THEN
+        -- Instances upgrading together would update the same
+        -- pg_db_role_setting row at once ("tuple concurrently updated").
+        PERFORM pg_advisory_xact_lock(x'666C617374'::bigint);  -- "flast"
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET statement_timeout',
+                       current_user, current_database());
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET lock_timeout',
+                       current_user, current_database());
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET idle_in_transaction_session_timeout',
+                       current_user, current_database());
+    END IF;
+END
+$$;
+
+-- Start-up: the configured values (ms) stored and taken by this session;
+-- the caller's 0005 role defaults reset. Returns whether the stored values
+-- changed.
+CREATE FUNCTION store_service_timeouts(
     p_statement_timeout_ms integer,
     p_lock_timeout_ms integer,
     p_idle_in_transaction_timeout_ms integer
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_wanted text[] := ARRAY[
-        'idle_in_transaction_session_timeout=' || p_idle_in_transaction_timeout_ms,
-        'lock_timeout=' || p_lock_timeout_ms,
-        'statement_timeout=' || p_statement_timeout_ms];
-    v_stored text[];
+    v_changed boolean;
 BEGIN
-    -- Instances starting together would update the same pg_db_role_setting
-    -- row at once ("tuple concurrently updated"): one at a time, until COMMIT.
-    PERFORM pg_advisory_xact_lock(x'666C617374'::bigint);  -- "flast"
-    SELECT array_agg(setting ORDER BY setting) INTO v_stored
-      FROM pg_db_role_setting AS s, unnest(s.setconfig) AS setting
-     WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
-       AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-       AND split_part(setting, '=', 1) IN
-           ('idle_in_transaction_session_timeout', 'lock_timeout', 'statement_timeout');
-    -- This backend started before the defaults were stored; a pooler keeps it
-    -- and hands it to other clients, so it takes them on too (a session-level
-    -- setting that persists after COMMIT, with the same values as everyone's).
-    PERFORM set_config('statement_timeout', p_statement_timeout_ms::text, false);
-    PERFORM set_config('lock_timeout', p_lock_timeout_ms::text, false);
-    PERFORM set_config('idle_in_transaction_session_timeout',
-                       p_idle_in_transaction_timeout_ms::text, false);
-    IF v_stored IS NOT DISTINCT FROM v_wanted THEN
-        RETURN false;
-    END IF;
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %s',
-                   current_user, current_database(), p_statement_timeout_ms);
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET lock_timeout = %s',
-                   current_user, current_database(), p_lock_timeout_ms);
-    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET idle_in_transaction_session_timeout = %s',
-                   current_user, current_database(), p_idle_in_transaction_timeout_ms);
-    RETURN true;
-END;
+    PERFORM reset_role_timeouts();
+    INSERT INTO service_timeouts AS t (statement_timeout_ms, lock_timeout_ms,
+                                       idle_in_transaction_ms)
+    VALUES (p_statement_timeout_ms, p_lock_timeout_ms, p_idle_in_transaction_timeout_ms)
+    ON CONFLICT (singleton) DO UPDATE
+       SET statement_timeout_ms = excluded.statement_timeout_ms,
+           lock_timeout_ms = excluded.lock_timeout_ms,
+           idle_in_transaction_ms = excluded.idle_in_transaction_ms,
+           stored_at = now()
+     WHERE (t.statement_timeout_ms, t.lock_timeout_ms, t.idle_in_transaction_ms)
+           IS DISTINCT FROM (excluded.statement_timeout_ms, excluded.lock_timeout_ms,
+                             excluded.idle_in_transaction_ms);
+    v_changed := FOUND;
+    PERFORM apply_service_timeouts();
+    RETURN v_changed;
+END
 $$;

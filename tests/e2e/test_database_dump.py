@@ -1,0 +1,67 @@
+"""An operator's backup: pg_dump of a database holding claims, restored into
+a fresh database, which the service then serves and ``flashsale verify``
+accepts. Dumped with the PostgreSQL tools of the embedded server's own
+release (pg_dump refuses a server newer than itself; Debian's is 15)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+from flashsale.storage import admin
+from tests.faults.test_verify_command import verify
+from tests.support.databases import DatabaseServer
+from tests.support.load import claim_all, create_coupon, outcomes
+from tests.support.postgres_tools import postgres_tool
+from tests.support.servers import serve
+
+
+def dump(database: str, path: Path) -> None:
+    subprocess.run(
+        [postgres_tool("pg_dump"), "--format=custom", f"--file={path}", f"--dbname={database}"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def restore(path: Path, database: str) -> None:
+    subprocess.run(
+        [postgres_tool("pg_restore"), "--exit-on-error", f"--dbname={database}", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+async def test_a_restored_dump_is_served_and_verified(
+    database_server: DatabaseServer, database: str, tmp_path: Path
+) -> None:
+    server = serve(database, tmp_path / "before.log")
+    try:
+        await create_coupon(server.base_url, "SALE", 3)
+        sold = await claim_all([server.base_url], "SALE", ["u1", "u2"])
+        assert outcomes(sold) == {"ok": 2}
+    finally:
+        server.stop()
+    dump(database, tmp_path / "flashsale.dump")
+    copy = await admin.create_database(database_server.url, f"flashsale_r_{uuid.uuid4().hex[:12]}")
+    try:
+        restore(tmp_path / "flashsale.dump", copy)
+        server = serve(copy, tmp_path / "after.log")
+        try:
+            replies = await claim_all([server.base_url], "SALE", ["u1", "u3"])
+            replies += await claim_all([server.base_url], "SALE", ["u4"])
+        finally:
+            server.stop()
+        assert [reply.outcome for reply in replies] == [
+            "409 already_claimed",
+            "ok",
+            "409 sold_out",
+        ]
+        result = verify("--database-url", copy)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 coupons, 3 claims" in result.stdout
+    finally:
+        await admin.drop_database(database_server.url, copy)
