@@ -22,6 +22,7 @@ from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
 from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, require_wrk
+from flashsale.config import load_settings
 
 STRATEGIES = ("batched", "transaction")
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -83,7 +84,7 @@ def bench_webhooks(
     with (
         console.status("starting") as status,
         tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
-        DIRECT.database_server(database_url) as database,
+        DIRECT.database_server(database_url, workers * load_settings().db_pool_max) as database,
     ):
         load = Load(connections, threads, duration)
         done = run_webhook_bench(database.url, Path(tmp), load, workers, rounds, status.update)
