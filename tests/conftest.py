@@ -17,6 +17,8 @@ from flashsale.bench.server import RunningServer
 from flashsale.storage.embedded import start_embedded
 from tests.support.api import Client, in_process_client
 from tests.support.databases import DatabaseServer
+from tests.support.network import network  # noqa: F401 - the test resolver and connect guard
+from tests.support.receiver import TEST_SECRET, Receiver
 from tests.support.servers import serve
 
 if TYPE_CHECKING:
@@ -72,3 +74,12 @@ def live_server(database: str, tmp_path: Path) -> Iterator[RunningServer]:
     server = serve(database, tmp_path / "server.log", workers=2)
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook endpoint on loopback that verifies with TEST_SECRET."""
+    endpoint = Receiver(TEST_SECRET)
+    await endpoint.start()
+    yield endpoint
+    await endpoint.stop()

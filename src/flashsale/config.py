@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from enum import StrEnum
@@ -17,9 +18,15 @@ class ClaimStrategyName(StrEnum):
     TRANSACTION = "transaction"
 
 
+class WebhookDelivery(StrEnum):
+    WORKERS = "workers"
+    SEPARATE = "separate"
+
+
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
@@ -61,11 +68,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # disabled when one event has failed webhook_max_attempts times in a row or
     # for webhook_retry_hours.
     webhook_timeout: PositiveFloat = 10.0
+    webhook_connect_timeout: PositiveFloat = 5.0  # resolving and connecting, within the above
+    # Longest wait a receiver's Retry-After (on 429 or 503) is honoured for.
+    webhook_retry_after_max: PositiveFloat = 3600.0
+    # Networks webhooks may reach although they are not globally routable
+    # (comma-separated CIDRs: an on-premises receiver, a test's loopback one).
+    webhook_allow_networks: str = ""
     webhook_retry_hours: PositiveFloat = 24.0
     webhook_max_attempts: Positive = 40
     webhook_backoff_base: PositiveFloat = 5.0
     webhook_backoff_max: PositiveFloat = 3600.0
     webhook_concurrency: Positive = 16  # POSTs in flight per worker
+    # "workers": each serve worker delivers (yielding to its claims);
+    # "separate": serve workers deliver nothing, `flashsale deliver` does.
+    webhook_delivery: WebhookDelivery = WebhookDelivery.WORKERS
+    # While a serve worker has claims in flight, each of its delivery streams
+    # waits this long between two events (they catch up when claims calm down).
+    webhook_busy_pause: NonNegativeFloat = 0.05
+    # Events an endpoint may be behind before it is disabled (read the feed).
+    webhook_backlog_max: Positive = 100_000
     bench_routes: bool = False  # /bench/* endpoints, for `flashsale bench` only
 
     @property
@@ -122,11 +143,17 @@ ENVIRONMENT = {
     "log_level": "LOG_LEVEL",
     "log_access": "LOG_ACCESS",
     "webhook_timeout": "WEBHOOK_TIMEOUT",
+    "webhook_connect_timeout": "WEBHOOK_CONNECT_TIMEOUT",
+    "webhook_retry_after_max": "WEBHOOK_RETRY_AFTER_MAX",
+    "webhook_allow_networks": "WEBHOOK_ALLOW_NETWORKS",
     "webhook_retry_hours": "WEBHOOK_RETRY_HOURS",
     "webhook_max_attempts": "WEBHOOK_MAX_ATTEMPTS",
     "webhook_backoff_base": "WEBHOOK_BACKOFF_BASE",
     "webhook_backoff_max": "WEBHOOK_BACKOFF_MAX",
     "webhook_concurrency": "WEBHOOK_CONCURRENCY",
+    "webhook_delivery": "WEBHOOK_DELIVERY",
+    "webhook_busy_pause": "WEBHOOK_BUSY_PAUSE",
+    "webhook_backlog_max": "WEBHOOK_BACKLOG_MAX",
     "bench_routes": "FLASHSALE_BENCH_ROUTES",
 }
 
@@ -148,7 +175,16 @@ def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: obje
         raise SettingsError(_name_variable(str(error))) from None
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    _check_networks(settings.webhook_allow_networks)
     return settings
+
+
+def _check_networks(cidrs: str) -> None:
+    for cidr in filter(None, (part.strip() for part in cidrs.split(","))):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(f"WEBHOOK_ALLOW_NETWORKS: {cidr!r} is not a CIDR") from None
 
 
 def _decode_path(kind: type, value: object) -> object:

@@ -113,6 +113,12 @@ class WebhookNotFound(DomainError):
     code = "webhook_not_found"
 
 
+class DestinationRefused(DomainError):
+    """A webhook URL that names an address webhooks may not reach."""
+
+    code = "destination_refused"
+
+
 class InvalidCoupon(DomainError):
     """A coupon's fields that only the database can judge (ends_at in the
     past by its clock, a window whose end would precede its start)."""

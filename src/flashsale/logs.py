@@ -112,6 +112,10 @@ def logging_config(level: str) -> dict[str, Any]:
         "loggers": {
             "_granian": {"handlers": ["stdout"], "level": level_name, "propagate": False},
             "granian.access": {"handlers": ["stdout"], "level": level_name, "propagate": False},
+            # httpx logs each request's URL at INFO and httpcore its hosts at
+            # DEBUG: a URL is no log material (it may carry a token).
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }
 

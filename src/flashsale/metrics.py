@@ -127,6 +127,23 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        # Per endpoint (admins register few): every worker samples the same
+        # database state, so the live maximum is the value.
+        self.webhook_lag = Gauge(
+            "flashsale_webhook_lag_seconds",
+            "Age of the oldest event not yet delivered to each enabled webhook endpoint",
+            ["webhook"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.webhook_backlog = Gauge(
+            "flashsale_webhook_backlog",
+            "Events queued and not yet delivered to each enabled webhook endpoint (at most)",
+            ["webhook"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self._webhook_labels: set[str] = set()
         self._coupon_labels: set[str] = set()
         self._claim_children: dict[tuple[str, str], Counter] = {}
         self._request_children: dict[tuple[str, str, int], Histogram] = {}
@@ -172,6 +189,18 @@ class Metrics:
 
     def count_database_error(self, error: BaseException) -> None:
         self.db_errors.labels(type(error).__name__).inc()
+
+    def sample_webhooks(self, states: dict[int, tuple[int, float]]) -> None:
+        """Each endpoint's (backlog, lag seconds); endpoints no longer listed
+        (caught up, disabled, deleted) drop out of the gauges."""
+        labels = {str(webhook_id) for webhook_id in states}
+        for gone in self._webhook_labels - labels:
+            self.webhook_lag.remove(gone)
+            self.webhook_backlog.remove(gone)
+        self._webhook_labels = labels
+        for webhook_id, (backlog, lag) in states.items():
+            self.webhook_backlog.labels(str(webhook_id)).set(backlog)
+            self.webhook_lag.labels(str(webhook_id)).set(lag)
 
     def sample_pool(self, size: int, idle: int, max_size: int) -> None:
         self.pool_connections.labels("in_use").set(size - idle)

@@ -5,7 +5,7 @@ Granian serves ``flashsale.wiring:create_app`` as its factory."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
@@ -15,8 +15,10 @@ from litestar import Litestar
 
 from flashsale.claims.counted import CountedClaims
 from flashsale.claims.engine import create_claim_engine
-from flashsale.config import Settings, load_settings
-from flashsale.delivery.sender import HttpxSender
+from flashsale.config import Settings, WebhookDelivery, load_settings
+from flashsale.delivery.addresses import AddressPolicy
+from flashsale.delivery.destinations import Destinations
+from flashsale.delivery.sender import HttpSender
 from flashsale.http.app import build_app
 from flashsale.http.events import event_body
 from flashsale.logs import get_logger
@@ -30,6 +32,7 @@ from flashsale.service.key_purge import KeyPurge
 from flashsale.service.ports import Event
 from flashsale.service.reads import CouponReads
 from flashsale.service.services import Services
+from flashsale.service.webhook_watch import WebhookWatch
 from flashsale.service.webhooks import RetryPolicy, WebhookService
 from flashsale.storage.connections import Connections
 from flashsale.storage.events import EventStore
@@ -57,12 +60,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     connections = Connections.configured(pool, settings)
     store = CouponStore(connections)
     webhooks = WebhookStore(connections)
-    services = _services(settings, connections, store, webhooks, metrics)
+    claims = CountedClaims(create_claim_engine(settings, store, metrics.observe_batch), metrics)
+    services = _services(settings, connections, store, claims, webhooks)
     background = _Background.started(settings, pool, store, webhooks, metrics)
+    deliveries = _Deliveries.started(
+        settings, webhooks, metrics, claims.busy, deliver=_delivers_in_workers(settings)
+    )
     log.info("worker ready", strategy=settings.claim_strategy)
     try:
         yield services
     finally:
+        await deliveries.close()
         await background.close()
         await services.dashboard.close()
         await services.coupons.close()  # claims already accepted finish first
@@ -75,24 +83,20 @@ def _services(
     settings: Settings,
     connections: Connections,
     store: CouponStore,
+    claims: CountedClaims,
     webhooks: WebhookStore,
-    metrics: Metrics,
 ) -> Services:
     """The use cases the HTTP layer calls, on the worker's stores."""
-    engine = create_claim_engine(settings, store, metrics.observe_batch)
     reads = CouponReadStore(connections)
     timeout = settings.request_timeout
     return Services(
         coupons=CouponService(
-            store,
-            CountedClaims(engine, metrics),
-            request_timeout=timeout,
-            on_event=metrics.count_claim_event,
+            store, claims, request_timeout=timeout, on_event=get_metrics().count_claim_event
         ),
         reads=CouponReads(reads, request_timeout=timeout),
         dashboard=DashboardFeed(reads),
         events=EventReads(EventStore(connections), request_timeout=timeout),
-        webhooks=WebhookService(webhooks, request_timeout=timeout),
+        webhooks=WebhookService(webhooks, destinations(settings), request_timeout=timeout),
     )
 
 
@@ -100,7 +104,6 @@ def _services(
 class _Background:
     """The worker's own tasks, which no request waits for."""
 
-    deliverer: WebhookDeliverer
     purge: KeyPurge
     expirer: HoldExpirer
     sampler: asyncio.Task[None]
@@ -118,15 +121,12 @@ class _Background:
         # Holds expire with no request needed: one sweeper per worker (exactly once in SQL).
         expirer = HoldExpirer(store, on_expired=partial(metrics.count_claim_event, "expired"))
         expirer.start()
-        deliverer = _deliverer(settings, webhooks)  # its own task: a claim never waits for it
-        deliverer.start()
         # Idempotency keys past IDEMPOTENCY_TTL go in the background (SKIP LOCKED batches).
         purge = KeyPurge(store, ttl=settings.idempotency_ttl)
         purge.start()
-        return cls(deliverer, purge, expirer, sampler)
+        return cls(purge, expirer, sampler)
 
     async def close(self) -> None:
-        await self.deliverer.close()
         await self.purge.close()
         await self.expirer.close()
         self.sampler.cancel()
@@ -134,7 +134,65 @@ class _Background:
             await self.sampler
 
 
-def _deliverer(settings: Settings, webhooks: WebhookStore) -> WebhookDeliverer:
+@dataclass(frozen=True, slots=True)
+class _Deliveries:
+    """Webhook deliveries (none where a separate process makes them) and the
+    watch of each endpoint's backlog and lag."""
+
+    deliverer: WebhookDeliverer | None
+    watch: WebhookWatch
+
+    @classmethod
+    def started(
+        cls,
+        settings: Settings,
+        webhooks: WebhookStore,
+        metrics: Metrics,
+        busy: Callable[[], bool],
+        *,
+        deliver: bool,
+    ) -> _Deliveries:
+        watch = WebhookWatch(
+            webhooks, backlog_max=settings.webhook_backlog_max, on_sample=metrics.sample_webhooks
+        )
+        watch.start()
+        # Its own task: a claim never waits for it, and it yields to claims (busy).
+        deliverer = _deliverer(settings, webhooks, busy) if deliver else None
+        if deliverer is not None:
+            deliverer.start()
+        return cls(deliverer, watch)
+
+    async def close(self) -> None:
+        if self.deliverer is not None:
+            await self.deliverer.close()
+        await self.watch.close()
+
+
+def _delivers_in_workers(settings: Settings) -> bool:
+    return settings.webhook_delivery is WebhookDelivery.WORKERS
+
+
+def _no_claims() -> bool:
+    """A delivery process serves no claims: nothing to yield to."""
+    return False
+
+
+async def run_deliveries(settings: Settings, stop: asyncio.Event) -> None:
+    """``flashsale deliver``: a pool and the deliveries, until ``stop`` is set."""
+    pool = await create_pool(settings)
+    webhooks = WebhookStore(Connections.configured(pool, settings))
+    deliveries = _Deliveries.started(settings, webhooks, get_metrics(), _no_claims, deliver=True)
+    log.info("delivering webhooks", concurrency=settings.webhook_concurrency)
+    try:
+        await stop.wait()
+    finally:
+        await deliveries.close()
+        await pool.close()
+
+
+def _deliverer(
+    settings: Settings, webhooks: WebhookStore, busy: Callable[[], bool]
+) -> WebhookDeliverer:
     """Webhook deliveries, one task per worker; the body of each is the event
     exactly as GET /api/events shows it (the HTTP layer's struct)."""
     encoder = msgspec.json.Encoder()
@@ -142,14 +200,28 @@ def _deliverer(settings: Settings, webhooks: WebhookStore) -> WebhookDeliverer:
     def encode(event: Event) -> bytes:
         return encoder.encode(event_body(event))
 
+    sender = HttpSender(
+        destinations(settings),
+        timeout=settings.webhook_timeout,
+        connect_timeout=settings.webhook_connect_timeout,
+        retry_after_max=settings.webhook_retry_after_max,
+    )
     return WebhookDeliverer(
         webhooks,
-        HttpxSender(settings.webhook_timeout),
+        sender,
         RetryPolicy.configured(settings),
         encode,
         timeout=settings.webhook_timeout,
         concurrency=settings.webhook_concurrency,
+        busy=busy,
+        busy_pause=settings.webhook_busy_pause,
     )
+
+
+def destinations(settings: Settings) -> Destinations:
+    """Where webhooks may go: global addresses and WEBHOOK_ALLOW_NETWORKS."""
+    policy = AddressPolicy.configured(settings.webhook_allow_networks)
+    return Destinations(policy, timeout=settings.webhook_connect_timeout)
 
 
 async def _sample_pool(pool: Pool, metrics: Metrics) -> None:

@@ -131,7 +131,8 @@ async def test_unknown_routes_and_methods_get_json_errors(client: Client) -> Non
         ("/api/coupons/X/claims/u%2F1/redeem", {"OPTIONS", "POST"}),
         ("/api/users/u%2F1/claims", {"GET", "OPTIONS"}),
         ("/api/webhooks", {"GET", "OPTIONS", "POST"}),
-        ("/api/webhooks/1", {"DELETE", "OPTIONS"}),
+        ("/api/webhooks/1", {"DELETE", "GET", "OPTIONS"}),
+        ("/api/webhooks/1/replay", {"OPTIONS", "POST"}),
         ("/health", {"GET", "OPTIONS"}),
     ],
 )

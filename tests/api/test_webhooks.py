@@ -13,13 +13,15 @@ import asyncpg
 import pytest
 
 from tests.support.api import Client, claim_coupon, create_coupon, in_process_client
+from tests.support.network import Network
+from tests.support.receiver import TEST_SECRET as SECRET
 from tests.support.receiver import Receiver
 
-SECRET = "whsec_0123456789abcdef-never-shown"
 FAST_RETRIES = {
     "WEBHOOK_TIMEOUT": "1",
     "WEBHOOK_BACKOFF_BASE": "0.05",
     "WEBHOOK_BACKOFF_MAX": "0.2",
+    "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the loopback receiver
 }
 
 
@@ -27,14 +29,6 @@ FAST_RETRIES = {
 async def hooks_client(database: str) -> AsyncIterator[Client]:
     async with in_process_client(database, **FAST_RETRIES) as client:
         yield client
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    endpoint = Receiver(SECRET)
-    await endpoint.start()
-    yield endpoint
-    await endpoint.stop()
 
 
 async def register(client: Client, url: str, **fields: Any) -> dict[str, Any]:
@@ -51,9 +45,10 @@ async def coupon_events(client: Client, name: str) -> list[dict[str, Any]]:
     return events
 
 
-async def test_a_webhook_is_registered_listed_and_deleted_and_its_secret_never_shown(
-    client: Client,
+async def test_a_webhook_is_registered_listed_and_deleted_and_its_secret_shown_once(
+    client: Client, network: Network
 ) -> None:
+    network.resolve("orders.example", ["93.184.215.14"])  # never connected to
     created = await register(client, "https://orders.example/hooks")
     assert created["url"] == "https://orders.example/hooks"
     assert created["events"] == [
@@ -61,12 +56,13 @@ async def test_a_webhook_is_registered_listed_and_deleted_and_its_secret_never_s
     ]  # fmt: skip
     assert created["status"] == "enabled"
     assert (created["failures"], created["last_error"], created["pending"]) == (0, None, 0)
+    assert created.pop("secret") == SECRET  # the only answer that shows it
     listed = await client.get("/api/webhooks")
     assert listed.status_code == 200
-    assert listed.json() == {"webhooks": [created]}
-    assert SECRET not in listed.text + str(created)
+    assert listed.json() == {"webhooks": [created], "next": None}
+    assert SECRET not in listed.text
     assert (await client.delete(f"/api/webhooks/{created['id']}")).status_code == 204
-    assert (await client.get("/api/webhooks")).json() == {"webhooks": []}
+    assert (await client.get("/api/webhooks")).json() == {"webhooks": [], "next": None}
     again = await client.delete(f"/api/webhooks/{created['id']}")
     assert again.status_code == 404
     assert again.json()["error"] == "webhook_not_found"
@@ -81,14 +77,18 @@ async def test_a_webhook_is_registered_listed_and_deleted_and_its_secret_never_s
         ({"url": "https://x.example:0/h", "secret": SECRET}, "url"),
         ({"url": "https://x.example/h", "secret": "short"}, "secret"),
         ({"url": "https://x.example/h", "secret": "x" * 257}, "secret"),
+        ({"url": "https://x.example/h", "secret": "x" * 44}, "secret"),
+        ({"url": "https://x.example/h", "secret": "whsec_" + "A" * 30}, "secret"),  # 22 bytes
+        ({"url": "https://x.example/h", "secret": "whsec_" + "A" * 41}, "secret"),  # no base64
+        ({"url": "https://x.example/h", "secret": "whsec_" + "A" * 88}, "secret"),  # 66 bytes
+        ({"url": "https://x.example/h", "secret": SECRET + "\n"}, "secret"),
         ({"url": "https://x.example/h", "secret": SECRET, "events": []}, "events"),
         ({"url": "https://x.example/h", "secret": SECRET, "events": ["sold"]}, "events"),
-        ({"url": "https://x.example/h"}, "secret"),
         ({"secret": SECRET}, "url"),
     ],
 )
 async def test_a_registration_that_breaks_a_rule_is_refused(
-    client: Client, body: dict[str, Any], field: str
+    client: Client, network: Network, body: dict[str, Any], field: str
 ) -> None:
     response = await client.post("/api/webhooks", json=body)
     assert response.status_code == 400, response.text

@@ -9,23 +9,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from flashsale.bench.server import RunningServer
 from tests.support.load import claim_all, create_coupon, post_all
+from tests.support.receiver import TEST_SECRET as SECRET
 from tests.support.receiver import Receiver
 from tests.support.servers import serve
 
-SECRET = "whsec_e2e-0123456789abcdef"
 FAST_RETRIES = {
     "WEBHOOK_TIMEOUT": "1",
     "WEBHOOK_BACKOFF_BASE": "0.1",
     "WEBHOOK_BACKOFF_MAX": "0.5",
+    "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the loopback receiver
 }
 
 
@@ -35,14 +34,6 @@ async def start(database: str, log: Path, workers: int = 2) -> RunningServer:
 
 async def stop(server: RunningServer) -> None:
     assert await asyncio.to_thread(server.stop) == 0, server.log_tail()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    endpoint = Receiver(SECRET)
-    await endpoint.start()
-    yield endpoint
-    await endpoint.stop()
 
 
 async def register(base_url: str, url: str) -> None:

@@ -76,7 +76,8 @@ async def test_a_database_holding_claims_upgrades_to_a_validated_foreign_key(
     try:
         await migrated_to(url, 15)
         await admin.seed_coupon(url, "OLD", 100, claims=40)
-        assert [m.version for m in await migrate(url)] == [16]
+        applied = [m.version for m in await migrate(url)]
+        assert applied[:1] == [16]  # then whatever later migrations exist
         db = await asyncpg.connect(url)
         try:
             await test_claims_declare_their_link_to_coupons(db)

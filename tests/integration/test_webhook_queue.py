@@ -139,7 +139,7 @@ async def test_a_failed_attempt_waits_its_backoff_and_counts_in_a_row(
     failure = await hooks.failed(again, error="HTTP 503", retry_in=0)
     assert failure is not None
     assert failure.attempts == 2
-    [webhook] = await hooks.list_webhooks()
+    [webhook] = await hooks.list_webhooks(after=0, limit=100)
     assert (webhook.failures, webhook.last_error, webhook.pending) == (2, "HTTP 503", 1)
     await hooks.disable(webhook.id, "given up")
     assert await lease_all(hooks) == []  # a disabled endpoint gets no more leases

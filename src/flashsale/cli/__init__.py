@@ -6,6 +6,7 @@ import click
 
 from flashsale import __version__
 from flashsale.cli.bench import bench
+from flashsale.cli.deliver import deliver_command
 from flashsale.cli.migrate import migrate_command
 from flashsale.cli.serve import serve
 from flashsale.cli.verify import verify_command
@@ -27,3 +28,4 @@ main.add_command(serve)
 main.add_command(migrate_command)
 main.add_command(bench)
 main.add_command(verify_command)
+main.add_command(deliver_command)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,7 +20,9 @@ from rich.console import Console
 from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
+from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, require_wrk
+from flashsale.config import load_settings
 
 STRATEGIES = ("batched", "transaction")
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -50,12 +54,41 @@ def bench_options(command: Command) -> Command:
 
 @click.command()
 @bench_options
-def bench(**options: Any) -> None:
+@click.option(
+    "--webhooks",
+    type=int,
+    default=0,
+    help="Instead of the scenarios: this many rounds of the hot coupon plain, then with 5 "
+    "webhook endpoints on every event (one answering after 10 s, one 1 MB); claims/s of "
+    "both, each endpoint's lag and drain time (bench/webhook_load.py).",
+)
+def bench(webhooks: int, **options: Any) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
     no-database ceiling; then check the database: no oversell, no double
     claim, every 200 committed. Each strategy gets a fresh database."""
+    if webhooks:
+        bench_webhooks(webhooks, **options)
+        return
     run_bench_command(topology=DIRECT, **options)
+
+
+def bench_webhooks(
+    rounds: int, *, duration: float, connections: int, threads: int, workers: int,
+    database_url: str | None, **_: Any,
+) -> None:  # fmt: skip
+    """The webhooks comparison (bench/webhook_load.py), on a direct instance."""
+    require_wrk()
+    console = make_console()
+    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
+    with (
+        console.status("starting") as status,
+        tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
+        DIRECT.database_server(database_url, workers * load_settings().db_pool_max) as database,
+    ):
+        load = Load(connections, threads, duration)
+        done = run_webhook_bench(database.url, Path(tmp), load, workers, rounds, status.update)
+    console.print(render_rounds(done))
 
 
 def run_bench_command(

@@ -1,1 +1,2 @@
-"""Outbound HTTP: the webhook POSTs (httpx), behind service.ports.WebhookSender."""
+"""Outbound HTTP: the webhook POSTs (httpcore, to checked addresses only), behind
+service.ports.WebhookSender; which addresses a webhook may reach."""

@@ -27,6 +27,8 @@ from flashsale.http.schemas import (
     CouponName,
     CreateCouponRequest,
     CreateWebhookRequest,
+    ReplayRequest,
+    RotateSecretRequest,
     UserId,
 )
 from flashsale.service.ports import FEED_START, FeedPosition
@@ -40,6 +42,8 @@ CREATE_COUPON = msgspec.json.Decoder(CreateCouponRequest)
 CLAIM = msgspec.json.Decoder(ClaimRequest)
 CHANGE_COUPON = msgspec.json.Decoder(ChangeCouponRequest)
 CREATE_WEBHOOK = msgspec.json.Decoder(CreateWebhookRequest)
+ROTATE_SECRET = msgspec.json.Decoder(RotateSecretRequest)
+REPLAY = msgspec.json.Decoder(ReplayRequest)
 
 _TIME_RULE = "must be an RFC 3339 date-time with an offset (2026-12-24T10:00:00Z), or null"
 FIELD_RULES = {
@@ -52,7 +56,10 @@ FIELD_RULES = {
     "hold_seconds": "must be an integer from 10 to 86400, or null",
     "active": "must be true or false",
     "url": "must be an http:// or https:// URL with a host, at most 2048 characters",
-    "secret": "must be 16-256 printable ASCII characters",
+    "secret": "must be whsec_ followed by the base64 of 24 to 64 random bytes",
+    "previous_valid_seconds": "must be an integer from 0 to 2592000",
+    "from_event_id": f"must be an integer from 1 to {2**63 - 1}",
+    "from_time": _TIME_RULE,
     "events": "must be a non-empty list of event types: coupon_created, coupon_changed, "
     "claimed, released, expired, redeemed",
 }

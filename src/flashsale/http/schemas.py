@@ -203,23 +203,32 @@ WebhookUrl = Annotated[
         examples=["https://orders.example/hooks/flashsale"],
     ),
 ]
-# Printable ASCII: a secret is typed into two configurations, and HMAC keys
-# it as its UTF-8 bytes either way.
+# The Standard Webhooks form: "whsec_" and the base64 of the key's 24-64 bytes
+# (the handler checks the decoded length).
 WebhookSecret = Annotated[
     str,
     msgspec.Meta(
-        min_length=16,
-        max_length=256,
-        pattern=r"^[\x21-\x7e]+$(?!\n)",
-        description="16-256 printable ASCII characters, the HMAC-SHA256 key; never returned",
-        examples=["whsec_3f9a0c1d5e7b2a4c"],
+        min_length=38,
+        max_length=94,
+        pattern=r"^whsec_[A-Za-z0-9+/]+={0,2}$(?!\n)",
+        description="whsec_ + base64 of 24-64 random bytes, the HMAC-SHA256 key; "
+        "made by the service when absent, shown once",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    ),
+]
+PreviousValidSeconds = Annotated[
+    int,
+    msgspec.Meta(
+        ge=0,
+        le=30 * 86400,
+        description="seconds the replaced secret keeps signing beside the new one",
     ),
 ]
 
 
 class CreateWebhookRequest(Body):
     url: WebhookUrl
-    secret: WebhookSecret
+    secret: WebhookSecret | None = None
     events: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=64)] = msgspec.field(
         default_factory=lambda: list(WEBHOOK_EVENTS)
     )
@@ -242,7 +251,46 @@ class WebhookBody(Body):
     disabled_at: datetime | None
     disabled_reason: str | None
     pending: int
+    backlog: int  # events still to deliver, at most (queued minus delivered seqs)
+    next_attempt_at: datetime | None  # when the first of them is due; null: none
+    lag_seconds: float | None  # age of the oldest event not delivered yet
+
+
+class CreatedWebhookBody(WebhookBody):
+    """The endpoint and its secret: the only answer that ever shows it."""
+
+    secret: str
 
 
 class WebhooksResponse(Body):
     webhooks: list[WebhookBody]
+    next: str | None  # cursor for ?after=; null on the last page
+
+
+class ReplayRequest(Body):
+    """Where a replay starts: an event id, a time, or both (the later wins);
+    never before the endpoint was registered."""
+
+    from_event_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] = 1
+    from_time: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class ReplayBody(Body):
+    id: int
+    since: datetime  # the earliest event time replayed
+    from_event_id: int
+    streams: int  # coupons whose events are delivered again
+
+
+class RotateSecretRequest(Body):
+    secret: WebhookSecret | None = None
+    previous_valid_seconds: PreviousValidSeconds = 86400
+
+
+class RotatedSecretBody(Body):
+    """The new secret (shown in this answer only) and until when the one it
+    replaced still signs deliveries beside it."""
+
+    id: int
+    secret: str
+    previous_valid_until: datetime

@@ -1,14 +1,16 @@
 """``/api/webhooks`` (admin): register an endpoint, list them with their
-delivery state, delete one. A secret goes in once and never comes out: no
-answer, log line or error message carries it."""
+delivery state, rotate an endpoint's secret, delete one. A secret is shown
+once, in the answer that made it (the 201 of a registration, the 200 of a
+rotation); no other answer, log line or error message carries it."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 from litestar import delete, get, post
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.domain import WebhookNotFound
 from flashsale.http.allow import Resource
@@ -17,14 +19,37 @@ from flashsale.http.context import services_of
 from flashsale.http.errors import InvalidRequest
 from flashsale.http.openapi import (
     BODY_FAILURES,
+    INVALID_REQUEST,
     SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
     WEBHOOK_NOT_FOUND,
     documented,
 )
-from flashsale.http.requests import CREATE_WEBHOOK, FIELD_RULES, AnyRequest, decode_body
-from flashsale.http.schemas import CreateWebhookRequest, WebhookBody, WebhooksResponse
+from flashsale.http.requests import (
+    AFTER,
+    CREATE_WEBHOOK,
+    FIELD_RULES,
+    LIMIT,
+    REPLAY,
+    ROTATE_SECRET,
+    AnyRequest,
+    claim_cursor,
+    decode_body,
+    encode_cursor,
+    page_limit,
+)
+from flashsale.http.schemas import (
+    CreatedWebhookBody,
+    CreateWebhookRequest,
+    ReplayBody,
+    ReplayRequest,
+    RotatedSecretBody,
+    RotateSecretRequest,
+    WebhookBody,
+    WebhooksResponse,
+)
 from flashsale.service.ports import Webhook
+from flashsale.service.signing import is_secret
 
 _WEBHOOK_ID = re.compile(r"^[1-9][0-9]{0,18}$")
 MAX_BIGINT = 2**63 - 1
@@ -41,24 +66,89 @@ class WebhookController(Resource):
         guards=[require_admin],
         **documented(*BODY_FAILURES, UNAUTHORIZED, SERVICE_UNAVAILABLE, body=CreateWebhookRequest),
     )
-    async def register_webhook(self, request: AnyRequest) -> WebhookBody:
+    async def register_webhook(self, request: AnyRequest) -> CreatedWebhookBody:
         data = await decode_body(request, CREATE_WEBHOOK)
         _check_url(data.url)
+        _check_secret(data.secret)
         webhooks = services_of(request.app.state).webhooks
-        webhook = await webhooks.register(
+        webhook, secret = await webhooks.register(
             url=data.url, events=list(dict.fromkeys(data.events)), secret=data.secret
         )
-        return webhook_body(webhook)
+        return CreatedWebhookBody(**msgspec.structs.asdict(webhook_body(webhook)), secret=secret)
+
+    @post(
+        "/{webhook_id:str}/secret",
+        status_code=HTTP_200_OK,
+        summary="Rotate an endpoint's secret: the old one signs beside it for a while",
+        guards=[require_admin],
+        **documented(
+            *BODY_FAILURES, UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE,
+            body=RotateSecretRequest,
+        ),
+    )  # fmt: skip
+    async def rotate_secret(self, request: AnyRequest, webhook_id: str) -> RotatedSecretBody:
+        data = await decode_body(request, ROTATE_SECRET)
+        _check_secret(data.secret)
+        webhooks = services_of(request.app.state).webhooks
+        secret, until = await webhooks.rotate(
+            _webhook_id(webhook_id),
+            secret=data.secret,
+            previous_valid_for=data.previous_valid_seconds,
+        )
+        return RotatedSecretBody(id=int(webhook_id), secret=secret, previous_valid_until=until)
 
     @get(
         "/",
-        summary="Every endpoint with its delivery state (disabled or not, last error)",
+        summary="Endpoints with their delivery state, by id, a page at a time",
         guards=[require_admin],
-        **documented(UNAUTHORIZED, SERVICE_UNAVAILABLE),
+        **documented(INVALID_REQUEST, UNAUTHORIZED, SERVICE_UNAVAILABLE),
     )
-    async def list_webhooks(self, request: AnyRequest) -> WebhooksResponse:
-        webhooks = await services_of(request.app.state).webhooks.list()
-        return WebhooksResponse([webhook_body(webhook) for webhook in webhooks])
+    async def list_webhooks(
+        self, request: AnyRequest, limit: str | None = LIMIT, after: str | None = AFTER
+    ) -> WebhooksResponse:
+        webhooks = services_of(request.app.state).webhooks
+        # The cursor is an id, in the form of the claims list's.
+        page, last = await webhooks.page(after=claim_cursor(after), limit=page_limit(limit))
+        return WebhooksResponse([webhook_body(w) for w in page], next=encode_cursor(last))
+
+    @get(
+        "/{webhook_id:str}",
+        summary="An endpoint's delivery state: failures, last error, next try, backlog, lag",
+        guards=[require_admin],
+        **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
+    )
+    async def get_webhook(self, request: AnyRequest, webhook_id: str) -> WebhookBody:
+        webhooks = services_of(request.app.state).webhooks
+        return webhook_body(await webhooks.get(_webhook_id(webhook_id)))
+
+    @post(
+        "/{webhook_id:str}/enable",
+        status_code=HTTP_200_OK,
+        summary="Enable a disabled endpoint: it gets every event it missed, in order",
+        guards=[require_admin],
+        **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
+    )
+    async def enable_webhook(self, request: AnyRequest, webhook_id: str) -> WebhookBody:
+        webhooks = services_of(request.app.state).webhooks
+        return webhook_body(await webhooks.enable(_webhook_id(webhook_id)))
+
+    @post(
+        "/{webhook_id:str}/replay",
+        status_code=HTTP_200_OK,
+        summary="Deliver an endpoint's events again from an event id or a time",
+        guards=[require_admin],
+        **documented(
+            *BODY_FAILURES, UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE,
+            body=ReplayRequest,
+        ),
+    )  # fmt: skip
+    async def replay_webhook(self, request: AnyRequest, webhook_id: str) -> ReplayBody:
+        data = await decode_body(request, REPLAY)
+        webhooks = services_of(request.app.state).webhooks
+        replay = await webhooks.replay(
+            _webhook_id(webhook_id), from_event_id=data.from_event_id, from_time=data.from_time
+        )
+        return ReplayBody(int(webhook_id), replay.since, data.from_event_id, replay.streams)
 
     @delete(
         "/{webhook_id:str}",
@@ -67,16 +157,27 @@ class WebhookController(Resource):
         **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
     )
     async def delete_webhook(self, request: AnyRequest, webhook_id: str) -> None:
-        if not _WEBHOOK_ID.match(webhook_id) or int(webhook_id) > MAX_BIGINT:
+        if not await services_of(request.app.state).webhooks.delete(_webhook_id(webhook_id)):
             raise _not_found()
-        if not await services_of(request.app.state).webhooks.delete(int(webhook_id)):
-            raise _not_found()
+
+
+def _webhook_id(text: str) -> int:
+    """An id from the path; 404 for what can be no endpoint's id."""
+    if not _WEBHOOK_ID.match(text) or int(text) > MAX_BIGINT:
+        raise _not_found()
+    return int(text)
+
+
+def _check_secret(secret: str | None) -> None:
+    """What the pattern cannot say: the key's length once decoded."""
+    if secret is not None and not is_secret(secret):
+        raise InvalidRequest("secret " + FIELD_RULES["secret"])
 
 
 def webhook_body(webhook: Webhook) -> WebhookBody:
     return WebhookBody(
         id=webhook.id,
-        url=webhook.url,
+        url=_without_credentials(webhook.url),
         events=webhook.events,  # type: ignore[arg-type]  # the table's CHECK keeps them known
         status="disabled" if webhook.disabled_at else "enabled",
         created_at=webhook.created_at,
@@ -87,6 +188,9 @@ def webhook_body(webhook: Webhook) -> WebhookBody:
         disabled_at=webhook.disabled_at,
         disabled_reason=webhook.disabled_reason,
         pending=webhook.pending,
+        backlog=webhook.backlog,
+        next_attempt_at=webhook.next_attempt_at,
+        lag_seconds=webhook.lag_seconds,
     )
 
 
@@ -99,6 +203,17 @@ def _check_url(url: str) -> None:
         port, parts = None, None
     if parts is None or not parts.hostname or (port is not None and port == 0):
         raise InvalidRequest("url " + FIELD_RULES["url"])
+    if "@" in parts.netloc:  # sent as Basic auth, shown in lists, logged: never taken
+        raise InvalidRequest("url must not carry credentials (user:password@)")
+
+
+def _without_credentials(url: str) -> str:
+    """An endpoint registered before credentials were refused, as it may be
+    shown: its deliveries are refused, its password is not repeated."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _not_found() -> WebhookNotFound:

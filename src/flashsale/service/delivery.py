@@ -18,8 +18,8 @@ from collections.abc import Callable
 from contextlib import suppress
 
 from flashsale.domain import ServiceUnavailable
-from flashsale.service.ports import Delivery, DeliveryQueue, Event, WebhookSender
-from flashsale.service.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature
+from flashsale.service.ports import Delivery, DeliveryQueue, Event, PostOutcome, WebhookSender
+from flashsale.service.signing import signed_headers
 from flashsale.service.webhooks import RetryPolicy
 
 TICK_SECONDS = 0.5
@@ -41,6 +41,8 @@ class WebhookDeliverer:
         concurrency: int = 16,
         interval: float = TICK_SECONDS,
         clock: Callable[[], float] = time.time,
+        busy: Callable[[], bool] = lambda: False,
+        busy_pause: float = 0.0,
     ) -> None:
         self._queue = queue
         self._sender = sender
@@ -49,6 +51,8 @@ class WebhookDeliverer:
         self._concurrency = concurrency
         self._interval = interval
         self._clock = clock
+        self._busy = busy  # claims in flight in this process: deliveries yield to them
+        self._busy_pause = busy_pause  # seconds between a stream's events meanwhile
         # A lease outlasts the POST (bounded by the timeout) and its recording.
         self.lease_seconds = 2 * timeout + 5
         self._streams: dict[asyncio.Task[None], Delivery] = {}
@@ -88,7 +92,10 @@ class WebhookDeliverer:
     async def tick(self) -> int:
         """Pumps the feed and starts a task per newly leased stream; a
         database that is away only delays this to the next tick."""
-        free = self._concurrency - len(self._streams)
+        # While claims are in flight here, a quarter of the slots: deliveries
+        # go on (at least one stream) without taking the claims' loop and pool.
+        slots = max(1, self._concurrency // 4) if self._busy() else self._concurrency
+        free = slots - len(self._streams)
         if free <= 0:
             return 0
         try:
@@ -106,7 +113,10 @@ class WebhookDeliverer:
         return len(leased)
 
     async def _pump(self) -> None:
-        for _ in range(MAX_PAGES_PER_TICK):
+        # Each endpoint reads the whole feed: while claims are in flight, one
+        # page a tick. A stream's next event is read by seq whatever the pump
+        # has seen: this delays the backlog's count and an idle stream's restart only.
+        for _ in range(1 if self._busy() else MAX_PAGES_PER_TICK):
             if await self._queue.queue_events(page=FEED_PAGE) < FEED_PAGE:
                 return
 
@@ -119,6 +129,8 @@ class WebhookDeliverer:
                 if task is not None:
                     self._streams[task] = delivery
                 delivery = await self.deliver(delivery)
+                if delivery is not None and self._busy_pause and self._busy():
+                    await asyncio.sleep(self._busy_pause)  # the claims' turn
         except ServiceUnavailable:
             pass  # the lease runs out; the event is retried then
         except Exception as error:
@@ -131,19 +143,19 @@ class WebhookDeliverer:
             await self._queue.caught_up(delivery)
             return None
         body = self._encode(event)
-        headers = {
-            EVENT_ID_HEADER: str(event.event_id),
-            SIGNATURE_HEADER: signature(delivery.secret, body, int(self._clock())),
-        }
+        # The event's id is the message id: the same on every retry and replay.
+        headers = signed_headers(delivery.secrets, str(event.event_id), int(self._clock()), body)
         outcome = await self._sender.post(delivery.url, body, headers)
         if outcome.delivered:
             self.delivered += 1
             return await self._queue.delivered(delivery, renew_seconds=self.lease_seconds)
-        await self._failed(delivery, outcome.error or "failed")
+        await self._failed(delivery, outcome)
         return None
 
-    async def _failed(self, delivery: Delivery, error: str) -> None:
-        retry_in = self._policy.delay(delivery.attempts + 1)
+    async def _failed(self, delivery: Delivery, outcome: PostOutcome) -> None:
+        error = outcome.error or "failed"
+        # A receiver's Retry-After (capped by the sender) is a floor, never a hurry.
+        retry_in = max(self._policy.delay(delivery.attempts + 1), outcome.retry_after or 0.0)
         failure = await self._queue.failed(delivery, error=error, retry_in=retry_in)
         # The id, never the URL (it may carry credentials) nor the secret.
         log.info(
@@ -154,7 +166,10 @@ class WebhookDeliverer:
             delivery.attempts + 1,
             retry_in,
         )
-        if failure is not None and self._policy.gives_up(failure):
+        if failure is not None and outcome.gone:
+            await self._queue.disable(delivery.webhook_id, "the endpoint answered 410 Gone")
+            log.warning("webhook %d disabled: it answered 410 Gone", delivery.webhook_id)
+        elif failure is not None and self._policy.gives_up(failure):
             reason = self._policy.reason(failure)
             await self._queue.disable(delivery.webhook_id, f"{reason}; last: {error}")
             log.warning("webhook %d disabled: %s", delivery.webhook_id, reason)

@@ -275,6 +275,15 @@ class Webhook:
     last_error_at: datetime | None
     delivered_at: datetime | None
     pending: int  # coupons with events still to deliver
+    backlog: int  # events still to deliver, at most
+    next_attempt_at: datetime | None  # when the first of them is due
+    lag_seconds: float | None  # age of the oldest event not delivered yet
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    since: datetime  # the earliest time replayed (never before registration)
+    streams: int  # coupons whose events are sent again
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,10 +295,17 @@ class Delivery:
     coupon_id: int
     lease: int
     url: str
-    secret: str
+    secrets: list[str]  # every secret valid now, the current one first
     attempts: int  # failed attempts of this event so far
     queued_seq: int
     event: Event | None  # None: nothing left (caught up)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    webhook_id: int
+    events: int  # queued and not delivered, at most
+    lag_seconds: float  # age of the oldest of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +318,8 @@ class Failure:
 class PostOutcome:
     delivered: bool  # a 2xx within the timeout
     error: str | None  # what happened otherwise (no secret, no signature)
+    retry_after: float | None = None  # what a 429 or 503 asked for, capped
+    gone: bool = False  # a 410: the endpoint asks to be sent nothing more
 
 
 class WebhookSender(Protocol):
@@ -311,13 +329,34 @@ class WebhookSender(Protocol):
     async def close(self) -> None: ...
 
 
+class DestinationCheck(Protocol):
+    async def refusal(self, url: str) -> str | None:
+        """Why POSTs to ``url`` would be refused (its address, its form);
+        None when they would not."""
+
+
 class WebhookRegistry(Protocol):
     async def register_webhook(self, *, url: str, events: list[str], secret: str) -> Webhook: ...
 
-    async def list_webhooks(self) -> list[Webhook]: ...
+    async def list_webhooks(
+        self, *, after: int, limit: int, only: int | None = None
+    ) -> list[Webhook]: ...
+
+    async def enable_webhook(self, webhook_id: int) -> bool:
+        """False: no such endpoint."""
+
+    async def replay_webhook(
+        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+    ) -> Replay | None:
+        """None: no such endpoint."""
 
     async def delete_webhook(self, webhook_id: int) -> bool:
         """False: no such endpoint."""
+
+    async def rotate_webhook_secret(
+        self, webhook_id: int, secret: str, previous_valid_for: float
+    ) -> datetime | None:
+        """Until when the replaced secret still signs; None: no such endpoint."""
 
 
 class DeliveryQueue(Protocol):
@@ -339,3 +378,6 @@ class DeliveryQueue(Protocol):
     async def release(self, deliveries: list[Delivery]) -> None: ...
 
     async def disable(self, webhook_id: int, reason: str) -> None: ...
+
+    async def backlogs(self) -> list[Backlog]:
+        """Enabled endpoints with events queued and not delivered."""

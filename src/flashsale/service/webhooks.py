@@ -5,28 +5,102 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
 
 from flashsale.config import Settings
+from flashsale.domain import DestinationRefused, WebhookNotFound
 from flashsale.service.deadline import deadline
-from flashsale.service.ports import Failure, Webhook, WebhookRegistry
+from flashsale.service.ports import (
+    DestinationCheck,
+    Failure,
+    Replay,
+    Webhook,
+    WebhookRegistry,
+)
+from flashsale.service.signing import new_secret
 
 
 class WebhookService:
-    def __init__(self, registry: WebhookRegistry, *, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        registry: WebhookRegistry,
+        destinations: DestinationCheck,
+        *,
+        request_timeout: float = 10.0,
+    ) -> None:
         self._registry = registry
+        self._destinations = destinations
         self._timeout = request_timeout
 
-    async def register(self, *, url: str, events: list[str], secret: str) -> Webhook:
+    async def register(
+        self, *, url: str, events: list[str], secret: str | None
+    ) -> tuple[Webhook, str]:
+        """A new endpoint and its secret (a new one unless given), once its
+        URL's host resolves only to addresses webhooks may reach (each
+        delivery checks again: names change)."""
+        secret = secret or new_secret()
         async with deadline(self._timeout):
-            return await self._registry.register_webhook(url=url, events=events, secret=secret)
+            reason = await self._destinations.refusal(url)
+            if reason is not None:
+                raise DestinationRefused(f"url refused: {reason}")
+            webhook = await self._registry.register_webhook(url=url, events=events, secret=secret)
+        return webhook, secret
 
-    async def list(self) -> list[Webhook]:
+    async def rotate(
+        self, webhook_id: int, *, secret: str | None, previous_valid_for: float
+    ) -> tuple[str, datetime]:
+        """A new secret (made unless given) and until when the old one still
+        signs beside it; WebhookNotFound."""
+        secret = secret or new_secret()
         async with deadline(self._timeout):
-            return await self._registry.list_webhooks()
+            until = await self._registry.rotate_webhook_secret(
+                webhook_id, secret, previous_valid_for
+            )
+        if until is None:
+            raise _not_found()
+        return secret, until
+
+    async def page(self, *, after: int, limit: int) -> tuple[list[Webhook], int | None]:
+        """A page of endpoints by id, and the id the next page starts after
+        (None on the last page)."""
+        async with deadline(self._timeout):
+            webhooks = await self._registry.list_webhooks(after=after, limit=limit + 1)
+        if len(webhooks) > limit:
+            return webhooks[:limit], webhooks[limit - 1].id
+        return webhooks, None
+
+    async def get(self, webhook_id: int) -> Webhook:
+        async with deadline(self._timeout):
+            found = await self._registry.list_webhooks(after=0, limit=1, only=webhook_id)
+        if not found:
+            raise _not_found()
+        return found[0]
+
+    async def enable(self, webhook_id: int) -> Webhook:
+        """A disabled endpoint enabled: it gets what it missed, in order."""
+        async with deadline(self._timeout):
+            if not await self._registry.enable_webhook(webhook_id):
+                raise _not_found()
+        return await self.get(webhook_id)
+
+    async def replay(
+        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+    ) -> Replay:
+        async with deadline(self._timeout):
+            replay = await self._registry.replay_webhook(
+                webhook_id, from_event_id=from_event_id, from_time=from_time
+            )
+        if replay is None:
+            raise _not_found()
+        return replay
 
     async def delete(self, webhook_id: int) -> bool:
         async with deadline(self._timeout):
             return await self._registry.delete_webhook(webhook_id)
+
+
+def _not_found() -> WebhookNotFound:
+    return WebhookNotFound("no webhook has this id")
 
 
 @dataclass(frozen=True, slots=True)

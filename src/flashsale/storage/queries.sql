@@ -314,28 +314,105 @@ WITH hook AS (
 )
 SELECT id, url, events, created_at, disabled_at, disabled_reason, 0 AS failures,
        NULL::text AS last_error, NULL::timestamptz AS last_error_at,
-       NULL::timestamptz AS delivered_at, 0::bigint AS pending
+       NULL::timestamptz AS delivered_at, 0::bigint AS pending, 0::bigint AS backlog,
+       NULL::timestamptz AS next_attempt_at, NULL::float8 AS lag_seconds
   FROM hook;
 
 -- name: list_webhooks
--- Every endpoint with its delivery state: failures is the longest run of
--- failed attempts of one undelivered event, last_error the latest failure's,
--- pending how many of its coupons have events still to deliver.
+-- A page of endpoints (ids after $1, at most $2; only endpoint $3 when it is
+-- given) with their delivery state: failures is the longest run of failed
+-- attempts of one undelivered event, last_error the latest failure's,
+-- pending how many of its coupons have events still to deliver, backlog how
+-- many events those are at most (of every type: queued_seq - delivered_seq),
+-- next_attempt_at when the first of them is due, lag_seconds the age of the
+-- oldest event not delivered yet ((coupon_id, seq) is the events' key).
+WITH page AS (
+    SELECT * FROM webhooks AS w
+     WHERE w.id > $1 AND ($3::bigint IS NULL OR w.id = $3)
+     ORDER BY w.id
+     LIMIT $2
+)
 SELECT w.id, w.url, w.events, w.created_at, w.disabled_at, w.disabled_reason,
        coalesce(max(s.attempts), 0) AS failures,
        (array_agg(s.last_error ORDER BY s.last_error_at DESC NULLS LAST))[1] AS last_error,
        max(s.last_error_at) AS last_error_at,
        max(s.delivered_at) AS delivered_at,
-       count(*) FILTER (WHERE s.queued_seq > s.delivered_seq) AS pending
-  FROM webhooks AS w
+       count(*) FILTER (WHERE s.queued_seq > s.delivered_seq) AS pending,
+       coalesce(sum(s.queued_seq - s.delivered_seq)
+                    FILTER (WHERE s.queued_seq > s.delivered_seq), 0)::bigint AS backlog,
+       -- greatest() skips NULLs: the CASE keeps "nothing pending" NULL.
+       CASE WHEN bool_or(s.queued_seq > s.delivered_seq)
+            THEN greatest(min(s.next_attempt_at) FILTER (WHERE s.queued_seq > s.delivered_seq),
+                          now()) END AS next_attempt_at,
+       extract(epoch FROM now() - min(e.at))::float8 AS lag_seconds
+  FROM page AS w
   LEFT JOIN webhook_streams AS s ON s.webhook_id = w.id
- GROUP BY w.id
+  LEFT JOIN events AS e
+         ON s.queued_seq > s.delivered_seq AND e.coupon_id = s.coupon_id
+        AND e.seq = s.delivered_seq + 1
+ GROUP BY w.id, w.url, w.events, w.created_at, w.disabled_at, w.disabled_reason
  ORDER BY w.id;
+
+-- name: enable_webhook
+-- A disabled endpoint enabled again, its streams' failures forgotten and due
+-- now; the pump goes on from where it stopped, so every event missed meanwhile
+-- is delivered, in order. The streams' UPDATE reads the endpoint's: it runs
+-- after the endpoint is locked, the pump's order (endpoint, then streams).
+-- No row: no such endpoint.
+WITH hook AS (
+    UPDATE webhooks SET disabled_at = NULL, disabled_reason = NULL
+     WHERE id = $1
+    RETURNING id
+), streams AS (
+    UPDATE webhook_streams AS s
+       SET attempts = 0, failing_since = NULL, next_attempt_at = '-infinity'
+      FROM hook
+     WHERE s.webhook_id = hook.id
+)
+SELECT id FROM hook;
+
+-- name: replay_webhook
+-- Endpoint $1's streams rewound to their first event of its types with id at
+-- least $2 and time at least $3, and never before the endpoint was
+-- registered (created_at): they deliver from there again, in seq order. Each
+-- rewound stream's lease is bumped, so a POST in flight records nothing and
+-- cannot move the stream past the replay. The endpoint is locked first (the
+-- pump's order). Returns when the replay starts and how many streams it
+-- rewound; no row: no such endpoint.
+WITH hook AS (
+    SELECT w.id, w.events, greatest(w.created_at, $3) AS since
+      FROM webhooks AS w
+     WHERE w.id = $1
+       FOR NO KEY UPDATE
+), first AS (
+    SELECT e.coupon_id, min(e.seq) AS seq
+      FROM hook
+      JOIN events AS e ON e.type = ANY (hook.events) AND e.at >= hook.since AND e.id >= $2
+     GROUP BY e.coupon_id
+), rewound AS (
+    UPDATE webhook_streams AS s
+       SET delivered_seq = f.seq - 1, attempts = 0, failing_since = NULL,
+           next_attempt_at = '-infinity', leased_until = NULL, lease = s.lease + 1
+      FROM hook, first AS f
+     WHERE s.webhook_id = hook.id AND s.coupon_id = f.coupon_id AND s.delivered_seq >= f.seq
+    RETURNING s.coupon_id
+)
+SELECT hook.since, (SELECT count(*) FROM rewound) AS streams FROM hook;
 
 -- name: delete_webhook
 -- An endpoint and its streams (ON DELETE CASCADE); no row: no such endpoint.
 -- A delivery in flight records nothing afterwards (its stream is gone).
 DELETE FROM webhooks WHERE id = $1 RETURNING id;
+
+-- name: rotate_webhook_secret
+-- Endpoint $1 signs with secret $2 from now on, and with the one it replaces
+-- for $3 more seconds (a rotation during another drops the oldest). Until
+-- when the replaced one signs; no row: no such endpoint.
+UPDATE webhooks
+   SET previous_secret = secret, secret = $2,
+       previous_secret_until = now() + make_interval(secs => $3)
+ WHERE id = $1
+RETURNING previous_secret_until;
 
 -- name: queue_webhook_events
 -- The pump: the global feed's next pages turned into work of each enabled
@@ -345,14 +422,14 @@ SELECT queue_webhook_events($1);
 -- name: lease_webhook_deliveries
 -- Up to $1 due streams leased for $2 seconds, each with its next event (the
 -- function: schema.sql). Nothing stays locked once this statement commits.
-SELECT webhook_id, coupon_id, lease, url, secret, attempts, queued_seq, event_id AS id,
+SELECT webhook_id, coupon_id, lease, url, secrets, attempts, queued_seq, event_id AS id,
        event_xid::text AS xid, coupon_name, seq, type, user_id, at, data::text AS data
   FROM lease_webhook_deliveries($1, $2);
 
 -- name: webhook_delivered
 -- Event $4 of stream ($1, $2) delivered under lease $3; the stream's next
 -- event with the lease renewed for $5 seconds, if any (the function: schema.sql).
-SELECT webhook_id, coupon_id, lease, url, secret, attempts, queued_seq, event_id AS id,
+SELECT webhook_id, coupon_id, lease, url, secrets, attempts, queued_seq, event_id AS id,
        event_xid::text AS xid, coupon_name, seq, type, user_id, at, data::text AS data
   FROM webhook_delivered($1, $2, $3, $4, $5);
 
@@ -381,6 +458,18 @@ UPDATE webhook_streams AS s
    SET leased_until = NULL
   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS r(webhook_id, coupon_id, lease)
  WHERE s.webhook_id = r.webhook_id AND s.coupon_id = r.coupon_id AND s.lease = r.lease;
+
+-- name: webhook_backlogs
+-- Each enabled endpoint with work: events queued and not delivered (at most:
+-- every type between the seqs) and the age of the oldest. Reads only streams
+-- with work, through webhook_streams_due_idx's predicate.
+SELECT s.webhook_id, sum(s.queued_seq - s.delivered_seq)::bigint AS backlog,
+       coalesce(extract(epoch FROM now() - min(e.at)), 0)::float8 AS lag_seconds
+  FROM webhook_streams AS s
+  JOIN webhooks AS w ON w.id = s.webhook_id AND w.disabled_at IS NULL
+  LEFT JOIN events AS e ON e.coupon_id = s.coupon_id AND e.seq = s.delivered_seq + 1
+ WHERE s.queued_seq > s.delivered_seq
+ GROUP BY s.webhook_id;
 
 -- name: disable_webhook
 -- An endpoint given up on: no more leases or pumping. Its own statement,

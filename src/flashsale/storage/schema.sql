@@ -1164,7 +1164,7 @@ CREATE TABLE webhooks (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     url             text        NOT NULL,
     events          text[]      NOT NULL,
-    secret          text        NOT NULL,
+    secret          text        NOT NULL,  -- whsec_ + base64 of the key (webhook_signing)
     created_at      timestamptz NOT NULL DEFAULT now(),
     disabled_at     timestamptz,
     disabled_reason text,
@@ -1174,6 +1174,9 @@ CREATE TABLE webhooks (
     -- not yet started when it was taken, so its xid is at least that xmin.
     feed_xid        xid8        NOT NULL DEFAULT pg_snapshot_xmin(pg_current_snapshot()),
     feed_id         bigint      NOT NULL DEFAULT 0,
+    -- While a rotation lasts (webhook_signing): the secret replaced, still signing.
+    previous_secret       text,
+    previous_secret_until timestamptz,
     CONSTRAINT webhooks_events_known CHECK (
         events <@ ARRAY['coupon_created', 'coupon_changed', 'claimed', 'released', 'expired',
                         'redeemed']::text[] AND cardinality(events) > 0)
@@ -1261,13 +1264,20 @@ BEGIN
 END
 $$;
 
+-- The secrets a delivery is signed with now: the current one first.
+CREATE FUNCTION webhook_secrets(p_secret text, p_previous text, p_until timestamptz)
+RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_until > now() THEN ARRAY[p_secret, p_previous] ELSE ARRAY[p_secret] END
+$$;
+
 -- Up to p_limit due streams leased for p_lease seconds, each with its next
 -- event (NULL when there is none: the stream is caught up). FOR UPDATE SKIP
 -- LOCKED: a stream another deliverer is leasing right now is skipped, and a
 -- row that changed since the snapshot is re-checked at its newest version
 -- (READ COMMITTED), so a lease taken meanwhile is seen.
 CREATE FUNCTION lease_webhook_deliveries(p_limit integer, p_lease double precision)
-RETURNS TABLE (webhook_id bigint, coupon_id bigint, lease bigint, url text, secret text,
+RETURNS TABLE (webhook_id bigint, coupon_id bigint, lease bigint, url text, secrets text[],
                attempts integer, queued_seq bigint, event_id bigint, event_xid xid8,
                coupon_name text, seq bigint, type text, user_id text, at timestamptz,
                data jsonb)
@@ -1290,8 +1300,10 @@ LANGUAGE sql AS $$
          WHERE s.webhook_id = due.webhook_id AND s.coupon_id = due.coupon_id
         RETURNING s.webhook_id, s.coupon_id, s.lease, s.attempts, s.delivered_seq, s.queued_seq
     )
-    SELECT l.webhook_id, l.coupon_id, l.lease, w.url, w.secret, l.attempts, l.queued_seq,
-           e.id, e.xid, e.coupon_name, e.seq, e.type, e.user_id, e.at, e.data
+    SELECT l.webhook_id, l.coupon_id, l.lease, w.url,
+           webhook_secrets(w.secret, w.previous_secret, w.previous_secret_until),
+           l.attempts, l.queued_seq, e.id, e.xid, e.coupon_name, e.seq, e.type, e.user_id,
+           e.at, e.data
       FROM leased AS l
       JOIN webhooks AS w ON w.id = l.webhook_id
       LEFT JOIN LATERAL (
@@ -1312,7 +1324,7 @@ $$;
 -- disabled meanwhile (lease let go).
 CREATE FUNCTION webhook_delivered(p_webhook bigint, p_coupon bigint, p_lease bigint,
                                   p_seq bigint, p_renew double precision)
-RETURNS TABLE (webhook_id bigint, coupon_id bigint, lease bigint, url text, secret text,
+RETURNS TABLE (webhook_id bigint, coupon_id bigint, lease bigint, url text, secrets text[],
                attempts integer, queued_seq bigint, event_id bigint, event_xid xid8,
                coupon_name text, seq bigint, type text, user_id text, at timestamptz,
                data jsonb)
@@ -1333,8 +1345,10 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY
-        SELECT s.webhook_id, s.coupon_id, s.lease, w.url, w.secret, s.attempts, s.queued_seq,
-               e.id, e.xid, e.coupon_name, e.seq, e.type, e.user_id, e.at, e.data
+        SELECT s.webhook_id, s.coupon_id, s.lease, w.url,
+               webhook_secrets(w.secret, w.previous_secret, w.previous_secret_until),
+               s.attempts, s.queued_seq, e.id, e.xid, e.coupon_name, e.seq, e.type, e.user_id,
+               e.at, e.data
           FROM webhook_streams AS s
           JOIN webhooks AS w ON w.id = s.webhook_id
           JOIN LATERAL (

@@ -5,9 +5,11 @@ deliverer waits for an endpoint."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
-from flashsale.service.ports import Delivery, Failure, Webhook
+from flashsale.service.ports import Backlog, Delivery, Failure, Replay, Webhook
 from flashsale.storage.connections import Connections
 from flashsale.storage.events import event
 from flashsale.storage.pool import Connection
@@ -26,17 +28,47 @@ class WebhookStore:
         assert row is not None
         return _webhook(row)
 
-    async def list_webhooks(self) -> list[Webhook]:
+    async def list_webhooks(
+        self, *, after: int, limit: int, only: int | None = None
+    ) -> list[Webhook]:
         async def list_webhooks(connection: Connection) -> list[asyncpg.Record]:
-            return await connection.fetch(query("list_webhooks"))
+            return await connection.fetch(query("list_webhooks"), after, limit, only)
 
         return [_webhook(row) for row in await self._write(list_webhooks)]
+
+    async def enable_webhook(self, webhook_id: int) -> bool:
+        async def enable_webhook(connection: Connection) -> object:
+            return await connection.fetchval(query("enable_webhook"), webhook_id)
+
+        return await self._write(enable_webhook) is not None
+
+    async def replay_webhook(
+        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+    ) -> Replay | None:
+        async def replay_webhook(connection: Connection) -> asyncpg.Record | None:
+            return await connection.fetchrow(
+                query("replay_webhook"), webhook_id, from_event_id, from_time
+            )
+
+        row = await self._write(replay_webhook)
+        return None if row is None else Replay(row["since"], row["streams"])
 
     async def delete_webhook(self, webhook_id: int) -> bool:
         async def delete_webhook(connection: Connection) -> object:
             return await connection.fetchval(query("delete_webhook"), webhook_id)
 
         return await self._write(delete_webhook) is not None
+
+    async def rotate_webhook_secret(
+        self, webhook_id: int, secret: str, previous_valid_for: float
+    ) -> datetime | None:
+        async def rotate_webhook_secret(connection: Connection) -> datetime | None:
+            until: datetime | None = await connection.fetchval(
+                query("rotate_webhook_secret"), webhook_id, secret, previous_valid_for
+            )
+            return until
+
+        return await self._write(rotate_webhook_secret)
 
     async def queue_events(self, *, page: int) -> int:
         async def queue_webhook_events(connection: Connection) -> int:
@@ -94,6 +126,13 @@ class WebhookStore:
 
         await self._write(disable_webhook)
 
+    async def backlogs(self) -> list[Backlog]:
+        async def webhook_backlogs(connection: Connection) -> list[asyncpg.Record]:
+            return await connection.fetch(query("webhook_backlogs"))
+
+        rows = await self._write(webhook_backlogs)
+        return [Backlog(row["webhook_id"], row["backlog"], row["lag_seconds"]) for row in rows]
+
 
 def _stream(delivery: Delivery) -> tuple[int, int, int]:
     return delivery.webhook_id, delivery.coupon_id, delivery.lease
@@ -112,6 +151,9 @@ def _webhook(row: asyncpg.Record) -> Webhook:
         row["last_error_at"],
         row["delivered_at"],
         row["pending"],
+        row["backlog"],
+        row["next_attempt_at"],
+        row["lag_seconds"],
     )
 
 
@@ -121,7 +163,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
         row["coupon_id"],
         row["lease"],
         row["url"],
-        row["secret"],
+        list(row["secrets"]),
         row["attempts"],
         row["queued_seq"],
         None if row["id"] is None else event(row),

@@ -1,0 +1,237 @@
+"""``flashsale bench --webhooks``: what webhooks cost the claims. The hot
+coupon under wrk on one server, first plain, then with five endpoints
+subscribed to every event (three answering at once, one after 10 s, past
+WEBHOOK_TIMEOUT, and one answering 1 MB), alternating over ``rounds``: the
+claims/s of both in the same run, each endpoint's backlog and lag when the
+load stops, and how long each took to drain (the slow one never does: every
+attempt times out). Between rounds the endpoints are deleted.
+
+The receivers run on loopback in a thread of this process with their own
+event loop (wrk blocks the main thread); the server may reach them because
+the bench sets WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiohttp import web
+from rich.table import Table
+
+from flashsale.bench.database import create_fresh_database, drop_database
+from flashsale.bench.scenarios import HOT
+from flashsale.bench.server import RunningServer, free_port, start_server
+from flashsale.bench.wrk import Load, WrkResult, run_wrk
+
+# name, seconds before answering, body bytes
+ENDPOINTS: tuple[tuple[str, float, int], ...] = (
+    ("fast-1", 0.0, 0),
+    ("fast-2", 0.0, 0),
+    ("fast-3", 0.0, 0),
+    ("slow-10s", 10.0, 0),
+    ("big-1MB", 0.0, 1 << 20),
+)
+DRAIN_MAX_S = 120.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVER_ENV = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointEnd:
+    name: str
+    backlog: int  # events queued and not delivered when the load stopped
+    lag_s: float | None  # age of the oldest of them
+    drained_s: float | None  # seconds after the load stopped; None: not within DRAIN_MAX_S
+    delivered: int  # requests answered 2xx by its receiver during the round
+    left: int  # backlog when the drain ended
+    drain_s: float  # how long the drain was watched
+    drained_events: int  # answered 2xx while the drain was watched
+
+    @property
+    def rate(self) -> float:
+        """Events delivered per second while draining (the receiver's count:
+        the backlog's grows meanwhile while the pump catches up)."""
+        return self.drained_events / max(self.drain_s, 1e-9)
+
+    @property
+    def drain_estimate_s(self) -> float | None:
+        """The drain time, measured or (not drained) extrapolated at ``rate``."""
+        if self.drained_s is not None:
+            return self.drained_s
+        return None if self.rate == 0 else self.drain_s + self.left / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRound:
+    plain: WrkResult
+    hooked: WrkResult
+    endpoints: list[EndpointEnd]
+
+    @property
+    def ratio(self) -> float:
+        return self.hooked.ok_per_s / max(self.plain.ok_per_s, 1e-9)
+
+
+@dataclass
+class Receivers:
+    """Five endpoints on one loopback port, counting 2xx answers per path."""
+
+    answered: dict[str, int] = field(default_factory=dict)
+    base_url: str = ""
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def _serve(self, ready: threading.Event) -> None:
+        self._loop = asyncio.new_event_loop()
+        app = web.Application()
+        for name, delay, size in ENDPOINTS:
+            app.router.add_post(f"/{name}", self._handler(name, delay, size))
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        port = free_port()
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        self.base_url = f"http://127.0.0.1:{port}"
+        ready.set()
+        self._loop.run_forever()
+
+    def _handler(self, name: str, delay: float, size: int) -> Handler:
+        body = b"x" * size
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            await request.read()
+            if delay:
+                await asyncio.sleep(delay)
+            self.answered[name] = self.answered.get(name, 0) + 1
+            return web.Response(body=body)
+
+        return answer
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def run_webhook_bench(
+    server_url: str, workdir: Path, load: Load, workers: int, rounds: int,
+    announce: Callable[[str], None],
+) -> list[WebhookRound]:  # fmt: skip
+    """``rounds`` of plain and hooked, on one server and one database; the
+    plain run goes first in odd rounds and last in even ones, so neither
+    always has the warmer server."""
+    url = asyncio.run(create_fresh_database(server_url, (HOT,)))
+    receivers = Receivers()
+    receivers.start()
+    server = start_server(url, workdir / "server-webhooks.log", workers=workers, env=SERVER_ENV)
+    try:
+        return [
+            _round(server, receivers, load, announce, number) for number in range(1, rounds + 1)
+        ]
+    finally:
+        server.stop()
+        receivers.stop()
+        asyncio.run(drop_database(server_url, url))
+
+
+def _round(
+    server: RunningServer, receivers: Receivers, load: Load,
+    announce: Callable[[str], None], number: int,
+) -> WebhookRound:  # fmt: skip
+    claim_url = server.base_url + HOT.path
+
+    def plain_run() -> WrkResult:
+        announce(f"round {number}: hot coupon, plain")
+        return run_wrk(claim_url, load, HOT.wrk_args(f"p{uuid.uuid4().hex[:6]}-"))
+
+    first = plain_run() if number % 2 else None
+    receivers.answered.clear()
+    with httpx.Client(base_url=server.base_url, timeout=30) as admin:
+        ids = {name: _register(admin, f"{receivers.base_url}/{name}") for name, _, _ in ENDPOINTS}
+        announce(f"round {number}: hot coupon, 5 endpoints on every event")
+        hooked = run_wrk(claim_url, load, HOT.wrk_args(f"h{uuid.uuid4().hex[:6]}-"))
+        at_end = _states(admin)
+        announce(f"round {number}: draining (at most {DRAIN_MAX_S:g} s)")
+        started, before = time.monotonic(), dict(receivers.answered)
+        drained = _drain(admin, ids)
+        watched, left = time.monotonic() - started, _states(admin)
+        for webhook_id in ids.values():
+            admin.delete(f"/api/webhooks/{webhook_id}").raise_for_status()
+    plain = first or plain_run()
+    ends = [
+        EndpointEnd(name, at_end[i]["backlog"], at_end[i]["lag_seconds"], drained.get(name),
+                    receivers.answered.get(name, 0), left[i]["backlog"], watched,
+                    receivers.answered.get(name, 0) - before.get(name, 0))
+        for name, i in ids.items()
+    ]  # fmt: skip
+    return WebhookRound(plain, hooked, ends)
+
+
+def _register(admin: httpx.Client, url: str) -> int:
+    response = admin.post("/api/webhooks", json={"url": url})
+    response.raise_for_status()
+    webhook_id: int = response.json()["id"]
+    return webhook_id
+
+
+def _states(admin: httpx.Client) -> dict[int, dict[str, Any]]:
+    listed = admin.get("/api/webhooks", params={"limit": "1000"}).json()["webhooks"]
+    return {webhook["id"]: webhook for webhook in listed}
+
+
+def _drain(admin: httpx.Client, ids: dict[str, int]) -> dict[str, float]:
+    """Seconds until each endpoint had nothing left (checked each 0.5 s)."""
+    start, drained = time.monotonic(), dict[str, float]()
+    while len(drained) < len(ids) and time.monotonic() - start < DRAIN_MAX_S:
+        states = _states(admin)
+        for name, webhook_id in ids.items():
+            if name not in drained and states[webhook_id]["backlog"] == 0:
+                drained[name] = time.monotonic() - start
+        time.sleep(0.5)
+    return drained
+
+
+def render_rounds(rounds: list[WebhookRound]) -> Table:
+    """One row per round: claims/s plain and hooked, their ratio, then each
+    endpoint's backlog, lag and drain time."""
+    table = Table(title="hot coupon: plain vs 5 webhook endpoints on every event")
+    for column in ("round", "plain claims/s", "hooked claims/s", "hooked/plain",
+                   *(name for name, _, _ in ENDPOINTS)):  # fmt: skip
+        table.add_column(column, justify="right")
+    for number, done in enumerate(rounds, 1):
+        table.add_row(
+            str(number),
+            f"{done.plain.ok_per_s:,.0f}",
+            f"{done.hooked.ok_per_s:,.0f}",
+            f"{done.ratio:.0%}",
+            *(_endpoint_cell(end) for end in done.endpoints),
+        )
+    return table
+
+
+def _endpoint_cell(end: EndpointEnd) -> str:
+    """Backlog and lag at the load's end; the drain time (measured, or
+    extrapolated at the drain's rate: "~"), the rate, requests answered."""
+    lag = "-" if end.lag_s is None else f"{end.lag_s:.1f} s"
+    estimate = end.drain_estimate_s
+    if end.drained_s is not None:
+        drained = f"drained in {end.drained_s:.0f} s"
+    elif estimate is not None:
+        drained = f"drains in ~{estimate:.0f} s"
+    else:
+        drained = "does not drain"
+    return (
+        f"{end.backlog:,} behind, lag {lag}\n{drained} at {end.rate:,.0f}/s, "
+        f"{end.delivered:,} answered"
+    )

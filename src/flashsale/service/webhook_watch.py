@@ -1,0 +1,66 @@
+"""Each endpoint's backlog and lag, sampled every few seconds for the
+metrics, and the backlog limit: an endpoint more than ``backlog_max`` events
+behind is disabled with a reason that names the events feed, the way to
+consume events at volume (one POST per event cannot follow a hot coupon).
+Every worker and delivery process runs one; disabling is idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+
+from flashsale.domain import ServiceUnavailable
+from flashsale.service.ports import DeliveryQueue
+
+WATCH_SECONDS = 5.0
+
+log = logging.getLogger("flashsale.webhooks")
+
+
+class WebhookWatch:
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        *,
+        backlog_max: int,
+        on_sample: Callable[[dict[int, tuple[int, float]]], None],
+        interval: float = WATCH_SECONDS,
+    ) -> None:
+        self._queue = queue
+        self._backlog_max = backlog_max
+        self._on_sample = on_sample
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.watch()
+            except ServiceUnavailable:
+                pass  # the next round
+            except Exception as error:  # a bug must not stop the watch for good
+                log.error("webhook watch failed: %s", type(error).__name__)
+            await asyncio.sleep(self._interval)
+
+    async def watch(self) -> None:
+        backlogs = await self._queue.backlogs()
+        self._on_sample({b.webhook_id: (b.events, b.lag_seconds) for b in backlogs})
+        for backlog in backlogs:
+            if backlog.events > self._backlog_max:
+                reason = (
+                    f"backlog of {backlog.events} events passed WEBHOOK_BACKLOG_MAX "
+                    f"({self._backlog_max}): read GET /api/events instead"
+                )
+                await self._queue.disable(backlog.webhook_id, reason)
+                log.warning("webhook %d disabled: %s", backlog.webhook_id, reason)
