@@ -6,40 +6,39 @@ claims/s of both in the same run, each endpoint's backlog and lag when the
 load stops, and how long each took to drain (the slow one never does: every
 attempt times out). Between rounds the endpoints are deleted.
 
-The receivers run on loopback in a thread of this process with their own
-event loop (wrk blocks the main thread); the server may reach them because
-the bench sets WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8."""
+The receivers (bench/receivers.py) run on loopback in a thread of this
+process; the server may reach them because the bench sets
+WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiohttp import web
 from rich.table import Table
 
 from flashsale.bench.database import create_fresh_database, drop_database
+from flashsale.bench.receivers import Endpoint, Receivers
 from flashsale.bench.scenarios import HOT
-from flashsale.bench.server import RunningServer, free_port, start_server
+from flashsale.bench.server import RunningServer, start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 
 # name, seconds before answering, body bytes
-ENDPOINTS: tuple[tuple[str, float, int], ...] = (
-    ("fast-1", 0.0, 0),
-    ("fast-2", 0.0, 0),
-    ("fast-3", 0.0, 0),
-    ("slow-10s", 10.0, 0),
-    ("big-1MB", 0.0, 1 << 20),
+ENDPOINTS = (
+    Endpoint("fast-1", 0.0, 0),
+    Endpoint("fast-2", 0.0, 0),
+    Endpoint("fast-3", 0.0, 0),
+    Endpoint("slow-10s", 10.0, 0),
+    Endpoint("big-1MB", 0.0, 1 << 20),
 )
+NAMES = tuple(endpoint.name for endpoint in ENDPOINTS)
 DRAIN_MAX_S = 120.0
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVER_ENV = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}
 
 
@@ -79,51 +78,6 @@ class WebhookRound:
         return self.hooked.ok_per_s / max(self.plain.ok_per_s, 1e-9)
 
 
-@dataclass
-class Receivers:
-    """Five endpoints on one loopback port, counting 2xx answers per path."""
-
-    answered: dict[str, int] = field(default_factory=dict)
-    base_url: str = ""
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self._thread.start()
-        ready.wait(10)
-
-    def _serve(self, ready: threading.Event) -> None:
-        self._loop = asyncio.new_event_loop()
-        app = web.Application()
-        for name, delay, size in ENDPOINTS:
-            app.router.add_post(f"/{name}", self._handler(name, delay, size))
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        port = free_port()
-        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        self.base_url = f"http://127.0.0.1:{port}"
-        ready.set()
-        self._loop.run_forever()
-
-    def _handler(self, name: str, delay: float, size: int) -> Handler:
-        body = b"x" * size
-
-        async def answer(request: web.Request) -> web.StreamResponse:
-            await request.read()
-            if delay:
-                await asyncio.sleep(delay)
-            self.answered[name] = self.answered.get(name, 0) + 1
-            return web.Response(body=body)
-
-        return answer
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-
-
 def run_webhook_bench(
     server_url: str, workdir: Path, load: Load, workers: int, rounds: int,
     announce: Callable[[str], None],
@@ -132,7 +86,7 @@ def run_webhook_bench(
     plain run goes first in odd rounds and last in even ones, so neither
     always has the warmer server."""
     url = asyncio.run(create_fresh_database(server_url, (HOT,)))
-    receivers = Receivers()
+    receivers = Receivers(ENDPOINTS)
     receivers.start()
     server = start_server(url, workdir / "server-webhooks.log", workers=workers, env=SERVER_ENV)
     try:
@@ -158,7 +112,7 @@ def _round(
     first = plain_run() if number % 2 else None
     receivers.answered.clear()
     with httpx.Client(base_url=server.base_url, timeout=30) as admin:
-        ids = {name: _register(admin, f"{receivers.base_url}/{name}") for name, _, _ in ENDPOINTS}
+        ids = {name: _register(admin, f"{receivers.base_url}/{name}") for name in NAMES}
         announce(f"round {number}: hot coupon, 5 endpoints on every event")
         hooked = run_wrk(claim_url, load, HOT.wrk_args(f"h{uuid.uuid4().hex[:6]}-"))
         at_end = _states(admin)
@@ -207,7 +161,7 @@ def render_rounds(rounds: list[WebhookRound]) -> Table:
     endpoint's backlog, lag and drain time."""
     table = Table(title="hot coupon: plain vs 5 webhook endpoints on every event")
     for column in ("round", "plain claims/s", "hooked claims/s", "hooked/plain",
-                   *(name for name, _, _ in ENDPOINTS)):  # fmt: skip
+                   *NAMES):  # fmt: skip
         table.add_column(column, justify="right")
     for number, done in enumerate(rounds, 1):
         table.add_row(
