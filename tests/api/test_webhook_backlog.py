@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
 
 from tests.support.api import Client, claim_coupon, create_coupon, in_process_client
 from tests.support.network import Network
-from tests.support.receiver import TEST_SECRET, Receiver
+from tests.support.receiver import Receiver
+from tests.support.webhooks import register, wait_for
 
 DOWN = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8", "WEBHOOK_BACKOFF_BASE": "3600"}
 
@@ -25,7 +25,7 @@ async def test_an_endpoint_too_far_behind_is_disabled_and_told_to_read_the_feed(
         await create_coupon(client, "FLOOD", 50)
         for user in range(5):
             await claim_coupon(client, f"u{user}", "FLOOD")
-        state = await wait_for_state(client, hook["id"], "disabled")
+        state = await wait_for(client, lambda h: h["status"] == "disabled", hook["id"])
     assert re.fullmatch(
         r"backlog of \d+ events passed WEBHOOK_BACKLOG_MAX \(3\): read GET /api/events instead",
         state["disabled_reason"],
@@ -55,19 +55,3 @@ async def metrics(client: Client) -> str:
     response = await client.get("/metrics")
     assert response.status_code == 200
     return response.text
-
-
-async def register(client: Client, url: str) -> dict[str, Any]:
-    response = await client.post("/api/webhooks", json={"url": url, "secret": TEST_SECRET})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def wait_for_state(client: Client, webhook_id: int, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while (state := (await client.get(f"/api/webhooks/{webhook_id}")).json())["status"] != status:
-        assert time.monotonic() < deadline, state
-        await asyncio.sleep(0.1)
-    webhook: dict[str, Any] = state
-    return webhook
