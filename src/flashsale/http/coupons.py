@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.http import idempotency
 from flashsale.http.allow import Resource
-from flashsale.http.auth import require_admin
+from flashsale.http.auth import admin_only
 from flashsale.http.context import services_of
 from flashsale.http.idempotency import request_key, respond
 from flashsale.http.openapi import (
@@ -27,7 +27,6 @@ from flashsale.http.openapi import (
     COUPON_NOT_FOUND,
     INVALID_REQUEST,
     SERVICE_UNAVAILABLE,
-    UNAUTHORIZED,
     documented,
 )
 from flashsale.http.requests import (
@@ -73,10 +72,8 @@ class CouponController(Resource):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Create a coupon with a fixed stock",
-        guards=[require_admin],
-        **documented(
+        **admin_only(
             *BODY_FAILURES,
-            UNAUTHORIZED,
             COUPON_EXISTS,
             SERVICE_UNAVAILABLE,
             body=CreateCouponRequest,
@@ -97,10 +94,8 @@ class CouponController(Resource):
     @patch(
         "/{name:str}",
         summary="Change a coupon: restock or cut, window, pause or resume, hold",
-        guards=[require_admin],
-        **documented(
+        **admin_only(
             *BODY_FAILURES,
-            UNAUTHORIZED,
             COUPON_NOT_FOUND,
             AMOUNT_BELOW_CLAIMED,
             SERVICE_UNAVAILABLE,
