@@ -8,10 +8,10 @@ import asyncio
 import re
 import time
 
-from tests.support.api import Client, claim_coupon, create_coupon, in_process_client
+from tests.support.api import Client, claim_coupon, in_process_client
 from tests.support.network import Network
 from tests.support.receiver import Receiver
-from tests.support.webhooks import register, wait_for
+from tests.support.webhooks import down_endpoint, wait_for
 
 DOWN = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8", "WEBHOOK_BACKOFF_BASE": "3600"}
 
@@ -19,10 +19,8 @@ DOWN = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8", "WEBHOOK_BACKOFF_BASE": "3600"}
 async def test_an_endpoint_too_far_behind_is_disabled_and_told_to_read_the_feed(
     network: Network, receiver: Receiver, database: str
 ) -> None:
-    receiver.down = True
     async with in_process_client(database, WEBHOOK_BACKLOG_MAX="3", **DOWN) as client:
-        hook = await register(client, receiver.url)
-        await create_coupon(client, "FLOOD", 50)
+        hook = await down_endpoint(client, receiver, "FLOOD", 50)
         for user in range(5):
             await claim_coupon(client, f"u{user}", "FLOOD")
         state = await wait_for(client, lambda h: h["status"] == "disabled", hook["id"])
@@ -36,10 +34,8 @@ async def test_an_endpoint_too_far_behind_is_disabled_and_told_to_read_the_feed(
 async def test_each_endpoints_lag_and_backlog_are_metrics(
     network: Network, receiver: Receiver, database: str
 ) -> None:
-    receiver.down = True
     async with in_process_client(database, **DOWN) as client:
-        hook = await register(client, receiver.url)
-        await create_coupon(client, "LAGGING", 5)
+        hook = await down_endpoint(client, receiver, "LAGGING", 5)
         await claim_coupon(client, "ann", "LAGGING")
         label = f'webhook="{hook["id"]}"'
         deadline = time.monotonic() + 30

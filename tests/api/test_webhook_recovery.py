@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.api import Client, claim_coupon, create_coupon
 from tests.support.receiver import Receiver
-from tests.support.webhooks import register, wait_for, wait_until
+from tests.support.webhooks import down_endpoint, register, wait_for, wait_until
 
 
 @pytest.fixture
@@ -24,9 +24,7 @@ def hooks_settings() -> dict[str, str]:
 async def test_a_disabled_endpoint_enabled_and_replayed_gets_every_event_in_order(
     hooks_client: Client, receiver: Receiver
 ) -> None:
-    receiver.down = True
-    hook = await register(hooks_client, receiver.url)
-    await create_coupon(hooks_client, "MISSED", 50)
+    hook = await down_endpoint(hooks_client, receiver, "MISSED", 50)
     await wait_for(hooks_client, lambda h: h["status"] == "disabled", hook["id"])
     for user in range(5):  # missed while disabled
         await claim_coupon(hooks_client, f"u{user}", "MISSED")
@@ -81,9 +79,7 @@ async def test_a_replay_never_reaches_before_the_endpoint_was_registered(
 async def test_an_endpoints_delivery_state_is_readable_on_its_own(
     hooks_client: Client, receiver: Receiver
 ) -> None:
-    receiver.down = True
-    hook = await register(hooks_client, receiver.url)
-    await create_coupon(hooks_client, "STATE", 5)
+    hook = await down_endpoint(hooks_client, receiver, "STATE", 5)
     state = await wait_for(hooks_client, lambda h: h["failures"] >= 1, hook["id"])
     assert state["last_error"] == "HTTP 503"
     assert (state["pending"], state["backlog"]) == (1, 1)

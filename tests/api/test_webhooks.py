@@ -14,7 +14,7 @@ from tests.support.api import Client, claim_coupon, create_coupon, in_process_cl
 from tests.support.network import Network
 from tests.support.receiver import TEST_SECRET as SECRET
 from tests.support.receiver import Receiver
-from tests.support.webhooks import FAST, register, wait_for
+from tests.support.webhooks import FAST, down_endpoint, register, wait_for
 
 
 @pytest.fixture
@@ -137,11 +137,9 @@ async def test_an_endpoint_receives_only_the_event_types_it_chose(
 async def test_an_endpoint_that_keeps_failing_is_disabled_with_its_last_error(
     database: str, receiver: Receiver
 ) -> None:
-    receiver.down = True
     settings = {**FAST, "WEBHOOK_TIMEOUT": "1", "WEBHOOK_MAX_ATTEMPTS": "3"}
     async with in_process_client(database, **settings) as client:
-        hook = await register(client, receiver.url)
-        await create_coupon(client, "DOWNSTREAM_DOWN", 5)
+        hook = await down_endpoint(client, receiver, "DOWNSTREAM_DOWN", 5)
         listed = await wait_for(client, lambda h: h["status"] != "enabled")
         assert listed["id"] == hook["id"]
         assert (listed["failures"], listed["last_error"], listed["pending"]) == (3, "HTTP 503", 1)

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.api import Client
-from tests.support.receiver import TEST_SECRET
+from tests.support.api import Client, create_coupon
+from tests.support.receiver import TEST_SECRET, Receiver
 
 FAST = {
     "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the loopback receiver
@@ -29,6 +29,15 @@ async def register(client: Client, url: str, **fields: Any) -> Webhook:
     assert response.status_code == 201, response.text
     body: Webhook = response.json()
     return body
+
+
+async def down_endpoint(client: Client, receiver: Receiver, coupon: str, amount: int) -> Webhook:
+    """An endpoint whose receiver answers 503 to everything, and a new
+    coupon ``coupon`` whose events are then queued for it."""
+    receiver.down = True
+    hook = await register(client, receiver.url)
+    await create_coupon(client, coupon, amount)
+    return hook
 
 
 async def wait_for(
