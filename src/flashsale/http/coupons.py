@@ -176,33 +176,25 @@ def coupon_item(coupon: CouponState) -> CouponItem:
     return CouponItem(**_item_fields(coupon))
 
 
-def _item_fields(coupon: CouponState) -> dict[str, Any]:
-    """The coupon's fields that a CouponItem shows (all of CouponState's)."""
-    return {name: getattr(coupon, name) for name in CouponItem.__struct_fields__}
+def _item_fields(
+    coupon: CouponState, names: tuple[str, ...] = CouponItem.__struct_fields__
+) -> dict[str, Any]:
+    """The coupon's fields that a CouponItem shows (all of CouponState's), or some of them."""
+    return {name: getattr(coupon, name) for name in names}
+
+
+_HEAD = ("name", "amount", "remaining_amount")
+_TAIL = ("status", "starts_at", "ends_at", "hold_seconds", "redeemed")
 
 
 def _head(snapshot: CouponSnapshot) -> bytes:
-    header = snapshot.header
-    fields = {
-        "name": header.name,
-        "amount": header.amount,
-        "remaining_amount": header.remaining_amount,
-    }
     # '{"name":..,"remaining_amount":N}' -> '{..,"remaining_amount":N,"claimed_by":['
-    return _ENCODER.encode(fields)[:-1] + b',"claimed_by":['
+    return _ENCODER.encode(_item_fields(snapshot.header, _HEAD))[:-1] + b',"claimed_by":['
 
 
 def _tail(snapshot: CouponSnapshot) -> bytes:
     """'],"status":..,"redeemed":N}': the fields after claimed_by."""
-    header = snapshot.header
-    fields = {
-        "status": header.status,
-        "starts_at": header.starts_at,
-        "ends_at": header.ends_at,
-        "hold_seconds": header.hold_seconds,
-        "redeemed": header.redeemed,
-    }
-    return b"]," + _ENCODER.encode(fields)[1:]
+    return b"]," + _ENCODER.encode(_item_fields(snapshot.header, _TAIL))[1:]
 
 
 async def coupon_json(snapshot: CouponSnapshot) -> AsyncIterator[bytes]:
