@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
 
-from tests.support.api import Client, claim_coupon, create_coupon, in_process_client
+from tests.support.api import Client, claim_coupon, in_process_client
 from tests.support.network import Network
-from tests.support.receiver import TEST_SECRET, Receiver
+from tests.support.receiver import Receiver
+from tests.support.webhooks import down_endpoint, wait_for
 
 DOWN = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8", "WEBHOOK_BACKOFF_BASE": "3600"}
 
@@ -19,13 +19,11 @@ DOWN = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8", "WEBHOOK_BACKOFF_BASE": "3600"}
 async def test_an_endpoint_too_far_behind_is_disabled_and_told_to_read_the_feed(
     network: Network, receiver: Receiver, database: str
 ) -> None:
-    receiver.down = True
     async with in_process_client(database, WEBHOOK_BACKLOG_MAX="3", **DOWN) as client:
-        hook = await register(client, receiver.url)
-        await create_coupon(client, "FLOOD", 50)
+        hook = await down_endpoint(client, receiver, "FLOOD", 50)
         for user in range(5):
             await claim_coupon(client, f"u{user}", "FLOOD")
-        state = await wait_for_state(client, hook["id"], "disabled")
+        state = await wait_for(client, lambda h: h["status"] == "disabled", hook["id"])
     assert re.fullmatch(
         r"backlog of \d+ events passed WEBHOOK_BACKLOG_MAX \(3\): read GET /api/events instead",
         state["disabled_reason"],
@@ -36,10 +34,8 @@ async def test_an_endpoint_too_far_behind_is_disabled_and_told_to_read_the_feed(
 async def test_each_endpoints_lag_and_backlog_are_metrics(
     network: Network, receiver: Receiver, database: str
 ) -> None:
-    receiver.down = True
     async with in_process_client(database, **DOWN) as client:
-        hook = await register(client, receiver.url)
-        await create_coupon(client, "LAGGING", 5)
+        hook = await down_endpoint(client, receiver, "LAGGING", 5)
         await claim_coupon(client, "ann", "LAGGING")
         label = f'webhook="{hook["id"]}"'
         deadline = time.monotonic() + 30
@@ -55,19 +51,3 @@ async def metrics(client: Client) -> str:
     response = await client.get("/metrics")
     assert response.status_code == 200
     return response.text
-
-
-async def register(client: Client, url: str) -> dict[str, Any]:
-    response = await client.post("/api/webhooks", json={"url": url, "secret": TEST_SECRET})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def wait_for_state(client: Client, webhook_id: int, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while (state := (await client.get(f"/api/webhooks/{webhook_id}")).json())["status"] != status:
-        assert time.monotonic() < deadline, state
-        await asyncio.sleep(0.1)
-    webhook: dict[str, Any] = state
-    return webhook

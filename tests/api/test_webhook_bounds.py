@@ -15,10 +15,10 @@ import pytest
 from flashsale.delivery.addresses import AddressPolicy
 from flashsale.delivery.destinations import Destinations
 from flashsale.delivery.sender import MAX_ANSWER_BYTES, HttpSender, retry_after
-from tests.support.api import Client, create_coupon, in_process_client
+from tests.support.api import create_coupon, in_process_client
 from tests.support.network import Network
-from tests.support.receiver import TEST_SECRET as SECRET
 from tests.support.receiver import Receiver
+from tests.support.webhooks import register, wait_for
 
 ALLOW = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8", "WEBHOOK_BACKOFF_BASE": "0.05"}
 HUGE = 1 << 30  # 1 GiB offered
@@ -65,7 +65,7 @@ async def test_a_410_disables_the_endpoint_at_once(
     async with in_process_client(database, **ALLOW) as client:
         await register(client, receiver.url)
         await create_coupon(client, "GONE", 5)
-        listed = await wait_until_disabled(client)
+        listed = await wait_for(client, lambda h: h["status"] != "enabled")
     assert listed["disabled_reason"] == "the endpoint answered 410 Gone"
     assert listed["last_error"] == "HTTP 410: the endpoint is gone"
     assert len(receiver.arrivals) == 1
@@ -94,22 +94,6 @@ def test_a_retry_after_value_is_read_as_seconds_or_a_date(
     value: str | None, seconds: float | None
 ) -> None:
     assert retry_after(value, 600.0) == seconds
-
-
-async def register(client: Client, url: str) -> None:
-    response = await client.post("/api/webhooks", json={"url": url, "secret": SECRET})
-    assert response.status_code == 201, response.text
-
-
-async def wait_until_disabled(client: Client) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while (listed := (await client.get("/api/webhooks")).json()["webhooks"][0])[
-        "status"
-    ] == "enabled":
-        assert time.monotonic() < deadline, listed
-        await asyncio.sleep(0.05)
-    webhook: dict[str, Any] = listed
-    return webhook
 
 
 async def wait_for_next_attempt(db: asyncpg.Connection[Any]) -> float:

@@ -7,10 +7,7 @@ a guard that fails it on any connection attempt outside loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-import time
-from typing import Any
 
 import pytest
 import trustme
@@ -22,6 +19,7 @@ from tests.support.api import Client, create_coupon, in_process_client
 from tests.support.network import Network
 from tests.support.receiver import TEST_SECRET as SECRET
 from tests.support.receiver import Receiver
+from tests.support.webhooks import register, wait_for
 
 LOOPBACK = "127.0.0.0/8"
 PUBLIC = "93.184.215.14"  # never connected to: the guard would fail the test
@@ -94,26 +92,12 @@ async def test_a_name_that_rebinds_after_registration_is_refused_at_delivery(
 ) -> None:
     network.resolve("rebind.test", [PUBLIC], ["127.0.0.1"])
     async with in_process_client(database, WEBHOOK_BACKOFF_BASE="30") as client:
-        created = await client.post(
-            "/api/webhooks", json={"url": receiver.url_at("rebind.test"), "secret": SECRET}
-        )
-        assert created.status_code == 201, created.text
+        await register(client, receiver.url_at("rebind.test"))
         await create_coupon(client, "REBOUND", 5)
-        listed = await wait_for_error(client)
+        listed = await wait_for(client, lambda h: h["last_error"] is not None)
     assert listed["last_error"] == "refused: rebind.test resolves to 127.0.0.1, a loopback address"
     assert (listed["status"], listed["pending"]) == ("enabled", 1)
     assert receiver.arrivals == []
-
-
-async def wait_for_error(client: Client) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while (listed := (await client.get("/api/webhooks")).json()["webhooks"][0])[
-        "last_error"
-    ] is None:
-        assert time.monotonic() < deadline, listed
-        await asyncio.sleep(0.05)
-    webhook: dict[str, Any] = listed
-    return webhook
 
 
 async def test_a_connection_goes_to_the_address_that_was_checked(
@@ -193,5 +177,4 @@ async def test_allowed_networks_let_a_loopback_receiver_in(
     network.resolve("on-premises.test", ["127.0.0.1"])
     async with in_process_client(database, WEBHOOK_ALLOW_NETWORKS=LOOPBACK) as client:
         for url in (receiver.url, receiver.url_at("on-premises.test")):
-            response = await client.post("/api/webhooks", json={"url": url, "secret": SECRET})
-            assert response.status_code == 201, response.text
+            await register(client, url)

@@ -6,27 +6,12 @@ verifying, and a rotation that keeps a receiver verifying throughout."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from flashsale.service.signing import is_secret
-from tests.support.api import Client, claim_coupon, create_coupon, in_process_client
-from tests.support.network import Network
-from tests.support.receiver import TEST_SECRET, Receiver
-
-FAST = {
-    "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-    "WEBHOOK_BACKOFF_BASE": "0.05",
-    "WEBHOOK_BACKOFF_MAX": "0.2",
-}
-
-
-@pytest.fixture
-async def hooks_client(database: str, network: Network) -> AsyncIterator[Client]:
-    async with in_process_client(database, **FAST) as client:
-        yield client
+from tests.support.api import Client, claim_coupon, create_coupon
+from tests.support.receiver import Receiver
+from tests.support.webhooks import register
 
 
 async def test_a_secret_is_made_when_none_is_given_and_shown_only_once(
@@ -100,13 +85,6 @@ async def test_a_given_secret_is_the_one_that_signs(
     await create_coupon(hooks_client, "GIVEN", 5)
     await receiver.wait_for(1)
     assert receiver.arrivals[0].verified
-
-
-async def register(client: Client, url: str) -> dict[str, Any]:
-    response = await client.post("/api/webhooks", json={"url": url, "secret": TEST_SECRET})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def rotate(client: Client, webhook_id: int, **fields: Any) -> dict[str, Any]:

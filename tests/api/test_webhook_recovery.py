@@ -6,38 +6,26 @@ and each endpoint's delivery state is readable on its own."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.support.api import Client, claim_coupon, create_coupon, in_process_client
-from tests.support.network import Network
-from tests.support.receiver import TEST_SECRET, Receiver
-
-FAST = {
-    "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-    "WEBHOOK_BACKOFF_BASE": "0.05",
-    "WEBHOOK_BACKOFF_MAX": "0.2",
-    "WEBHOOK_MAX_ATTEMPTS": "2",
-}
+from tests.support.api import Client, claim_coupon, create_coupon
+from tests.support.receiver import Receiver
+from tests.support.webhooks import down_endpoint, register, wait_for, wait_until
 
 
 @pytest.fixture
-async def hooks_client(database: str, network: Network) -> AsyncIterator[Client]:
-    async with in_process_client(database, **FAST) as client:
-        yield client
+def hooks_settings() -> dict[str, str]:
+    return {"WEBHOOK_MAX_ATTEMPTS": "2"}
 
 
 async def test_a_disabled_endpoint_enabled_and_replayed_gets_every_event_in_order(
     hooks_client: Client, receiver: Receiver
 ) -> None:
-    receiver.down = True
-    hook = await register(hooks_client, receiver.url)
-    await create_coupon(hooks_client, "MISSED", 50)
-    await wait_for(hooks_client, hook["id"], lambda h: h["status"] == "disabled")
+    hook = await down_endpoint(hooks_client, receiver, "MISSED", 50)
+    await wait_for(hooks_client, lambda h: h["status"] == "disabled", hook["id"])
     for user in range(5):  # missed while disabled
         await claim_coupon(hooks_client, f"u{user}", "MISSED")
     await create_coupon(hooks_client, "MISSED_TOO", 5)
@@ -50,7 +38,7 @@ async def test_a_disabled_endpoint_enabled_and_replayed_gets_every_event_in_orde
     await receiver.wait_for(sum(len(seqs) for seqs in expected.values()))
     assert receiver.seqs_by_coupon() == expected  # every event, each coupon's in seq order
     assert all(arrival.verified for arrival in receiver.arrivals)
-    await wait_for(hooks_client, hook["id"], caught_up)  # the last answer recorded too
+    await wait_for(hooks_client, caught_up, hook["id"])  # the last answer recorded too
 
     first_id = min(a.body["id"] for a in receiver.delivered())
     replay = await hooks_client.post(
@@ -73,7 +61,7 @@ async def test_a_replay_never_reaches_before_the_endpoint_was_registered(
     hook = await register(hooks_client, receiver.url)
     await claim_coupon(hooks_client, "later", "OLDER")
     await receiver.wait_for(1)
-    await wait_for(hooks_client, hook["id"], caught_up)
+    await wait_for(hooks_client, caught_up, hook["id"])
     long_ago = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     replay = await hooks_client.post(
         f"/api/webhooks/{hook['id']}/replay", json={"from_time": long_ago}
@@ -91,10 +79,8 @@ async def test_a_replay_never_reaches_before_the_endpoint_was_registered(
 async def test_an_endpoints_delivery_state_is_readable_on_its_own(
     hooks_client: Client, receiver: Receiver
 ) -> None:
-    receiver.down = True
-    hook = await register(hooks_client, receiver.url)
-    await create_coupon(hooks_client, "STATE", 5)
-    state = await wait_for(hooks_client, hook["id"], lambda h: h["failures"] >= 1)
+    hook = await down_endpoint(hooks_client, receiver, "STATE", 5)
+    state = await wait_for(hooks_client, lambda h: h["failures"] >= 1, hook["id"])
     assert state["last_error"] == "HTTP 503"
     assert (state["pending"], state["backlog"]) == (1, 1)
     assert state["next_attempt_at"] is not None
@@ -133,34 +119,11 @@ async def test_a_replay_refuses_a_start_that_is_no_event_id_or_time(
         assert response.json()["message"].startswith(field)
 
 
-async def register(client: Client, url: str) -> dict[str, Any]:
-    response = await client.post("/api/webhooks", json={"url": url, "secret": TEST_SECRET})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 async def feed_seqs(client: Client, name: str) -> list[int]:
     response = await client.get(f"/api/coupons/{name}/events", params={"limit": "1000"})
     return [event["seq"] for event in response.json()["events"]]
 
 
-async def wait_for(client: Client, webhook_id: int, done: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while not done(state := (await client.get(f"/api/webhooks/{webhook_id}")).json()):
-        assert time.monotonic() < deadline, state
-        await asyncio.sleep(0.05)
-    webhook: dict[str, Any] = state
-    return webhook
-
-
 def caught_up(webhook: dict[str, Any]) -> bool:
     """Every delivery answered and recorded: nothing pending."""
     return webhook["last_delivered_at"] is not None and webhook["pending"] == 0
-
-
-async def wait_until(done: Any, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not done():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)

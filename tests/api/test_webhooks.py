@@ -5,8 +5,6 @@ stalls and checks every signature (the deliverer runs in the app's worker)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -16,26 +14,12 @@ from tests.support.api import Client, claim_coupon, create_coupon, in_process_cl
 from tests.support.network import Network
 from tests.support.receiver import TEST_SECRET as SECRET
 from tests.support.receiver import Receiver
-
-FAST_RETRIES = {
-    "WEBHOOK_TIMEOUT": "1",
-    "WEBHOOK_BACKOFF_BASE": "0.05",
-    "WEBHOOK_BACKOFF_MAX": "0.2",
-    "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the loopback receiver
-}
+from tests.support.webhooks import FAST, down_endpoint, register, wait_for
 
 
 @pytest.fixture
-async def hooks_client(database: str) -> AsyncIterator[Client]:
-    async with in_process_client(database, **FAST_RETRIES) as client:
-        yield client
-
-
-async def register(client: Client, url: str, **fields: Any) -> dict[str, Any]:
-    response = await client.post("/api/webhooks", json={"url": url, "secret": SECRET, **fields})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
+def hooks_settings() -> dict[str, str]:
+    return {"WEBHOOK_TIMEOUT": "1"}
 
 
 async def coupon_events(client: Client, name: str) -> list[dict[str, Any]]:
@@ -153,16 +137,10 @@ async def test_an_endpoint_receives_only_the_event_types_it_chose(
 async def test_an_endpoint_that_keeps_failing_is_disabled_with_its_last_error(
     database: str, receiver: Receiver
 ) -> None:
-    receiver.down = True
-    async with in_process_client(database, WEBHOOK_MAX_ATTEMPTS="3", **FAST_RETRIES) as client:
-        hook = await register(client, receiver.url)
-        await create_coupon(client, "DOWNSTREAM_DOWN", 5)
-        deadline = time.monotonic() + 20
-        while (listed := (await client.get("/api/webhooks")).json()["webhooks"][0])[
-            "status"
-        ] == "enabled":
-            assert time.monotonic() < deadline, listed
-            await asyncio.sleep(0.1)
+    settings = {**FAST, "WEBHOOK_TIMEOUT": "1", "WEBHOOK_MAX_ATTEMPTS": "3"}
+    async with in_process_client(database, **settings) as client:
+        hook = await down_endpoint(client, receiver, "DOWNSTREAM_DOWN", 5)
+        listed = await wait_for(client, lambda h: h["status"] != "enabled")
         assert listed["id"] == hook["id"]
         assert (listed["failures"], listed["last_error"], listed["pending"]) == (3, "HTTP 503", 1)
         assert "3 failed attempts in a row" in listed["disabled_reason"]

@@ -16,7 +16,7 @@ import httpx
 from flashsale.bench.server import RunningServer
 from flashsale.service.dashboard import TICK_SECONDS
 from tests.support.load import claim_all, create_coupon
-from tests.support.servers import serve
+from tests.support.servers import read_until_closed, serve
 
 
 async def snapshots(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
@@ -60,22 +60,12 @@ async def test_dashboard_events_show_the_stock_drain_and_the_claimers(
     assert seen_drained
 
 
-def read_events_until_closed(url: str, ended: list[str]) -> None:
-    try:
-        with httpx.stream("GET", url, timeout=30) as response:
-            for _line in response.iter_lines():
-                pass
-        ended.append("closed")
-    except httpx.HTTPError as error:
-        ended.append(type(error).__name__)
-
-
 def test_open_dashboards_do_not_hold_up_a_server_shutdown(database: str, tmp_path: Path) -> None:
     server = serve(database, tmp_path / "server.log", workers=2)
     ended: list[str] = []
     readers = [
         threading.Thread(
-            target=read_events_until_closed,
+            target=read_until_closed,
             args=(f"{server.base_url}/dashboard/events", ended),
             daemon=True,
         )

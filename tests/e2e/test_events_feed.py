@@ -25,7 +25,7 @@ from flashsale.bench.server import RunningServer
 from tests.support.events import changes_in_database
 from tests.support.invariants import assert_invariants
 from tests.support.load import claim_all, post_all
-from tests.support.servers import serve, two_instances
+from tests.support.servers import read_until_closed, serve, two_instances
 
 COUPONS = ["EV1", "EV2", "EV3"]
 
@@ -207,16 +207,6 @@ async def test_the_stream_delivers_events_live_and_resumes_after_last_event_id(
     assert {e["user_id"] for e in events[6:]} == {f"b{i}" for i in range(5)}
     after = await read_stream(f"{url}?after={live[0]['id']}", 10)
     assert [json.loads(m["data"])["seq"] for m in after] == list(range(2, 12))
-
-
-def read_until_closed(url: str, ended: list[str]) -> None:
-    try:
-        with httpx.stream("GET", url, timeout=30) as response:
-            for _line in response.iter_lines():
-                pass
-        ended.append("closed")
-    except httpx.HTTPError as error:
-        ended.append(type(error).__name__)
 
 
 def test_open_streams_do_not_hold_up_a_server_shutdown(database: str, tmp_path: Path) -> None:

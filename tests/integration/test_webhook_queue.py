@@ -57,6 +57,18 @@ async def queued(store: WebhookStore, db: asyncpg.Connection[Any], streams: int)
     raise AssertionError(f"fewer than {streams} streams queued")
 
 
+async def claims_queued(
+    make_stores: WebhookStoreFactory, db: asyncpg.Connection[Any], name: str, users: list[str]
+) -> WebhookStore:
+    """An endpoint for claims, then ``users`` claiming a new coupon: one stream queued."""
+    hooks, coupons = await make_stores()
+    await hooks.register_webhook(url="http://127.0.0.1:9/h", events=["claimed"], secret=SECRET)
+    await coupons.create_coupon(NewCoupon(name=name, amount=5))
+    await coupons.decide_batch(name, users)
+    await queued(hooks, db, 1)
+    return hooks
+
+
 QUEUED = "SELECT count(*) FROM webhook_streams WHERE queued_seq > delivered_seq"
 
 
@@ -81,11 +93,7 @@ async def test_concurrent_deliverers_never_lease_one_stream_twice(
 async def test_a_lease_taken_over_records_nothing_and_the_next_event_follows(
     make_stores: WebhookStoreFactory, db: asyncpg.Connection[Any]
 ) -> None:
-    hooks, coupons = await make_stores()
-    await hooks.register_webhook(url="http://127.0.0.1:9/h", events=["claimed"], secret=SECRET)
-    await coupons.create_coupon(NewCoupon(name="TAKEN", amount=5))
-    await coupons.decide_batch("TAKEN", ["ann", "bob"])
-    await queued(hooks, db, 1)
+    hooks = await claims_queued(make_stores, db, "TAKEN", ["ann", "bob"])
     [first] = await lease_all(hooks)
     await db.execute("UPDATE webhook_streams SET leased_until = now() - interval '1 s'")
     [second] = await lease_all(hooks)  # the first deliverer looked dead
@@ -122,11 +130,7 @@ async def test_an_endpoint_hears_what_happens_after_it_registered(
 async def test_a_failed_attempt_waits_its_backoff_and_counts_in_a_row(
     make_stores: WebhookStoreFactory, db: asyncpg.Connection[Any]
 ) -> None:
-    hooks, coupons = await make_stores()
-    await hooks.register_webhook(url="http://127.0.0.1:9/h", events=["claimed"], secret=SECRET)
-    await coupons.create_coupon(NewCoupon(name="RETRY", amount=5))
-    await coupons.decide_batch("RETRY", ["ann"])
-    await queued(hooks, db, 1)
+    hooks = await claims_queued(make_stores, db, "RETRY", ["ann"])
     [delivery] = await lease_all(hooks)
     failure = await hooks.failed(delivery, error="HTTP 502", retry_in=3600)
     assert failure is not None

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from flashsale.bench.server import RunningServer, start_server
 
 # Many servers share the suite's PostgreSQL; the metrics tests count on 8.
@@ -44,3 +46,15 @@ def two_instances(
     yield live
     for server in live:
         assert server.stop() == 0
+
+
+def read_until_closed(url: str, ended: list[str]) -> None:
+    """Reads a stream the server holds open (a thread's target); ``ended``
+    gets "closed" when the server ends it, else the error's type."""
+    try:
+        with httpx.stream("GET", url, timeout=30) as response:
+            for _line in response.iter_lines():
+                pass
+        ended.append("closed")
+    except httpx.HTTPError as error:
+        ended.append(type(error).__name__)

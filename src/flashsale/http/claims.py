@@ -19,7 +19,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from flashsale.http import idempotency
 from flashsale.http.allow import with_options
-from flashsale.http.auth import require_admin
+from flashsale.http.auth import admin_only
 from flashsale.http.context import services_of
 from flashsale.http.idempotency import request_key, respond
 from flashsale.http.openapi import (
@@ -34,7 +34,6 @@ from flashsale.http.openapi import (
     SALE_ENDED,
     SERVICE_UNAVAILABLE,
     SOLD_OUT,
-    UNAUTHORIZED,
     documented,
 )
 from flashsale.http.requests import (
@@ -119,7 +118,6 @@ async def list_claims(
 ONE_CLAIM = "/api/coupons/{name:str}/claims/{user_id:str}"
 # What a release or a redeem may answer besides its success.
 _CLAIM_WRITE_FAILURES = (
-    UNAUTHORIZED,
     COUPON_NOT_FOUND,
     CLAIM_NOT_FOUND,
     ALREADY_REDEEMED,
@@ -158,8 +156,7 @@ async def read_claim(state: State, name: str, user_id: str) -> ClaimBody:
     ONE_CLAIM,
     summary="Release a held claim: its unit is back in the stock (the order was cancelled)",
     tags=["claims"],
-    guards=[require_admin],
-    **documented(
+    **admin_only(
         *_CLAIM_WRITE_FAILURES,
         keyed=True,
     ),
@@ -175,8 +172,7 @@ async def release_claim() -> None:
     status_code=HTTP_200_OK,
     summary="Redeem a held claim (the checkout used the coupon): it never expires then",
     tags=["claims"],
-    guards=[require_admin],
-    **documented(
+    **admin_only(
         *_CLAIM_WRITE_FAILURES,
         keyed=True,
         responses={200: ResponseSpec(ClaimBody, description="the claim, redeemed")},

@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.http import idempotency
 from flashsale.http.allow import Resource
-from flashsale.http.auth import require_admin
+from flashsale.http.auth import admin_only
 from flashsale.http.context import services_of
 from flashsale.http.idempotency import request_key, respond
 from flashsale.http.openapi import (
@@ -27,7 +27,6 @@ from flashsale.http.openapi import (
     COUPON_NOT_FOUND,
     INVALID_REQUEST,
     SERVICE_UNAVAILABLE,
-    UNAUTHORIZED,
     documented,
 )
 from flashsale.http.requests import (
@@ -73,10 +72,8 @@ class CouponController(Resource):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Create a coupon with a fixed stock",
-        guards=[require_admin],
-        **documented(
+        **admin_only(
             *BODY_FAILURES,
-            UNAUTHORIZED,
             COUPON_EXISTS,
             SERVICE_UNAVAILABLE,
             body=CreateCouponRequest,
@@ -97,10 +94,8 @@ class CouponController(Resource):
     @patch(
         "/{name:str}",
         summary="Change a coupon: restock or cut, window, pause or resume, hold",
-        guards=[require_admin],
-        **documented(
+        **admin_only(
             *BODY_FAILURES,
-            UNAUTHORIZED,
             COUPON_NOT_FOUND,
             AMOUNT_BELOW_CLAIMED,
             SERVICE_UNAVAILABLE,
@@ -181,33 +176,25 @@ def coupon_item(coupon: CouponState) -> CouponItem:
     return CouponItem(**_item_fields(coupon))
 
 
-def _item_fields(coupon: CouponState) -> dict[str, Any]:
-    """The coupon's fields that a CouponItem shows (all of CouponState's)."""
-    return {name: getattr(coupon, name) for name in CouponItem.__struct_fields__}
+def _item_fields(
+    coupon: CouponState, names: tuple[str, ...] = CouponItem.__struct_fields__
+) -> dict[str, Any]:
+    """The coupon's fields that a CouponItem shows (all of CouponState's), or some of them."""
+    return {name: getattr(coupon, name) for name in names}
+
+
+_HEAD = ("name", "amount", "remaining_amount")
+_TAIL = ("status", "starts_at", "ends_at", "hold_seconds", "redeemed")
 
 
 def _head(snapshot: CouponSnapshot) -> bytes:
-    header = snapshot.header
-    fields = {
-        "name": header.name,
-        "amount": header.amount,
-        "remaining_amount": header.remaining_amount,
-    }
     # '{"name":..,"remaining_amount":N}' -> '{..,"remaining_amount":N,"claimed_by":['
-    return _ENCODER.encode(fields)[:-1] + b',"claimed_by":['
+    return _ENCODER.encode(_item_fields(snapshot.header, _HEAD))[:-1] + b',"claimed_by":['
 
 
 def _tail(snapshot: CouponSnapshot) -> bytes:
     """'],"status":..,"redeemed":N}': the fields after claimed_by."""
-    header = snapshot.header
-    fields = {
-        "status": header.status,
-        "starts_at": header.starts_at,
-        "ends_at": header.ends_at,
-        "hold_seconds": header.hold_seconds,
-        "redeemed": header.redeemed,
-    }
-    return b"]," + _ENCODER.encode(fields)[1:]
+    return b"]," + _ENCODER.encode(_item_fields(snapshot.header, _TAIL))[1:]
 
 
 async def coupon_json(snapshot: CouponSnapshot) -> AsyncIterator[bytes]:

@@ -15,13 +15,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from flashsale.http.auth import require_admin
+from flashsale.http.auth import admin_only
 from flashsale.http.context import services_of
 from flashsale.http.openapi import (
     COUPON_NOT_FOUND,
     INVALID_REQUEST,
     SERVICE_UNAVAILABLE,
-    UNAUTHORIZED,
     documented,
 )
 from flashsale.http.requests import (
@@ -67,8 +66,7 @@ def event_body(event: Event) -> EventBody:
     "/api/events",
     summary="Every change of every coupon, a page at a time; never skips one",
     tags=["events"],
-    guards=[require_admin],
-    **documented(INVALID_REQUEST, UNAUTHORIZED, SERVICE_UNAVAILABLE),
+    **admin_only(INVALID_REQUEST, SERVICE_UNAVAILABLE),
 )
 async def list_events(
     state: State, limit: str | None = LIMIT, after: str | None = AFTER
@@ -104,10 +102,8 @@ async def coupon_events(
     "/api/events/stream",
     summary="The events feed live, as server-sent events (resumable with Last-Event-ID)",
     tags=["events"],
-    guards=[require_admin],
-    **documented(
+    **admin_only(
         INVALID_REQUEST,
-        UNAUTHORIZED,
         SERVICE_UNAVAILABLE,
         responses={
             200: ResponseSpec(

@@ -14,16 +14,14 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.domain import WebhookNotFound
 from flashsale.http.allow import Resource
-from flashsale.http.auth import require_admin
+from flashsale.http.auth import admin_only
 from flashsale.http.context import services_of
 from flashsale.http.errors import InvalidRequest
 from flashsale.http.openapi import (
     BODY_FAILURES,
     INVALID_REQUEST,
     SERVICE_UNAVAILABLE,
-    UNAUTHORIZED,
     WEBHOOK_NOT_FOUND,
-    documented,
 )
 from flashsale.http.requests import (
     AFTER,
@@ -63,8 +61,7 @@ class WebhookController(Resource):
         "/",
         status_code=HTTP_201_CREATED,
         summary="Register an endpoint for signed deliveries of events",
-        guards=[require_admin],
-        **documented(*BODY_FAILURES, UNAUTHORIZED, SERVICE_UNAVAILABLE, body=CreateWebhookRequest),
+        **admin_only(*BODY_FAILURES, SERVICE_UNAVAILABLE, body=CreateWebhookRequest),
     )
     async def register_webhook(self, request: AnyRequest) -> CreatedWebhookBody:
         data = await decode_body(request, CREATE_WEBHOOK)
@@ -80,12 +77,10 @@ class WebhookController(Resource):
         "/{webhook_id:str}/secret",
         status_code=HTTP_200_OK,
         summary="Rotate an endpoint's secret: the old one signs beside it for a while",
-        guards=[require_admin],
-        **documented(
-            *BODY_FAILURES, UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE,
-            body=RotateSecretRequest,
+        **admin_only(
+            *BODY_FAILURES, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE, body=RotateSecretRequest
         ),
-    )  # fmt: skip
+    )
     async def rotate_secret(self, request: AnyRequest, webhook_id: str) -> RotatedSecretBody:
         data = await decode_body(request, ROTATE_SECRET)
         _check_secret(data.secret)
@@ -100,8 +95,7 @@ class WebhookController(Resource):
     @get(
         "/",
         summary="Endpoints with their delivery state, by id, a page at a time",
-        guards=[require_admin],
-        **documented(INVALID_REQUEST, UNAUTHORIZED, SERVICE_UNAVAILABLE),
+        **admin_only(INVALID_REQUEST, SERVICE_UNAVAILABLE),
     )
     async def list_webhooks(
         self, request: AnyRequest, limit: str | None = LIMIT, after: str | None = AFTER
@@ -114,8 +108,7 @@ class WebhookController(Resource):
     @get(
         "/{webhook_id:str}",
         summary="An endpoint's delivery state: failures, last error, next try, backlog, lag",
-        guards=[require_admin],
-        **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
+        **admin_only(WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
     )
     async def get_webhook(self, request: AnyRequest, webhook_id: str) -> WebhookBody:
         webhooks = services_of(request.app.state).webhooks
@@ -125,8 +118,7 @@ class WebhookController(Resource):
         "/{webhook_id:str}/enable",
         status_code=HTTP_200_OK,
         summary="Enable a disabled endpoint: it gets every event it missed, in order",
-        guards=[require_admin],
-        **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
+        **admin_only(WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
     )
     async def enable_webhook(self, request: AnyRequest, webhook_id: str) -> WebhookBody:
         webhooks = services_of(request.app.state).webhooks
@@ -136,12 +128,8 @@ class WebhookController(Resource):
         "/{webhook_id:str}/replay",
         status_code=HTTP_200_OK,
         summary="Deliver an endpoint's events again from an event id or a time",
-        guards=[require_admin],
-        **documented(
-            *BODY_FAILURES, UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE,
-            body=ReplayRequest,
-        ),
-    )  # fmt: skip
+        **admin_only(*BODY_FAILURES, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE, body=ReplayRequest),
+    )
     async def replay_webhook(self, request: AnyRequest, webhook_id: str) -> ReplayBody:
         data = await decode_body(request, REPLAY)
         webhooks = services_of(request.app.state).webhooks
@@ -153,8 +141,7 @@ class WebhookController(Resource):
     @delete(
         "/{webhook_id:str}",
         summary="Remove an endpoint: nothing more is sent to it",
-        guards=[require_admin],
-        **documented(UNAUTHORIZED, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
+        **admin_only(WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
     )
     async def delete_webhook(self, request: AnyRequest, webhook_id: str) -> None:
         if not await services_of(request.app.state).webhooks.delete(_webhook_id(webhook_id)):

@@ -1,5 +1,5 @@
 """Work that every worker repeats on a timer (the hold sweeper, the key
-purge): one task per worker, stopped at shutdown."""
+purge, the webhook watch): one task per worker, stopped at shutdown."""
 
 from __future__ import annotations
 

@@ -6,12 +6,10 @@ Every worker and delivery process runs one; disabling is idempotent."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import suppress
 
-from flashsale.domain import ServiceUnavailable
+from flashsale.service.periodic import Periodic, tolerated
 from flashsale.service.ports import DeliveryQueue
 
 WATCH_SECONDS = 5.0
@@ -19,7 +17,7 @@ WATCH_SECONDS = 5.0
 log = logging.getLogger("flashsale.webhooks")
 
 
-class WebhookWatch:
+class WebhookWatch(Periodic):
     def __init__(
         self,
         queue: DeliveryQueue,
@@ -31,29 +29,14 @@ class WebhookWatch:
         self._queue = queue
         self._backlog_max = backlog_max
         self._on_sample = on_sample
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.watch()
-            except ServiceUnavailable:
-                pass  # the next round
-            except Exception as error:  # a bug must not stop the watch for good
-                log.error("webhook watch failed: %s", type(error).__name__)
-            await asyncio.sleep(self._interval)
+        super().__init__(self.watch, interval)
 
     async def watch(self) -> None:
+        """One round; a database that is away only delays it to the next."""
+        with tolerated(log, "webhook watch"):
+            await self._sample_and_limit()
+
+    async def _sample_and_limit(self) -> None:
         backlogs = await self._queue.backlogs()
         self._on_sample({b.webhook_id: (b.events, b.lag_seconds) for b in backlogs})
         for backlog in backlogs:

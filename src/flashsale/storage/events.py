@@ -12,6 +12,7 @@ import msgspec
 from flashsale.service.ports import Event, FeedPosition
 from flashsale.storage.connections import Connections
 from flashsale.storage.queries import query
+from flashsale.storage.rows import coupon_page
 
 _DATA = msgspec.json.Decoder(dict[str, Any])
 
@@ -34,9 +35,7 @@ class EventStore:
             rows = await connection.fetch(
                 query("coupon_events_page"), name, after, limit, timeout=self._timeout
             )
-        if not rows:
-            return None
-        return [event(row) for row in rows if row["id"] is not None]
+        return coupon_page(rows, event)
 
 
 def event(row: asyncpg.Record) -> Event:

@@ -19,7 +19,7 @@ from flashsale.service.ports import (
 )
 from flashsale.storage.connections import Connections
 from flashsale.storage.queries import query
-from flashsale.storage.rows import claim_view, coupon_state
+from flashsale.storage.rows import claim_view, coupon_page, coupon_state
 
 # Rows per FETCH: about 300 KB of JSON for typical user ids, one round trip each.
 BATCH_ROWS = 20_000
@@ -73,13 +73,7 @@ class CouponReadStore:
             rows = await connection.fetch(
                 query("claims_page"), name, after, limit, timeout=self._timeout
             )
-        if not rows:
-            return None
-        return [
-            ClaimRow(row["id"], row["user_id"], row["claimed_at"])
-            for row in rows
-            if row["id"] is not None
-        ]
+        return coupon_page(rows, lambda row: ClaimRow(row["id"], row["user_id"], row["claimed_at"]))
 
     async def coupons_page(self, *, after: str, limit: int) -> list[CouponStock]:
         async with self._connection() as connection:
