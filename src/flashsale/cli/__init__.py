@@ -19,7 +19,7 @@ def main() -> None:
 
     Configuration comes from the environment (APP_PORT, DATABASE_URL or
     DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME/DB_SSLMODE, CLAIM_STRATEGY,
-    ...; see the README). With no DATABASE_URL and no DB_HOST, an embedded
+    ...; see docs/operations.md). With no DATABASE_URL and no DB_HOST, an embedded
     PostgreSQL is started with its data in FLASHSALE_DATA_DIR (./.flashsale).
     """
 
