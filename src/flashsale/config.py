@@ -57,6 +57,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # statements (PgBouncer < 1.21, or without max_prepared_statements).
     db_statement_cache_size: NonNegative = 100
     request_timeout: PositiveFloat = 10.0  # whole request, queues included, then 503
+    # Seconds a worker may take to finish its accepted requests after SIGTERM
+    # before Granian kills it (workers_kill_timeout).
+    shutdown_timeout: Positive = 8
     # Seconds an Idempotency-Key's answer is kept (the contract: at least a day).
     idempotency_ttl: Annotated[int, msgspec.Meta(ge=86_400)] = 86_400
     admin_token: str | None = None
@@ -138,6 +141,7 @@ ENVIRONMENT = {
     "db_statement_timeout": "DB_STATEMENT_TIMEOUT",
     "db_statement_cache_size": "DB_STATEMENT_CACHE_SIZE",
     "request_timeout": "REQUEST_TIMEOUT",
+    "shutdown_timeout": "SHUTDOWN_TIMEOUT",
     "idempotency_ttl": "IDEMPOTENCY_TTL",
     "admin_token": "ADMIN_TOKEN",
     "log_level": "LOG_LEVEL",

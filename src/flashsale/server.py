@@ -63,7 +63,7 @@ def run_server(settings: Settings, target: str = APP_FACTORY, *, factory: bool =
         log_access=False,  # the app's own access log (LOG_ACCESS) carries request ids
         log_level=_granian_level(settings.log_level),
         log_dictconfig=logging_config(settings.log_level),  # Granian's lines as JSON too
-        workers_kill_timeout=8,
+        workers_kill_timeout=settings.shutdown_timeout,
     ).serve()
 
 

@@ -21,7 +21,7 @@ from flashsale.storage.store import CouponStore
 from tests.support.databases import DatabaseServer, migrated_to
 from tests.support.invariants import assert_invariants
 from tests.support.locks import wait_until_blocked
-from tests.support.postgres_tools import postgres_tool
+from tests.support.postgres_tools import newest_tool
 
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[Any]
@@ -56,7 +56,7 @@ async def test_claims_declare_their_link_to_coupons(db: Connection) -> None:
 
 def test_psql_shows_the_link(database: str) -> None:
     described = subprocess.run(
-        [postgres_tool("psql"), database, "--command", r"\d claims"],
+        [newest_tool("psql"), database, "--command", r"\d claims"],
         capture_output=True,
         text=True,
         check=True,

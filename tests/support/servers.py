@@ -3,8 +3,10 @@ process, returned once healthy with every worker ready), with small pools."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -58,3 +60,25 @@ def read_until_closed(url: str, ended: list[str]) -> None:
         ended.append("closed")
     except httpx.HTTPError as error:
         ended.append(type(error).__name__)
+
+
+def workers_killed_late(log: str, kill_timeout_s: float) -> list[str]:
+    """Granian's "Killing worker" lines logged once its kill timeout had run
+    out after it began shutting down: a worker that refused to stop. A line
+    logged sooner is Granian's own race (a worker whose process is exiting is
+    still reported alive for a moment after `join` returned), not a refusal."""
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    stamps = [
+        (event["event"], datetime.fromisoformat(event["timestamp"]))
+        for event in events
+        if isinstance(event.get("event"), str) and "timestamp" in event
+    ]
+    began = next((at for text, at in stamps if text == "Shutting down granian"), None)
+    if began is None:
+        return []
+    return [
+        text
+        for text, at in stamps
+        if text.startswith("Killing worker")
+        and (at - began).total_seconds() >= kill_timeout_s - 0.5
+    ]
