@@ -139,6 +139,38 @@ class IdempotencyKeyInUse(DomainError):
     code = "idempotency_key_in_use"
 
 
+class CallerKind(StrEnum):
+    """Who is asking (docs/access.md): the operator, the shop's backend, an
+    end user with a verified token, or nobody in particular."""
+
+    OPERATOR = "operator"
+    BACKEND = "backend"
+    USER = "user"
+    ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The identity a request was made with, as the HTTP layer verified it.
+
+    ``name`` is the credential's name (an operator's or backend's token, as
+    configured; never the token itself), ``subject`` an end user's token
+    ``sub``, ``address`` the client's address (for anonymous quotas)."""
+
+    kind: CallerKind
+    name: str | None = None
+    subject: str | None = None
+    address: str | None = None
+
+    @property
+    def privileged(self) -> bool:
+        """The operator and the backend act for any user."""
+        return self.kind in (CallerKind.OPERATOR, CallerKind.BACKEND)
+
+
+ANONYMOUS = Caller(CallerKind.ANONYMOUS)
+
+
 KEY_REUSED = "this Idempotency-Key was used with another request (method, path or body)"
 
 

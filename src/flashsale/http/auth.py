@@ -13,6 +13,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
 
 from flashsale.config import Settings
+from flashsale.domain import ANONYMOUS, Caller, CallerKind
 from flashsale.http.openapi import UNAUTHORIZED, Failure, documented
 
 log = logging.getLogger("flashsale.auth")
@@ -57,6 +58,14 @@ def is_admin(state: State, authorization: str) -> bool:
     return presented is not None and hmac.compare_digest(
         presented.encode("latin-1"), expected.encode("utf-8")
     )
+
+
+def caller_of(state: State, authorization: str) -> Caller:
+    """The caller an Authorization header's text proves (the access issue
+    fills in the backend and end users): an admin token is the operator."""
+    if is_admin(state, authorization):
+        return Caller(CallerKind.OPERATOR, name="admin")
+    return ANONYMOUS
 
 
 def _bearer_token(header: str) -> str | None:
