@@ -18,6 +18,14 @@ class ClaimStrategyName(StrEnum):
     TRANSACTION = "transaction"
 
 
+class ClaimAuth(StrEnum):
+    """Who may claim for whom (docs/access.md)."""
+
+    OPEN = "open"  # the original contract: anyone, for any user_id
+    USER = "user"  # an end user's JWT for its sub; backend and operator for anyone
+    BACKEND = "backend"  # only the backend's and the operator's tokens
+
+
 class WebhookDelivery(StrEnum):
     WORKERS = "workers"
     SEPARATE = "separate"
@@ -31,7 +39,9 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    app_host: str = "0.0.0.0"  # noqa: S104 - containers must listen beyond loopback
+    # Loopback unless told otherwise: a server reachable from the network is
+    # an explicit choice (the Dockerfile makes it: 0.0.0.0).
+    app_host: str = "127.0.0.1"
     app_port: Port = 8080
     workers: Positive = 2
     database_url: str | None = None
@@ -62,7 +72,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout: Positive = 8
     # Seconds an Idempotency-Key's answer is kept (the contract: at least a day).
     idempotency_ttl: Annotated[int, msgspec.Meta(ge=86_400)] = 86_400
+    # Access (docs/access.md). Token lists: comma-separated, each entry
+    # "name:token" or a bare token (named admin-1, backend-1, ... by position).
     admin_token: str | None = None
+    backend_token: str | None = None
+    metrics_token: str | None = None
+    admin_open: bool = False  # admin routes without ADMIN_TOKEN beyond loopback
+    claim_auth: ClaimAuth = ClaimAuth.OPEN
+    # Anonymous reads of a user's claims in open mode; unset: only on loopback.
+    open_claim_reads: bool | None = None
+    hide_claimers: bool = False  # claimed_by and a coupon's claims hidden from anonymous readers
+    jwt_jwks_url: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithms: str = "RS256,PS256,ES256,EdDSA"
+    jwt_hmac_secret: str | None = None  # HS256 claim tokens minted by the shop's backend
+    jwt_cache_max: Positive = 10_000  # verified tokens remembered per worker
+    jwt_jwks_refresh: PositiveFloat = 300.0  # seconds between two scheduled fetches
+    jwt_jwks_min_interval: NonNegativeFloat = 30.0  # at least this between two fetches
     log_level: str = "info"
     log_access: bool = False  # one JSON line per request (costs throughput)
     # Webhooks (service/webhooks.py): a 2xx within webhook_timeout seconds is
@@ -144,6 +172,21 @@ ENVIRONMENT = {
     "shutdown_timeout": "SHUTDOWN_TIMEOUT",
     "idempotency_ttl": "IDEMPOTENCY_TTL",
     "admin_token": "ADMIN_TOKEN",
+    "backend_token": "BACKEND_TOKEN",
+    "metrics_token": "METRICS_TOKEN",
+    "admin_open": "ADMIN_OPEN",
+    "claim_auth": "CLAIM_AUTH",
+    "open_claim_reads": "OPEN_CLAIM_READS",
+    "hide_claimers": "HIDE_CLAIMERS",
+    "jwt_jwks_url": "JWT_JWKS_URL",
+    "jwt_public_key_file": "JWT_PUBLIC_KEY_FILE",
+    "jwt_issuer": "JWT_ISSUER",
+    "jwt_audience": "JWT_AUDIENCE",
+    "jwt_algorithms": "JWT_ALGORITHMS",
+    "jwt_hmac_secret": "JWT_HMAC_SECRET",
+    "jwt_cache_max": "JWT_CACHE_MAX",
+    "jwt_jwks_refresh": "JWT_JWKS_REFRESH",
+    "jwt_jwks_min_interval": "JWT_JWKS_MIN_INTERVAL",
     "log_level": "LOG_LEVEL",
     "log_access": "LOG_ACCESS",
     "webhook_timeout": "WEBHOOK_TIMEOUT",
@@ -180,7 +223,56 @@ def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: obje
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
     _check_networks(settings.webhook_allow_networks)
+    _check_access(settings)
     return settings
+
+
+ASYMMETRIC = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+def token_entries(text: str | None, kind: str) -> list[tuple[str, str]]:
+    """(name, token) for each entry of a token list (ADMIN_TOKEN, ...):
+    ``name:token``, or a bare token named ``<kind>-<position>``."""
+    entries = filter(None, (entry.strip() for entry in (text or "").split(",")))
+    named = []
+    for position, entry in enumerate(entries, start=1):
+        name, colon, secret = entry.partition(":")
+        if not colon or not name.strip() or not secret.strip():
+            name, secret = f"{kind}-{position}", entry
+        named.append((name.strip(), secret.strip()))
+    return named
+
+
+def jwt_algorithms(settings: Settings) -> frozenset[str]:
+    """JWT_ALGORITHMS as a set (asymmetric ones only: checked at load)."""
+    return frozenset(filter(None, (a.strip() for a in settings.jwt_algorithms.split(","))))
+
+
+def verifies_jwts(settings: Settings) -> bool:
+    """Whether end users' tokens can be verified at all."""
+    keys = settings.jwt_jwks_url or settings.jwt_public_key_file or settings.jwt_hmac_secret
+    return keys is not None
+
+
+def _check_access(settings: Settings) -> None:
+    # HS256 only with JWT_HMAC_SECRET: an HMAC algorithm in the list would let
+    # a token be checked with a public key as its secret (a forgery anyone can make).
+    refused = jwt_algorithms(settings) - ASYMMETRIC
+    if refused:
+        raise SettingsError(
+            f"JWT_ALGORITHMS: {', '.join(sorted(refused))} not accepted "
+            "(asymmetric algorithms only; HS256 comes with JWT_HMAC_SECRET)"
+        )
+    if settings.jwt_jwks_url and settings.jwt_public_key_file:
+        raise SettingsError("set JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE, not both")
+    if verifies_jwts(settings) and not (settings.jwt_issuer and settings.jwt_audience):
+        raise SettingsError("end users' tokens need JWT_ISSUER and JWT_AUDIENCE")
+    if settings.claim_auth is ClaimAuth.USER and not verifies_jwts(settings):
+        raise SettingsError(
+            "CLAIM_AUTH=user needs JWT_JWKS_URL, JWT_PUBLIC_KEY_FILE or JWT_HMAC_SECRET"
+        )
 
 
 def _check_networks(cidrs: str) -> None:

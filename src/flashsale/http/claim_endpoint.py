@@ -16,8 +16,9 @@ methods (405, OPTIONS) as for any route.
 
 A release (``DELETE /api/coupons/{name}/claims/{user_id}``) is answered here
 too: at the height of a sale, when payments fail, releases come in storms
-beside the claims (docs/benchmarks.md). Same admin check (http/auth.py
-is_admin), same path decoding (http/paths.py encoded_path and
+beside the claims (docs/benchmarks.md). Same caller rules (http/auth.py
+caller_of, require_staff; the claim's per CLAIM_AUTH, docs/access.md:
+checked before the body is read), same path decoding (http/paths.py encoded_path and
 http/claims.py claim_key), same error bodies.
 
 Both answer with or without an Idempotency-Key through one path: the use
@@ -38,7 +39,6 @@ from litestar.enums import ScopeType
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_204_NO_CONTENT,
-    HTTP_401_UNAUTHORIZED,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 from litestar.types import (
@@ -51,7 +51,9 @@ from litestar.types import (
     Send,
 )
 
+from flashsale.config import ClaimAuth
 from flashsale.domain import (
+    CallerKind,
     ClaimDecision,
     ClaimOutcome,
     DomainError,
@@ -60,15 +62,15 @@ from flashsale.domain import (
     raise_for_release,
 )
 from flashsale.http import idempotency
-from flashsale.http.auth import CHALLENGE, UNAUTHORIZED_MESSAGE, is_admin
+from flashsale.http.auth import Forbidden, Unauthorized, access_of, caller_of, require_staff
 from flashsale.http.claims import CEILING_PATH, CLAIM_PATH, RELEASE_TEMPLATE, claim_key
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
 from flashsale.http.idempotency import RAW_HEADER, RAW_REPLAYED, check_key, decided, fingerprint
 from flashsale.http.idempotency import raw_path as request_path
 from flashsale.http.paths import encoded_path
-from flashsale.http.requests import CLAIM, decode_json, receive_json_body
-from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse
+from flashsale.http.requests import CLAIM, OWN_CLAIM, decode_json, receive_json_body
+from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse, OwnClaimRequest
 from flashsale.service.ports import Answer as StoredAnswer
 
 Headers = list[tuple[bytes, bytes]]
@@ -80,11 +82,7 @@ _RELEASE_PATH = re.compile(r"^/api/coupons/([^/]+)/claims/([^/]+)/?$")
 _ENCODER = msgspec.json.Encoder()
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _INTERNAL = (HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR))
-_UNAUTHORIZED = (
-    HTTP_401_UNAUTHORIZED,
-    _JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in CHALLENGE.items()],
-    _ENCODER.encode(ErrorResponse(error="unauthorized", message=UNAUTHORIZED_MESSAGE)),
-)
+_NEEDS_CREDENTIAL = "CLAIM_AUTH={}: a claim needs Authorization: Bearer <token> (docs/access.md)"
 
 
 class ClaimEndpoint:
@@ -102,7 +100,8 @@ class ClaimEndpoint:
         if scope["type"] == ScopeType.HTTP:
             if scope["method"] == "POST" and (claim := self._routes.get(scope["path"])):
                 scope["path_template"] = scope["path"].rstrip("/")  # as Litestar's router sets it
-                await _send(send, *await _answered(scope, _claim_answer(scope, receive, claim)))
+                answer = self._claim_answer(scope, receive, claim)
+                await _send(send, *await _answered(scope, answer))
                 return
             if scope["method"] == "DELETE" and (one := _RELEASE_PATH.match(encoded_path(scope))):
                 scope["path_template"] = RELEASE_TEMPLATE
@@ -116,13 +115,13 @@ class ClaimEndpoint:
 
     async def _release(self, scope: HTTPScope, name: str, user_id: str) -> Answer:
         """204, or the error the Litestar route would answer."""
-        if not is_admin(self._state, _header(scope, b"authorization")):
-            return _UNAUTHORIZED
         return await _answered(scope, self._release_answer(scope, name, user_id))
 
     async def _release_answer(self, scope: HTTPScope, name: str, user_id: str) -> Answer:
         """A release's answer from its decision (a DELETE's body, if any, is
         not read: not fingerprinted)."""
+        caller = caller_of(self._state, _header(scope, b"authorization"), _client(scope))
+        require_staff(caller, access_of(self._state))
         value = check_key(_keys(scope))
         coupon_name, user = claim_key(name, user_id)
         key = _key(idempotency.RELEASE_CLAIM, value, "DELETE", scope, b"")
@@ -133,16 +132,51 @@ class ClaimEndpoint:
         headers = [] if answer.status == HTTP_204_NO_CONTENT else _JSON_HEADERS
         return _with_replayed(answer, headers)
 
+    async def _claim_answer(self, scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
+        """A claim's answer from its decision, with or without a key."""
+        subject, own = self._claimant(scope)
+        # The one extra step of a claim without a key: this scan.
+        keys = _keys(scope)
+        value = check_key(keys) if keys else None
+        body = await receive_json_body(scope, receive)
+        data = _own_claim(body, subject) if own else decode_json(body, CLAIM)
+        if subject is not None and data.user_id != subject:
+            raise Forbidden("an end user may claim only for the sub of their token")
+        decision = await claim(data, _key(idempotency.CLAIM, value, "POST", scope, body))
+        return claim_answer(data, decision)
 
-async def _claim_answer(scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
-    """A claim's answer from its decision, with or without a key."""
-    # The one extra step of a claim without a key: this scan.
-    keys = _keys(scope)
-    value = check_key(keys) if keys else None
-    body = await receive_json_body(scope, receive)
-    data = decode_json(body, CLAIM)
-    decision = await claim(data, _key(idempotency.CLAIM, value, "POST", scope, body))
-    return claim_answer(data, decision)
+    def _claimant(self, scope: HTTPScope) -> tuple[str | None, bool]:
+        """Who the claim must be for (None: the body's user_id, whoever it
+        is), and whether the body may leave user_id out (CLAIM_AUTH=user)."""
+        access = access_of(self._state)
+        authorization = _header(scope, b"authorization")
+        if access.claim_auth is ClaimAuth.OPEN and not authorization:
+            return None, False  # the original contract's claim, at its cost
+        caller = caller_of(self._state, authorization, _client(scope))
+        if caller.privileged:
+            return None, False
+        if caller.kind is CallerKind.ANONYMOUS:
+            if access.claim_auth is ClaimAuth.OPEN:
+                return None, False
+            raise Unauthorized(_NEEDS_CREDENTIAL.format(access.claim_auth.value))
+        if access.claim_auth is ClaimAuth.BACKEND:
+            raise Forbidden(
+                "CLAIM_AUTH=backend: only the backend's and the operator's tokens claim"
+            )
+        return caller.subject, access.claim_auth is ClaimAuth.USER
+
+
+def _own_claim(body: bytes, subject: str | None) -> ClaimRequest:
+    """An end user's claim body; a missing user_id is the token's sub."""
+    own: OwnClaimRequest = decode_json(body, OWN_CLAIM)
+    user = own.user_id if own.user_id is not None else subject
+    assert user is not None
+    return ClaimRequest(user_id=user, coupon_name=own.coupon_name)
+
+
+def _client(scope: HTTPScope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 async def _answered(scope: HTTPScope, answer: Awaitable[Answer]) -> Answer:

@@ -58,7 +58,10 @@ INVALID_REQUEST = Failure(
 UNAUTHORIZED = Failure(
     401,
     "unauthorized",
-    "ADMIN_TOKEN is set and the request lacks `Authorization: Bearer <ADMIN_TOKEN>`",
+    "no credential where one is needed, or a bearer token that is not valid (docs/access.md)",
+)
+FORBIDDEN = Failure(
+    403, "forbidden", "the credential is valid but may not do this (docs/access.md)"
 )
 COUPON_NOT_FOUND = Failure(404, "coupon_not_found", "no coupon has this name")
 COUPON_EXISTS = Failure(409, "coupon_exists", "a coupon with this name exists")

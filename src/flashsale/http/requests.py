@@ -27,6 +27,7 @@ from flashsale.http.schemas import (
     CouponName,
     CreateCouponRequest,
     CreateWebhookRequest,
+    OwnClaimRequest,
     ReplayRequest,
     RotateSecretRequest,
     UserId,
@@ -40,6 +41,7 @@ AnyRequest = Request[Any, Any, Any]
 # and ``"5"`` are not integers, and the client learns which field is wrong.
 CREATE_COUPON = msgspec.json.Decoder(CreateCouponRequest)
 CLAIM = msgspec.json.Decoder(ClaimRequest)
+OWN_CLAIM = msgspec.json.Decoder(OwnClaimRequest)
 CHANGE_COUPON = msgspec.json.Decoder(ChangeCouponRequest)
 CREATE_WEBHOOK = msgspec.json.Decoder(CreateWebhookRequest)
 ROTATE_SECRET = msgspec.json.Decoder(RotateSecretRequest)
