@@ -172,8 +172,12 @@ def require_reader_of(caller: Caller, access: Access, user_id: str) -> None:
     raise Unauthorized("reading a user's claims needs a bearer token (the backend's or the user's)")
 
 
-def sees_claimers(caller: Caller, access: Access) -> bool:
-    return not access.hide_claimers or caller.kind is not CallerKind.ANONYMOUS
+def sees_claimers(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether claimers' ids are shown (HIDE_CLAIMERS hides them from
+    anonymous readers; without it no credential is looked at)."""
+    if not access_of(connection.app.state).hide_claimers:
+        return True
+    return connection_caller(connection).kind is not CallerKind.ANONYMOUS
 
 
 def _refuse(caller: Caller, access: Access) -> None:

@@ -85,6 +85,8 @@ RELEASE_TEMPLATE = "/api/coupons/{name}/claims/{user_id}"  # as Litestar's route
         SALE_ENDED,
         PAUSED,
         SERVICE_UNAVAILABLE,
+        UNAUTHORIZED,
+        FORBIDDEN,
         body=ClaimRequest,
         keyed=True,
         responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
@@ -114,7 +116,7 @@ async def list_claims(
     limit: str | None = LIMIT,
     after: str | None = AFTER,
 ) -> ClaimsPageResponse:
-    if not sees_claimers(connection_caller(request), access_of(state)):
+    if not sees_claimers(request):
         raise Unauthorized("HIDE_CLAIMERS=true: a coupon's claims need a bearer token")
     require_coupon_name(name)
     reads = services_of(state).reads

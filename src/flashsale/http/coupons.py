@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.http import idempotency
 from flashsale.http.allow import Resource
-from flashsale.http.auth import access_of, admin_only, connection_caller, sees_claimers
+from flashsale.http.auth import admin_only, sees_claimers
 from flashsale.http.context import services_of
 from flashsale.http.idempotency import request_key, respond
 from flashsale.http.openapi import (
@@ -156,7 +156,7 @@ class CouponController(Resource):
         a million-element list nor a 15 MB buffer. 404 is decided before any
         byte is sent; later failures can only cut the body short. With
         HIDE_CLAIMERS=true an anonymous reader gets an empty ``claimed_by``."""
-        claimers = sees_claimers(connection_caller(request), access_of(state))
+        claimers = sees_claimers(request)
         require_coupon_name(name)
         snapshot = await services_of(state).reads.open_coupon(name)
         return Stream(coupon_json(snapshot, claimers=claimers), media_type=MediaType.JSON)
