@@ -265,6 +265,8 @@ def _check_access(settings: Settings) -> None:
             f"JWT_ALGORITHMS: {', '.join(sorted(refused))} not accepted "
             "(asymmetric algorithms only; HS256 comes with JWT_HMAC_SECRET)"
         )
+    if settings.jwt_hmac_secret is not None and len(settings.jwt_hmac_secret.encode()) < 32:
+        raise SettingsError("JWT_HMAC_SECRET must be at least 32 bytes (RFC 7518 3.2)")
     if settings.jwt_jwks_url and settings.jwt_public_key_file:
         raise SettingsError("set JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE, not both")
     if verifies_jwts(settings) and not (settings.jwt_issuer and settings.jwt_audience):
