@@ -4,7 +4,10 @@
 -- Arguments (after --): coupon name, request path, user id prefix (unique
 -- per run, so a second run against the same coupon still has new users),
 -- and optionally "idempotency": every request then carries an
--- Idempotency-Key of its own (the user id, unique per request and run).
+-- Idempotency-Key of its own (the user id, unique per request and run), or
+-- "tokens=<file>": every request carries the next bearer token of
+-- <file>.<thread id> (one a line) and no user_id (the
+-- token's sub is the user: CLAIM_AUTH=user, docs/access.md).
 
 local threads = {}
 local next_thread = 0
@@ -20,6 +23,8 @@ local path = "/api/coupons/claim"
 local counter = 0
 local prefix = "w"
 local keyed = false
+local tokens = nil
+local next_token = 0
 local headers = { ["Content-Type"] = "application/json" }
 counts = {}
 
@@ -28,9 +33,21 @@ function init(args)
    path = args[2] or path
    prefix = args[3] or prefix
    keyed = args[4] == "idempotency"
+   local file = args[4] and string.match(args[4], "^tokens=(.+)$")
+   if file then
+      tokens = {}
+      for line in io.lines(file .. "." .. thread_id) do
+         table.insert(tokens, line)
+      end
+   end
 end
 
 function request()
+   if tokens then
+      next_token = next_token % #tokens + 1
+      headers["Authorization"] = "Bearer " .. tokens[next_token]
+      return wrk.format("POST", path, headers, string.format('{"coupon_name":"%s"}', coupon))
+   end
    counter = counter + 1
    local user = string.format("%s%d-%d", prefix, thread_id, counter)
    local body = string.format('{"user_id":"%s","coupon_name":"%s"}', user, coupon)

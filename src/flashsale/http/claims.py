@@ -89,6 +89,7 @@ RELEASE_TEMPLATE = "/api/coupons/{name}/claims/{user_id}"  # as Litestar's route
         FORBIDDEN,
         body=ClaimRequest,
         keyed=True,
+        optional_auth=True,
         responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
     ),
 )
@@ -107,7 +108,14 @@ def _never_routed() -> NoReturn:
     "/api/coupons/{name:str}/claims",
     summary="A coupon's claims in claim order, a page at a time",
     tags=["coupons"],
-    **documented(INVALID_REQUEST, COUPON_NOT_FOUND, SERVICE_UNAVAILABLE, UNAUTHORIZED, FORBIDDEN),
+    **documented(
+        INVALID_REQUEST,
+        COUPON_NOT_FOUND,
+        SERVICE_UNAVAILABLE,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        optional_auth=True,
+    ),
 )
 async def list_claims(
     request: AnyRequest,
@@ -158,7 +166,14 @@ def claim_key(name: str, user_id: str) -> tuple[str, str]:
     ONE_CLAIM,
     summary="One user's live claim on a coupon (held or redeemed)",
     tags=["claims"],
-    **documented(COUPON_NOT_FOUND, CLAIM_NOT_FOUND, SERVICE_UNAVAILABLE, UNAUTHORIZED, FORBIDDEN),
+    **documented(
+        COUPON_NOT_FOUND,
+        CLAIM_NOT_FOUND,
+        SERVICE_UNAVAILABLE,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        optional_auth=True,
+    ),
 )
 async def read_claim(request: AnyRequest, state: State, name: str, user_id: str) -> ClaimBody:
     coupon_name, user = claim_key(name, user_id)

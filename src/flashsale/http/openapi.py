@@ -152,6 +152,7 @@ def documented(
     body: type[msgspec.Struct] | None = None,
     responses: Mapping[int, ResponseSpec] | None = None,
     keyed: bool = False,
+    optional_auth: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator: its failures, its body, any
     other response to declare (e.g. a streamed 200), and whether it takes an
@@ -162,7 +163,9 @@ def documented(
         "responses": {**failure_responses(failures), **(responses or {})},
         "operation_class": _operation_class(body, keyed),
     }
-    if UNAUTHORIZED in failures:
+    # optional_auth: a route anonymous callers may use in some modes (the
+    # claim, a user's claims): 401 documented, no security requirement.
+    if UNAUTHORIZED in failures and not optional_auth:
         arguments["security"] = [{ADMIN_SECURITY: []}]
     return arguments
 

@@ -35,7 +35,7 @@ from flashsale.http.schemas import UserClaimsPageResponse
     "/api/users/{user_id:str}/claims",
     summary="A user's live claims across coupons, newest first, a page at a time",
     tags=["claims"],
-    **documented(INVALID_REQUEST, SERVICE_UNAVAILABLE, UNAUTHORIZED, FORBIDDEN),
+    **documented(INVALID_REQUEST, SERVICE_UNAVAILABLE, UNAUTHORIZED, FORBIDDEN, optional_auth=True),
 )
 async def user_claims(
     request: Request[Any, Any, Any],
