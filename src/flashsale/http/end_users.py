@@ -76,18 +76,12 @@ class EndUsers:
         return caller
 
     def _remember(self, token: str, caller: Caller, expires: float) -> None:
-        if len(self._cache) >= self._cache_max:
-            self._evict()
-        self._cache[token] = (caller, expires)
-
-    def _evict(self) -> None:
-        """Expired entries go first; if none has, the oldest (insertion order)."""
-        now = time.time()
-        expired = [token for token, (_, expires) in self._cache.items() if expires <= now]
-        for token in expired[: max(1, self._cache_max // 10)]:
-            del self._cache[token]
+        # Full: the oldest entry goes (insertion order, O(1); a scan for the
+        # expired ones would cost every new token the whole cache). An
+        # expired entry still held is never used: verify checks its expiry.
         if len(self._cache) >= self._cache_max:
             del self._cache[next(iter(self._cache))]
+        self._cache[token] = (caller, expires)
 
     def _decode(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_BYTES:
