@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from flashsale.claims.ports import BatchResult
+from flashsale.claims.ports import BatchResult, CouponPart
 from flashsale.domain import ClaimOutcome, ReleaseOutcome
 
 
@@ -23,6 +23,20 @@ def batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str]
         row["remaining"],
         row["claimed_at"],
         row["expires_at"],
+    )
+
+
+def coupons_arguments(
+    parts: Sequence[CouponPart], firsts: list[list[str]]
+) -> tuple[list[str], list[int], list[str], list[int], list[str]]:
+    """claim_many_coupons' parallel arrays: each part's distinct users
+    (``firsts``) and releases, concatenated, with their counts."""
+    return (
+        [part.coupon_name for part in parts],
+        [len(users) for users in firsts],
+        [user for users in firsts for user in users],
+        [len(part.releases) for part in parts],
+        [user for part in parts for user in part.releases],
     )
 
 

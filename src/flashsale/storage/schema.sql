@@ -15,7 +15,8 @@
 --                         stored_keys, unstored_arrivals, keep_claim_keys,
 --                         keep_release_keys
 --   4. The claim functions  claim_many, claim_many_keyed,
---                         claim_many_new_keys, sold_out_batch
+--                         claim_many_new_keys, claim_many_coupons,
+--                         sold_out_batch
 --   5. Holds and sweeping expire_coupon_holds, expire_holds, coupon_state,
 --                         live_claims
 --   6. Events             events, coupons_number_creation,
@@ -26,8 +27,9 @@
 --   8. Sessions           service_timeouts, apply_service_timeouts,
 --                         reset_role_timeouts, store_service_timeouts
 --
--- Lock order, everywhere: a coupon's row first (FOR UPDATE), then its claim
--- rows, then idempotency key rows in key order; webhook streams are locked
+-- Lock order, everywhere: a coupon's row first (FOR UPDATE; several coupons'
+-- rows in coupons.id order, in one statement: claim_many_coupons), then its
+-- claim rows, then idempotency key rows in key order; webhook streams are locked
 -- on their own, never with a coupon's.
 
 -- =========================================================================
@@ -875,6 +877,54 @@ BEGIN
     RETURN QUERY
         SELECT r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal, r.claimed_at,
                r.expires_at, r.released, r.redeemed, v_outcomes;
+END
+$$;
+
+-- claim_many_coupons: one batch of several coupons' claims and releases, in
+-- one transaction (a lane's batch: claims/lanes.py).
+-- In:  p_coupons, distinct coupon names (the batch's parts); p_user_counts
+--      and p_release_counts, how many of p_users and p_releases each part
+--      has: p_users holds part 1's distinct users, then part 2's, and so on
+--      (likewise p_releases).
+-- Out: one row per part, in p_coupons' order: part (its 1-based position)
+--      and claim_many's row for that coupon's users and releases.
+-- Locks: every coupon's row first, FOR UPDATE in one statement ordered by
+--      coupons.id (LockRows runs above the sort, so rows are locked in id
+--      order): two such batches wait for each other's coupons in the same
+--      order, and every other writer holds at most one coupon row while it
+--      waits for one (change_coupon, redeem_claim, claim_many and its keyed
+--      wrappers), or never waits (expire_holds: SKIP LOCKED). No deadlock.
+--      Then claim_many per part, whose own FOR UPDATE finds its lock held.
+-- Decides each part exactly as claim_many does, under its row lock, without
+--      a subtransaction (no EXCEPTION block: more than 64 subtransactions in
+--      one transaction overflow the per-backend cache). An error in one part
+--      fails the whole statement; the store then decides each part on its
+--      own (storage/store.py decide_coupons).
+-- Triggers: claim_many's, a statement per part (each coupon's events keep
+--      their own gap-free seq).
+CREATE FUNCTION claim_many_coupons(p_coupons text[], p_user_counts integer[], p_users text[],
+                                   p_release_counts integer[], p_releases text[])
+RETURNS TABLE (part integer, coupon_id bigint, remaining integer, claimed text[],
+               holders text[], refusal text, claimed_at timestamptz, expires_at timestamptz,
+               released text[], redeemed text[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_user integer := 1;
+    v_release integer := 1;
+BEGIN
+    PERFORM 1 FROM coupons AS k WHERE k.name = ANY (p_coupons) ORDER BY k.id FOR UPDATE;
+    FOR v_part IN 1 .. coalesce(cardinality(p_coupons), 0) LOOP
+        RETURN QUERY
+            SELECT v_part, r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal,
+                   r.claimed_at, r.expires_at, r.released, r.redeemed
+              FROM claim_many(p_coupons[v_part],
+                              coalesce(p_users[v_user:v_user + p_user_counts[v_part] - 1], '{}'),
+                              coalesce(p_releases[v_release:v_release
+                                                  + p_release_counts[v_part] - 1], '{}')) AS r;
+        v_user := v_user + p_user_counts[v_part];
+        v_release := v_release + p_release_counts[v_part];
+    END LOOP;
 END
 $$;
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, overload
 
 import asyncpg
 
-from flashsale.claims.ports import BatchResult, Key, SoldOutRead
+from flashsale.claims.ports import BatchResult, CouponPart, Key, PartResult, SoldOutRead
 from flashsale.domain import (
     AlreadyRedeemed,
     AmountBelowClaimed,
@@ -38,7 +38,7 @@ from flashsale.service.ports import (
     NewCoupon,
     Once,
 )
-from flashsale.storage.batches import batch_result, release_outcomes
+from flashsale.storage.batches import batch_result, coupons_arguments, release_outcomes
 from flashsale.storage.connections import Connections
 from flashsale.storage.idempotency import Effect, in_transaction, run_once
 from flashsale.storage.keyed_batches import KeyedBatches
@@ -159,6 +159,27 @@ class CouponStore:
         result.releases.extend(release_outcomes(row, released))
         return result
 
+    async def decide_coupons(self, parts: Sequence[CouponPart]) -> list[PartResult]:
+        firsts = [list(dict.fromkeys(part.user_ids)) for part in parts]
+
+        async def decide_coupons(connection: Connection) -> list[asyncpg.Record]:
+            arguments = coupons_arguments(parts, firsts)
+            return await connection.fetch(query("decide_coupons_batch"), *arguments)
+
+        try:
+            rows = await self._write(decide_coupons)
+        except asyncpg.PostgresError:
+            # One part failed the statement (a constraint, a raise): nothing
+            # of the batch committed. Each part alone, so only its own fails.
+            # (Failures of the database as a whole are ServiceUnavailable.)
+            return list(await _each_alone(self, parts))
+        results: list[PartResult] = []
+        for row, part, first in zip(rows, parts, firsts, strict=True):
+            result = batch_result(row, first, part.user_ids)
+            result.releases.extend(release_outcomes(row, list(part.releases)))
+            results.append(result)
+        return results
+
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         async with self._connection() as connection:
             rows = await connection.fetch(
@@ -186,6 +207,18 @@ class CouponStore:
         assert row is not None
         result = batch_result(row, [user_id], [user_id])
         return ClaimDecision(result.outcomes[0], result.claimed_at, result.expires_at)
+
+
+async def _each_alone(store: CouponStore, parts: Sequence[CouponPart]) -> list[PartResult]:
+    """Each part decided in a transaction of its own, one after another
+    (one connection, as the batch had), its error kept as its result."""
+    results: list[PartResult] = []
+    for part in parts:
+        try:
+            results.append(await store.decide_batch(part.coupon_name, part.user_ids, part.releases))
+        except Exception as error:  # the part's own answer
+            results.append(error)
+    return results
 
 
 # The writes' effects, each on a connection the caller chose: in a
