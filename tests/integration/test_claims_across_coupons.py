@@ -34,9 +34,12 @@ async def test_each_part_is_decided_by_its_coupons_rules(
     await store.create_coupon(NewCoupon(name="TWO", amount=2))
     await store.create_coupon(NewCoupon(name="SHUT", amount=5))
     await store.change_coupon("SHUT", CouponChange(active=False))
+    await store.create_coupon(NewCoupon(name="PLENTY", amount=10, hold_seconds=60))
     await store.decide_batch("OPEN", ["held"])
+    await store.decide_batch("PLENTY", ["holder"])
     results = await store.decide_coupons(
         [
+            CouponPart("PLENTY", ["p1", "holder"]),
             CouponPart("OPEN", ["a", "held", "a"], ["held"]),
             CouponPart("TWO", ["x", "y", "z"]),
             CouponPart("SHUT", ["s"]),
@@ -44,7 +47,12 @@ async def test_each_part_is_decided_by_its_coupons_rules(
         ]
     )
     assert all(isinstance(result, BatchResult) for result in results)
-    open_, two, shut, nowhere = (r for r in results if isinstance(r, BatchResult))
+    plenty, open_, two, shut, nowhere = (r for r in results if isinstance(r, BatchResult))
+    assert plenty.outcomes == [CLAIMED, ClaimOutcome.ALREADY_CLAIMED]
+    assert plenty.remaining == 8
+    assert plenty.expires_at is not None
+    assert plenty.claimed_at is not None
+    assert (plenty.expires_at - plenty.claimed_at).total_seconds() == 60
     assert open_.outcomes == [CLAIMED, CLAIMED, ClaimOutcome.ALREADY_CLAIMED]
     assert open_.releases == [ReleaseOutcome.RELEASED]
     assert two.outcomes == [CLAIMED, CLAIMED, ClaimOutcome.SOLD_OUT]
@@ -52,7 +60,7 @@ async def test_each_part_is_decided_by_its_coupons_rules(
     assert shut.outcomes == [ClaimOutcome.PAUSED]
     assert nowhere.outcomes == [ClaimOutcome.NOT_FOUND]
     await assert_invariants(db)
-    for coupon in ("OPEN", "TWO", "SHUT"):
+    for coupon in ("PLENTY", "OPEN", "TWO", "SHUT"):
         assert await gap_free_events(db, coupon)
 
 

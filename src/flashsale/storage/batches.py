@@ -4,6 +4,7 @@ the claim engine's BatchResult: each arrival's outcome in arrival order."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -26,17 +27,17 @@ def batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str]
     )
 
 
-def coupons_arguments(
-    parts: Sequence[CouponPart], firsts: list[list[str]]
-) -> tuple[list[str], list[int], list[str], list[int], list[str]]:
-    """claim_many_coupons' parallel arrays: each part's distinct users
-    (``firsts``) and releases, concatenated, with their counts."""
+def coupons_arguments(parts: Sequence[CouponPart], firsts: list[list[str]]) -> tuple[Any, ...]:
+    """claim_many_coupons' arrays: the coupons, their distinct users'
+    (``firsts``) counts, then users and releases each with its part's number."""
+    numbered = list(enumerate(parts, start=1))
     return (
         [part.coupon_name for part in parts],
         [len(users) for users in firsts],
+        [number for number, users in enumerate(firsts, start=1) for _ in users],
         [user for users in firsts for user in users],
-        [len(part.releases) for part in parts],
-        [user for part in parts for user in part.releases],
+        [number for number, part in numbered for _ in part.releases],
+        [user for _, part in numbered for user in part.releases],
     )
 
 

@@ -71,12 +71,13 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
 
 -- name: decide_coupons_batch
 -- decide_batch for several coupons in one transaction (a lane's batch):
--- $1 the coupons, $2/$4 how many of $3 (distinct users) and $5 (releases)
--- are each coupon's, in order. One row per coupon, as decide_batch's, with
--- its position in $1 (the function: schema.sql).
+-- $1 the coupons, $2 how many distinct users each has, $3/$4 each user with
+-- its coupon's number in $1 (from 1), $5/$6 each release likewise. One row
+-- per coupon, as decide_batch's, with its number (the function: schema.sql).
 SELECT part, coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed
-  FROM claim_many_coupons($1::text[], $2::integer[], $3::text[], $4::integer[], $5::text[]);
+  FROM claim_many_coupons($1::text[], $2::integer[], $3::integer[], $4::text[],
+                          $5::integer[], $6::text[]);
 
 -- name: decide_keyed_batch
 -- decide_batch under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and

@@ -174,6 +174,7 @@ class CouponStore:
             # (Failures of the database as a whole are ServiceUnavailable.)
             return list(await _each_alone(self, parts))
         results: list[PartResult] = []
+        rows = sorted(rows, key=lambda row: row["part"])  # the fast parts came first
         for row, part, first in zip(rows, parts, firsts, strict=True):
             result = batch_result(row, first, part.user_ids)
             result.releases.extend(release_outcomes(row, list(part.releases)))
