@@ -129,3 +129,19 @@ async def test_batches_naming_the_same_coupons_in_any_order_never_deadlock(
     )
     assert await db.fetchval("SELECT count(*) FROM claims") == 3 * 20 * len(names)
     await assert_invariants(db)
+
+
+async def test_one_read_answers_several_sold_out_coupons(store: CouponStore) -> None:
+    await store.create_coupon(NewCoupon(name="ONE", amount=1))
+    await store.create_coupon(NewCoupon(name="TWO", amount=2))
+    await store.decide_coupons([CouponPart("ONE", ["a"]), CouponPart("TWO", ["b", "c"])])
+    reads = await store.sold_out_coupons(
+        [
+            CouponPart("ONE", ["a", "x"]),
+            CouponPart("NOWHERE", ["y"]),
+            CouponPart("TWO", ["z", "c", "b"]),
+        ]
+    )
+    assert [read.holds for read in reads] == [[True, False], [False], [False, True, True]]
+    assert [read.remaining for read in reads] == [0, None, 0]
+    assert reads[1].coupon_id is None

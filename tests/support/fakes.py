@@ -118,6 +118,19 @@ class FakeClaimStore:
         holds = [user in coupon.holders for user in user_ids]
         return SoldOutRead(holds, coupon.id, coupon.remaining)
 
+    async def sold_out_coupons(self, parts: Sequence[CouponPart]) -> list[SoldOutRead]:
+        names = "+".join(part.coupon_name for part in parts)
+        await self._enter("sold_out_coupons", names, [u for p in parts for u in p.user_ids])
+        reads = []
+        for part in parts:
+            coupon = self.coupons.get(part.coupon_name)
+            if coupon is None:
+                reads.append(SoldOutRead([False] * len(part.user_ids), None, None))
+                continue
+            holds = [user in coupon.holders for user in part.user_ids]
+            reads.append(SoldOutRead(holds, coupon.id, coupon.remaining))
+        return reads
+
     async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         coupon = await self._enter("claim_one", coupon_name, [user_id])
         outcome = ClaimOutcome.NOT_FOUND if coupon is None else self._decide(coupon, user_id)

@@ -8,9 +8,10 @@ Two kinds of lane:
   before), under each coupon's row lock. A coupon's part with
   Idempotency-Keys is decided on its own (``decide_batch`` with keys),
   beside the rest of its batch;
-- the sold-out lane, a Coalescer per coupon, used once this process has
-  seen the coupon sold out, runs ``sold_out_batch``, a plain snapshot read
-  that never touches the lock.
+- the sold-out lanes (the same kind, and the same lane for a coupon), used
+  once this process has seen the coupon sold out, run ``sold_out_batch``
+  (``sold_out_coupons`` for several coupons), a plain snapshot read that
+  never touches the lock.
 
 The sold-out hint is keyed by the coupon's identity, and it is only a hint:
 stock comes back (a release, a restock, a hold that expires), so every
@@ -36,13 +37,19 @@ import asyncio
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from flashsale.claims.coalescer import Coalescer
 from flashsale.claims.gate import ReleaseGate
 from flashsale.claims.keyed import Decided as _Decided
 from flashsale.claims.keyed import Keyed, Release, decide_keyed, has_keys
 from flashsale.claims.keyed import Work as _Work
 from flashsale.claims.lanes import CouponLanes, OnLaneBatch
-from flashsale.claims.ports import BatchResult, ClaimStore, CouponPart, Key, PartResult
+from flashsale.claims.ports import (
+    BatchResult,
+    ClaimStore,
+    CouponPart,
+    Key,
+    PartResult,
+    SoldOutRead,
+)
 from flashsale.domain import (
     REFUSED,
     ClaimDecision,
@@ -80,11 +87,14 @@ class BatchedClaims:
             max_queue=max_queue,
             on_batch=self._observe_lane_batch,
         )
-        self._sold_out_lane: Coalescer[str, str, ClaimDecision | None] = Coalescer(
-            self._sold_out_batch,
+        on_sold_out = partial(on_batch, "sold_out") if on_batch else None
+        self._sold_out_lane: CouponLanes[str, ClaimDecision | None] = CouponLanes(
+            self._run_sold_out_lane,
+            lanes=lanes,
             max_batch=max_batch,
+            coupon_share=coupon_share or max_batch,
             max_queue=max_queue,
-            on_batch=partial(on_batch, "sold_out") if on_batch else None,
+            on_batch=(lambda _lane, size, _c, _w: on_sold_out(size)) if on_sold_out else None,
         )
 
     async def claim(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
@@ -224,12 +234,25 @@ class BatchedClaims:
         elif releases:  # stock came back: claims go to the claim lane again
             self._sold_out.pop(coupon_name, None)
 
-    async def _sold_out_batch(
-        self, coupon_name: str, users: Sequence[str]
+    async def _run_sold_out_lane(
+        self, parts: dict[str, list[str]]
+    ) -> dict[str, Sequence[ClaimDecision | None] | Exception]:
+        """One coupon's read as before; several coupons' in one read."""
+        if len(parts) == 1:
+            [(coupon_name, users)] = parts.items()
+            read = await self._store.sold_out_batch(coupon_name, users)
+            return {coupon_name: self._sold_out_answers(coupon_name, users, read)}
+        reads = await self._store.sold_out_coupons([CouponPart(*part) for part in parts.items()])
+        return {
+            name: self._sold_out_answers(name, users, read)
+            for (name, users), read in zip(parts.items(), reads, strict=True)
+        }
+
+    def _sold_out_answers(
+        self, coupon_name: str, users: Sequence[str], read: SoldOutRead
     ) -> list[ClaimDecision | None]:
         """Decisions for a coupon believed sold out; None sends a claim back to
         the claim lane because the belief turned out stale."""
-        read = await self._store.sold_out_batch(coupon_name, users)
         if read.coupon_id is None:
             self._sold_out.pop(coupon_name, None)
             return [REFUSED[ClaimOutcome.NOT_FOUND]] * len(users)

@@ -85,6 +85,10 @@ class ClaimStore(Protocol):
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead: ...
 
+    async def sold_out_coupons(self, parts: Sequence[CouponPart]) -> list[SoldOutRead]:
+        """sold_out_batch for several coupons (distinct names) in one read,
+        in order (a part's releases are ignored)."""
+
     async def claim_one(
         self, *, coupon_name: str, user_id: str, key: Key = None
     ) -> ClaimDecision: ...

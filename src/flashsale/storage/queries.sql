@@ -104,6 +104,12 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
 SELECT arrival, holds, coupon_id, remaining, refusal
   FROM sold_out_batch($1, $2::text[]);
 
+-- name: sold_out_coupons_batch
+-- sold_out_batch for several coupons in one read: $1 the coupons, $2 how
+-- many of $3 are each one's (the function: schema.sql).
+SELECT part, arrival, holds, coupon_id, remaining, refusal
+  FROM sold_out_coupons($1::text[], $2::integer[], $3::text[]);
+
 -- name: claim_one
 -- The original design's transaction per claim: one claim, one transaction
 -- (autocommit), each waiting for the coupon's row lock in turn. It runs the

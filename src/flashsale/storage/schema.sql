@@ -16,7 +16,7 @@
 --                         keep_release_keys
 --   4. The claim functions  claim_many, claim_many_keyed,
 --                         claim_many_new_keys, claim_many_coupons,
---                         sold_out_batch
+--                         sold_out_batch, sold_out_coupons
 --   5. Holds and sweeping expire_coupon_holds, expire_holds, coupon_state,
 --                         live_claims
 --   6. Events             events, coupons_number_creation,
@@ -1009,6 +1009,26 @@ LANGUAGE sql STABLE AS $$
       FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
       LEFT JOIN k ON true
      ORDER BY u.ord
+$$;
+
+-- sold_out_coupons: sold_out_batch for several coupons in one read (the
+-- sold-out lanes' batch across coupons).
+-- In:  p_coupons, distinct names; p_user_counts, how many of p_users are each
+--      coupon's (p_users holds the first coupon's users, then the second's...).
+-- Out: sold_out_batch's rows for each coupon, with its part number (from 1).
+-- Locks: none: a plain snapshot read. Triggers: none.
+CREATE FUNCTION sold_out_coupons(p_coupons text[], p_user_counts integer[], p_users text[])
+RETURNS TABLE (part integer, arrival integer, holds boolean, coupon_id bigint,
+               remaining integer, refusal text)
+LANGUAGE sql STABLE AS $$
+    WITH p AS (
+        SELECT c.name, c.ord::integer AS part, c.n,
+               (sum(c.n) OVER (ORDER BY c.ord))::integer - c.n AS before
+          FROM unnest(p_coupons, p_user_counts) WITH ORDINALITY AS c(name, n, ord)
+    )
+    SELECT p.part, s.arrival, s.holds, s.coupon_id, s.remaining, s.refusal
+      FROM p CROSS JOIN LATERAL sold_out_batch(p.name, p_users[p.before + 1 : p.before + p.n]) AS s
+     ORDER BY p.part, s.arrival
 $$;
 
 -- =========================================================================

@@ -186,10 +186,20 @@ class CouponStore:
             rows = await connection.fetch(
                 query("sold_out_batch"), coupon_name, user_ids, timeout=self._read_timeout
             )
-        first = rows[0]
-        refusal = ClaimOutcome(first["refusal"]) if first["refusal"] else None
-        holds = [row["holds"] for row in rows]
-        return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
+        return _sold_out_read(rows)
+
+    async def sold_out_coupons(self, parts: Sequence[CouponPart]) -> list[SoldOutRead]:
+        names = [part.coupon_name for part in parts]
+        counts = [len(part.user_ids) for part in parts]
+        users = [user for part in parts for user in part.user_ids]
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                query("sold_out_coupons_batch"), names, counts, users, timeout=self._read_timeout
+            )
+        by_part: list[list[asyncpg.Record]] = [[] for _ in parts]
+        for row in rows:
+            by_part[row["part"] - 1].append(row)
+        return [_sold_out_read(part_rows) for part_rows in by_part]
 
     async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         """The original's flow: one transaction (one autocommit statement) per
@@ -208,6 +218,14 @@ class CouponStore:
         assert row is not None
         result = batch_result(row, [user_id], [user_id])
         return ClaimDecision(result.outcomes[0], result.claimed_at, result.expires_at)
+
+
+def _sold_out_read(rows: list[asyncpg.Record]) -> SoldOutRead:
+    """One coupon's sold_out_batch rows (one per arrival, in order)."""
+    first = rows[0]
+    refusal = ClaimOutcome(first["refusal"]) if first["refusal"] else None
+    holds = [row["holds"] for row in rows]
+    return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
 
 
 async def _each_alone(store: CouponStore, parts: Sequence[CouponPart]) -> list[PartResult]:

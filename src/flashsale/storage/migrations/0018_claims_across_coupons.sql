@@ -103,3 +103,23 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- sold_out_coupons: sold_out_batch for several coupons in one read (the
+-- sold-out lanes' batch across coupons).
+-- In:  p_coupons, distinct names; p_user_counts, how many of p_users are each
+--      coupon's (p_users holds the first coupon's users, then the second's...).
+-- Out: sold_out_batch's rows for each coupon, with its part number (from 1).
+-- Locks: none: a plain snapshot read. Triggers: none.
+CREATE FUNCTION sold_out_coupons(p_coupons text[], p_user_counts integer[], p_users text[])
+RETURNS TABLE (part integer, arrival integer, holds boolean, coupon_id bigint,
+               remaining integer, refusal text)
+LANGUAGE sql STABLE AS $$
+    WITH p AS (
+        SELECT c.name, c.ord::integer AS part, c.n,
+               (sum(c.n) OVER (ORDER BY c.ord))::integer - c.n AS before
+          FROM unnest(p_coupons, p_user_counts) WITH ORDINALITY AS c(name, n, ord)
+    )
+    SELECT p.part, s.arrival, s.holds, s.coupon_id, s.remaining, s.refusal
+      FROM p CROSS JOIN LATERAL sold_out_batch(p.name, p_users[p.before + 1 : p.before + p.n]) AS s
+     ORDER BY p.part, s.arrival
+$$;
