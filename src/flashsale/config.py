@@ -50,7 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     claim_queue_max: Positive = 20_000
     # Claim lanes per worker (claims/lanes.py): a coupon's claims go in one,
     # and one batch per lane, across its coupons, is in flight at a time.
-    claim_lanes: Positive = 2
+    claim_lanes: Positive = 1
     # Most claims of one coupon in a batch that other coupons wait for.
     claim_coupon_share: Positive = 250
     db_pool_min: Positive = 2
