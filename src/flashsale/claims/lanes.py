@@ -1,12 +1,12 @@
 """Claim lanes: batches that span coupons.
 
 A process has a few lanes; a coupon belongs to one of them by a stable hash
-of its name, so at most one batch per coupon is in flight per process, as
-with one Coalescer per coupon (claims/coalescer.py). A lane has one batch in
+of its name, so at most one batch per coupon is in flight per process (as
+with the one lane per coupon this replaces). A lane has one batch in
 flight at a time, holding the parts of every coupon that was waiting in it:
 one round trip and one transaction decide them all.
 
-No timer, as in the Coalescer: the first arrival in an idle lane starts a
+No timer: the first arrival in an idle lane starts a
 batch at once; a batch closes when the lane's previous batch returns (its
 waiting arrivals go together) or at ``max_batch`` arrivals. One coupon
 takes at most ``coupon_share`` arrivals of a batch while other coupons
