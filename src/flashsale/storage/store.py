@@ -172,7 +172,7 @@ class CouponStore:
             # One part failed the statement (a constraint, a raise): nothing
             # of the batch committed. Each part alone, so only its own fails.
             # (Failures of the database as a whole are ServiceUnavailable.)
-            return list(await _each_alone(self, parts))
+            return await _each_alone(self, parts)
         results: list[PartResult] = []
         rows = sorted(rows, key=lambda row: row["part"])  # the fast parts came first
         for row, part, first in zip(rows, parts, firsts, strict=True):
@@ -229,8 +229,8 @@ def _sold_out_read(rows: list[asyncpg.Record]) -> SoldOutRead:
 
 
 async def _each_alone(store: CouponStore, parts: Sequence[CouponPart]) -> list[PartResult]:
-    """Each part decided in a transaction of its own, one after another
-    (one connection, as the batch had), its error kept as its result."""
+    """Each part decided in a transaction of its own, one after another (one
+    connection at a time, as the batch had), its error kept as its result."""
     results: list[PartResult] = []
     for part in parts:
         try:
