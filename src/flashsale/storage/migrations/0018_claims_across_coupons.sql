@@ -4,9 +4,11 @@
 -- transaction and one WAL flush per coupon per batch: the per-claim cost
 -- batching exists to avoid. claim_many_coupons decides the parts of several
 -- coupons in one call and one transaction: their rows locked first in one
--- global order (coupons.id), then claim_many per part, unchanged, so every
+-- global order (coupons.id), then each part by claim_many's rules (the
+-- common parts in one INSERT, the others by claim_many itself), so every
 -- rule of a one-coupon batch holds for each part. A batch of one coupon
 -- still goes to claim_many itself (the hot coupon pays nothing for this).
+-- sold_out_coupons does the same for the lock-free sold-out reads.
 
 -- Room on each page for the next version of its coupons' rows: every claim
 -- batch updates its coupons' rows (stock, event_seq), and an update stays
