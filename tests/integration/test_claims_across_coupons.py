@@ -108,10 +108,10 @@ async def test_the_engine_answers_a_failed_part_with_its_error_only(
     await assert_invariants(db)
 
 
-async def test_batches_naming_the_same_coupons_in_any_order_never_deadlock(
+async def test_batches_in_any_order_and_other_writers_never_deadlock(
     make_store: StoreFactory, db: asyncpg.Connection[Any]
 ) -> None:
-    stores = [await make_store(DB_POOL_MIN="1") for _ in range(3)]
+    stores = [await make_store(DB_POOL_MIN="1") for _ in range(4)]
     names = [f"C{i}" for i in range(6)]
     for name in names:
         await stores[0].create_coupon(NewCoupon(name=name, amount=1_000))
@@ -122,10 +122,18 @@ async def test_batches_naming_the_same_coupons_in_any_order_never_deadlock(
             results = await store.decide_coupons(parts)
             assert all(isinstance(result, BatchResult) for result in results)
 
+    async def other_writers(store: CouponStore) -> None:
+        # PATCH (one coupon row each) and the sweeper (SKIP LOCKED) meanwhile.
+        for i in range(20):
+            name = names[(i * 5) % len(names)]
+            await store.change_coupon(name, CouponChange(amount=1_000 + i))
+            await store.expire_holds()
+
     await asyncio.gather(
         rounds(stores[0], names, "up"),
         rounds(stores[1], names[::-1], "down"),
         rounds(stores[2], names[3:] + names[:3], "mid"),
+        other_writers(stores[3]),
     )
     assert await db.fetchval("SELECT count(*) FROM claims") == 3 * 20 * len(names)
     await assert_invariants(db)
