@@ -48,6 +48,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     claim_strategy: ClaimStrategyName = ClaimStrategyName.BATCHED
     claim_batch_max: Positive = 500
     claim_queue_max: Positive = 20_000
+    # Claim lanes per worker (claims/lanes.py): a coupon's claims go in one,
+    # and one batch per lane, across its coupons, is in flight at a time.
+    claim_lanes: Positive = 1
+    # Most claims of one coupon in a batch that other coupons wait for.
+    claim_coupon_share: Positive = 250
     db_pool_min: Positive = 2
     db_pool_max: Positive = 10
     db_acquire_timeout: PositiveFloat = 2.0
@@ -135,6 +140,8 @@ ENVIRONMENT = {
     "claim_strategy": "CLAIM_STRATEGY",
     "claim_batch_max": "CLAIM_BATCH_MAX",
     "claim_queue_max": "CLAIM_QUEUE_MAX",
+    "claim_lanes": "CLAIM_LANES",
+    "claim_coupon_share": "CLAIM_COUPON_SHARE",
     "db_pool_min": "DB_POOL_MIN",
     "db_pool_max": "DB_POOL_MAX",
     "db_acquire_timeout": "DB_ACQUIRE_TIMEOUT",

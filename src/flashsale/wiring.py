@@ -60,7 +60,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     connections = Connections.configured(pool, settings)
     store = CouponStore(connections)
     webhooks = WebhookStore(connections)
-    claims = CountedClaims(create_claim_engine(settings, store, metrics.observe_batch), metrics)
+    claims = CountedClaims(
+        create_claim_engine(settings, store, metrics.observe_batch, metrics.observe_lane_batch),
+        metrics,
+    )
     services = _services(settings, connections, store, claims, webhooks)
     background = _Background.started(settings, pool, store, webhooks, metrics)
     deliveries = _Deliveries.started(

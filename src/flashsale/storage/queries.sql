@@ -69,6 +69,16 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed
   FROM claim_many($1, $2::text[], $3::text[]);
 
+-- name: decide_coupons_batch
+-- decide_batch for several coupons in one transaction (a lane's batch):
+-- $1 the coupons, $2 how many distinct users each has, $3/$4 each user with
+-- its coupon's number in $1 (from 1), $5/$6 each release likewise. One row
+-- per coupon, as decide_batch's, with its number (the function: schema.sql).
+SELECT part, coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
+       released, redeemed
+  FROM claim_many_coupons($1::text[], $2::integer[], $3::integer[], $4::text[],
+                          $5::integer[], $6::text[]);
+
 -- name: decide_keyed_batch
 -- decide_batch under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and
 -- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3). Each
@@ -93,6 +103,12 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
 -- Lock-free answers for a coupon believed sold out (the function: schema.sql).
 SELECT arrival, holds, coupon_id, remaining, refusal
   FROM sold_out_batch($1, $2::text[]);
+
+-- name: sold_out_coupons_batch
+-- sold_out_batch for several coupons in one read: $1 the coupons, $2 how
+-- many of $3 are each one's (the function: schema.sql).
+SELECT part, arrival, holds, coupon_id, remaining, refusal
+  FROM sold_out_coupons($1::text[], $2::integer[], $3::text[]);
 
 -- name: claim_one
 -- The original design's transaction per claim: one claim, one transaction

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, overload
 
 import asyncpg
 
-from flashsale.claims.ports import BatchResult, Key, SoldOutRead
+from flashsale.claims.ports import BatchResult, CouponPart, Key, PartResult, SoldOutRead
 from flashsale.domain import (
     AlreadyRedeemed,
     AmountBelowClaimed,
@@ -38,7 +38,7 @@ from flashsale.service.ports import (
     NewCoupon,
     Once,
 )
-from flashsale.storage.batches import batch_result, release_outcomes
+from flashsale.storage.batches import batch_result, coupons_arguments, release_outcomes
 from flashsale.storage.connections import Connections
 from flashsale.storage.idempotency import Effect, in_transaction, run_once
 from flashsale.storage.keyed_batches import KeyedBatches
@@ -159,15 +159,47 @@ class CouponStore:
         result.releases.extend(release_outcomes(row, released))
         return result
 
+    async def decide_coupons(self, parts: Sequence[CouponPart]) -> list[PartResult]:
+        firsts = [list(dict.fromkeys(part.user_ids)) for part in parts]
+
+        async def decide_coupons(connection: Connection) -> list[asyncpg.Record]:
+            arguments = coupons_arguments(parts, firsts)
+            return await connection.fetch(query("decide_coupons_batch"), *arguments)
+
+        try:
+            rows = await self._write(decide_coupons)
+        except asyncpg.PostgresError:
+            # One part failed the statement (a constraint, a raise): nothing
+            # of the batch committed. Each part alone, so only its own fails.
+            # (Failures of the database as a whole are ServiceUnavailable.)
+            return await _each_alone(self, parts)
+        results: list[PartResult] = []
+        rows = sorted(rows, key=lambda row: row["part"])  # the fast parts came first
+        for row, part, first in zip(rows, parts, firsts, strict=True):
+            result = batch_result(row, first, part.user_ids)
+            result.releases.extend(release_outcomes(row, list(part.releases)))
+            results.append(result)
+        return results
+
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         async with self._connection() as connection:
             rows = await connection.fetch(
                 query("sold_out_batch"), coupon_name, user_ids, timeout=self._read_timeout
             )
-        first = rows[0]
-        refusal = ClaimOutcome(first["refusal"]) if first["refusal"] else None
-        holds = [row["holds"] for row in rows]
-        return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
+        return _sold_out_read(rows)
+
+    async def sold_out_coupons(self, parts: Sequence[CouponPart]) -> list[SoldOutRead]:
+        names = [part.coupon_name for part in parts]
+        counts = [len(part.user_ids) for part in parts]
+        users = [user for part in parts for user in part.user_ids]
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                query("sold_out_coupons_batch"), names, counts, users, timeout=self._read_timeout
+            )
+        by_part: list[list[asyncpg.Record]] = [[] for _ in parts]
+        for row in rows:
+            by_part[row["part"] - 1].append(row)
+        return [_sold_out_read(part_rows) for part_rows in by_part]
 
     async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         """The original's flow: one transaction (one autocommit statement) per
@@ -186,6 +218,26 @@ class CouponStore:
         assert row is not None
         result = batch_result(row, [user_id], [user_id])
         return ClaimDecision(result.outcomes[0], result.claimed_at, result.expires_at)
+
+
+def _sold_out_read(rows: list[asyncpg.Record]) -> SoldOutRead:
+    """One coupon's sold_out_batch rows (one per arrival, in order)."""
+    first = rows[0]
+    refusal = ClaimOutcome(first["refusal"]) if first["refusal"] else None
+    holds = [row["holds"] for row in rows]
+    return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
+
+
+async def _each_alone(store: CouponStore, parts: Sequence[CouponPart]) -> list[PartResult]:
+    """Each part decided in a transaction of its own, one after another (one
+    connection at a time, as the batch had), its error kept as its result."""
+    results: list[PartResult] = []
+    for part in parts:
+        try:
+            results.append(await store.decide_batch(part.coupon_name, part.user_ids, part.releases))
+        except Exception as error:  # the part's own answer
+            results.append(error)
+    return results
 
 
 # The writes' effects, each on a connection the caller chose: in a
