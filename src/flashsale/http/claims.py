@@ -179,8 +179,8 @@ async def release_claim() -> None:
     ),
 )
 async def redeem_claim(request: AnyRequest, name: str, user_id: str) -> Response[Any]:
-    key = await request_key(request, idempotency.REDEEM_CLAIM)
     coupon_name, user = claim_key(name, user_id)
+    key = await request_key(request, idempotency.REDEEM_CLAIM, user)
     coupons = services_of(request.app.state).coupons
     return await respond(
         key,

@@ -128,6 +128,16 @@ class Answer:
     body: bytes
     replayed: bool = False
 
+    @property
+    def kept(self) -> bool:
+        """Whether the answer is stored with its key: not a refusal of the
+        request as sent (400, 401, 403, 413, 415, 422, 429: nothing ran, and
+        the client may correct it and retry with the same key); a 404 or a
+        409 is the request's answer and is kept."""
+        return self.status not in NOT_KEPT
+
+
+NOT_KEPT = frozenset({400, 401, 403, 413, 415, 422, 429})
 
 R = TypeVar("R")
 

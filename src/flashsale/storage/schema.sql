@@ -408,6 +408,8 @@ CREATE TRIGGER claims_fill_coupon
 
 -- A keyed request's answer, written in the transaction of its effect (see
 -- migrations/0011_idempotency.sql for the two shapes of answer and the scope).
+-- key is a digest of its owner, ':', then the client's key (0019): a key is
+-- unique per route and owner.
 CREATE TABLE idempotency_keys (
     scope       text        NOT NULL,
     key         text        NOT NULL,
@@ -419,7 +421,7 @@ CREATE TABLE idempotency_keys (
     claimed_at  timestamptz,
     expires_at  timestamptz,
     PRIMARY KEY (scope, key),
-    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 255)
+    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 288)
 );
 
 -- The purge walks the oldest keys first, a small batch at a time.
