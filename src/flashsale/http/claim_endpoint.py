@@ -76,7 +76,7 @@ from flashsale.http.idempotency import (
 )
 from flashsale.http.idempotency import raw_path as request_path
 from flashsale.http.paths import encoded_path
-from flashsale.http.requests import CLAIM, decode_json, receive_json_body
+from flashsale.http.requests import CLAIM, CLAIM_KEYS, decode_json, receive_json_body
 from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse
 from flashsale.service.ports import Answer as StoredAnswer
 
@@ -153,7 +153,7 @@ async def _claim_answer(state: State, scope: HTTPScope, receive: Receive, claim:
     keys = _keys(scope)
     value = check_key(keys) if keys else None
     body = await receive_json_body(scope, receive)
-    data = decode_json(body, CLAIM)
+    data = decode_json(body, CLAIM, required_keys=CLAIM_KEYS)
     key = _key(state, idempotency.CLAIM, value, "POST", scope, body, data.user_id)
     return claim_answer(data, await claim(data, key))
 
