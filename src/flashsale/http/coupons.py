@@ -19,7 +19,7 @@ from flashsale.http import idempotency
 from flashsale.http.allow import Resource
 from flashsale.http.auth import admin_only
 from flashsale.http.context import services_of
-from flashsale.http.idempotency import request_key, respond
+from flashsale.http.idempotency import request_caller, request_key, respond
 from flashsale.http.openapi import (
     AMOUNT_BELOW_CLAIMED,
     BODY_FAILURES,
@@ -87,8 +87,12 @@ class CouponController(Resource):
         key = await request_key(request, idempotency.CREATE_COUPON)
         coupon = NewCoupon(data.name, data.amount, data.starts_at, data.ends_at, data.hold_seconds)
         coupons = services_of(request.app.state).coupons
+        actor = request_caller(request)
         return await respond(
-            key, HTTP_201_CREATED, created_body, lambda once: coupons.create_coupon(coupon, once)
+            key,
+            HTTP_201_CREATED,
+            created_body,
+            lambda once: coupons.create_coupon(coupon, once, actor=actor),
         )
 
     @patch(
@@ -122,8 +126,12 @@ class CouponController(Resource):
             hold_seconds=_or_keep(data.hold_seconds),
         )
         coupons = services_of(request.app.state).coupons
+        actor = request_caller(request)
         return await respond(
-            key, HTTP_200_OK, coupon_item, lambda once: coupons.change_coupon(name, change, once)
+            key,
+            HTTP_200_OK,
+            coupon_item,
+            lambda once: coupons.change_coupon(name, change, once, actor=actor),
         )
 
     @get(

@@ -85,12 +85,19 @@ async def request_key(
     if value is None:
         return None
     state = request.app.state
-    caller = addressed(caller_of(state, request.headers.get("authorization", "")), request.scope)
+    caller = request_caller(request)
     body = await request.body()
     digest = fingerprint(request.method, raw_path(request.scope), body)
     return admitted_key(
         state, caller, user_id, IdempotencyKey(scope, value.decode("ascii"), digest)
     )
+
+
+def request_caller(request: AnyRequest) -> Caller:
+    """Who makes a Litestar request (http/auth.py caller_of), with its
+    client's address when anonymous."""
+    authorization = request.headers.get("authorization", "")
+    return addressed(caller_of(request.app.state, authorization), request.scope)
 
 
 def addressed(caller: Caller, scope: Any) -> Caller:

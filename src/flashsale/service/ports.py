@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
-from flashsale.domain import DomainError, IdempotencyKey
+from flashsale.domain import Caller, DomainError, IdempotencyKey
 
 CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
 ClaimStatus = Literal["held", "redeemed"]
@@ -196,29 +196,44 @@ class CouponWriter(Protocol):
     async def ping(self) -> None: ...
 
     @overload
-    async def create_coupon(self, coupon: NewCoupon, once: None = None) -> CouponState: ...
+    async def create_coupon(
+        self, coupon: NewCoupon, once: None = None, *, actor: Caller | None = None
+    ) -> CouponState: ...
     @overload
-    async def create_coupon(self, coupon: NewCoupon, once: Once[CouponState]) -> Answer:
+    async def create_coupon(
+        self, coupon: NewCoupon, once: Once[CouponState], *, actor: Caller | None = None
+    ) -> Answer:
         """CouponExists when the name is taken; InvalidCoupon when ends_at is
-        not in the future by the database's clock."""
+        not in the future by the database's clock. ``actor``: who made the
+        change, recorded in its event (as in every write here)."""
 
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: None = None
+        self, name: str, change: CouponChange, once: None = None, *, actor: Caller | None = None
     ) -> CouponState: ...
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState]
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState],
+        *,
+        actor: Caller | None = None,
     ) -> Answer:
         """CouponNotFound, AmountBelowClaimed, InvalidCoupon."""
 
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: None = None
+        self, *, coupon_name: str, user_id: str, once: None = None, actor: Caller | None = None
     ) -> ClaimView: ...
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView]
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView],
+        actor: Caller | None = None,
     ) -> Answer:
         """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
 

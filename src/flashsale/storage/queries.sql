@@ -21,6 +21,13 @@ RETURNING name, amount, remaining_amount,
           coupon_status(starts_at, ends_at, active, remaining_amount, now()) AS status,
           starts_at, ends_at, hold_seconds, 0 AS redeemed;
 
+-- name: act_as
+-- Who makes this transaction's admin change (JSON: kind, name or subject):
+-- its events carry it as data.actor (schema.sql event_actor_data). Local to
+-- the transaction (set_config's is_local), so a pooled connection, or a
+-- PgBouncer server connection, never lends it to the next one.
+SELECT set_config('flashsale.actor', $1, true);
+
 -- name: change_coupon
 -- PATCH: the coupon changed under its row lock (the function: schema.sql);
 -- 'ok' or why not. The store reads coupon_state after it, in the same transaction.

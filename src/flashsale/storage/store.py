@@ -10,6 +10,7 @@ which may cancel them: a read commits nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, TypeVar, overload
@@ -20,6 +21,7 @@ from flashsale.claims.ports import BatchResult, Key, SoldOutRead
 from flashsale.domain import (
     AlreadyRedeemed,
     AmountBelowClaimed,
+    Caller,
     ClaimDecision,
     ClaimNotFound,
     ClaimOutcome,
@@ -75,46 +77,84 @@ class CouponStore:
             raise ServiceUnavailable(_NO_STANDBY)
 
     @overload
-    async def create_coupon(self, coupon: NewCoupon, once: None = None) -> CouponState: ...
-    @overload
-    async def create_coupon(self, coupon: NewCoupon, once: Once[CouponState]) -> Answer: ...
     async def create_coupon(
-        self, coupon: NewCoupon, once: Once[CouponState] | None = None
+        self, coupon: NewCoupon, once: None = None, *, actor: Caller | None = None
+    ) -> CouponState: ...
+    @overload
+    async def create_coupon(
+        self, coupon: NewCoupon, once: Once[CouponState], *, actor: Caller | None = None
+    ) -> Answer: ...
+    async def create_coupon(
+        self,
+        coupon: NewCoupon,
+        once: Once[CouponState] | None = None,
+        *,
+        actor: Caller | None = None,
     ) -> CouponState | Answer:
-        # One statement: autocommit is its transaction (no BEGIN round trip).
-        return await self._run(partial(_create_coupon, coupon), once, transaction=False)
+        # One statement: autocommit is its transaction (no BEGIN round trip),
+        # unless an actor is recorded first.
+        effect = partial(_create_coupon, coupon)
+        return await self._run(effect, once, actor, transaction=actor is not None)
 
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: None = None
+        self, name: str, change: CouponChange, once: None = None, *, actor: Caller | None = None
     ) -> CouponState: ...
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState]
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState],
+        *,
+        actor: Caller | None = None,
     ) -> Answer: ...
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState] | None = None
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState] | None = None,
+        *,
+        actor: Caller | None = None,
     ) -> CouponState | Answer:
-        return await self._run(partial(_change_coupon, name, change), once)
+        return await self._run(partial(_change_coupon, name, change), once, actor)
 
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: None = None
+        self, *, coupon_name: str, user_id: str, once: None = None, actor: Caller | None = None
     ) -> ClaimView: ...
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView]
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView],
+        actor: Caller | None = None,
     ) -> Answer: ...
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView] | None = None
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView] | None = None,
+        actor: Caller | None = None,
     ) -> ClaimView | Answer:
-        return await self._run(partial(_redeem_claim, coupon_name, user_id), once)
+        return await self._run(partial(_redeem_claim, coupon_name, user_id), once, actor)
 
     async def _run(
-        self, effect: Effect[R], once: Once[R] | None, *, transaction: bool = True
+        self,
+        effect: Effect[R],
+        once: Once[R] | None,
+        actor: Caller | None,
+        *,
+        transaction: bool = True,
     ) -> R | Answer:
         """The effect in a transaction of its own, or in the one that also
-        stores the request's idempotency key (storage/idempotency.py)."""
+        stores the request's idempotency key (storage/idempotency.py); the
+        actor, if any, named first in the same transaction (acting)."""
+        if actor is not None:
+            effect = partial(_acting, actor, effect)
         if once is not None:
             return await self._write(partial(run_once, once, effect))
         return await self._write(in_transaction(effect) if transaction else effect)
@@ -191,6 +231,24 @@ class CouponStore:
 # The writes' effects, each on a connection the caller chose: in a
 # transaction of its own (the plain writes) or in the one that also stores
 # the request's idempotency key (storage/idempotency.py).
+
+
+async def _acting(actor: Caller, effect: Effect[R], connection: Connection) -> R:
+    """``effect`` with its events naming ``actor`` (schema.sql
+    event_actor_data reads the transaction-local setting act_as makes)."""
+    await connection.execute(query("act_as"), actor_json(actor))
+    return await effect(connection)
+
+
+def actor_json(actor: Caller) -> str:
+    """Who made a change, as events record it: the kind of caller and the
+    name of its credential (never the credential), or an end user's sub."""
+    fields: dict[str, str] = {"kind": actor.kind.value}
+    if actor.name is not None:
+        fields["name"] = actor.name
+    if actor.subject is not None:
+        fields["subject"] = actor.subject
+    return json.dumps(fields)
 
 
 async def _create_coupon(coupon: NewCoupon, connection: Connection) -> CouponState:
