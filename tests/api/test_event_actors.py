@@ -73,3 +73,23 @@ async def test_a_keyed_change_names_its_actor_once(guarded: Client, db: Connecti
     await guarded.post("/api/coupons/claim", json={"user_id": "v", "coupon_name": "L"})
     claims = await db.fetch("SELECT data FROM events WHERE type = 'claimed'")
     assert [json.loads(row["data"]) for row in claims] == [{}]
+
+
+async def test_an_endpoint_shows_who_registered_and_last_changed_it(hooks_client: Client) -> None:
+    registered = await hooks_client.post("/api/webhooks", json={"url": "http://127.0.0.1:9/h"})
+    assert registered.status_code == 201, registered.text
+    body = registered.json()
+    assert body["created_by"] == body["changed_by"] == OPERATOR
+    hook = body["id"]
+    steps = [
+        ("POST", f"/api/webhooks/{hook}/secret", {}),
+        ("POST", f"/api/webhooks/{hook}/enable", None),
+        ("POST", f"/api/webhooks/{hook}/replay", {}),
+    ]
+    for method, path, payload in steps:
+        before = (await hooks_client.get(f"/api/webhooks/{hook}")).json()["changed_at"]
+        response = await hooks_client.request(method, path, json=payload)
+        assert response.status_code == 200, response.text
+        after = (await hooks_client.get(f"/api/webhooks/{hook}")).json()
+        assert after["changed_by"] == OPERATOR
+        assert after["changed_at"] >= before

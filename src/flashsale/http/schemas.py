@@ -260,6 +260,11 @@ class WebhookBody(Body):
     backlog: int  # events still to deliver, at most (queued minus delivered seqs)
     next_attempt_at: datetime | None  # when the first of them is due; null: none
     lag_seconds: float | None  # age of the oldest event not delivered yet
+    # Who registered it and who made its last change (registration, rotation,
+    # enabling, replay), and when: {"kind": "operator", "name": "admin"}.
+    created_by: dict[str, str] | None
+    changed_by: dict[str, str] | None
+    changed_at: datetime | None
 
 
 class CreatedWebhookBody(WebhookBody):

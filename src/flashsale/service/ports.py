@@ -303,6 +303,9 @@ class Webhook:
     backlog: int  # events still to deliver, at most
     next_attempt_at: datetime | None  # when the first of them is due
     lag_seconds: float | None  # age of the oldest event not delivered yet
+    created_by: dict[str, str] | None = None  # who registered it (kind, name)
+    changed_by: dict[str, str] | None = None  # who made its last change
+    changed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,17 +364,26 @@ class DestinationCheck(Protocol):
 
 
 class WebhookRegistry(Protocol):
-    async def register_webhook(self, *, url: str, events: list[str], secret: str) -> Webhook: ...
+    """``actor``: who makes a change, kept as the endpoint's changed_by."""
+
+    async def register_webhook(
+        self, *, url: str, events: list[str], secret: str, actor: Caller | None = None
+    ) -> Webhook: ...
 
     async def list_webhooks(
         self, *, after: int, limit: int, only: int | None = None
     ) -> list[Webhook]: ...
 
-    async def enable_webhook(self, webhook_id: int) -> bool:
+    async def enable_webhook(self, webhook_id: int, actor: Caller | None = None) -> bool:
         """False: no such endpoint."""
 
     async def replay_webhook(
-        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+        self,
+        webhook_id: int,
+        *,
+        from_event_id: int,
+        from_time: datetime | None,
+        actor: Caller | None = None,
     ) -> Replay | None:
         """None: no such endpoint."""
 
@@ -379,7 +391,7 @@ class WebhookRegistry(Protocol):
         """False: no such endpoint."""
 
     async def rotate_webhook_secret(
-        self, webhook_id: int, secret: str, previous_valid_for: float
+        self, webhook_id: int, secret: str, previous_valid_for: float, actor: Caller | None = None
     ) -> datetime | None:
         """Until when the replaced secret still signs; None: no such endpoint."""
 

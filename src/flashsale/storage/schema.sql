@@ -1192,6 +1192,11 @@ CREATE TABLE webhooks (
     -- While a rotation lasts (webhook_signing): the secret replaced, still signing.
     previous_secret       text,
     previous_secret_until timestamptz,
+    -- Who registered it, and who made its last change (registration,
+    -- rotation, enabling, replay) and when: {"kind", "name"} (0019).
+    created_by            jsonb,
+    changed_by            jsonb,
+    changed_at            timestamptz,
     CONSTRAINT webhooks_events_known CHECK (
         events <@ ARRAY['coupon_created', 'coupon_changed', 'claimed', 'released', 'expired',
                         'redeemed']::text[] AND cardinality(events) > 0)

@@ -10,7 +10,6 @@ which may cancel them: a read commits nothing."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, TypeVar, overload
@@ -46,7 +45,7 @@ from flashsale.storage.idempotency import Effect, in_transaction, run_once
 from flashsale.storage.keyed_batches import KeyedBatches
 from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
-from flashsale.storage.rows import claim_view, coupon_state
+from flashsale.storage.rows import actor_json, claim_view, coupon_state
 
 R = TypeVar("R")
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
@@ -238,17 +237,6 @@ async def _acting(actor: Caller, effect: Effect[R], connection: Connection) -> R
     event_actor_data reads the transaction-local setting act_as makes)."""
     await connection.execute(query("act_as"), actor_json(actor))
     return await effect(connection)
-
-
-def actor_json(actor: Caller) -> str:
-    """Who made a change, as events record it: the kind of caller and the
-    name of its credential (never the credential), or an end user's sub."""
-    fields: dict[str, str] = {"kind": actor.kind.value}
-    if actor.name is not None:
-        fields["name"] = actor.name
-    if actor.subject is not None:
-        fields["subject"] = actor.subject
-    return json.dumps(fields)
 
 
 async def _create_coupon(coupon: NewCoupon, connection: Connection) -> CouponState:

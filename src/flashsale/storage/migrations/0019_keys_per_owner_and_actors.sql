@@ -93,3 +93,11 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Webhook changes have no events: the endpoint keeps who registered it and
+-- who made its last change (GET /api/webhooks shows both); the service log
+-- has every change, deletions included.
+ALTER TABLE webhooks
+    ADD COLUMN created_by jsonb,
+    ADD COLUMN changed_by jsonb,
+    ADD COLUMN changed_at timestamptz;
