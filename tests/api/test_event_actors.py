@@ -81,7 +81,7 @@ async def test_an_endpoint_shows_who_registered_and_last_changed_it(hooks_client
     body = registered.json()
     assert body["created_by"] == body["changed_by"] == OPERATOR
     hook = body["id"]
-    steps = [
+    steps: list[tuple[str, str, dict[str, Any] | None]] = [
         ("POST", f"/api/webhooks/{hook}/secret", {}),
         ("POST", f"/api/webhooks/{hook}/enable", None),
         ("POST", f"/api/webhooks/{hook}/replay", {}),
