@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import msgspec
@@ -114,31 +115,39 @@ def owner_of(caller: Caller, user_id: str | None) -> str:
     the backend, the ``sub`` of an end user, the user a request is for when
     the caller is anonymous (so one user's key never meets another's)."""
     if caller.privileged:
-        return f"{caller.kind}:{caller.name}"
+        return f"{caller.kind.value}:{caller.name}"
     if caller.kind is CallerKind.USER:
         return f"user:{caller.subject}"
     return f"anonymous:{user_id or ''}"
+
+
+@lru_cache(maxsize=4096)  # the backend's and busy users' owners: hashed once
+def _owner_digest(owner: str) -> str:
+    return hashlib.sha256(owner.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def owned_key(owner: str, key: IdempotencyKey) -> IdempotencyKey:
     """``key`` stored under its owner: a fixed-length digest of the owner
     (128 bits, so unambiguous, and no user id in the keys table), then the
     client's key (migrations/0019 widens the column's bound for it)."""
-    digest = hashlib.sha256(owner.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return IdempotencyKey(key.scope, f"{digest}:{key.key}", key.fingerprint)
+    return IdempotencyKey(key.scope, f"{_owner_digest(owner)}:{key.key}", key.fingerprint)
 
 
 def admitted_key(
     state: State, caller: Caller, user_id: str | None, key: IdempotencyKey
 ) -> IdempotencyKey:
-    """``key`` owned by its caller, once the caller's quota admits it."""
+    """``key`` owned by its caller, once the caller's quota admits it: a
+    token's by its name, an end user's by its sub, an anonymous caller's by
+    its address (inventing user ids does not reset it)."""
+    owner = owner_of(caller, user_id)
+    quota = services_of(state).key_quota
     if caller.privileged:
-        services_of(state).key_quota.admit(owner_of(caller, None), credential=True)
+        quota.admit(owner, credential=True)
     elif caller.kind is CallerKind.USER:
-        services_of(state).key_quota.admit(f"user:{caller.subject}", credential=False)
+        quota.admit(owner, credential=False)
     else:
-        services_of(state).key_quota.admit(f"address:{caller.address}", credential=False)
-    return owned_key(owner_of(caller, user_id), key)
+        quota.admit(f"address:{caller.address}", credential=False)
+    return owned_key(owner, key)
 
 
 def once(key: IdempotencyKey, status: int, body: Callable[[R], bytes]) -> Once[R]:
