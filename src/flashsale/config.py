@@ -67,6 +67,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout: Positive = 8
     # Seconds an Idempotency-Key's answer is kept (the contract: at least a day).
     idempotency_ttl: Annotated[int, msgspec.Meta(ge=86_400)] = 86_400
+    # Keys one caller may store per worker per IDEMPOTENCY_TTL window: an end
+    # user (its sub), an anonymous client (its address); the operator's and
+    # the backend's tokens (each by name) have their own, larger quota.
+    idempotency_keys_per_identity: Positive = 10_000
+    idempotency_keys_per_credential: Positive = 1_000_000
     admin_token: str | None = None
     log_level: str = "info"
     log_access: bool = False  # one JSON line per request (costs throughput)
@@ -150,6 +155,8 @@ ENVIRONMENT = {
     "request_timeout": "REQUEST_TIMEOUT",
     "shutdown_timeout": "SHUTDOWN_TIMEOUT",
     "idempotency_ttl": "IDEMPOTENCY_TTL",
+    "idempotency_keys_per_identity": "IDEMPOTENCY_KEYS_PER_IDENTITY",
+    "idempotency_keys_per_credential": "IDEMPOTENCY_KEYS_PER_CREDENTIAL",
     "admin_token": "ADMIN_TOKEN",
     "log_level": "LOG_LEVEL",
     "log_access": "LOG_ACCESS",

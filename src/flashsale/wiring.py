@@ -29,6 +29,7 @@ from flashsale.service.delivery import WebhookDeliverer
 from flashsale.service.events import EventReads
 from flashsale.service.expiry import HoldExpirer
 from flashsale.service.key_purge import KeyPurge
+from flashsale.service.key_quota import KeyQuota
 from flashsale.service.ports import Event
 from flashsale.service.reads import CouponReads
 from flashsale.service.services import Services
@@ -100,6 +101,11 @@ def _services(
         dashboard=DashboardFeed(reads),
         events=EventReads(EventStore(connections), request_timeout=timeout),
         webhooks=WebhookService(webhooks, destinations(settings), request_timeout=timeout),
+        key_quota=KeyQuota(
+            settings.idempotency_keys_per_identity,
+            settings.idempotency_keys_per_credential,
+            window=settings.idempotency_ttl,
+        ),
     )
 
 

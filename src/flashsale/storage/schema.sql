@@ -19,7 +19,7 @@
 --                         sold_out_batch, sold_out_coupons
 --   5. Holds and sweeping expire_coupon_holds, expire_holds, coupon_state,
 --                         live_claims
---   6. Events             events, coupons_number_creation,
+--   6. Events             events, event_actor_data, coupons_number_creation,
 --                         coupons_record_creation, coupons_record_change,
 --                         claims_record_redeems
 --   7. Webhooks           webhooks, webhook_streams, queue_webhook_events,
@@ -420,6 +420,8 @@ CREATE TRIGGER claims_fill_coupon
 
 -- A keyed request's answer, written in the transaction of its effect (see
 -- migrations/0011_idempotency.sql for the two shapes of answer and the scope).
+-- key is a digest of its owner, ':', then the client's key (0019): a key is
+-- unique per route and owner.
 CREATE TABLE idempotency_keys (
     scope       text        NOT NULL,
     key         text        NOT NULL,
@@ -431,7 +433,7 @@ CREATE TABLE idempotency_keys (
     claimed_at  timestamptz,
     expires_at  timestamptz,
     PRIMARY KEY (scope, key),
-    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 255)
+    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 288)
 );
 
 -- The purge walks the oldest keys first, a small batch at a time.
@@ -1155,6 +1157,18 @@ CREATE TABLE events (
 -- The global feed's keyset. Only these two indexes: every claim writes a row.
 CREATE UNIQUE INDEX events_feed_idx ON events (xid, id);
 
+-- Who made this transaction's admin change, as an event's data: {"actor":
+-- {"kind": ..., "name": ...}} when the service named one (queries.sql
+-- act_as: create, change, redeem), else {} (claims, sweeps, a change made
+-- by hand). A transaction-local setting, so it never outlives the change.
+CREATE FUNCTION event_actor_data() RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN coalesce(current_setting('flashsale.actor', true), '') = ''
+                THEN '{}'::jsonb
+                ELSE jsonb_build_object('actor', current_setting('flashsale.actor', true)::jsonb)
+           END
+$$;
+
 -- A new coupon's first event. The row's event_seq is 1 (the BEFORE trigger)
 -- whatever an INSERT says, so the next event is 2; its event_xid is the
 -- creator's, so no later event of the coupon sorts before its creation.
@@ -1179,6 +1193,7 @@ BEGIN
            jsonb_build_object('amount', n.amount, 'remaining_amount', n.remaining_amount,
                               'starts_at', n.starts_at, 'ends_at', n.ends_at,
                               'active', n.active, 'hold_seconds', n.hold_seconds)
+           || event_actor_data()
       FROM new_coupons AS n;
     RETURN NULL;
 END
@@ -1220,7 +1235,7 @@ BEGIN
     NEW.event_xid := greatest(NEW.event_xid, pg_current_xact_id());
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
     VALUES (NEW.event_xid, NEW.id, NEW.name, NEW.event_seq, 'coupon_changed',
-            clock_timestamp(), v_data);
+            clock_timestamp(), v_data || event_actor_data());
     RETURN NEW;
 END
 $$;
@@ -1255,10 +1270,10 @@ BEGIN
          WHERE c.id = counts.coupon_id
         RETURNING c.id, c.event_seq - counts.redeemed AS base, c.event_xid AS xid
     )
-    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
     SELECT m.xid, r.coupon_id, r.coupon_name,
            m.base + row_number() OVER (PARTITION BY r.coupon_id ORDER BY r.id),
-           'redeemed', r.user_id, r.redeemed_at
+           'redeemed', r.user_id, r.redeemed_at, event_actor_data()
       FROM r
       JOIN moved AS m ON m.id = r.coupon_id;
     RETURN NULL;
@@ -1295,6 +1310,11 @@ CREATE TABLE webhooks (
     -- While a rotation lasts (webhook_signing): the secret replaced, still signing.
     previous_secret       text,
     previous_secret_until timestamptz,
+    -- Who registered it, and who made its last change (registration,
+    -- rotation, enabling, replay) and when: {"kind", "name"} (0019).
+    created_by            jsonb,
+    changed_by            jsonb,
+    changed_at            timestamptz,
     CONSTRAINT webhooks_events_known CHECK (
         events <@ ARRAY['coupon_created', 'coupon_changed', 'claimed', 'released', 'expired',
                         'redeemed']::text[] AND cardinality(events) > 0)

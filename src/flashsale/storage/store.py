@@ -20,6 +20,7 @@ from flashsale.claims.ports import BatchResult, CouponPart, Key, PartResult, Sol
 from flashsale.domain import (
     AlreadyRedeemed,
     AmountBelowClaimed,
+    Caller,
     ClaimDecision,
     ClaimNotFound,
     ClaimOutcome,
@@ -44,7 +45,7 @@ from flashsale.storage.idempotency import Effect, in_transaction, run_once
 from flashsale.storage.keyed_batches import KeyedBatches
 from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
-from flashsale.storage.rows import claim_view, coupon_state
+from flashsale.storage.rows import actor_json, claim_view, coupon_state
 
 R = TypeVar("R")
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
@@ -75,46 +76,84 @@ class CouponStore:
             raise ServiceUnavailable(_NO_STANDBY)
 
     @overload
-    async def create_coupon(self, coupon: NewCoupon, once: None = None) -> CouponState: ...
-    @overload
-    async def create_coupon(self, coupon: NewCoupon, once: Once[CouponState]) -> Answer: ...
     async def create_coupon(
-        self, coupon: NewCoupon, once: Once[CouponState] | None = None
+        self, coupon: NewCoupon, once: None = None, *, actor: Caller | None = None
+    ) -> CouponState: ...
+    @overload
+    async def create_coupon(
+        self, coupon: NewCoupon, once: Once[CouponState], *, actor: Caller | None = None
+    ) -> Answer: ...
+    async def create_coupon(
+        self,
+        coupon: NewCoupon,
+        once: Once[CouponState] | None = None,
+        *,
+        actor: Caller | None = None,
     ) -> CouponState | Answer:
-        # One statement: autocommit is its transaction (no BEGIN round trip).
-        return await self._run(partial(_create_coupon, coupon), once, transaction=False)
+        # One statement: autocommit is its transaction (no BEGIN round trip),
+        # unless an actor is recorded first.
+        effect = partial(_create_coupon, coupon)
+        return await self._run(effect, once, actor, transaction=actor is not None)
 
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: None = None
+        self, name: str, change: CouponChange, once: None = None, *, actor: Caller | None = None
     ) -> CouponState: ...
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState]
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState],
+        *,
+        actor: Caller | None = None,
     ) -> Answer: ...
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState] | None = None
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState] | None = None,
+        *,
+        actor: Caller | None = None,
     ) -> CouponState | Answer:
-        return await self._run(partial(_change_coupon, name, change), once)
+        return await self._run(partial(_change_coupon, name, change), once, actor)
 
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: None = None
+        self, *, coupon_name: str, user_id: str, once: None = None, actor: Caller | None = None
     ) -> ClaimView: ...
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView]
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView],
+        actor: Caller | None = None,
     ) -> Answer: ...
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView] | None = None
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView] | None = None,
+        actor: Caller | None = None,
     ) -> ClaimView | Answer:
-        return await self._run(partial(_redeem_claim, coupon_name, user_id), once)
+        return await self._run(partial(_redeem_claim, coupon_name, user_id), once, actor)
 
     async def _run(
-        self, effect: Effect[R], once: Once[R] | None, *, transaction: bool = True
+        self,
+        effect: Effect[R],
+        once: Once[R] | None,
+        actor: Caller | None,
+        *,
+        transaction: bool = True,
     ) -> R | Answer:
         """The effect in a transaction of its own, or in the one that also
-        stores the request's idempotency key (storage/idempotency.py)."""
+        stores the request's idempotency key (storage/idempotency.py); the
+        actor, if any, named first in the same transaction (acting)."""
+        if actor is not None:
+            effect = partial(_acting, actor, effect)
         if once is not None:
             return await self._write(partial(run_once, once, effect))
         return await self._write(in_transaction(effect) if transaction else effect)
@@ -243,6 +282,13 @@ async def _each_alone(store: CouponStore, parts: Sequence[CouponPart]) -> list[P
 # The writes' effects, each on a connection the caller chose: in a
 # transaction of its own (the plain writes) or in the one that also stores
 # the request's idempotency key (storage/idempotency.py).
+
+
+async def _acting(actor: Caller, effect: Effect[R], connection: Connection) -> R:
+    """``effect`` with its events naming ``actor`` (schema.sql
+    event_actor_data reads the transaction-local setting act_as makes)."""
+    await connection.execute(query("act_as"), actor_json(actor))
+    return await effect(connection)
 
 
 async def _create_coupon(coupon: NewCoupon, connection: Connection) -> CouponState:
