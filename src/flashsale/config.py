@@ -58,6 +58,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     claim_strategy: ClaimStrategyName = ClaimStrategyName.BATCHED
     claim_batch_max: Positive = 500
     claim_queue_max: Positive = 20_000
+    # Claim lanes per worker (claims/lanes.py): a coupon's claims go in one,
+    # and one batch per lane, across its coupons, is in flight at a time.
+    claim_lanes: Positive = 1
+    # Most claims of one coupon in a batch that other coupons wait for.
+    claim_coupon_share: Positive = 250
     db_pool_min: Positive = 2
     db_pool_max: Positive = 10
     db_acquire_timeout: PositiveFloat = 2.0
@@ -74,6 +79,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl: Annotated[int, msgspec.Meta(ge=86_400)] = 86_400
     # Access (docs/access.md). Token lists: comma-separated, each entry
     # "name:token" or a bare token (named admin-1, backend-1, ... by position).
+    # Keys one caller may store per worker per IDEMPOTENCY_TTL window: an end
+    # user (its sub), an anonymous client (its address); the operator's and
+    # the backend's tokens (each by name) have their own, larger quota.
+    idempotency_keys_per_identity: Positive = 10_000
+    idempotency_keys_per_credential: Positive = 1_000_000
     admin_token: str | None = None
     backend_token: str | None = None
     metrics_token: str | None = None
@@ -163,6 +173,8 @@ ENVIRONMENT = {
     "claim_strategy": "CLAIM_STRATEGY",
     "claim_batch_max": "CLAIM_BATCH_MAX",
     "claim_queue_max": "CLAIM_QUEUE_MAX",
+    "claim_lanes": "CLAIM_LANES",
+    "claim_coupon_share": "CLAIM_COUPON_SHARE",
     "db_pool_min": "DB_POOL_MIN",
     "db_pool_max": "DB_POOL_MAX",
     "db_acquire_timeout": "DB_ACQUIRE_TIMEOUT",
@@ -171,6 +183,8 @@ ENVIRONMENT = {
     "request_timeout": "REQUEST_TIMEOUT",
     "shutdown_timeout": "SHUTDOWN_TIMEOUT",
     "idempotency_ttl": "IDEMPOTENCY_TTL",
+    "idempotency_keys_per_identity": "IDEMPOTENCY_KEYS_PER_IDENTITY",
+    "idempotency_keys_per_credential": "IDEMPOTENCY_KEYS_PER_CREDENTIAL",
     "admin_token": "ADMIN_TOKEN",
     "backend_token": "BACKEND_TOKEN",
     "metrics_token": "METRICS_TOKEN",
@@ -241,6 +255,10 @@ def token_entries(text: str | None, kind: str) -> list[tuple[str, str]]:
         name, colon, secret = entry.partition(":")
         if not colon or not name.strip() or not secret.strip():
             name, secret = f"{kind}-{position}", entry
+        if name.strip() == "admin-open":
+            raise SettingsError(
+                "'admin-open' is reserved (docs/access.md): name the token otherwise"
+            )
         named.append((name.strip(), secret.strip()))
     return named
 
@@ -265,6 +283,12 @@ def _check_access(settings: Settings) -> None:
             f"JWT_ALGORITHMS: {', '.join(sorted(refused))} not accepted "
             "(asymmetric algorithms only; HS256 comes with JWT_HMAC_SECRET)"
         )
+    for text, kind in (
+        (settings.admin_token, "admin"),
+        (settings.backend_token, "backend"),
+        (settings.metrics_token, "metrics"),
+    ):
+        token_entries(text, kind)  # refuses a reserved name
     if settings.jwt_hmac_secret is not None and len(settings.jwt_hmac_secret.encode()) < 32:
         raise SettingsError("JWT_HMAC_SECRET must be at least 32 bytes (RFC 7518 3.2)")
     if settings.jwt_jwks_url and settings.jwt_public_key_file:

@@ -35,6 +35,7 @@ from functools import partial
 
 import msgspec
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -53,7 +54,6 @@ from litestar.types import (
 
 from flashsale.config import ClaimAuth
 from flashsale.domain import (
-    CallerKind,
     ClaimDecision,
     ClaimOutcome,
     DomainError,
@@ -62,14 +62,29 @@ from flashsale.domain import (
     raise_for_release,
 )
 from flashsale.http import idempotency
-from flashsale.http.auth import Forbidden, Unauthorized, access_of, caller_of, require_staff
+from flashsale.http.auth import (
+    Forbidden,
+    Unauthorized,
+    access_of,
+    anonymous,
+    caller_of,
+    require_staff,
+)
 from flashsale.http.claims import CEILING_PATH, CLAIM_PATH, RELEASE_TEMPLATE, claim_key
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
-from flashsale.http.idempotency import RAW_HEADER, RAW_REPLAYED, check_key, decided, fingerprint
+from flashsale.http.idempotency import (
+    RAW_HEADER,
+    RAW_REPLAYED,
+    addressed,
+    admitted_key,
+    check_key,
+    decided,
+    fingerprint,
+)
 from flashsale.http.idempotency import raw_path as request_path
 from flashsale.http.paths import encoded_path
-from flashsale.http.requests import CLAIM, OWN_CLAIM, decode_json, receive_json_body
+from flashsale.http.requests import CLAIM, CLAIM_KEYS, OWN_CLAIM, decode_json, receive_json_body
 from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse, OwnClaimRequest
 from flashsale.service.ports import Answer as StoredAnswer
 
@@ -124,7 +139,7 @@ class ClaimEndpoint:
         require_staff(caller, access_of(self._state))
         value = check_key(_keys(scope))
         coupon_name, user = claim_key(name, user_id)
-        key = _key(idempotency.RELEASE_CLAIM, value, "DELETE", scope, b"")
+        key = _key(self._state, idempotency.RELEASE_CLAIM, value, "DELETE", scope, b"", user)
         coupons = services_of(self._state).coupons
         decision = await coupons.release_claim(coupon_name=coupon_name, user_id=user, key=key)
         check = partial(raise_for_release, decision.outcome, coupon_name=coupon_name, user_id=user)
@@ -139,11 +154,13 @@ class ClaimEndpoint:
         keys = _keys(scope)
         value = check_key(keys) if keys else None
         body = await receive_json_body(scope, receive)
-        data = _own_claim(body, subject) if own else decode_json(body, CLAIM)
+        data = (
+            _own_claim(body, subject) if own else decode_json(body, CLAIM, required_keys=CLAIM_KEYS)
+        )
         if subject is not None and data.user_id != subject:
             raise Forbidden("an end user may claim only for the sub of their token")
-        decision = await claim(data, _key(idempotency.CLAIM, value, "POST", scope, body))
-        return claim_answer(data, decision)
+        key = _key(self._state, idempotency.CLAIM, value, "POST", scope, body, data.user_id)
+        return claim_answer(data, await claim(data, key))
 
     def _claimant(self, scope: HTTPScope) -> tuple[str | None, bool]:
         """Who the claim must be for (None: the body's user_id, whoever it
@@ -153,9 +170,9 @@ class ClaimEndpoint:
         if access.claim_auth is ClaimAuth.OPEN and not authorization:
             return None, False  # the original contract's claim, at its cost
         caller = caller_of(self._state, authorization, _client(scope))
-        if caller.privileged:
+        if caller.privileged and not anonymous(caller):
             return None, False
-        if caller.kind is CallerKind.ANONYMOUS:
+        if anonymous(caller):
             if access.claim_auth is ClaimAuth.OPEN:
                 return None, False
             raise Unauthorized(_NEEDS_CREDENTIAL.format(access.claim_auth.value))
@@ -168,7 +185,7 @@ class ClaimEndpoint:
 
 def _own_claim(body: bytes, subject: str | None) -> ClaimRequest:
     """An end user's claim body; a missing user_id is the token's sub."""
-    own: OwnClaimRequest = decode_json(body, OWN_CLAIM)
+    own: OwnClaimRequest = decode_json(body, OWN_CLAIM, required_keys=1)
     user = own.user_id if own.user_id is not None else subject
     assert user is not None
     return ClaimRequest(user_id=user, coupon_name=own.coupon_name)
@@ -195,12 +212,23 @@ def _keys(scope: HTTPScope) -> list[bytes]:
 
 
 def _key(
-    route: str, value: bytes | None, method: str, scope: HTTPScope, body: bytes
+    state: State,
+    route: str,
+    value: bytes | None,
+    method: str,
+    scope: HTTPScope,
+    body: bytes,
+    user_id: str,
 ) -> IdempotencyKey | None:
+    """The request's key, owned by its caller and admitted by its quota
+    (http/idempotency.py); the caller is looked up only for a keyed request."""
     if value is None:
         return None
+    caller = addressed(caller_of(state, _header(scope, b"authorization")), scope)
     digest = fingerprint(method, request_path(scope), body)
-    return IdempotencyKey(route, value.decode("ascii"), digest)
+    return admitted_key(
+        state, caller, user_id, IdempotencyKey(route, value.decode("ascii"), digest)
+    )
 
 
 def _header(scope: HTTPScope, name: bytes) -> str:
