@@ -5,9 +5,12 @@ client's. Anonymous reads of a user's claims follow it too (open mode)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.api import in_process_client
+from tests.support.jwts import jwt_settings, write_public_key
 
 BEYOND = "0.0.0.0"
 COUPON = {"name": "DOORS", "amount": 2}
@@ -78,3 +81,18 @@ async def test_hide_claimers_hides_them_from_anonymous_readers_only(database: st
     assert shown["claimed_by"] == ["alice"]
     assert (listed.status_code, listed.json()["error"]) == (401, "unauthorized")
     assert listed_for_backend.status_code == 200
+
+
+@pytest.mark.parametrize("mode", ["user", "backend"])
+async def test_open_admin_routes_do_not_open_claims_in_user_or_backend_mode(
+    database: str, tmp_path: Path, mode: str
+) -> None:
+    """On loopback without ADMIN_TOKEN a caller without a credential acts as
+    the operator on admin routes, never as a claimer where CLAIM_AUTH asks
+    for a credential."""
+    settings = jwt_settings(key_file=write_public_key(tmp_path))
+    async with in_process_client(database, CLAIM_AUTH=mode, **settings) as client:
+        assert (await client.post("/api/coupons", json=COUPON)).status_code == 201
+        claim = {"user_id": "alice", "coupon_name": "DOORS"}
+        refused = await client.post("/api/coupons/claim", json=claim)
+    assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")

@@ -23,6 +23,7 @@ JWT = {"JWT_JWKS_URL": "http://127.0.0.1:1/jwks.json", "JWT_ISSUER": "i", "JWT_A
         ({**JWT, "JWT_HMAC_SECRET": "short"}, "JWT_HMAC_SECRET"),
         ({**JWT, "JWT_PUBLIC_KEY_FILE": "/k.pem"}, "not both"),
         ({"CLAIM_AUTH": "everyone"}, "CLAIM_AUTH"),
+        ({"BACKEND_TOKEN": "admin-open:s3cret-0123"}, "admin-open"),
     ],
 )
 def test_settings_that_would_open_a_door_are_refused(
