@@ -68,7 +68,9 @@ class TokenBuckets:
                 self._sweep(now)
             self._buckets[key] = [self._burst - 1, now]
             return 0.0
-        tokens = min(self._burst, bucket[0] + (now - bucket[1]) * self._rate)
+        tokens = bucket[0] + (now - bucket[1]) * self._rate
+        if tokens > self._burst:
+            tokens = self._burst
         bucket[1] = now
         if tokens >= 1:
             bucket[0] = tokens - 1
@@ -138,25 +140,26 @@ class ClaimLimits:
         return None if wait == 0 else _rate_limited(wait)
 
     def _key(self, scope: HTTPScope, state: State) -> str | None:
-        """An end user's subject, else the client's address; None: not limited."""
-        authorization = _header(scope, _AUTHORIZATION)
+        """An end user's ``user:<subject>``, else the client's address; None:
+        not limited. One pass over the headers: this runs on every claim."""
+        authorization: bytes | None = None
+        forwarded: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name == _AUTHORIZATION:
+                authorization = value
+            elif name == _FORWARDED_FOR:
+                forwarded.append(value)
         if authorization is not None:
             caller = caller_of(state, authorization.decode("latin-1"))
             if caller.privileged:
                 return None
             if caller.kind is CallerKind.USER and caller.subject is not None:
-                return "user:" + caller.subject
+                return "user:" + caller.subject  # an address never starts so
         client = scope.get("client")
         peer = client[0] if client else ""
-        forwarded = [value for name, value in scope["headers"] if name == _FORWARDED_FOR]
-        return "address:" + self._proxies.client_address(peer, forwarded)
-
-
-def _header(scope: HTTPScope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
+        if forwarded and self._proxies.networks:
+            return self._proxies.client_address(peer, forwarded)
+        return peer
 
 
 def _rate_limited(wait: float) -> Answer:
