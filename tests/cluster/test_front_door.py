@@ -193,3 +193,37 @@ def test_one_address_past_its_request_rate_is_answered_429(strict: HAProxy) -> N
     with client(strict, "127.0.0.4") as calm:
         claimed = calm.post("/api/coupons/claim", json={"user_id": "c1", "coupon_name": "RATE"})
     assert claimed.status_code == 200
+
+
+def test_the_service_limits_each_client_behind_it_and_a_spoofed_address_does_not_help(
+    module_database: str, folder: Path
+) -> None:
+    """Behind the front door with CLAIM_RATE on (as the compose profiles run
+    it): HAProxy replaces the client's X-Forwarded-For with the address it
+    sees, the service trusts HAProxy's, so each client has its own bucket and
+    a client inventing addresses still has one."""
+    limits = {"CLAIM_RATE": "0.001", "CLAIM_BURST": "2", "TRUSTED_PROXIES": "127.0.0.1/32"}
+    limited = serve(module_database, folder / "limited.log", env=limits)
+    haproxy = front_door(folder, limited)
+    try:
+        create(haproxy, "PER_CLIENT", 100)
+        with client(haproxy, "127.0.0.6") as spoofer:
+            answers = [
+                spoofer.post(
+                    "/api/coupons/claim",
+                    json={"user_id": f"s{n}", "coupon_name": "PER_CLIENT"},
+                    headers={"X-Forwarded-For": f"198.51.100.{n}"},
+                )
+                for n in range(3)
+            ]
+        with client(haproxy, "127.0.0.7") as other:
+            claimed = other.post(
+                "/api/coupons/claim", json={"user_id": "o1", "coupon_name": "PER_CLIENT"}
+            )
+    finally:
+        haproxy.stop()
+        limited.stop()
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[-1].json()["error"] == "rate_limited"
+    assert "retry-after" in answers[-1].headers
+    assert claimed.status_code == 200
