@@ -3,7 +3,7 @@ database (the hot coupon, a 10-unit coupon SMALL, and BIG with 150,000
 claimers); the hot coupon under wrk three times in the same run: plain,
 while bench/attacker.py (a process of its own) holds 4,000 half-sent claim
 bodies, 300 dashboard streams and 10 readers of BIG at 2 KB/s, and again
-once the attacker has left. Throughout each, a probe opens a new connection
+once the attacker has left (after a 3 s warm-up). Throughout each, a probe opens a new connection
 every 50 ms for ``GET /api/coupons/SMALL`` (its p99, and how many failed),
 and each worker's resident memory is sampled. After the run under attack
 the attacker keeps its connections until the server has cut every
@@ -45,6 +45,7 @@ HALF_SENT, STREAMS, SLOW_READERS, READ_RATE = 4000, 300, 10, 2048
 PROBE_EVERY_S = 0.05
 PROBE_TIMEOUT_S = 10.0
 READY_LIMIT_S = 180.0
+WARM_UP = Load(connections=64, threads=2, duration_s=3)  # not reported
 
 Announce = Callable[[str], None]
 
@@ -96,6 +97,8 @@ def run_attack_bench(
     descriptors = raise_descriptor_limit(HALF_SENT + STREAMS + SLOW_READERS + 2 * SOCKET_SLACK)
     server = start_server(url, workdir / "server-attack.log", workers=workers)
     try:
+        announce("warming up the workers")
+        run_wrk(server.base_url + HOT.path, WARM_UP, HOT.wrk_args("w-"))
         plain = phase(server, load, "plain", announce)
         with attacker(server, announce) as (ready, finish):
             attacked = phase(server, load, "under attack", announce)
@@ -228,7 +231,7 @@ def render_attack(run: AttackRun) -> Table:
             done.name,
             f"{done.wrk.ok_per_s:,.0f}",
             f"{done.wrk.ok_per_s / max(run.plain.wrk.ok_per_s, 1e-9):.0%}",
-            f"{done.wrk.p99_ms:,.0f} ms",
+            f"{done.wrk.p99_ms:,.0f} ms" if done.wrk.requests else "- (none answered)",
             "-" if probe.p99_ms is None else f"{probe.p99_ms:,.0f} ms ({len(probe.seconds)})",
             f"{failed} of {len(probe.seconds)}",
             f"{done.peak_rss_mb:,.0f} MB",
