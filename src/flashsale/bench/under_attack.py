@@ -3,8 +3,9 @@ database (the hot coupon, a 10-unit coupon SMALL, and BIG with 150,000
 claimers); the hot coupon under wrk three times in the same run: plain,
 while bench/attacker.py (a process of its own) holds 4,000 half-sent claim
 bodies, 300 dashboard streams and 10 readers of BIG at 2 KB/s, and again
-once the attacker has left (after a 3 s warm-up). Throughout each, a probe opens a new connection
-every 50 ms for ``GET /api/coupons/SMALL`` (its p99, and how many failed),
+once the attacker has left (after a 3 s warm-up, not reported). Throughout
+each, a probe opens a new connection every 50 ms for
+``GET /api/coupons/SMALL`` (its p99, and how many failed),
 and each worker's resident memory is sampled. After the run under attack
 the attacker keeps its connections until the server has cut every
 half-sent one or 60 s have passed since they were all open.
