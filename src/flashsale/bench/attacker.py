@@ -67,9 +67,14 @@ def claim_headers(host: str) -> bytes:
     ).encode()
 
 
+SOURCE: str | None = None  # --source: the address every connection comes from
+
+
 async def open_socket(host: str, port: int, rcvbuf: int | None = None) -> socket.socket:
     sock = socket.socket()
     sock.setblocking(False)
+    if SOURCE is not None:
+        sock.bind((SOURCE, 0))
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     try:
@@ -267,7 +272,10 @@ def main() -> None:
     parser.add_argument("--slow-readers", type=int, default=10)
     parser.add_argument("--big", default="BIG")
     parser.add_argument("--read-rate", type=int, default=2048, help="bytes a second per reader")
+    parser.add_argument("--source", help="local address to connect from (e.g. 127.0.0.2)")
     args = parser.parse_args()
+    global SOURCE  # one process, one source: set once, before any socket
+    SOURCE = args.source
     needed = args.half_sent + args.streams + args.slow_readers + SOCKET_SLACK
     descriptors = raise_descriptor_limit(needed)
     asyncio.run(attack(args, descriptors))

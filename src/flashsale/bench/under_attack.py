@@ -161,16 +161,18 @@ def _sample(pids: list[int], peaks: dict[int, float], stop: threading.Event) -> 
 
 @contextlib.contextmanager
 def attacker(
-    server: RunningServer, announce: Announce
+    server: RunningServer, announce: Announce, source: str | None = None
 ) -> Iterator[tuple[dict[str, Any], Callable[[], dict[str, Any]]]]:
-    """The attacker, once its connections are open: its ready line, and a
-    call that waits for every half-sent body to be cut (or the window to
-    pass since they were open), sends it away and returns its report."""
+    """The attacker (from ``source``, a local address, if given), once its
+    connections are open: its ready line, and a call that waits for every
+    half-sent body to be cut (or the window to pass since they were open),
+    sends it away and returns its report."""
     port = server.base_url.rsplit(":", 1)[1]
     command = [sys.executable, "-m", "flashsale.bench.attacker", "--port", port,
                "--half-sent", str(HALF_SENT), "--streams", str(STREAMS),
                "--slow-readers", str(SLOW_READERS), "--big", BIG,
-               "--read-rate", str(READ_RATE)]  # fmt: skip
+               "--read-rate", str(READ_RATE),
+               *(["--source", source] if source else [])]  # fmt: skip
     announce(f"attacker: opening {HALF_SENT:,} half-sent claims, {STREAMS} streams, "
              f"{SLOW_READERS} slow readers")  # fmt: skip
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
