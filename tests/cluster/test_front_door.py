@@ -227,3 +227,50 @@ def test_the_service_limits_each_client_behind_it_and_a_spoofed_address_does_not
     assert answers[-1].json()["error"] == "rate_limited"
     assert "retry-after" in answers[-1].headers
     assert claimed.status_code == 200
+
+
+def frontend_connections(haproxy: HAProxy) -> int:
+    """Connections the frontend holds now (``show stat``'s scur)."""
+    lines = haproxy.command("show stat").splitlines()
+    header = lines[0].removeprefix("# ").split(",")
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        if row.get("pxname") == "web" and row.get("svname") == "FRONTEND":
+            return int(row["scur"] or 0)
+    raise AssertionError("no FRONTEND row for web")
+
+
+def test_past_the_total_new_connections_wait_and_are_served_once_places_free(
+    folder: Path, instance: RunningServer
+) -> None:
+    """FLASHSALE_MAXCONN: every source together. Past it HAProxy accepts no
+    more: they wait in the kernel's backlog (as long again as the total:
+    HAProxy's default), not refused."""
+    total, waiting = 10, 5
+    # A request timeout far longer than the test: only the total decides.
+    haproxy = front_door(
+        folder, instance, FLASHSALE_MAXCONN=str(total), FLASHSALE_HTTP_REQUEST_TIMEOUT="300s"
+    )
+    sources = [f"127.0.0.{n}" for n in range(20, 20 + total + waiting)]  # one each
+    held = [connect(haproxy, source) for source in sources]
+    try:
+        seen: list[int] = []
+
+        def holds_the_total() -> bool:
+            seen.append(frontend_connections(haproxy))
+            return seen[-1] == total
+
+        wait_for(holds_the_total, f"HAProxy holds {total} connections")
+        assert max(seen) == total  # never more, although 15 are connected
+        for sock in held[:total]:
+            sock.close()
+        # The next ones in the backlog are accepted as places free.
+        wait_for(lambda: frontend_connections(haproxy) == waiting, "the waiting ones accepted")
+        assert len(open_sockets(held[total:])) == waiting
+    finally:
+        for sock in held:
+            sock.close()
+    wait_for(lambda: frontend_connections(haproxy) == 0, "every connection closed")
+    with client(haproxy, "127.0.0.2") as http:
+        assert http.get("/health").status_code == 200
+    haproxy.stop()
