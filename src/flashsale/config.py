@@ -48,6 +48,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     claim_strategy: ClaimStrategyName = ClaimStrategyName.BATCHED
     claim_batch_max: Positive = 500
     claim_queue_max: Positive = 20_000
+    # Claim lanes per worker (claims/lanes.py): a coupon's claims go in one,
+    # and one batch per lane, across its coupons, is in flight at a time.
+    claim_lanes: Positive = 1
+    # Most claims of one coupon in a batch that other coupons wait for.
+    claim_coupon_share: Positive = 250
     db_pool_min: Positive = 2
     db_pool_max: Positive = 10
     db_acquire_timeout: PositiveFloat = 2.0
@@ -62,6 +67,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout: Positive = 8
     # Seconds an Idempotency-Key's answer is kept (the contract: at least a day).
     idempotency_ttl: Annotated[int, msgspec.Meta(ge=86_400)] = 86_400
+    # Keys one caller may store per worker per IDEMPOTENCY_TTL window: an end
+    # user (its sub), an anonymous client (its address); the operator's and
+    # the backend's tokens (each by name) have their own, larger quota.
+    idempotency_keys_per_identity: Positive = 10_000
+    idempotency_keys_per_credential: Positive = 1_000_000
     admin_token: str | None = None
     log_level: str = "info"
     log_access: bool = False  # one JSON line per request (costs throughput)
@@ -143,6 +153,8 @@ ENVIRONMENT = {
     "claim_strategy": "CLAIM_STRATEGY",
     "claim_batch_max": "CLAIM_BATCH_MAX",
     "claim_queue_max": "CLAIM_QUEUE_MAX",
+    "claim_lanes": "CLAIM_LANES",
+    "claim_coupon_share": "CLAIM_COUPON_SHARE",
     "db_pool_min": "DB_POOL_MIN",
     "db_pool_max": "DB_POOL_MAX",
     "db_acquire_timeout": "DB_ACQUIRE_TIMEOUT",
@@ -151,6 +163,8 @@ ENVIRONMENT = {
     "request_timeout": "REQUEST_TIMEOUT",
     "shutdown_timeout": "SHUTDOWN_TIMEOUT",
     "idempotency_ttl": "IDEMPOTENCY_TTL",
+    "idempotency_keys_per_identity": "IDEMPOTENCY_KEYS_PER_IDENTITY",
+    "idempotency_keys_per_credential": "IDEMPOTENCY_KEYS_PER_CREDENTIAL",
     "admin_token": "ADMIN_TOKEN",
     "log_level": "LOG_LEVEL",
     "log_access": "LOG_ACCESS",

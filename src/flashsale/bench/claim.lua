@@ -3,8 +3,10 @@
 -- saw, and done() prints one parseable line with the totals.
 -- Arguments (after --): coupon name, request path, user id prefix (unique
 -- per run, so a second run against the same coupon still has new users),
--- and optionally "idempotency": every request then carries an
--- Idempotency-Key of its own (the user id, unique per request and run).
+-- then "idempotency" (every request then carries an Idempotency-Key of its
+-- own: the user id, unique per request and run) or "-", then the number of
+-- coupons N: above 1, each request claims coupon "<name>_k" with k drawn
+-- from a Zipf(1) law over 1..N (P(k) proportional to 1/k).
 
 local threads = {}
 local next_thread = 0
@@ -21,19 +23,47 @@ local counter = 0
 local prefix = "w"
 local keyed = false
 local headers = { ["Content-Type"] = "application/json" }
+local zipf = nil -- cumulative probabilities of coupons 1..N, when N > 1
 counts = {}
+
+local function zipf_table(n)
+   local total, cumulative = 0, {}
+   for k = 1, n do
+      total = total + 1 / k
+      cumulative[k] = total
+   end
+   for k = 1, n do
+      cumulative[k] = cumulative[k] / total
+   end
+   return cumulative
+end
+
+local function draw_coupon()
+   local u, low, high = math.random(), 1, #zipf
+   while low < high do -- the first k whose cumulative probability reaches u
+      local mid = math.floor((low + high) / 2)
+      if zipf[mid] < u then low = mid + 1 else high = mid end
+   end
+   return string.format("%s_%d", coupon, low)
+end
 
 function init(args)
    coupon = args[1] or coupon
    path = args[2] or path
    prefix = args[3] or prefix
    keyed = args[4] == "idempotency"
+   local n = tonumber(args[5] or "1")
+   if n > 1 then
+      zipf = zipf_table(n)
+      math.randomseed(os.time() * 1000 + thread_id)
+   end
 end
 
 function request()
    counter = counter + 1
    local user = string.format("%s%d-%d", prefix, thread_id, counter)
-   local body = string.format('{"user_id":"%s","coupon_name":"%s"}', user, coupon)
+   local name = zipf and draw_coupon() or coupon
+   local body = string.format('{"user_id":"%s","coupon_name":"%s"}', user, name)
    if keyed then
       headers["Idempotency-Key"] = user
    end

@@ -20,6 +20,7 @@ from rich.console import Console
 from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
+from flashsale.bench.scenarios import SCENARIOS, Scenario
 from flashsale.bench.under_attack import attack_lines, render_attack, run_attack_bench
 from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, require_wrk
@@ -37,6 +38,11 @@ _OPTIONS = (
         "--strategies",
         default=",".join(STRATEGIES),
         help="Comma-separated claim strategies to measure (CLAIM_STRATEGY).",
+    ),
+    click.option(
+        "--scenarios",
+        default=",".join(scenario.key for scenario in SCENARIOS),
+        help="Comma-separated scenarios to run, in this order (the ceiling first warms up).",
     ),
     click.option(
         "--database-url",
@@ -133,16 +139,19 @@ def run_bench_command(
     strategies: str,
     database_url: str | None,
     topology: Topology,
+    scenarios: str = "",
 ) -> None:
     """Runs the plan, prints the table; exit 1 if a database check failed."""
     chosen = tuple(name.strip() for name in strategies.split(",") if name.strip())
     if unknown := [name for name in chosen if name not in STRATEGIES]:
         raise click.BadParameter(f"unknown strategy {unknown[0]!r}", param_hint="--strategies")
+    measured = chosen_scenarios(scenarios)
     try:
         require_wrk()
     except WrkError as error:
         raise click.ClickException(str(error)) from None
-    plan = BenchPlan(chosen, workers, Load(connections, threads, duration), database_url, topology)
+    load = Load(connections, threads, duration)
+    plan = BenchPlan(chosen, workers, load, database_url, topology, measured)
     console = make_console()
     shape = f"{topology.instances} instance{'s' if topology.instances > 1 else ''}"
     console.print(
@@ -155,6 +164,15 @@ def run_bench_command(
     console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
     if any(not m.check.ok for m in measurements):
         raise SystemExit(1)
+
+
+def chosen_scenarios(keys: str) -> tuple[Scenario, ...]:
+    """The scenarios --scenarios names (all when empty), in its order."""
+    by_key = {scenario.key: scenario for scenario in SCENARIOS}
+    names = [key.strip() for key in keys.split(",") if key.strip()]
+    if unknown := [key for key in names if key not in by_key]:
+        raise click.BadParameter(f"unknown scenario {unknown[0]!r}", param_hint="--scenarios")
+    return tuple(by_key[key] for key in names) or SCENARIOS
 
 
 def make_console() -> Console:

@@ -38,6 +38,7 @@ from functools import partial
 
 import msgspec
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -64,15 +65,23 @@ from flashsale.domain import (
     raise_for_release,
 )
 from flashsale.http import idempotency
-from flashsale.http.auth import CHALLENGE, UNAUTHORIZED_MESSAGE, is_admin
+from flashsale.http.auth import CHALLENGE, UNAUTHORIZED_MESSAGE, caller_of, is_admin
 from flashsale.http.claims import CEILING_PATH, CLAIM_PATH, RELEASE_TEMPLATE, claim_key
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
-from flashsale.http.idempotency import RAW_HEADER, RAW_REPLAYED, check_key, decided, fingerprint
+from flashsale.http.idempotency import (
+    RAW_HEADER,
+    RAW_REPLAYED,
+    addressed,
+    admitted_key,
+    check_key,
+    decided,
+    fingerprint,
+)
 from flashsale.http.idempotency import raw_path as request_path
 from flashsale.http.limits import ClaimLimits
 from flashsale.http.paths import encoded_path
-from flashsale.http.requests import CLAIM, decode_json, receive_json_body
+from flashsale.http.requests import CLAIM, CLAIM_KEYS, decode_json, receive_json_body
 from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse
 from flashsale.service.ports import Answer as StoredAnswer
 
@@ -118,7 +127,8 @@ class ClaimEndpoint:
                 if self._limits and (refused := self._limits.refused(scope, self._state)):
                     await _send(send, *refused)
                     return
-                await _send(send, *await _answered(scope, _claim_answer(scope, receive, claim)))
+                answer = _claim_answer(self._state, scope, receive, claim)
+                await _send(send, *await _answered(scope, answer))
                 return
             if scope["method"] == "DELETE" and (one := _RELEASE_PATH.match(encoded_path(scope))):
                 scope["path_template"] = RELEASE_TEMPLATE
@@ -132,16 +142,19 @@ class ClaimEndpoint:
 
     async def _release(self, scope: HTTPScope, name: str, user_id: str) -> Answer:
         """204, or the error the Litestar route would answer."""
-        if not is_admin(self._state, _header(scope, b"authorization")):
+        authorization = _header(scope, b"authorization")
+        if not is_admin(self._state, authorization):
             return _UNAUTHORIZED
-        return await _answered(scope, self._release_answer(scope, name, user_id))
+        return await _answered(scope, self._release_answer(scope, authorization, name, user_id))
 
-    async def _release_answer(self, scope: HTTPScope, name: str, user_id: str) -> Answer:
+    async def _release_answer(
+        self, scope: HTTPScope, authorization: str, name: str, user_id: str
+    ) -> Answer:
         """A release's answer from its decision (a DELETE's body, if any, is
         not read: not fingerprinted)."""
         value = check_key(_keys(scope))
         coupon_name, user = claim_key(name, user_id)
-        key = _key(idempotency.RELEASE_CLAIM, value, "DELETE", scope, b"")
+        key = _key(self._state, idempotency.RELEASE_CLAIM, value, "DELETE", scope, b"", user)
         coupons = services_of(self._state).coupons
         decision = await coupons.release_claim(coupon_name=coupon_name, user_id=user, key=key)
         check = partial(raise_for_release, decision.outcome, coupon_name=coupon_name, user_id=user)
@@ -150,15 +163,15 @@ class ClaimEndpoint:
         return _with_replayed(answer, headers)
 
 
-async def _claim_answer(scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
+async def _claim_answer(state: State, scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
     """A claim's answer from its decision, with or without a key."""
     # The one extra step of a claim without a key: this scan.
     keys = _keys(scope)
     value = check_key(keys) if keys else None
     body = await receive_json_body(scope, receive)
-    data = decode_json(body, CLAIM)
-    decision = await claim(data, _key(idempotency.CLAIM, value, "POST", scope, body))
-    return claim_answer(data, decision)
+    data = decode_json(body, CLAIM, required_keys=CLAIM_KEYS)
+    key = _key(state, idempotency.CLAIM, value, "POST", scope, body, data.user_id)
+    return claim_answer(data, await claim(data, key))
 
 
 async def _answered(scope: HTTPScope, answer: Awaitable[Answer]) -> Answer:
@@ -177,12 +190,23 @@ def _keys(scope: HTTPScope) -> list[bytes]:
 
 
 def _key(
-    route: str, value: bytes | None, method: str, scope: HTTPScope, body: bytes
+    state: State,
+    route: str,
+    value: bytes | None,
+    method: str,
+    scope: HTTPScope,
+    body: bytes,
+    user_id: str,
 ) -> IdempotencyKey | None:
+    """The request's key, owned by its caller and admitted by its quota
+    (http/idempotency.py); the caller is looked up only for a keyed request."""
     if value is None:
         return None
+    caller = addressed(caller_of(state, _header(scope, b"authorization")), scope)
     digest = fingerprint(method, request_path(scope), body)
-    return IdempotencyKey(route, value.decode("ascii"), digest)
+    return admitted_key(
+        state, caller, user_id, IdempotencyKey(route, value.decode("ascii"), digest)
+    )
 
 
 def _header(scope: HTTPScope, name: bytes) -> str:

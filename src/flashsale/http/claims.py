@@ -21,7 +21,7 @@ from flashsale.http import idempotency
 from flashsale.http.allow import with_options
 from flashsale.http.auth import admin_only
 from flashsale.http.context import services_of
-from flashsale.http.idempotency import request_key, respond
+from flashsale.http.idempotency import request_caller, request_key, respond
 from flashsale.http.openapi import (
     ALREADY_CLAIMED,
     ALREADY_REDEEMED,
@@ -179,14 +179,17 @@ async def release_claim() -> None:
     ),
 )
 async def redeem_claim(request: AnyRequest, name: str, user_id: str) -> Response[Any]:
-    key = await request_key(request, idempotency.REDEEM_CLAIM)
     coupon_name, user = claim_key(name, user_id)
+    key = await request_key(request, idempotency.REDEEM_CLAIM, user)
     coupons = services_of(request.app.state).coupons
+    actor = request_caller(request)
     return await respond(
         key,
         HTTP_200_OK,
         claim_body,
-        lambda once: coupons.redeem_claim(coupon_name=coupon_name, user_id=user, once=once),
+        lambda once: coupons.redeem_claim(
+            coupon_name=coupon_name, user_id=user, once=once, actor=actor
+        ),
     )
 
 

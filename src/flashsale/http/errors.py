@@ -14,6 +14,7 @@ from litestar.status_codes import (
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -36,6 +37,7 @@ from flashsale.domain import (
     SaleEnded,
     ServiceUnavailable,
     SoldOut,
+    TooManyKeys,
     WebhookNotFound,
 )
 from flashsale.http.schemas import ErrorResponse
@@ -89,6 +91,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     DestinationRefused: HTTP_400_BAD_REQUEST,
     IdempotencyKeyReused: HTTP_422_UNPROCESSABLE_ENTITY,
     IdempotencyKeyInUse: HTTP_409_CONFLICT,
+    TooManyKeys: HTTP_429_TOO_MANY_REQUESTS,
     ServiceUnavailable: HTTP_503_SERVICE_UNAVAILABLE,
 }
 
@@ -121,7 +124,7 @@ def status_of(error: DomainError | RequestError) -> tuple[int, dict[str, str] | 
     if isinstance(error, RequestError):
         return error.status, None
     status = DOMAIN_STATUS.get(type(error), HTTP_400_BAD_REQUEST)
-    if isinstance(error, ServiceUnavailable):
+    if isinstance(error, ServiceUnavailable | TooManyKeys):
         return status, {"Retry-After": str(error.retry_after)}
     return status, None
 

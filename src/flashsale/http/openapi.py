@@ -99,8 +99,15 @@ IDEMPOTENCY_KEY_IN_USE = Failure(
     "the first request with this Idempotency-Key is still being decided after the lock "
     "timeout (a retry waits for it until then)",
 )
+TOO_MANY_KEYS = Failure(
+    429,
+    "too_many_keys",
+    "this caller stored as many Idempotency-Keys as its quota allows until Retry-After "
+    "(IDEMPOTENCY_KEYS_PER_IDENTITY, IDEMPOTENCY_KEYS_PER_CREDENTIAL); send the request "
+    "without a key or later",
+)
 # What a route taking an Idempotency-Key can answer besides its own failures.
-KEY_FAILURES = (INVALID_REQUEST, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE)
+KEY_FAILURES = (INVALID_REQUEST, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, TOO_MANY_KEYS)
 
 # What any route that reads a JSON body can answer.
 BODY_FAILURES = (INVALID_REQUEST, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
@@ -233,7 +240,7 @@ def _complete_responses(responses: dict[str, Any]) -> None:
             response.content = {"application/json": OpenAPIMediaType(schema=_ERROR_REFERENCE)}
         headers = dict(response.headers or {})
         headers["X-Request-ID"] = _REQUEST_ID_HEADER
-        if status == "503":
+        if status in ("429", "503"):
             headers["Retry-After"] = _RETRY_AFTER_HEADER
         if status == "401":
             headers["WWW-Authenticate"] = _WWW_AUTHENTICATE_HEADER
