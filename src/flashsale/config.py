@@ -128,6 +128,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_busy_pause: NonNegativeFloat = 0.05
     # Events an endpoint may be behind before it is disabled (read the feed).
     webhook_backlog_max: Positive = 100_000
+    # Claims per second per client (an end user's subject, else the client's
+    # address) per worker, with claim_burst saved up; 0: no limit
+    # (http/limits.py). The deploy profiles set it; `flashsale serve` does not.
+    claim_rate: NonNegativeFloat = 0.0
+    claim_burst: Positive = 10
+    claim_rate_clients: Positive = 100_000  # buckets kept per worker (memory)
+    # Peers (comma-separated CIDRs) whose X-Forwarded-For names the client.
+    trusted_proxies: str = ""
     bench_routes: bool = False  # /bench/* endpoints, for `flashsale bench` only
 
     @property
@@ -215,6 +223,10 @@ ENVIRONMENT = {
     "webhook_delivery": "WEBHOOK_DELIVERY",
     "webhook_busy_pause": "WEBHOOK_BUSY_PAUSE",
     "webhook_backlog_max": "WEBHOOK_BACKLOG_MAX",
+    "claim_rate": "CLAIM_RATE",
+    "claim_burst": "CLAIM_BURST",
+    "claim_rate_clients": "CLAIM_RATE_CLIENTS",
+    "trusted_proxies": "TRUSTED_PROXIES",
     "bench_routes": "FLASHSALE_BENCH_ROUTES",
 }
 
@@ -236,7 +248,8 @@ def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: obje
         raise SettingsError(_name_variable(str(error))) from None
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
-    _check_networks(settings.webhook_allow_networks)
+    _check_networks("WEBHOOK_ALLOW_NETWORKS", settings.webhook_allow_networks)
+    _check_networks("TRUSTED_PROXIES", settings.trusted_proxies)
     _check_access(settings)
     return settings
 
@@ -301,12 +314,18 @@ def _check_access(settings: Settings) -> None:
         )
 
 
-def _check_networks(cidrs: str) -> None:
+def parse_networks(cidrs: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated CIDRs (a bare address is its own /32 or /128)."""
+    parts = filter(None, (part.strip() for part in cidrs.split(",")))
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in parts]
+
+
+def _check_networks(variable: str, cidrs: str) -> None:
     for cidr in filter(None, (part.strip() for part in cidrs.split(","))):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raise SettingsError(f"WEBHOOK_ALLOW_NETWORKS: {cidr!r} is not a CIDR") from None
+            raise SettingsError(f"{variable}: {cidr!r} is not a CIDR") from None
 
 
 def _decode_path(kind: type, value: object) -> object:

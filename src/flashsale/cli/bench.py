@@ -21,6 +21,7 @@ from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
 from flashsale.bench.scenarios import SCENARIOS, Scenario
+from flashsale.bench.under_attack import attack_lines, render_attack, run_attack_bench
 from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, require_wrk
 from flashsale.config import load_settings
@@ -68,13 +69,24 @@ def bench_options(command: Command) -> Command:
     "webhook endpoints on every event (one answering after 10 s, one 1 MB); claims/s of "
     "both, each endpoint's lag and drain time (bench/webhook_load.py).",
 )
-def bench(webhooks: int, **options: Any) -> None:
+@click.option(
+    "--attack",
+    is_flag=True,
+    help="Instead of the scenarios: the hot coupon plain, then while another process holds "
+    "4,000 half-sent claim bodies, 300 dashboard streams and 10 readers of a 150,000-claimer "
+    "coupon at 2 KB/s, then after it left; claims/s, p99s, a small coupon's GET p99, worker "
+    "memory, half-sent bodies cut within 60 s (bench/under_attack.py).",
+)
+def bench(webhooks: int, attack: bool, **options: Any) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
     no-database ceiling; then check the database: no oversell, no double
     claim, every 200 committed. Each strategy gets a fresh database."""
     if webhooks:
         bench_webhooks(webhooks, **options)
+        return
+    if attack:
+        bench_attack(**options)
         return
     run_bench_command(topology=DIRECT, **options)
 
@@ -95,6 +107,27 @@ def bench_webhooks(
         load = Load(connections, threads, duration)
         done = run_webhook_bench(database.url, Path(tmp), load, workers, rounds, status.update)
     console.print(render_rounds(done))
+
+
+def bench_attack(
+    *, duration: float, connections: int, threads: int, workers: int,
+    database_url: str | None, **_: Any,
+) -> None:  # fmt: skip
+    """The hot coupon under attack (bench/under_attack.py), on a direct instance."""
+    require_wrk()
+    console = make_console()
+    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
+    with (
+        console.status("starting") as status,
+        tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
+        DIRECT.database_server(database_url, workers * load_settings().db_pool_max) as database,
+    ):
+        load = Load(connections, threads, duration)
+        done = run_attack_bench(database.url, Path(tmp), load, workers, status.update)
+    console.print(render_attack(done))
+    for line in attack_lines(done):
+        console.print(line)
+    console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
 
 
 def run_bench_command(

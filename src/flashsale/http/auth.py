@@ -123,6 +123,11 @@ def configure_access(state: State, settings: Settings) -> Access:
     return access
 
 
+def configure_admin(state: State, settings: Settings) -> None:
+    """configure_access without its result (the name main's callers use)."""
+    configure_access(state, settings)
+
+
 def access_of(state: State) -> Access:
     access: Access = state[_STATE_KEY]
     return access

@@ -24,7 +24,11 @@ http/claims.py claim_key), same error bodies.
 Both answer with or without an Idempotency-Key through one path: the use
 case returns the decision (stored with the key, when there is one) and
 http/idempotency.decided renders it, so a first answer and its replays are
-the same bytes."""
+the same bytes.
+
+A claim past its client's rate (http/limits.py, CLAIM_RATE) is answered 429
+here before its body is read; with no rate set the check is one attribute
+test."""
 
 from __future__ import annotations
 
@@ -83,6 +87,7 @@ from flashsale.http.idempotency import (
     fingerprint,
 )
 from flashsale.http.idempotency import raw_path as request_path
+from flashsale.http.limits import ClaimLimits
 from flashsale.http.paths import encoded_path
 from flashsale.http.requests import CLAIM, CLAIM_KEYS, OWN_CLAIM, decode_json, receive_json_body
 from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse, OwnClaimRequest
@@ -104,9 +109,17 @@ class ClaimEndpoint:
     """The ASGI layer that answers claims and releases and hands every other
     request on."""
 
-    def __init__(self, app: Litestar, inner: ASGIApp, *, ceiling: bool = False) -> None:
+    def __init__(
+        self,
+        app: Litestar,
+        inner: ASGIApp,
+        *,
+        ceiling: bool = False,
+        limits: ClaimLimits | None = None,
+    ) -> None:
         self._state = app.state
         self._inner = inner
+        self._limits = limits
         self._routes: dict[str, Claim] = {CLAIM_PATH: self._claim, CLAIM_PATH + "/": self._claim}
         if ceiling:
             self._routes[CEILING_PATH] = _no_database
@@ -115,6 +128,9 @@ class ClaimEndpoint:
         if scope["type"] == ScopeType.HTTP:
             if scope["method"] == "POST" and (claim := self._routes.get(scope["path"])):
                 scope["path_template"] = scope["path"].rstrip("/")  # as Litestar's router sets it
+                if self._limits and (refused := self._limits.refused(scope, self._state)):
+                    await _send(send, *refused)
+                    return
                 answer = self._claim_answer(scope, receive, claim)
                 await _send(send, *await _answered(scope, answer))
                 return
