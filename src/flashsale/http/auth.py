@@ -134,9 +134,11 @@ def access_of(state: State) -> Access:
 
 
 def caller_of(state: State, authorization: str, address: str | None = None) -> Caller:
-    """The caller an Authorization header's text proves; ANONYMOUS without a
-    bearer token. A bearer token that proves nothing raises Unauthorized
-    (when any credential is configured: otherwise it is not looked at)."""
+    """The caller an Authorization header's text proves; without a bearer
+    token ANONYMOUS (with ``address``), or the operator OPEN_ADMIN while the
+    admin routes are open. A bearer token that proves nothing raises
+    Unauthorized (when any credential is configured: otherwise it is not
+    looked at)."""
     access = access_of(state)
     presented = _bearer_token(authorization)
     if presented is None or not access.credentials:
