@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.http import idempotency
 from flashsale.http.allow import Resource
-from flashsale.http.auth import admin_only
+from flashsale.http.auth import admin_only, sees_claimers
 from flashsale.http.context import services_of
 from flashsale.http.idempotency import request_caller, request_key, respond
 from flashsale.http.openapi import (
@@ -158,17 +158,24 @@ class CouponController(Resource):
             responses={200: ResponseSpec(CouponResponse, description="the coupon, streamed")},
         ),
     )
-    async def get_coupon(self, state: State, name: str) -> Stream:
+    async def get_coupon(self, request: AnyRequest, state: State, name: str) -> Stream:
         """The same JSON as ever, written a few hundred KB at a time from one
         database snapshot, so a coupon with a million claimers costs neither
         a million-element list nor a 15 MB buffer. 404 is decided before any
-        byte is sent; later failures can only cut the body short."""
+        byte is sent; later failures can only cut the body short. With
+        HIDE_CLAIMERS=true an anonymous reader gets an empty ``claimed_by``."""
+        claimers = sees_claimers(request)
         require_coupon_name(name)
         snapshot = await services_of(state).reads.open_coupon(name)
-        return Stream(coupon_json(snapshot), media_type=MediaType.JSON)
+        return Stream(coupon_json(snapshot, claimers=claimers), media_type=MediaType.JSON)
 
 
 T = TypeVar("T")
+
+
+async def _none() -> AsyncIterator[list[str]]:
+    return
+    yield
 
 
 def _or_keep(value: T | msgspec.UnsetType) -> T | Keep:
@@ -205,11 +212,11 @@ def _tail(snapshot: CouponSnapshot) -> bytes:
     return b"]," + _ENCODER.encode(_item_fields(snapshot.header, _TAIL))[1:]
 
 
-async def coupon_json(snapshot: CouponSnapshot) -> AsyncIterator[bytes]:
+async def coupon_json(snapshot: CouponSnapshot, *, claimers: bool = True) -> AsyncIterator[bytes]:
     buffer = bytearray(_head(snapshot))
     first = True
     try:
-        async for batch in snapshot.user_id_batches():
+        async for batch in snapshot.user_id_batches() if claimers else _none():
             if not batch:
                 continue
             if not first:

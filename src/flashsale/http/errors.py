@@ -52,6 +52,7 @@ class RequestError(Exception):
 
     status = HTTP_400_BAD_REQUEST
     code = "invalid_request"
+    headers: dict[str, str] | None = None  # extra response headers (a 401's challenge)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -99,6 +100,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
 HTTP_CODES: dict[int, str] = {
     400: "invalid_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -122,7 +124,7 @@ def error_response(
 def status_of(error: DomainError | RequestError) -> tuple[int, dict[str, str] | None]:
     """The status and extra headers a client error is answered with."""
     if isinstance(error, RequestError):
-        return error.status, None
+        return error.status, error.headers
     status = DOMAIN_STATUS.get(type(error), HTTP_400_BAD_REQUEST)
     if isinstance(error, ServiceUnavailable | TooManyKeys):
         return status, {"Retry-After": str(error.retry_after)}

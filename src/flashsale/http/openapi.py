@@ -58,7 +58,10 @@ INVALID_REQUEST = Failure(
 UNAUTHORIZED = Failure(
     401,
     "unauthorized",
-    "ADMIN_TOKEN is set and the request lacks `Authorization: Bearer <ADMIN_TOKEN>`",
+    "no credential where one is needed, or a bearer token that is not valid (docs/access.md)",
+)
+FORBIDDEN = Failure(
+    403, "forbidden", "the credential is valid but may not do this (docs/access.md)"
 )
 COUPON_NOT_FOUND = Failure(404, "coupon_not_found", "no coupon has this name")
 COUPON_EXISTS = Failure(409, "coupon_exists", "a coupon with this name exists")
@@ -156,6 +159,7 @@ def documented(
     body: type[msgspec.Struct] | None = None,
     responses: Mapping[int, ResponseSpec] | None = None,
     keyed: bool = False,
+    optional_auth: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator: its failures, its body, any
     other response to declare (e.g. a streamed 200), and whether it takes an
@@ -166,7 +170,9 @@ def documented(
         "responses": {**failure_responses(failures), **(responses or {})},
         "operation_class": _operation_class(body, keyed),
     }
-    if UNAUTHORIZED in failures:
+    # optional_auth: a route anonymous callers may use in some modes (the
+    # claim, a user's claims): 401 documented, no security requirement.
+    if UNAUTHORIZED in failures and not optional_auth:
         arguments["security"] = [{ADMIN_SECURITY: []}]
     return arguments
 

@@ -28,6 +28,7 @@ from flashsale.http.schemas import (
     CouponName,
     CreateCouponRequest,
     CreateWebhookRequest,
+    OwnClaimRequest,
     ReplayRequest,
     RotateSecretRequest,
     UserId,
@@ -41,6 +42,7 @@ AnyRequest = Request[Any, Any, Any]
 # and ``"5"`` are not integers, and the client learns which field is wrong.
 CREATE_COUPON = msgspec.json.Decoder(CreateCouponRequest)
 CLAIM = msgspec.json.Decoder(ClaimRequest)
+OWN_CLAIM = msgspec.json.Decoder(OwnClaimRequest)
 # The keys a claim must have (decode_json's fast path for duplicate keys).
 CLAIM_KEYS = len(ClaimRequest.__struct_fields__) - len(ClaimRequest.__struct_defaults__)
 CHANGE_COUPON = msgspec.json.Decoder(ChangeCouponRequest)

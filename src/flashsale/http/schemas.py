@@ -92,6 +92,14 @@ class ClaimRequest(Body):
     coupon_name: CouponName
 
 
+class OwnClaimRequest(Body):
+    """An end user's claim (CLAIM_AUTH=user): user_id may be left out, and
+    is then the token's sub (http/claim_endpoint.py)."""
+
+    coupon_name: CouponName
+    user_id: UserId | None = None
+
+
 CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
 
 
