@@ -21,7 +21,7 @@ from flashsale.http.errors import EXCEPTION_HANDLERS
 from flashsale.http.events import EVENT_HANDLERS
 from flashsale.http.health import health
 from flashsale.http.jwks import refreshing
-from flashsale.http.limits import ClaimLimits
+from flashsale.http.limits import ClaimLimits, configure_proxies
 from flashsale.http.metrics import metrics_endpoint
 from flashsale.http.observability import RequestObserver
 from flashsale.http.openapi import complete_schema
@@ -76,6 +76,7 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
     # Outermost first: the observer sees every answer as the client gets it;
     # claims are answered next, everything else by Litestar (user-id paths
     # routed on their raw, still percent-encoded form).
+    configure_proxies(app.state, settings)
     limits = ClaimLimits(settings) if settings.claim_rate > 0 else None
     claims = ClaimEndpoint(
         app, RawUserPaths(app.asgi_handler), ceiling=settings.bench_routes, limits=limits

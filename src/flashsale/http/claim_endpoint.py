@@ -240,7 +240,7 @@ def _key(
     (http/idempotency.py); the caller is looked up only for a keyed request."""
     if value is None:
         return None
-    caller = addressed(caller_of(state, _header(scope, b"authorization")), scope)
+    caller = addressed(caller_of(state, _header(scope, b"authorization")), scope, state)
     digest = fingerprint(method, request_path(scope), body)
     return admitted_key(
         state, caller, user_id, IdempotencyKey(route, value.decode("ascii"), digest)

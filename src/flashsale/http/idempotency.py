@@ -28,9 +28,10 @@ from litestar import MediaType, Response
 from litestar.datastructures import State
 
 from flashsale.domain import Caller, CallerKind, DomainError, IdempotencyKey
-from flashsale.http.auth import caller_of
+from flashsale.http.auth import anonymous, caller_of
 from flashsale.http.context import services_of
 from flashsale.http.errors import InvalidRequest, status_of
+from flashsale.http.limits import client_address_of
 from flashsale.http.requests import AnyRequest
 from flashsale.http.schemas import ErrorResponse
 from flashsale.service.ports import Answer, Once
@@ -98,27 +99,36 @@ def request_caller(request: AnyRequest) -> Caller:
     """Who makes a Litestar request (http/auth.py caller_of), with its
     client's address when anonymous."""
     authorization = request.headers.get("authorization", "")
-    return addressed(caller_of(request.app.state, authorization), request.scope)
+    state = request.app.state
+    return addressed(caller_of(state, authorization), request.scope, state)
 
 
-def addressed(caller: Caller, scope: Any) -> Caller:
-    """An anonymous caller with its client's address (its keys' quota is
-    per address); other callers as they are."""
-    if caller.kind is not CallerKind.ANONYMOUS or caller.address is not None:
+def addressed(caller: Caller, scope: Any, state: State) -> Caller:
+    """A caller without a credential (anonymous, or the open admin routes'
+    operator) with its client's address, X-Forwarded-For's behind a trusted
+    proxy (its keys' quota is per address); other callers as they are."""
+    if not anonymous(caller) or caller.address is not None:
         return caller
-    client = scope.get("client")
-    return replace(caller, address=client[0] if client else "unknown")
+    return replace(caller, address=client_address_of(state, scope))
 
 
-def owner_of(caller: Caller, user_id: str | None) -> str:
+def owner_of(caller: Caller, user_id: str | None, route: str) -> str:
     """Whose keys a request's are: the token's name for the operator and
     the backend, the ``sub`` of an end user, the user a request is for when
     the caller is anonymous (so one user's key never meets another's)."""
-    if caller.privileged:
+    if _credentialed(caller, route):
         return f"{caller.kind.value}:{caller.name}"
     if caller.kind is CallerKind.USER:
         return f"user:{caller.subject}"
     return f"anonymous:{user_id or ''}"
+
+
+def _credentialed(caller: Caller, route: str) -> bool:
+    """Whether a token owns the caller's keys. The open admin routes'
+    operator (no credential) owns its admin requests' keys as the operator
+    did before callers had names, but its claims are anyone's: owned by
+    their user, like an anonymous caller's."""
+    return caller.privileged and not (route == CLAIM and anonymous(caller))
 
 
 @lru_cache(maxsize=4096)  # the backend's and busy users' owners: hashed once
@@ -139,9 +149,9 @@ def admitted_key(
     """``key`` owned by its caller, once the caller's quota admits it: a
     token's by its name, an end user's by its sub, an anonymous caller's by
     its address (inventing user ids does not reset it)."""
-    owner = owner_of(caller, user_id)
+    owner = owner_of(caller, user_id, key.scope)
     quota = services_of(state).key_quota
-    if caller.privileged:
+    if _credentialed(caller, key.scope):
         quota.admit(owner, credential=True)
     elif caller.kind is CallerKind.USER:
         quota.admit(owner, credential=False)

@@ -123,6 +123,26 @@ def _is_address(text: str) -> bool:
     return True
 
 
+_PROXIES_KEY = "trusted_proxies"
+
+
+def configure_proxies(state: State, settings: Settings) -> None:
+    """TRUSTED_PROXIES on the app's state, for client_address_of."""
+    state[_PROXIES_KEY] = TrustedProxies(tuple(parse_networks(settings.trusted_proxies)))
+
+
+def client_address_of(state: State, scope: HTTPScope) -> str:
+    """The client's address: the direct peer, or X-Forwarded-For's client
+    when the peer is a trusted proxy (TrustedProxies.client_address)."""
+    client = scope.get("client")
+    peer = client[0] if client else "unknown"
+    proxies: TrustedProxies | None = state.get(_PROXIES_KEY)
+    if proxies is None or not proxies.networks:
+        return peer
+    forwarded = [value for name, value in scope["headers"] if name == _FORWARDED_FOR]
+    return proxies.client_address(peer, forwarded) if forwarded else peer
+
+
 class ClaimLimits:
     """Whether a claim may go on now: None, or the 429 to answer instead."""
 
