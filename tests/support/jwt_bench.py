@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from flashsale.bench.cpu import Parties, measure_cpu
 from flashsale.bench.server import RunningServer, free_port, wait_until_ready
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.config import load_settings
@@ -98,12 +99,18 @@ def token_files(folder: Path, name: str, count: int, make: Callable[[list[str]],
     return str(prefix)
 
 
-def hot(server: RunningServer, coupon: str, load: Load, extra: list[str]) -> WrkResult:
-    return run_wrk(
-        server.base_url + "/api/coupons/claim",
-        load,
-        [coupon, "/api/coupons/claim", f"u{uuid.uuid4().hex[:6]}-", *extra],
-    )
+def hot(
+    server: RunningServer, coupon: str, load: Load, extra: list[str]
+) -> tuple[WrkResult, float]:
+    """The run, and the server's CPU microseconds per request (its workers'
+    utime + stime: steadier than the rate on a shared machine)."""
+    with measure_cpu(Parties(servers=(server.process.pid,), postmaster=None)) as meter:
+        result = run_wrk(
+            server.base_url + "/api/coupons/claim",
+            load,
+            [coupon, "/api/coupons/claim", f"u{uuid.uuid4().hex[:6]}-", *extra],
+        )
+    return result, meter.split.server * 1e6 / max(result.requests, 1)
 
 
 def verification_cost(folder: Path) -> dict[str, float]:
@@ -135,10 +142,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--baseline-tokens", action="store_true")
+    parser.add_argument("--no-rs256", action="store_true", help="skip the RS256 row (and minting)")
     arguments = parser.parse_args()
     load = Load(arguments.connections, THREADS, arguments.duration)
     here = Path(__file__).resolve().parents[2]
     rows: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="jwt-bench-") as tmp:
         folder = Path(tmp)
         print("per-token verification, us:", verification_cost(folder), flush=True)
@@ -176,9 +185,8 @@ def main() -> None:
             create(main_server, "HOT")
             create(plain, "HOT")
             for round_number in range(1, arguments.rounds + 1):
-                rs = token_files(
-                    folder, f"rs{round_number}", 14_000 * int(arguments.duration), _mint_rs256
-                )
+                rs_count = 0 if arguments.no_rs256 else 14_000 * int(arguments.duration)
+                rs = token_files(folder, f"rs{round_number}", rs_count, _mint_rs256)
                 hs = token_files(
                     folder, f"hs{round_number}", 20_000 * int(arguments.duration), _mint_hs
                 )
@@ -188,6 +196,8 @@ def main() -> None:
                     ("branch: hot coupon, RS256 claimers", branch, "RS", [f"tokens={rs}"]),
                     ("branch: hot coupon, HS256 claim tokens", branch, "HS", [f"tokens={hs}"]),
                 ]
+                if arguments.no_rs256:
+                    runs = [run for run in runs if "RS256" not in run[0]]
                 if main_tokens is not None:
                     runs.append(
                         (
@@ -198,15 +208,22 @@ def main() -> None:
                         )
                     )
                 for label, server, coupon, extra in runs:
-                    result = hot(server, coupon, load, extra)
+                    result, cpu_us = hot(server, coupon, load, extra)
                     rows.setdefault(label, []).append(result.ok_per_s)
-                    print(f"round {round_number} {label}: {_described(result)}", flush=True)
+                    cpu.setdefault(label, []).append(cpu_us)
+                    print(
+                        f"round {round_number} {label}: {_described(result)}, "
+                        f"server CPU {cpu_us:.0f} us a request",
+                        flush=True,
+                    )
         finally:
             for running in (main_server, branch, plain, main_tokens):
                 if running is not None:
                     running.stop()
     for label, values in rows.items():
         print(f"{label}: median {statistics.median(values):,.0f} claims/s ({_listed(values)})")
+    for label, values in cpu.items():
+        print(f"{label}: server CPU median {statistics.median(values):,.0f} us a request")
 
 
 def _described(result: WrkResult) -> str:
