@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
+from flashsale.service.event_feed import EventFeed
 from flashsale.service.events import EventReads
 from flashsale.service.reads import CouponReads
 from flashsale.service.webhooks import WebhookService
@@ -18,4 +19,5 @@ class Services:
     reads: CouponReads
     dashboard: DashboardFeed
     events: EventReads
+    event_feed: EventFeed  # the live stream: one poller per worker
     webhooks: WebhookService
