@@ -12,16 +12,19 @@ instead). A client that misses a deadline has its request task cancelled
 slot); a missed body is answered 408 with ``Connection: close``, a missed
 write leaves the answer unfinished, and Granian closes the socket.
 
-The deadlines are kept as numbers on the request's ``_Watch`` and checked by
-one sweeper task per worker every ``SWEEP_SECONDS``: a request pays a few
-attribute writes per phase instead of a timer per receive and send (the
-claim is the hot route: docs/benchmarks.md)."""
+The deadlines are checked by one sweeper task per worker every
+``SWEEP_SECONDS``, which stamps the times itself and asks Granian's pending
+receive or send whether it is done: a request pays a counter and an
+attribute write per receive and send, no timer, clock or coroutine (the
+claim is the hot route: docs/benchmarks.md). A cut comes up to two sweeps
+after its deadline."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import msgspec
@@ -83,73 +86,116 @@ _SLOW = _answer(
 
 
 class _Watch:
-    """One request's phase and the moment it must be over by."""
+    """One request's progress, as the sweeper needs it. The wrappers only
+    count and keep Granian's awaitable (no coroutine, no clock per call):
+    the sweeper stamps the times itself and asks the awaitable whether the
+    request is still waiting on the client."""
 
     __slots__ = (
         "_receive",
         "_send",
-        "body_by",
-        "by",
+        "body_done",
         "cut",
         "limits",
+        "mark",
+        "receiving",
+        "seen",
+        "sending",
+        "sends",
         "sent",
         "started",
         "streaming",
         "task",
-        "total_by",
     )
 
-    def __init__(self, limits: Limits, receive: Receive, send: Send, now: float) -> None:
+    def __init__(self, limits: Limits, receive: Receive, send: Send) -> None:
         self.task = asyncio.current_task()
         self._receive = receive
         self._send = send
-        self.body_by = now + limits.body_timeout
-        self.by = NEVER  # the current phase's deadline (none between phases)
-        self.cut = False
-        self.started = NEVER  # when the response began
+        self.limits = limits
+        self.receiving: Awaitable[object] | None = None  # the latest receive
+        self.sending: Awaitable[None] | None = None  # the latest send
+        self.body_done = False
+        self.sends = 0
         self.sent = 0
         self.streaming = False
-        self.total_by = NEVER
-        self.limits = limits
+        self.cut = False
+        self.seen = NEVER  # sweeper's stamps: when it first saw the request,
+        self.started = NEVER  # the answer begun,
+        self.mark = (0, NEVER)  # and the send it last saw waiting (count, since)
 
-    async def receive(self) -> ReceiveMessage:
+    def receive(self) -> Awaitable[ReceiveMessage]:
         # Once the body is in, a receive only waits for the client to go
         # (Litestar's streams listen for it): no deadline then.
-        self.by = self.body_by
-        try:
-            message = await self._receive()
-        finally:
-            self.by = NEVER
-        if not message.get("more_body", False):
-            self.body_by = NEVER
-        return message
+        previous = self.receiving
+        if previous is not None and not _more_body(previous):
+            self.body_done = True
+        awaitable = self._receive()
+        self.receiving = awaitable
+        return awaitable
 
-    async def send(self, message: Message) -> None:
-        limits = self.limits
-        now = time.monotonic()
-        if message["type"] == "http.response.start":
-            self.started = now
-            self.total_by = now + limits.response_timeout
+    def send(self, message: Message) -> Awaitable[None]:
+        self.sends += 1
+        body: bytes | None = message.get("body")  # type: ignore[assignment]
+        if body is None:  # the answer's start
             self.streaming = _is_stream(message)
         else:
-            self.sent += len(message.get("body", b""))  # type: ignore[arg-type]
-        by = now + limits.send_timeout
-        if not self.streaming:
-            rate_by = self.started + limits.send_timeout + self.sent / limits.min_send_rate
-            by = min(by, rate_by, self.total_by)
-        self.by = by
-        try:
-            await self._send(message)
-        finally:
-            self.by = NEVER
+            self.sent += len(body)
+        awaitable = self._send(message)
+        self.sending = awaitable
+        return awaitable
 
     async def send_unbounded(self, message: Message) -> None:
         await self._send(message)
 
-    def expire(self, now: float) -> None:
-        if now >= self.by and not self.cut and self.task is not None:
+    def check(self, now: float) -> None:
+        """Cancels the request if it has missed a deadline."""
+        if self.cut or self.task is None:
+            return
+        if self.seen == NEVER:
+            self.seen = now
+        if self._late_answer(now) if self.sends else self._late_body(now):
             self.cut = True
             self.task.cancel()
+
+    def _late_body(self, now: float) -> bool:
+        if self.body_done or not _waiting(self.receiving):
+            return False
+        return now - self.seen >= self.limits.body_timeout
+
+    def _late_answer(self, now: float) -> bool:
+        limits = self.limits
+        if self.started == NEVER:
+            self.started = now
+        if not _waiting(self.sending):
+            return False
+        count, since = self.mark
+        if count != self.sends:
+            self.mark = (self.sends, now)
+            return False
+        if now - since >= limits.send_timeout:
+            return True
+        if self.streaming:
+            return False
+        answering = now - self.started
+        slow = answering - limits.send_timeout > self.sent / limits.min_send_rate
+        return slow or answering >= limits.response_timeout
+
+
+def _waiting(awaitable: Awaitable[object] | None) -> bool:
+    """Whether the request waits on this receive or send (Granian's futures
+    have done(); an awaitable without it completes at once)."""
+    done = getattr(awaitable, "done", None)
+    return done is not None and not done()
+
+
+def _more_body(received: Awaitable[object]) -> bool:
+    """Whether a completed receive said more body follows."""
+    try:
+        message = received.result()  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return bool(message.get("more_body", False))
 
 
 def _is_stream(message: Message) -> bool:
@@ -181,7 +227,7 @@ class Bounds:
             await send(_BUSY[0])
             await send(_BUSY[1])
             return
-        watch = _Watch(self.limits, receive, send, time.monotonic())
+        watch = _Watch(self.limits, receive, send)
         self._watches.add(watch)
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep())
@@ -202,7 +248,7 @@ class Bounds:
                 await asyncio.sleep(SWEEP_SECONDS)
                 now = time.monotonic()
                 for watch in list(self._watches):
-                    watch.expire(now)
+                    watch.check(now)
         finally:
             self._sweeper = None
 
@@ -212,6 +258,6 @@ async def _cut_off(watch: _Watch) -> None:
     ``Connection: close`` makes Granian drop the connection with the unread
     body); an answer already started is left unfinished, which Granian
     aborts by closing the connection (the client sees it cut short)."""
-    if watch.started is NEVER:  # cut in the one phase before an answer: the body
+    if not watch.sends:  # cut in the one phase before an answer: the body
         await watch.send_unbounded(_SLOW[0])
         await watch.send_unbounded(_SLOW[1])
