@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from litestar import Litestar
 
 from flashsale.config import Settings
-from flashsale.http.auth import configure_admin
+from flashsale.http.auth import configure_access
 from flashsale.http.bounds import Bounds, Limits
 from flashsale.http.claim_endpoint import ClaimEndpoint
 from flashsale.http.claims import CLAIM_HANDLERS
@@ -21,6 +21,8 @@ from flashsale.http.docs import docs_handlers, openapi_config
 from flashsale.http.errors import EXCEPTION_HANDLERS
 from flashsale.http.events import EVENT_HANDLERS
 from flashsale.http.health import health
+from flashsale.http.jwks import refreshing
+from flashsale.http.limits import ClaimLimits, configure_proxies
 from flashsale.http.metrics import metrics_endpoint
 from flashsale.http.observability import RequestObserver
 from flashsale.http.openapi import complete_schema
@@ -36,19 +38,27 @@ from flashsale.service.services import Services
 OpenServices = Callable[[], AbstractAsyncContextManager[Services]]
 
 
+@asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
 def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
     configure_logging(settings.log_level)
     protect_secrets(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        configure_admin(app.state, settings)
+        access = configure_access(app.state, settings)
         put_budgets(
             app.state,
             Spools(settings.spool_max_bytes),
             StreamGate(settings.max_streams, settings.stream_idle_timeout),
         )
-        async with open_services() as services:
+        async with (
+            refreshing(settings, access.users) if access.users else _nothing(),
+            open_services() as services,
+        ):
             put_services(app.state, services)
             yield
 
@@ -75,7 +85,11 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
     # the bounds hold every request to its deadlines; claims are answered
     # next, everything else by Litestar (user-id paths routed on their raw,
     # still percent-encoded form).
-    claims = ClaimEndpoint(app, RawUserPaths(app.asgi_handler), ceiling=settings.bench_routes)
+    configure_proxies(app.state, settings)
+    limits = ClaimLimits(settings) if settings.claim_rate > 0 else None
+    claims = ClaimEndpoint(
+        app, RawUserPaths(app.asgi_handler), ceiling=settings.bench_routes, limits=limits
+    )
     bounded = Bounds(claims, limits_of(settings))
     app.asgi_handler = RequestObserver(bounded, access=settings.log_access)
     return app

@@ -9,6 +9,7 @@ from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
 from flashsale.service.event_feed import EventFeed
 from flashsale.service.events import EventReads
+from flashsale.service.key_quota import KeyQuota
 from flashsale.service.reads import CouponReads
 from flashsale.service.webhooks import WebhookService
 
@@ -21,3 +22,4 @@ class Services:
     events: EventReads
     event_feed: EventFeed  # the live stream: one poller per worker
     webhooks: WebhookService
+    key_quota: KeyQuota  # Idempotency-Keys per caller, this worker's count
