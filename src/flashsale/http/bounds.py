@@ -17,7 +17,14 @@ The deadlines are checked by one sweeper task per worker every
 receive or send whether it is done: a request pays a counter and an
 attribute write per receive and send, no timer, clock or coroutine (the
 claim is the hot route: docs/benchmarks.md). A cut comes up to two sweeps
-after its deadline."""
+after its deadline.
+
+A worker full of requests (``WORKER_MAX_REQUESTS``) makes room before it
+refuses: the oldest request still waiting on its body is cut (408) for the
+new one. A client that sends its request whole, as every real client of a
+claim does, is then never refused because stalled bodies hold the places;
+only when every place holds a request that has its body is the new one
+answered 503."""
 
 from __future__ import annotations
 
@@ -155,6 +162,14 @@ class _Watch:
         if self.seen == NEVER:
             self.seen = now
         if self._late_answer(now) if self.sends else self._late_body(now):
+            self.cut_off()
+
+    def stalled_body(self) -> bool:
+        """Waiting on the client for its body (nothing answered yet)."""
+        return not (self.cut or self.sends or self.body_done) and _waiting(self.receiving)
+
+    def cut_off(self) -> None:
+        if self.task is not None:
             self.cut = True
             self.task.cancel()
 
@@ -212,7 +227,7 @@ class Bounds:
     def __init__(self, app: ASGIApp, limits: Limits) -> None:
         self.app = app
         self.limits = limits
-        self._watches: set[_Watch] = set()
+        self._watches: dict[_Watch, None] = {}  # insertion order: oldest first
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -223,12 +238,12 @@ class Bounds:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        if len(self._watches) >= self.limits.max_requests:
+        if len(self._watches) >= self.limits.max_requests and not self._make_room():
             await send(_BUSY[0])
             await send(_BUSY[1])
             return
         watch = _Watch(self.limits, receive, send)
-        self._watches.add(watch)
+        self._watches[watch] = None
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep())
         try:
@@ -238,7 +253,16 @@ class Bounds:
                 raise
             await _cut_off(watch)
         finally:
-            self._watches.discard(watch)
+            self._watches.pop(watch, None)
+
+    def _make_room(self) -> bool:
+        """Cuts the oldest request still waiting on its body; False: none is
+        (every place holds a request that has its body)."""
+        for watch in self._watches:
+            if watch.stalled_body():
+                watch.cut_off()
+                return True
+        return False
 
     async def _sweep(self) -> None:
         """Cancels each request past its deadline; ends when none is left (so
