@@ -251,3 +251,11 @@ def test_a_plain_hs256_token_never_reaches_jwt_decode(
     assert users.verify(padded, None).subject == "dave"
     assert users.verify(mint("erin"), None).subject == "erin"
     assert len(calls) == 2
+
+
+def test_a_far_exp_is_remembered_without_overflowing(users: EndUsers) -> None:
+    """PyJWT takes any exp int() takes; the cache's float() of 10**400 used to
+    overflow (a 500)."""
+    far = mint_hs256("frank", exp=10**400)
+    assert users.verify(far, None).subject == "frank"
+    assert users.verify(far, None).subject == "frank"  # remembered
