@@ -90,6 +90,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_busy_pause: NonNegativeFloat = 0.05
     # Events an endpoint may be behind before it is disabled (read the feed).
     webhook_backlog_max: Positive = 100_000
+    # Events per delivery: 1 sends each event alone (the single-event body);
+    # more sends a batch of a coupon's next events, in seq order, in one POST
+    # of at most webhook_batch_bytes (docs/webhooks.md, "Batches").
+    webhook_batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    webhook_batch_bytes: Annotated[int, msgspec.Meta(ge=1024, le=8 << 20)] = 256 << 10
+    # `flashsale deliver` lowers its own CPU priority by this much (os.nice),
+    # so on a machine it shares with serve workers the claims go first.
+    webhook_deliver_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     bench_routes: bool = False  # /bench/* endpoints, for `flashsale bench` only
 
     @property
@@ -158,6 +166,9 @@ ENVIRONMENT = {
     "webhook_delivery": "WEBHOOK_DELIVERY",
     "webhook_busy_pause": "WEBHOOK_BUSY_PAUSE",
     "webhook_backlog_max": "WEBHOOK_BACKLOG_MAX",
+    "webhook_batch_max": "WEBHOOK_BATCH_MAX",
+    "webhook_batch_bytes": "WEBHOOK_BATCH_BYTES",
+    "webhook_deliver_nice": "WEBHOOK_DELIVER_NICE",
     "bench_routes": "FLASHSALE_BENCH_ROUTES",
 }
 

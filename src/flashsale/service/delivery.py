@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 from flashsale.domain import ServiceUnavailable
 from flashsale.service.ports import Delivery, DeliveryQueue, Event, PostOutcome, WebhookSender
@@ -27,6 +28,40 @@ FEED_PAGE = 1000
 MAX_PAGES_PER_TICK = 20
 
 log = logging.getLogger("flashsale.webhooks")
+
+_BATCH_HEAD = b'{"type":"batch","events":['
+_BATCH_TAIL = b"]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """Several events per delivery: at most ``max_events`` of one coupon's,
+    in seq order, in a body of at most ``max_bytes`` (a single event larger
+    than that still goes, alone: it cannot be split)."""
+
+    max_events: int
+    max_bytes: int
+
+    def fill(
+        self, events: list[Event], encode: Callable[[Event], bytes]
+    ) -> tuple[list[Event], list[bytes]]:
+        """The longest prefix of ``events`` within the bounds (at least one)."""
+        taken: list[Event] = []
+        bodies: list[bytes] = []
+        size = len(_BATCH_HEAD) + len(_BATCH_TAIL)
+        for event in events[: self.max_events]:
+            body = encode(event)
+            size += len(body) + (1 if bodies else 0)  # the comma between two
+            if bodies and size > self.max_bytes:
+                break
+            taken.append(event)
+            bodies.append(body)
+        return taken, bodies
+
+
+def batch_body(bodies: list[bytes]) -> bytes:
+    """``{"type":"batch","events":[...]}``, each event as the feed shows it."""
+    return _BATCH_HEAD + b",".join(bodies) + _BATCH_TAIL
 
 
 class WebhookDeliverer:
@@ -43,6 +78,7 @@ class WebhookDeliverer:
         clock: Callable[[], float] = time.time,
         busy: Callable[[], bool] = lambda: False,
         busy_pause: float = 0.0,
+        batch: Batching | None = None,
     ) -> None:
         self._queue = queue
         self._sender = sender
@@ -53,6 +89,7 @@ class WebhookDeliverer:
         self._clock = clock
         self._busy = busy  # claims in flight in this process: deliveries yield to them
         self._busy_pause = busy_pause  # seconds between a stream's events meanwhile
+        self._batch = batch  # None: one event per POST, its body the event itself
         # A lease outlasts the POST (bounded by the timeout) and its recording.
         self.lease_seconds = 2 * timeout + 5
         self._streams: dict[asyncio.Task[None], Delivery] = {}
@@ -138,19 +175,33 @@ class WebhookDeliverer:
 
     async def deliver(self, delivery: Delivery) -> Delivery | None:
         """One POST and its record; the stream's next delivery, if it goes on."""
-        event = delivery.event
-        if event is None:
+        if delivery.event is None:
             await self._queue.caught_up(delivery)
             return None
-        body = self._encode(event)
-        # The event's id is the message id: the same on every retry and replay.
-        headers = signed_headers(delivery.secrets, str(event.event_id), int(self._clock()), body)
+        message_id, body, events = await self._message(delivery, delivery.event)
+        headers = signed_headers(delivery.secrets, message_id, int(self._clock()), body)
         outcome = await self._sender.post(delivery.url, body, headers)
         if outcome.delivered:
-            self.delivered += 1
-            return await self._queue.delivered(delivery, renew_seconds=self.lease_seconds)
+            self.delivered += len(events)
+            return await self._queue.delivered(
+                delivery, through=events[-1], renew_seconds=self.lease_seconds
+            )
         await self._failed(delivery, outcome)
         return None
+
+    async def _message(self, delivery: Delivery, first: Event) -> tuple[str, bytes, list[int]]:
+        """The message's id, its body and the seqs it carries. One event: its
+        id is the message id, the same on every retry and replay. A batch:
+        the stream's next events in seq order, bounded in count and bytes,
+        each with its own id inside (docs/webhooks.md, "Batches")."""
+        if self._batch is None:
+            return str(first.event_id), self._encode(first), [first.seq]
+        more = await self._queue.following(
+            delivery, after=first.seq, limit=self._batch.max_events - 1
+        )
+        events, bodies = self._batch.fill([first, *more], self._encode)
+        message_id = f"batch_{events[0].event_id}_{events[-1].event_id}"
+        return message_id, batch_body(bodies), [event.seq for event in events]
 
     async def _failed(self, delivery: Delivery, outcome: PostOutcome) -> None:
         error = outcome.error or "failed"
