@@ -97,3 +97,28 @@ async def test_a_batch_stays_within_its_bytes(
     assert max(sizes) <= 1024
     assert len(delivered) < 20  # several events per POST
     assert [event["seq"] for event in processed(delivered)] == list(range(1, 21))
+
+
+async def test_two_instances_batching_share_the_streams_and_send_each_event_once(
+    database: str, network: Network, receiver: Receiver
+) -> None:
+    settings = {**FAST, "WEBHOOK_BATCH_MAX": "3"}
+    async with (
+        in_process_client(database, **settings) as one,
+        in_process_client(database, **settings) as other,
+    ):
+        receiver.down = True
+        await register(one, receiver.url)
+        coupons = [f"SHARED_{number}" for number in range(4)]
+        for coupon in coupons:
+            await create_coupon(other, coupon, 20)
+            for user in range(7):
+                await claim_coupon(one if user % 2 else other, f"u{user}", coupon)
+        receiver.down = False
+        await wait_until(lambda: len(processed(receiver.arrivals)) == 4 * 8)
+    delivered = [arrival for arrival in receiver.arrivals if arrival.status == 200]
+    sent = [event["id"] for arrival in delivered for event in arrival.body["events"]]
+    assert len(sent) == len(set(sent)) == 32  # no event twice
+    for coupon in coupons:
+        seqs = [event["seq"] for event in processed(delivered) if event["coupon_name"] == coupon]
+        assert seqs == list(range(1, 9))

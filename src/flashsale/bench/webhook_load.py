@@ -33,6 +33,7 @@ from flashsale.bench.scenarios import HOT
 from flashsale.bench.server import RunningServer, start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.config import WebhookDelivery, load_settings
+from flashsale.storage.admin import settle_database
 
 # name, seconds before answering, body bytes
 ENDPOINTS = (
@@ -105,7 +106,8 @@ def run_webhook_bench(
     deliverer = _start_deliverer(url, workdir / "deliver.log")
     try:
         return [
-            _round(server, receivers, load, announce, number) for number in range(1, rounds + 1)
+            _round(server, receivers, load, announce, number, settle=lambda: _settle(url))
+            for number in range(1, rounds + 1)
         ]
     finally:
         if deliverer is not None:
@@ -132,11 +134,14 @@ def _start_deliverer(url: str, log_path: Path) -> subprocess.Popen[bytes] | None
 
 def _round(
     server: RunningServer, receivers: Receivers, load: Load,
-    announce: Callable[[str], None], number: int,
+    announce: Callable[[str], None], number: int, *, settle: Callable[[], None],
 ) -> WebhookRound:  # fmt: skip
+    """Each run starts on a settled database (vacuumed, checkpointed): the
+    run before it, plain or draining, leaves it nothing to pay for."""
     claim_url = server.base_url + HOT.path
 
     def plain_run() -> WrkResult:
+        settle()
         announce(f"round {number}: hot coupon, plain")
         return run_wrk(claim_url, load, HOT.wrk_args(f"p{uuid.uuid4().hex[:6]}-"))
 
@@ -144,6 +149,7 @@ def _round(
     receivers.answered.clear()
     with httpx.Client(base_url=server.base_url, timeout=30) as admin:
         ids = {name: _register(admin, f"{receivers.base_url}/{name}") for name in NAMES}
+        settle()
         announce(f"round {number}: hot coupon, 5 endpoints on every event")
         hooked = run_wrk(claim_url, load, HOT.wrk_args(f"h{uuid.uuid4().hex[:6]}-"))
         at_end = _states(admin)
@@ -161,6 +167,10 @@ def _round(
         for name, i in ids.items()
     ]  # fmt: skip
     return WebhookRound(plain, hooked, ends, plain_first=first is not None)
+
+
+def _settle(url: str) -> None:
+    asyncio.run(settle_database(url))
 
 
 def _register(admin: httpx.Client, url: str) -> int:
