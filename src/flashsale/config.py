@@ -86,7 +86,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # "separate": serve workers deliver nothing, `flashsale deliver` does.
     webhook_delivery: WebhookDelivery = WebhookDelivery.WORKERS
     # While a serve worker has claims in flight, each of its delivery streams
-    # waits this long between two events (they catch up when claims calm down).
+    # waits this long per event it delivered (a batch: per event in it), so
+    # batches yield as much as single events (they catch up when claims calm).
     webhook_busy_pause: NonNegativeFloat = 0.05
     # Events an endpoint may be behind before it is disabled (read the feed).
     webhook_backlog_max: Positive = 100_000

@@ -88,10 +88,15 @@ class WebhookDeliverer:
         self._interval = interval
         self._clock = clock
         self._busy = busy  # claims in flight in this process: deliveries yield to them
+        # The feed grew by a full page since the last tick: claims are being
+        # made somewhere (a delivery process sees none of its own), so
+        # deliveries yield as they do to this process's claims.
+        self._feed_busy = False
         self._busy_pause = busy_pause  # seconds between a stream's events meanwhile
         self._batch = batch  # None: one event per POST, its body the event itself
         # A lease outlasts the POST (bounded by the timeout) and its recording.
         self.lease_seconds = 2 * timeout + 5
+        self._most_pause = timeout
         self._streams: dict[asyncio.Task[None], Delivery] = {}
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0  # events this worker delivered (tests, logs)
@@ -131,7 +136,7 @@ class WebhookDeliverer:
         database that is away only delays this to the next tick."""
         # While claims are in flight here, a quarter of the slots: deliveries
         # go on (at least one stream) without taking the claims' loop and pool.
-        slots = max(1, self._concurrency // 4) if self._busy() else self._concurrency
+        slots = max(1, self._concurrency // 4) if self._yielding() else self._concurrency
         free = slots - len(self._streams)
         if free <= 0:
             return 0
@@ -153,9 +158,15 @@ class WebhookDeliverer:
         # Each endpoint reads the whole feed: while claims are in flight, one
         # page a tick. A stream's next event is read by seq whatever the pump
         # has seen: this delays the backlog's count and an idle stream's restart only.
-        for _ in range(1 if self._busy() else MAX_PAGES_PER_TICK):
-            if await self._queue.queue_events(page=FEED_PAGE) < FEED_PAGE:
+        for page in range(1 if self._busy() else MAX_PAGES_PER_TICK):
+            full = await self._queue.queue_events(page=FEED_PAGE) >= FEED_PAGE
+            if page == 0:
+                self._feed_busy = full
+            if not full:
                 return
+
+    def _yielding(self) -> bool:
+        return self._feed_busy or self._busy()
 
     async def _stream(self, first: Delivery) -> None:
         """One stream's events, in order, while it holds the lease."""
@@ -165,29 +176,35 @@ class WebhookDeliverer:
             while delivery is not None:
                 if task is not None:
                     self._streams[task] = delivery
-                delivery = await self.deliver(delivery)
-                if delivery is not None and self._busy_pause and self._busy():
-                    await asyncio.sleep(self._busy_pause)  # the claims' turn
+                delivery, sent = await self.deliver(delivery)
+                if delivery is not None and self._busy_pause and self._yielding():
+                    # The claims' turn: a pause per event sent, so a batch
+                    # yields as much as its events would have one by one; at
+                    # most the POST timeout, so pause, POST and record fit in
+                    # the lease (2 * timeout + 5).
+                    await asyncio.sleep(min(self._busy_pause * sent, self._most_pause))
         except ServiceUnavailable:
             pass  # the lease runs out; the event is retried then
         except Exception as error:
             log.error("webhook delivery failed: %s", type(error).__name__)
 
-    async def deliver(self, delivery: Delivery) -> Delivery | None:
-        """One POST and its record; the stream's next delivery, if it goes on."""
+    async def deliver(self, delivery: Delivery) -> tuple[Delivery | None, int]:
+        """One POST and its record: the stream's next delivery, if it goes
+        on, and how many events were delivered."""
         if delivery.event is None:
             await self._queue.caught_up(delivery)
-            return None
+            return None, 0
         message_id, body, events = await self._message(delivery, delivery.event)
         headers = signed_headers(delivery.secrets, message_id, int(self._clock()), body)
         outcome = await self._sender.post(delivery.url, body, headers)
         if outcome.delivered:
             self.delivered += len(events)
-            return await self._queue.delivered(
+            following = await self._queue.delivered(
                 delivery, through=events[-1], renew_seconds=self.lease_seconds
             )
+            return following, len(events)
         await self._failed(delivery, outcome)
-        return None
+        return None, 0
 
     async def _message(self, delivery: Delivery, first: Event) -> tuple[str, bytes, list[int]]:
         """The message's id, its body and the seqs it carries. One event: its
