@@ -18,6 +18,14 @@ class ClaimStrategyName(StrEnum):
     TRANSACTION = "transaction"
 
 
+class ClaimAuth(StrEnum):
+    """Who may claim for whom (docs/access.md)."""
+
+    OPEN = "open"  # the original contract: anyone, for any user_id
+    USER = "user"  # an end user's JWT for its sub; backend and operator for anyone
+    BACKEND = "backend"  # only the backend's and the operator's tokens
+
+
 class WebhookDelivery(StrEnum):
     WORKERS = "workers"
     SEPARATE = "separate"
@@ -31,7 +39,9 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    app_host: str = "0.0.0.0"  # noqa: S104 - containers must listen beyond loopback
+    # Loopback unless told otherwise: a server reachable from the network is
+    # an explicit choice (the Dockerfile makes it: 0.0.0.0).
+    app_host: str = "127.0.0.1"
     app_port: Port = 8080
     workers: Positive = 2
     database_url: str | None = None
@@ -48,6 +58,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     claim_strategy: ClaimStrategyName = ClaimStrategyName.BATCHED
     claim_batch_max: Positive = 500
     claim_queue_max: Positive = 20_000
+    # Claim lanes per worker (claims/lanes.py): a coupon's claims go in one,
+    # and one batch per lane, across its coupons, is in flight at a time.
+    claim_lanes: Positive = 1
+    # Most claims of one coupon in a batch that other coupons wait for.
+    claim_coupon_share: Positive = 250
     db_pool_min: Positive = 2
     db_pool_max: Positive = 10
     db_acquire_timeout: PositiveFloat = 2.0
@@ -62,7 +77,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout: Positive = 8
     # Seconds an Idempotency-Key's answer is kept (the contract: at least a day).
     idempotency_ttl: Annotated[int, msgspec.Meta(ge=86_400)] = 86_400
+    # Access (docs/access.md). Token lists: comma-separated, each entry
+    # "name:token" or a bare token (named admin-1, backend-1, ... by position).
+    # Keys one caller may store per worker per IDEMPOTENCY_TTL window: an end
+    # user (its sub), an anonymous client (its address); the operator's and
+    # the backend's tokens (each by name) have their own, larger quota.
+    idempotency_keys_per_identity: Positive = 10_000
+    idempotency_keys_per_credential: Positive = 1_000_000
     admin_token: str | None = None
+    backend_token: str | None = None
+    metrics_token: str | None = None
+    admin_open: bool = False  # admin routes without ADMIN_TOKEN beyond loopback
+    claim_auth: ClaimAuth = ClaimAuth.OPEN
+    # Anonymous reads of a user's claims in open mode; unset: only on loopback.
+    open_claim_reads: bool | None = None
+    hide_claimers: bool = False  # claimed_by and a coupon's claims hidden from anonymous readers
+    jwt_jwks_url: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithms: str = "RS256,PS256,ES256,EdDSA"
+    jwt_hmac_secret: str | None = None  # HS256 claim tokens minted by the shop's backend
+    jwt_cache_max: Positive = 10_000  # verified tokens remembered per worker
+    jwt_jwks_refresh: PositiveFloat = 300.0  # seconds between two scheduled fetches
+    jwt_jwks_min_interval: NonNegativeFloat = 30.0  # at least this between two fetches
     log_level: str = "info"
     log_access: bool = False  # one JSON line per request (costs throughput)
     # Webhooks (service/webhooks.py): a 2xx within webhook_timeout seconds is
@@ -99,6 +137,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # `flashsale deliver` lowers its own CPU priority by this much (os.nice),
     # so on a machine it shares with serve workers the claims go first.
     webhook_deliver_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
+    # Claims per second per client (an end user's subject, else the client's
+    # address) per worker, with claim_burst saved up; 0: no limit
+    # (http/limits.py). The deploy profiles set it; `flashsale serve` does not.
+    claim_rate: NonNegativeFloat = 0.0
+    claim_burst: Positive = 10
+    claim_rate_clients: Positive = 100_000  # buckets kept per worker (memory)
+    # Peers (comma-separated CIDRs) whose X-Forwarded-For names the client.
+    trusted_proxies: str = ""
     bench_routes: bool = False  # /bench/* endpoints, for `flashsale bench` only
 
     @property
@@ -144,6 +190,8 @@ ENVIRONMENT = {
     "claim_strategy": "CLAIM_STRATEGY",
     "claim_batch_max": "CLAIM_BATCH_MAX",
     "claim_queue_max": "CLAIM_QUEUE_MAX",
+    "claim_lanes": "CLAIM_LANES",
+    "claim_coupon_share": "CLAIM_COUPON_SHARE",
     "db_pool_min": "DB_POOL_MIN",
     "db_pool_max": "DB_POOL_MAX",
     "db_acquire_timeout": "DB_ACQUIRE_TIMEOUT",
@@ -152,7 +200,24 @@ ENVIRONMENT = {
     "request_timeout": "REQUEST_TIMEOUT",
     "shutdown_timeout": "SHUTDOWN_TIMEOUT",
     "idempotency_ttl": "IDEMPOTENCY_TTL",
+    "idempotency_keys_per_identity": "IDEMPOTENCY_KEYS_PER_IDENTITY",
+    "idempotency_keys_per_credential": "IDEMPOTENCY_KEYS_PER_CREDENTIAL",
     "admin_token": "ADMIN_TOKEN",
+    "backend_token": "BACKEND_TOKEN",
+    "metrics_token": "METRICS_TOKEN",
+    "admin_open": "ADMIN_OPEN",
+    "claim_auth": "CLAIM_AUTH",
+    "open_claim_reads": "OPEN_CLAIM_READS",
+    "hide_claimers": "HIDE_CLAIMERS",
+    "jwt_jwks_url": "JWT_JWKS_URL",
+    "jwt_public_key_file": "JWT_PUBLIC_KEY_FILE",
+    "jwt_issuer": "JWT_ISSUER",
+    "jwt_audience": "JWT_AUDIENCE",
+    "jwt_algorithms": "JWT_ALGORITHMS",
+    "jwt_hmac_secret": "JWT_HMAC_SECRET",
+    "jwt_cache_max": "JWT_CACHE_MAX",
+    "jwt_jwks_refresh": "JWT_JWKS_REFRESH",
+    "jwt_jwks_min_interval": "JWT_JWKS_MIN_INTERVAL",
     "log_level": "LOG_LEVEL",
     "log_access": "LOG_ACCESS",
     "webhook_timeout": "WEBHOOK_TIMEOUT",
@@ -170,6 +235,10 @@ ENVIRONMENT = {
     "webhook_batch_max": "WEBHOOK_BATCH_MAX",
     "webhook_batch_bytes": "WEBHOOK_BATCH_BYTES",
     "webhook_deliver_nice": "WEBHOOK_DELIVER_NICE",
+    "claim_rate": "CLAIM_RATE",
+    "claim_burst": "CLAIM_BURST",
+    "claim_rate_clients": "CLAIM_RATE_CLIENTS",
+    "trusted_proxies": "TRUSTED_PROXIES",
     "bench_routes": "FLASHSALE_BENCH_ROUTES",
 }
 
@@ -191,16 +260,84 @@ def load_settings(environ: Mapping[str, str] | None = None, /, **overrides: obje
         raise SettingsError(_name_variable(str(error))) from None
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
-    _check_networks(settings.webhook_allow_networks)
+    _check_networks("WEBHOOK_ALLOW_NETWORKS", settings.webhook_allow_networks)
+    _check_networks("TRUSTED_PROXIES", settings.trusted_proxies)
+    _check_access(settings)
     return settings
 
 
-def _check_networks(cidrs: str) -> None:
+ASYMMETRIC = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+def token_entries(text: str | None, kind: str) -> list[tuple[str, str]]:
+    """(name, token) for each entry of a token list (ADMIN_TOKEN, ...):
+    ``name:token``, or a bare token named ``<kind>-<position>``."""
+    entries = filter(None, (entry.strip() for entry in (text or "").split(",")))
+    named = []
+    for position, entry in enumerate(entries, start=1):
+        name, colon, secret = entry.partition(":")
+        if not colon or not name.strip() or not secret.strip():
+            name, secret = f"{kind}-{position}", entry
+        if name.strip() == "admin-open":
+            raise SettingsError(
+                "'admin-open' is reserved (docs/access.md): name the token otherwise"
+            )
+        named.append((name.strip(), secret.strip()))
+    return named
+
+
+def jwt_algorithms(settings: Settings) -> frozenset[str]:
+    """JWT_ALGORITHMS as a set (asymmetric ones only: checked at load)."""
+    return frozenset(filter(None, (a.strip() for a in settings.jwt_algorithms.split(","))))
+
+
+def verifies_jwts(settings: Settings) -> bool:
+    """Whether end users' tokens can be verified at all."""
+    keys = settings.jwt_jwks_url or settings.jwt_public_key_file or settings.jwt_hmac_secret
+    return keys is not None
+
+
+def _check_access(settings: Settings) -> None:
+    # HS256 only with JWT_HMAC_SECRET: an HMAC algorithm in the list would let
+    # a token be checked with a public key as its secret (a forgery anyone can make).
+    refused = jwt_algorithms(settings) - ASYMMETRIC
+    if refused:
+        raise SettingsError(
+            f"JWT_ALGORITHMS: {', '.join(sorted(refused))} not accepted "
+            "(asymmetric algorithms only; HS256 comes with JWT_HMAC_SECRET)"
+        )
+    for text, kind in (
+        (settings.admin_token, "admin"),
+        (settings.backend_token, "backend"),
+        (settings.metrics_token, "metrics"),
+    ):
+        token_entries(text, kind)  # refuses a reserved name
+    if settings.jwt_hmac_secret is not None and len(settings.jwt_hmac_secret.encode()) < 32:
+        raise SettingsError("JWT_HMAC_SECRET must be at least 32 bytes (RFC 7518 3.2)")
+    if settings.jwt_jwks_url and settings.jwt_public_key_file:
+        raise SettingsError("set JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE, not both")
+    if verifies_jwts(settings) and not (settings.jwt_issuer and settings.jwt_audience):
+        raise SettingsError("end users' tokens need JWT_ISSUER and JWT_AUDIENCE")
+    if settings.claim_auth is ClaimAuth.USER and not verifies_jwts(settings):
+        raise SettingsError(
+            "CLAIM_AUTH=user needs JWT_JWKS_URL, JWT_PUBLIC_KEY_FILE or JWT_HMAC_SECRET"
+        )
+
+
+def parse_networks(cidrs: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated CIDRs (a bare address is its own /32 or /128)."""
+    parts = filter(None, (part.strip() for part in cidrs.split(",")))
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in parts]
+
+
+def _check_networks(variable: str, cidrs: str) -> None:
     for cidr in filter(None, (part.strip() for part in cidrs.split(","))):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raise SettingsError(f"WEBHOOK_ALLOW_NETWORKS: {cidr!r} is not a CIDR") from None
+            raise SettingsError(f"{variable}: {cidr!r} is not a CIDR") from None
 
 
 def _decode_path(kind: type, value: object) -> object:

@@ -177,12 +177,25 @@ KEY_REUSED = "this Idempotency-Key was used with another request (method, path o
 @dataclass(frozen=True, slots=True)
 class IdempotencyKey:
     """A request's Idempotency-Key: unique within ``scope`` (the route: method
-    and path template); ``fingerprint`` (a digest of method, path and body)
+    and path template); ``key`` is the client's key prefixed with a digest of
+    its owner (http/idempotency.py owned_key), so one caller's key never
+    meets another's; ``fingerprint`` (a digest of method, path and body)
     tells a retry from another request reusing the key."""
 
     scope: str
     key: str
     fingerprint: bytes
+
+
+class TooManyKeys(DomainError):
+    """The caller stored as many Idempotency-Keys as its quota allows for now
+    (IDEMPOTENCY_KEYS_PER_IDENTITY, IDEMPOTENCY_KEYS_PER_CREDENTIAL)."""
+
+    code = "too_many_keys"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(DomainError):

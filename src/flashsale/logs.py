@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from flashsale.config import Settings, redact_dsn
+from flashsale.config import Settings, redact_dsn, token_entries
 
 # Set per request by the HTTP layer (http/observability.py), read by every log line.
 REQUEST_ID: ContextVar[str | None] = ContextVar("flashsale_request_id", default=None)
@@ -32,6 +32,8 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("flashsale_request_id", default=
 # word would garble every line, and such a value protects nothing.
 _MIN_SECRET_LENGTH = 6
 DOCUMENTED_DEFAULT_PASSWORD = Settings().db_password
+# Settings shown in the start-up line only as "<field>_set": true or false.
+SECRET_FIELDS = ("admin_token", "backend_token", "metrics_token", "jwt_hmac_secret")
 _secrets: set[str] = set()
 _configured_level: str | None = None
 
@@ -168,8 +170,8 @@ def public_settings(settings: Settings) -> dict[str, object]:
         value = getattr(settings, field)
         if field == "db_password":
             continue
-        if field == "admin_token":
-            shown["admin_token_set"] = value is not None
+        if field in SECRET_FIELDS:
+            shown[f"{field}_set"] = value is not None
         elif field in ("database_url", "migration_database_url") and value is not None:
             shown[field] = redact_dsn(value)
         elif isinstance(value, Enum | Path):
@@ -182,7 +184,13 @@ def public_settings(settings: Settings) -> dict[str, object]:
 def protect_secrets(settings: Settings) -> None:
     """Scrub this configuration's password and token from any line that would
     quote them (a driver message with a URL, say)."""
-    secrets: list[str | None] = [settings.admin_token]
+    secrets: list[str | None] = [settings.jwt_hmac_secret]
+    for field in ("admin_token", "backend_token", "metrics_token"):
+        # each token of a list on its own: a line may quote only one
+        secrets += [
+            getattr(settings, field),
+            *(t for _, t in token_entries(getattr(settings, field), "")),
+        ]
     for dsn in {settings.dsn(), settings.migration_dsn()}:
         password = urlsplit(dsn).password
         if password is None or unquote(password) == DOCUMENTED_DEFAULT_PASSWORD:

@@ -94,6 +94,27 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=registry,
         )
+        self.lane_batch_size = Histogram(
+            "flashsale_claim_lane_batch_size",
+            "Claims and releases in one claim-lane batch (one transaction), by lane",
+            ["lane"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.lane_batch_coupons = Histogram(
+            "flashsale_claim_lane_batch_coupons",
+            "Coupons decided together in one claim-lane batch, by lane",
+            ["lane"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.lane_wait = Histogram(
+            "flashsale_claim_lane_wait_seconds",
+            "How long a claim-lane batch's oldest arrival waited before it was sent, by lane",
+            ["lane"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.request_duration = Histogram(
             "flashsale_http_request_duration_seconds",
             "Time to handle a request, by method, route template and status",
@@ -148,6 +169,7 @@ class Metrics:
         self._claim_children: dict[tuple[str, str], Counter] = {}
         self._request_children: dict[tuple[str, str, int], Histogram] = {}
         self._batch_children: dict[str, Histogram] = {}
+        self._lane_children: dict[int, tuple[Histogram, Histogram, Histogram]] = {}
 
     def count_claim(self, coupon: str, outcome: str) -> None:
         child = self._claim_children.get((coupon, outcome))
@@ -177,6 +199,19 @@ class Metrics:
         if child is None:
             child = self._batch_children[lane] = self.claim_batch_size.labels(lane)
         child.observe(size)
+
+    def observe_lane_batch(self, lane: int, size: int, coupons: int, wait: float) -> None:
+        children = self._lane_children.get(lane)
+        if children is None:
+            label = str(lane)
+            children = self._lane_children[lane] = (
+                self.lane_batch_size.labels(label),
+                self.lane_batch_coupons.labels(label),
+                self.lane_wait.labels(label),
+            )
+        children[0].observe(size)
+        children[1].observe(coupons)
+        children[2].observe(wait)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)

@@ -29,6 +29,7 @@ from flashsale.service.delivery import Batching, WebhookDeliverer
 from flashsale.service.events import EventReads
 from flashsale.service.expiry import HoldExpirer
 from flashsale.service.key_purge import KeyPurge
+from flashsale.service.key_quota import KeyQuota
 from flashsale.service.ports import Event
 from flashsale.service.reads import CouponReads
 from flashsale.service.services import Services
@@ -60,7 +61,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     connections = Connections.configured(pool, settings)
     store = CouponStore(connections)
     webhooks = WebhookStore(connections)
-    claims = CountedClaims(create_claim_engine(settings, store, metrics.observe_batch), metrics)
+    claims = CountedClaims(
+        create_claim_engine(settings, store, metrics.observe_batch, metrics.observe_lane_batch),
+        metrics,
+    )
     services = _services(settings, connections, store, claims, webhooks)
     background = _Background.started(settings, pool, store, webhooks, metrics)
     deliveries = _Deliveries.started(
@@ -97,6 +101,11 @@ def _services(
         dashboard=DashboardFeed(reads),
         events=EventReads(EventStore(connections), request_timeout=timeout),
         webhooks=WebhookService(webhooks, destinations(settings), request_timeout=timeout),
+        key_quota=KeyQuota(
+            settings.idempotency_keys_per_identity,
+            settings.idempotency_keys_per_credential,
+            window=settings.idempotency_ttl,
+        ),
     )
 
 

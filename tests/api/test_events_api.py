@@ -104,7 +104,9 @@ async def test_the_feed_and_its_stream_need_the_admin_token(guarded: Client) -> 
         assert response.status_code == 401
         assert response.json()["error"] == "unauthorized"
     await create_coupon_as_admin(guarded)
-    assert (await guarded.get("/api/coupons/OPEN/events")).status_code == 200
+    # Issue 24: a coupon's events rebuild the feed, so they need a token too.
+    assert (await guarded.get("/api/coupons/OPEN/events")).status_code == 401
+    assert (await guarded.get("/api/coupons/OPEN/events", headers=ADMIN)).status_code == 200
 
 
 async def create_coupon_as_admin(client: Client) -> None:

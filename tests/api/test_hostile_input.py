@@ -68,6 +68,9 @@ HOSTILE_BODIES: list[tuple[str, str, bytes]] = [
     ("a user id with a line separator", "claim", b'{"user_id": "a\\u2028", "coupon_name": "C"}'),
     ("a coupon name with a look-alike", "claim",
      '{"user_id": "u", "coupon_name": "\u0421"}'.encode()),
+    ("a repeated key", "claim", b'{"user_id": "u", "coupon_name": "C", "user_id": "v"}'),
+    ("a repeated key, escaped", "create", b'{"name": "A", "amount": 1, "amoun\\u0074": 2}'),
+    ("an unknown field in an admin body", "create", b'{"name": "A", "amount": 1, "stock": 9}'),
 ]  # fmt: skip
 
 

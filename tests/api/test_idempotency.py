@@ -209,11 +209,15 @@ async def test_a_retried_claim_replays_its_200_and_claims_once(
 
 async def test_a_claim_key_with_another_body_is_refused(client: Client, db: Connection) -> None:
     await create_coupon(client, "C2", 5)
+    await create_coupon(client, "C3", 5)
     assert (await claim_with(client, "k2", "alice", "C2")).status_code == 200
-    other = await claim_with(client, "k2", "bob", "C2")
+    other = await claim_with(client, "k2", "alice", "C3")  # alice's key, another body
     assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
     assert "idempotent-replayed" not in other.headers
-    assert await db.fetchval("SELECT count(*) FROM claims WHERE user_id = 'bob'") == 0
+    assert await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = 'C3'") == 0
+    # Issue 24: an anonymous claim's key is its user's, so bob's "k2" is his own.
+    bobs = await claim_with(client, "k2", "bob", "C2")
+    assert bobs.status_code == 200 and "idempotent-replayed" not in bobs.headers
 
 
 async def test_a_refused_claim_is_replayed_refused_after_stock_comes_back(

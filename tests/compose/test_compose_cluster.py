@@ -100,5 +100,6 @@ def test_stop_exits_every_cluster_container_with_0(cluster_profile: ComposeProje
     assert cluster_profile.wait_for_up_to_end() == 0
     containers = cluster_profile.containers()
     services = Counter(container.service for container in containers)
-    assert services == {"db": 1, "app": 1, "pgbouncer": 1, "instance": INSTANCES, "haproxy": 1}
+    expected = {"db": 1, "app": 1, "front": 1, "pgbouncer": 1, "instance": INSTANCES, "haproxy": 1}
+    assert services == expected
     assert [(c.name, c.running, c.exit_code) for c in containers if c.running or c.exit_code] == []

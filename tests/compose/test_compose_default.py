@@ -82,5 +82,5 @@ def test_stop_exits_every_container_with_0(default_profile: ComposeProject) -> N
     default_profile.run("stop")
     assert default_profile.wait_for_up_to_end() == 0
     containers = default_profile.containers()
-    assert sorted(container.service for container in containers) == ["app", "db"]
+    assert sorted(container.service for container in containers) == ["app", "db", "front"]
     assert [(c.name, c.running, c.exit_code) for c in containers if c.running or c.exit_code] == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from tests.support.servers import serve
 
 
@@ -28,3 +30,26 @@ async def test_with_admin_token_the_start_up_log_does_not_warn_nor_show_it(
         assert server.stop() == 0
     assert "ADMIN_TOKEN is not set" not in log
     assert "tok-SECRET-42" not in log + server.log()
+
+
+def test_beyond_loopback_the_start_up_log_says_whether_admin_routes_are_open(
+    database: str, tmp_path: Path
+) -> None:
+    """The rule follows the listen address: 0.0.0.0 is beyond loopback."""
+    beyond = "0.0.0.0"  # the admin routes are closed or explicitly opened
+    closed = serve(database, tmp_path / "closed.log", host=beyond, env={"ADMIN_TOKEN": ""})
+    try:
+        refused = httpx.post(closed.base_url + "/api/coupons", json={"name": "X", "amount": 1})
+        closed_log = closed.log()
+    finally:
+        assert closed.stop() == 0
+    assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
+    assert "admin routes are closed" in closed_log
+    opened = serve(database, tmp_path / "open.log", host=beyond, env={"ADMIN_OPEN": "true"})
+    try:
+        created = httpx.post(opened.base_url + "/api/coupons", json={"name": "X", "amount": 1})
+        opened_log = opened.log()
+    finally:
+        assert opened.stop() == 0
+    assert created.status_code == 201
+    assert "ADMIN_OPEN=true" in opened_log

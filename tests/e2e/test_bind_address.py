@@ -1,4 +1,5 @@
-"""APP_HOST decides which address the server listens on."""
+"""APP_HOST decides which address the server listens on; unset, loopback
+(127.0.0.1) only: a server reachable from the network is a choice."""
 
 from __future__ import annotations
 
@@ -25,5 +26,19 @@ def test_the_server_listens_only_on_the_address_in_app_host(database: str, tmp_p
         assert port is not None
         assert accepts("127.0.0.2", port), "the server never listened on 127.0.0.2"
         assert not accepts("127.0.0.1", port)
+    finally:
+        assert server.stop() == 0
+
+
+def test_without_app_host_the_server_listens_on_127_0_0_1_only(
+    database: str, tmp_path: Path
+) -> None:
+    # APP_HOST="" is unset for the settings; 127.0.0.2 (loopback too) must refuse.
+    server = serve(database, tmp_path / "server.log", env={"APP_HOST": ""})
+    try:
+        port = urlsplit(server.base_url).port
+        assert port is not None
+        assert accepts("127.0.0.1", port)
+        assert not accepts("127.0.0.2", port)
     finally:
         assert server.stop() == 0

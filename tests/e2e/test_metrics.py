@@ -57,6 +57,11 @@ async def test_metrics_add_up_claims_and_batches_over_both_workers(
     )
     assert batched >= 63
     assert value(samples, "flashsale_claim_batch_size_count", lane="claim") >= 1
+    # The claim lane's batches, per lane (one lane per worker: lane "0").
+    lane_batches = value(samples, "flashsale_claim_lane_batch_size_count", lane="0")
+    assert lane_batches >= 1
+    assert value(samples, "flashsale_claim_lane_batch_coupons_count", lane="0") == lane_batches
+    assert value(samples, "flashsale_claim_lane_wait_seconds_count", lane="0") == lane_batches
     latency = "flashsale_http_request_duration_seconds_count"
     assert value(samples, latency, method="POST", route="/api/coupons/claim", status="200") == 20
     assert value(samples, latency, method="POST", route="/api/coupons/claim", status="409") == 40

@@ -35,7 +35,8 @@ BASE_IMAGES = ("debian:bookworm-slim", "python:3.11-slim", "postgres:16-alpine",
 COMPOSE_VARIABLES = frozenset(
     {"DB_USER", "DB_PASSWORD", "DB_NAME", "DB_SSLMODE", "WEB_WORKERS", "CLAIM_STRATEGY"}
     | {"ADMIN_TOKEN", "REPLICATION_PASSWORD", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"}
-    | {"COMPOSE_PROFILES"}
+    | {"COMPOSE_PROFILES", "CLAIM_RATE", "CLAIM_BURST"}
+    | {"FRONT_DOOR_SOURCE_CONNECTIONS", "FRONT_DOOR_SOURCE_REQUESTS"}
 )
 PORT_VARIABLES = ("APP_PORT", "CLUSTER_PORT", "HA_PROXY_PORT", "HA_APP_PORT")
 # A first build on a loaded two-core machine downloads and installs everything.

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flashsale.claims.ports import BatchResult, Key, SoldOutRead
+from flashsale.claims.ports import BatchResult, CouponPart, Key, PartResult, SoldOutRead
 from flashsale.domain import ClaimDecision, ClaimOutcome, ReleaseOutcome
 
 
@@ -40,6 +40,7 @@ class FakeClaimStore:
         self.gate = asyncio.Event()
         self.gate.set()
         self.failure: BaseException | None = None
+        self.broken: dict[str, Exception] = {}  # coupon -> its part's error in decide_coupons
         self.keys: dict[tuple[str, str], tuple[bytes, ClaimOutcome]] = {}
         self._ids = itertools.count(1)
 
@@ -61,6 +62,24 @@ class FakeClaimStore:
         if any(claim_keys) or any(release_keys):
             return await self._decide_keyed(coupon_name, user_ids, claim_keys)
         coupon = await self._enter("decide_batch", coupon_name, [*releases, *user_ids])
+        return self._decide_part(coupon, user_ids, releases)
+
+    async def decide_coupons(self, parts: Sequence[CouponPart]) -> list[PartResult]:
+        """One call for every part (recorded under the names joined by '+');
+        a coupon named in ``broken`` gets its error, as a part that failed
+        on its own after the store's fallback."""
+        names = "+".join(part.coupon_name for part in parts)
+        await self._enter("decide_coupons", names, [u for p in parts for u in p.user_ids])
+        return [
+            self.broken[part.coupon_name]
+            if part.coupon_name in self.broken
+            else self._decide_part(self.coupons.get(part.coupon_name), part.user_ids, part.releases)
+            for part in parts
+        ]
+
+    def _decide_part(
+        self, coupon: FakeCoupon | None, user_ids: Sequence[str], releases: Sequence[str]
+    ) -> BatchResult:
         if coupon is None:
             missing = [ReleaseOutcome.NOT_FOUND] * len(releases)
             return BatchResult(
@@ -98,6 +117,19 @@ class FakeClaimStore:
             return SoldOutRead([False] * len(user_ids), None, None)
         holds = [user in coupon.holders for user in user_ids]
         return SoldOutRead(holds, coupon.id, coupon.remaining)
+
+    async def sold_out_coupons(self, parts: Sequence[CouponPart]) -> list[SoldOutRead]:
+        names = "+".join(part.coupon_name for part in parts)
+        await self._enter("sold_out_coupons", names, [u for p in parts for u in p.user_ids])
+        reads = []
+        for part in parts:
+            coupon = self.coupons.get(part.coupon_name)
+            if coupon is None:
+                reads.append(SoldOutRead([False] * len(part.user_ids), None, None))
+                continue
+            holds = [user in coupon.holders for user in part.user_ids]
+            reads.append(SoldOutRead(holds, coupon.id, coupon.remaining))
+        return reads
 
     async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         coupon = await self._enter("claim_one", coupon_name, [user_id])

@@ -98,7 +98,9 @@ async def test_claims_arriving_during_a_batch_go_together_in_the_next(
     assert [batch.users for batch in store.batches] == [["first"], ["u0", "u1", "u2", "u3"]]
 
 
-async def test_claims_on_different_coupons_never_share_a_batch(store: FakeClaimStore) -> None:
+async def test_claims_on_different_coupons_share_one_call_each_in_its_part(
+    store: FakeClaimStore,
+) -> None:
     store.create("A", 5)
     store.create("B", 5)
     engine = engine_on(store)
@@ -108,10 +110,9 @@ async def test_claims_on_different_coupons_never_share_a_batch(store: FakeClaimS
         outcome_of(engine, coupon_name="A", user_id="z"),
     )
     assert list(outcomes) == [CLAIMED] * 3
-    assert sorted((batch.coupon, batch.users) for batch in store.batches) == [
-        ("A", ["x", "z"]),
-        ("B", ["y"]),
-    ]
+    assert store.batches == [Batch("decide_coupons", "A+B", ["x", "z", "y"])]
+    assert store.coupons["A"].holders == ["x", "z"]
+    assert store.coupons["B"].holders == ["y"]
 
 
 async def test_a_batch_holds_at_most_max_batch_claims_in_arrival_order(

@@ -3,8 +3,13 @@
 -- saw, and done() prints one parseable line with the totals.
 -- Arguments (after --): coupon name, request path, user id prefix (unique
 -- per run, so a second run against the same coupon still has new users),
--- and optionally "idempotency": every request then carries an
--- Idempotency-Key of its own (the user id, unique per request and run).
+-- then "idempotency" (every request then carries an Idempotency-Key of its
+-- own: the user id, unique per request and run) or "-", then the number of
+-- coupons N: above 1, each request claims coupon "<name>_k" with k drawn
+-- from a Zipf(1) law over 1..N (P(k) proportional to 1/k). Instead of
+-- "idempotency", "tokens=<file>": every request carries the next bearer
+-- token of <file>.<thread id> (one a line) and no user_id (the token's sub
+-- is the user: CLAIM_AUTH=user, docs/access.md; tests/support/jwt_bench.py).
 
 local threads = {}
 local next_thread = 0
@@ -20,20 +25,62 @@ local path = "/api/coupons/claim"
 local counter = 0
 local prefix = "w"
 local keyed = false
+local tokens = nil
+local next_token = 0
 local headers = { ["Content-Type"] = "application/json" }
+local zipf = nil -- cumulative probabilities of coupons 1..N, when N > 1
 counts = {}
+
+local function zipf_table(n)
+   local total, cumulative = 0, {}
+   for k = 1, n do
+      total = total + 1 / k
+      cumulative[k] = total
+   end
+   for k = 1, n do
+      cumulative[k] = cumulative[k] / total
+   end
+   return cumulative
+end
+
+local function draw_coupon()
+   local u, low, high = math.random(), 1, #zipf
+   while low < high do -- the first k whose cumulative probability reaches u
+      local mid = math.floor((low + high) / 2)
+      if zipf[mid] < u then low = mid + 1 else high = mid end
+   end
+   return string.format("%s_%d", coupon, low)
+end
 
 function init(args)
    coupon = args[1] or coupon
    path = args[2] or path
    prefix = args[3] or prefix
    keyed = args[4] == "idempotency"
+   local file = args[4] and string.match(args[4], "^tokens=(.+)$")
+   if file then
+      tokens = {}
+      for line in io.lines(file .. "." .. thread_id) do
+         table.insert(tokens, line)
+      end
+   end
+   local n = tonumber(args[5] or "1")
+   if n > 1 then
+      zipf = zipf_table(n)
+      math.randomseed(os.time() * 1000 + thread_id)
+   end
 end
 
 function request()
+   if tokens then
+      next_token = next_token % #tokens + 1
+      headers["Authorization"] = "Bearer " .. tokens[next_token]
+      return wrk.format("POST", path, headers, string.format('{"coupon_name":"%s"}', coupon))
+   end
    counter = counter + 1
    local user = string.format("%s%d-%d", prefix, thread_id, counter)
-   local body = string.format('{"user_id":"%s","coupon_name":"%s"}', user, coupon)
+   local name = zipf and draw_coupon() or coupon
+   local body = string.format('{"user_id":"%s","coupon_name":"%s"}', user, name)
    if keyed then
       headers["Idempotency-Key"] = user
    end

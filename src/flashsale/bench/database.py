@@ -9,10 +9,11 @@ from flashsale.bench.scenarios import RUSH_STOCK, Scenario
 from flashsale.bench.wrk import WrkResult
 from flashsale.storage.admin import (
     count_unseeded_claims,
-    coupon_stock,
+    coupons_stock,
     database_url,
     drop_database,
     seed_coupon,
+    seed_coupons,
 )
 from flashsale.storage.database import migrate
 from flashsale.storage.verify import verify_database
@@ -25,7 +26,9 @@ async def create_fresh_database(server_url: str, scenarios: tuple[Scenario, ...]
     url = database_url(server_url, f"flashsale_bench_{uuid.uuid4().hex[:10]}")
     await migrate(url)  # creates the database, then applies the migrations
     for scenario in scenarios:
-        if scenario.stock is not None:
+        if scenario.stock is not None and scenario.coupons > 1:
+            await seed_coupons(url, scenario.coupon_names(), scenario.stock)
+        elif scenario.stock is not None:
             await seed_coupon(
                 url,
                 scenario.coupon,
@@ -59,11 +62,12 @@ async def check_scenario(
     if scenario.stock is None:
         return Check(claims=None)
     report = await verify_database(url)
-    amount, remaining = await coupon_stock(url, scenario.coupon)
+    names = scenario.coupon_names()
+    amount, remaining = await coupons_stock(url, names)
     claims = amount - remaining
     if scenario.seeded:  # seeded claims came and went: count the load's own rows
         claims = await count_unseeded_claims(url, scenario.coupon)
-    problems = [v.describe() for v in report.violations if v.coupon == scenario.coupon]
+    problems = [v.describe() for v in report.violations if v.coupon in names]
     problems += claim_count_problems(scenario, result.ok, claims, remaining)
     if not 0 <= claims - result.ok <= in_flight_bound:
         problems.append(f"{claims} claim rows for {result.ok} answers 200")

@@ -9,7 +9,17 @@ from rich.table import Table
 from rich.text import Text
 
 from flashsale.bench.runner import Measurement
-from flashsale.bench.scenarios import CEILING, HELD, HOT, HOT_KEYED, RAW, RETURNS, RUSH
+from flashsale.bench.scenarios import (
+    CEILING,
+    HELD,
+    HOT,
+    HOT_KEYED,
+    MANY,
+    MANY_SMALL,
+    RAW,
+    RETURNS,
+    RUSH,
+)
 
 BATCHED = "batched"
 TRANSACTION = "transaction"
@@ -160,8 +170,32 @@ def life_targets(measurements: list[Measurement]) -> list[Target]:
     return targets
 
 
+def spread_targets(measurements: list[Measurement]) -> list[Target]:
+    """A sale of many products at the speed of one hot coupon (issue 23)."""
+    targets = []
+    hot, many = find(measurements, BATCHED, HOT.key), find(measurements, BATCHED, MANY.key)
+    if many is not None:
+        p99 = many.result.p99_ms
+        targets.append(Target("batched many coupons: p99 <= 50 ms", f"{p99:.1f} ms", p99 <= 50))
+    if hot is not None and many is not None and hot.result.ok_per_s > 0:
+        ratio = many.result.ok_per_s / hot.result.ok_per_s
+        name = "batched many coupons: >= 80% of hot coupon"
+        targets.append(Target(name, f"{ratio:.0%}", ratio >= 0.8))
+    baseline = find(measurements, TRANSACTION, MANY.key)
+    if many is not None and baseline is not None and baseline.result.ok_per_s > 0:
+        ratio = many.result.ok_per_s / baseline.result.ok_per_s
+        name = "batched many coupons: >= 4x transaction"
+        targets.append(Target(name, f"{ratio:.1f}x", ratio >= 4))
+    small, rush = find(measurements, BATCHED, MANY_SMALL.key), find(measurements, BATCHED, RUSH.key)
+    if small is not None and rush is not None and rush.result.requests_per_s > 0:
+        ratio = small.result.requests_per_s / rush.result.requests_per_s
+        name = "batched many small sales: >= 80% of rush requests/s"
+        targets.append(Target(name, f"{ratio:.0%}", ratio >= 0.8))
+    return targets
+
+
 def all_targets(measurements: list[Measurement]) -> list[Target]:
-    targets = hot_targets(measurements) + life_targets(measurements)
+    targets = hot_targets(measurements) + life_targets(measurements) + spread_targets(measurements)
     rush = find(measurements, BATCHED, RUSH.key)
     if rush is not None:
         rate = rush.result.requests_per_s

@@ -45,6 +45,7 @@ class BenchPlan:
     load: Load
     database_url: str | None  # None: a throwaway embedded PostgreSQL
     topology: Topology = DIRECT
+    scenarios: tuple[Scenario, ...] = SCENARIOS
 
 
 Announce = Callable[[str], None]
@@ -85,7 +86,8 @@ def run_strategy(
 ) -> list[Measurement]:
     topology = plan.topology
     announce(f"{strategy}: fresh database, {topology.name}, {plan.workers} workers per instance")
-    url = asyncio.run(create_fresh_database(database.url, SCENARIOS))
+    scenarios = plan.scenarios
+    url = asyncio.run(create_fresh_database(database.url, scenarios))
     try:
         config = ServerConfig(url, plan.workers, strategy, workdir / f"server-{strategy}.log")
         with topology.deploy(config, database.postmaster, workdir) as target:
@@ -93,7 +95,7 @@ def run_strategy(
             # flight commit before the checks.
             runs = [
                 drive(target, scenario, plan.load, strategy, announce, url)
-                for scenario in SCENARIOS
+                for scenario in scenarios
             ]
         return [
             Measurement(
@@ -103,7 +105,7 @@ def run_strategy(
                 asyncio.run(check_scenario(url, scenario, result, plan.load.connections)),
                 cpu,
             )
-            for scenario, (result, cpu) in zip(SCENARIOS, runs, strict=True)
+            for scenario, (result, cpu) in zip(scenarios, runs, strict=True)
         ]
     finally:
         asyncio.run(drop_database(database.url, url))

@@ -18,11 +18,19 @@ class Scenario:
     hold_seconds: int | None = None  # every claim a hold of this many seconds
     seeded: int = 0  # claims by 'user-1' .. 'user-N' made before the run
     idempotency: bool = False  # every claim with an Idempotency-Key of its own
+    # More than 1: coupons ``coupon``_1 .. _N of ``stock`` each, and each
+    # request's coupon drawn from a Zipf(1) law over them (_1 the likeliest).
+    coupons: int = 1
+
+    def coupon_names(self) -> list[str]:
+        if self.coupons == 1:
+            return [self.coupon]
+        return [f"{self.coupon}_{i}" for i in range(1, self.coupons + 1)]
 
     def wrk_args(self, run_tag: str) -> list[str]:
         """claim.lua's arguments; user ids start with ``run_tag``."""
-        keyed = ["idempotency"] if self.idempotency else []
-        return [self.coupon, self.path, run_tag, *keyed]
+        keyed = "idempotency" if self.idempotency else "-"
+        return [self.coupon, self.path, run_tag, keyed, str(self.coupons)]
 
 
 # A bare ASGI callable served by Granian as the service is: no framework, no
@@ -54,5 +62,19 @@ RETURNS = Scenario(
 RUSH_STOCK = 1_000
 RUSH = Scenario("rush", "rush (stock 1,000)", "BENCH_RUSH", RUSH_STOCK)
 
+# A sale of many products (issue 23): 1,000 coupons, each request's coupon
+# drawn from Zipf(1) (the first has ~13% of the claims, the last ~0.01%).
+MANY_COUPONS = 1_000
+# Stock that never runs out, on each of them.
+MANY = Scenario(
+    "many", "many coupons (1,000, Zipf)", "BENCH_MANY", 1_000_000_000, coupons=MANY_COUPONS
+)
+# Stock 10 each: most answers are sold_out, the coupons sell out in Zipf order.
+SMALL_STOCK = 10
+MANY_SMALL = Scenario(
+    "many_small", "many small sales (1,000 x 10, Zipf)", "BENCH_SMALL", SMALL_STOCK,
+    coupons=MANY_COUPONS,
+)  # fmt: skip
+
 # The ceiling goes first: it also warms up the workers.
-SCENARIOS = (CEILING, HOT, HOT_KEYED, HELD, RETURNS, RUSH)
+SCENARIOS = (CEILING, HOT, HOT_KEYED, HELD, RETURNS, RUSH, MANY, MANY_SMALL)

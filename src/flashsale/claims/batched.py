@@ -1,10 +1,17 @@
-"""The default strategy: concurrent claims for one coupon share a transaction.
+"""The default strategy: concurrent claims share a transaction.
 
-Two lanes per coupon, each a Coalescer:
-- the claim lane decides a batch (the store's ``decide_batch``: SQL
-  ``claim_many``), which takes the coupon's row lock;
-- the sold-out lane, used once this process has seen the coupon sold out,
-  runs ``sold_out_batch``, a plain snapshot read that never touches the lock.
+Two kinds of lane:
+- the claim lanes (claims/lanes.py: a few per process, a coupon in one by
+  its name's hash) decide a batch of several coupons' claims in one
+  transaction (the store's ``decide_coupons``: SQL ``claim_many_coupons``),
+  or of one coupon's (``decide_batch``: SQL ``claim_many``, exactly as
+  before), under each coupon's row lock. A coupon's part with
+  Idempotency-Keys is decided on its own (``decide_batch`` with keys),
+  beside the rest of its batch;
+- the sold-out lanes (the same kind, and the same lane for a coupon), used
+  once this process has seen the coupon sold out, run ``sold_out_batch``
+  (``sold_out_coupons`` for several coupons), a plain snapshot read that
+  never touches the lock.
 
 The sold-out hint is keyed by the coupon's identity, and it is only a hint:
 stock comes back (a release, a restock, a hold that expires), so every
@@ -30,12 +37,19 @@ import asyncio
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from flashsale.claims.coalescer import Coalescer
 from flashsale.claims.gate import ReleaseGate
 from flashsale.claims.keyed import Decided as _Decided
 from flashsale.claims.keyed import Keyed, Release, decide_keyed, has_keys
 from flashsale.claims.keyed import Work as _Work
-from flashsale.claims.ports import ClaimStore, Key
+from flashsale.claims.lanes import CouponLanes, OnLaneBatch
+from flashsale.claims.ports import (
+    BatchResult,
+    ClaimStore,
+    CouponPart,
+    Key,
+    PartResult,
+    SoldOutRead,
+)
 from flashsale.domain import (
     REFUSED,
     ClaimDecision,
@@ -56,21 +70,31 @@ class BatchedClaims:
         max_queue: int,
         on_batch: Callable[[str, int], None] | None = None,  # (lane, size), for metrics
         release_gather: tuple[float, int] = (0.0, 1),  # (seconds, most) at the gate; 0: none
+        lanes: int = 1,
+        coupon_share: int | None = None,  # one coupon's most in a batch of several; None: all
+        on_lane_batch: OnLaneBatch | None = None,
     ) -> None:
         self._store = store
         self._gate = ReleaseGate(seconds=release_gather[0], most=release_gather[1])
         self._sold_out: dict[str, int] = {}  # coupon name -> id of the coupon seen sold out
-        self._claim_lane: Coalescer[str, _Work, _Decided] = Coalescer(
-            self._run_claim_lane,
+        self._on_claim_batch = partial(on_batch, "claim") if on_batch else None
+        self._on_lane_batch = on_lane_batch
+        self._claim_lane: CouponLanes[_Work, _Decided] = CouponLanes(
+            self._run_lane_batch,
+            lanes=lanes,
             max_batch=max_batch,
+            coupon_share=coupon_share or max_batch,
             max_queue=max_queue,
-            on_batch=partial(on_batch, "claim") if on_batch else None,
+            on_batch=self._observe_lane_batch,
         )
-        self._sold_out_lane: Coalescer[str, str, ClaimDecision | None] = Coalescer(
-            self._sold_out_batch,
+        on_sold_out = partial(on_batch, "sold_out") if on_batch else None
+        self._sold_out_lane: CouponLanes[str, ClaimDecision | None] = CouponLanes(
+            self._run_sold_out_lane,
+            lanes=lanes,
             max_batch=max_batch,
+            coupon_share=coupon_share or max_batch,
             max_queue=max_queue,
-            on_batch=partial(on_batch, "sold_out") if on_batch else None,
+            on_batch=(lambda _lane, size, _c, _w: on_sold_out(size)) if on_sold_out else None,
         )
 
     async def claim(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
@@ -96,12 +120,78 @@ class BatchedClaims:
         assert isinstance(decided, ReleaseDecision)
         return decided
 
+    def _observe_lane_batch(self, lane: int, size: int, coupons: int, wait: float) -> None:
+        if self._on_claim_batch is not None:
+            self._on_claim_batch(size)
+        if self._on_lane_batch is not None:
+            self._on_lane_batch(lane, size, coupons, wait)
+
+    async def _run_lane_batch(
+        self, parts: dict[str, list[_Work]]
+    ) -> dict[str, Sequence[_Decided] | Exception]:
+        """One coupon: its batch as before. Several: the parts without keys
+        in one decide_coupons call, each keyed part beside it on its own."""
+        if len(parts) == 1:
+            [(coupon_name, work)] = parts.items()
+            return {coupon_name: await self._run_claim_lane(coupon_name, work)}
+        plain = {name: work for name, work in parts.items() if not has_keys(work)}
+        keyed = [name for name in parts if name not in plain]
+        alone = asyncio.gather(
+            *(self._run_claim_lane(name, parts[name]) for name in keyed), return_exceptions=True
+        )
+        together: dict[str, Sequence[_Decided] | Exception] | Exception
+        try:
+            together = await self._decide_together(plain)
+        except Exception as error:  # a whole-batch failure is every plain part's
+            together = error
+        answers = {
+            name: together if isinstance(together, Exception) else together[name] for name in plain
+        }
+        for name, decided in zip(keyed, await alone, strict=True):
+            if not isinstance(decided, Exception | list):
+                raise decided  # cancelled: shutting down
+            answers[name] = decided
+        return answers
+
+    async def _decide_together(
+        self, plain: dict[str, list[_Work]]
+    ) -> dict[str, Sequence[_Decided] | Exception]:
+        if not plain:
+            return {}
+        parts = [
+            CouponPart(
+                name,
+                [item for item in work if isinstance(item, str)],
+                [item.user_id for item in work if isinstance(item, Release)],
+            )
+            for name, work in plain.items()
+        ]
+        results = await self._store.decide_coupons(parts)
+        return {
+            part.coupon_name: self._answers(part.coupon_name, plain[part.coupon_name], result)
+            for part, result in zip(parts, results, strict=True)
+        }
+
+    def _answers(
+        self, coupon_name: str, work: list[_Work], result: PartResult
+    ) -> list[_Decided] | Exception:
+        if isinstance(result, Exception):
+            return result
+        releases = [item.user_id for item in work if isinstance(item, Release)]
+        return self._decided(coupon_name, work, releases, result)
+
     async def _run_claim_lane(self, coupon_name: str, work: Sequence[_Work]) -> list[_Decided]:
         if has_keys(work):
             return await decide_keyed(partial(self._decide_keyed_round, coupon_name), work)
         users = [item for item in work if isinstance(item, str)]
         releases = [item.user_id for item in work if isinstance(item, Release)]
         result = await self._store.decide_batch(coupon_name, users, releases)
+        return self._decided(coupon_name, work, releases, result)
+
+    def _decided(
+        self, coupon_name: str, work: Sequence[_Work], releases: list[str], result: BatchResult
+    ) -> list[_Decided]:
+        """Each arrival's answer from its coupon's decided batch, in order."""
         self._note_stock(coupon_name, result.coupon_id, result.remaining, releases)
         granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
         claims = iter(
@@ -144,12 +234,25 @@ class BatchedClaims:
         elif releases:  # stock came back: claims go to the claim lane again
             self._sold_out.pop(coupon_name, None)
 
-    async def _sold_out_batch(
-        self, coupon_name: str, users: Sequence[str]
+    async def _run_sold_out_lane(
+        self, parts: dict[str, list[str]]
+    ) -> dict[str, Sequence[ClaimDecision | None] | Exception]:
+        """One coupon's read as before; several coupons' in one read."""
+        if len(parts) == 1:
+            [(coupon_name, users)] = parts.items()
+            read = await self._store.sold_out_batch(coupon_name, users)
+            return {coupon_name: self._sold_out_answers(coupon_name, users, read)}
+        reads = await self._store.sold_out_coupons([CouponPart(*part) for part in parts.items()])
+        return {
+            name: self._sold_out_answers(name, users, read)
+            for (name, users), read in zip(parts.items(), reads, strict=True)
+        }
+
+    def _sold_out_answers(
+        self, coupon_name: str, users: Sequence[str], read: SoldOutRead
     ) -> list[ClaimDecision | None]:
         """Decisions for a coupon believed sold out; None sends a claim back to
         the claim lane because the belief turned out stale."""
-        read = await self._store.sold_out_batch(coupon_name, users)
         if read.coupon_id is None:
             self._sold_out.pop(coupon_name, None)
             return [REFUSED[ClaimOutcome.NOT_FOUND]] * len(users)

@@ -37,6 +37,20 @@ class BatchResult:
 
 
 @dataclass(frozen=True, slots=True)
+class CouponPart:
+    """One coupon's part of a batch across coupons: its claims (user ids in
+    arrival order, repeats allowed) and its releases, without keys."""
+
+    coupon_name: str
+    user_ids: Sequence[str]
+    releases: Sequence[str] = ()
+
+
+# A part's result, or the error that deciding it on its own raised.
+PartResult = BatchResult | Exception
+
+
+@dataclass(frozen=True, slots=True)
 class SoldOutRead:
     """Who among the users holds the coupon, and the coupon as read: its
     stock (due holds counted as returned) and why the sale is closed, if it is."""
@@ -62,7 +76,18 @@ class ClaimStore(Protocol):
         transaction; an arrival whose key was stored before is not decided
         again. A keyed user must have no other arrival of its kind in the call."""
 
+    async def decide_coupons(self, parts: Sequence[CouponPart]) -> list[PartResult]:
+        """decide_batch for several coupons (distinct names) in one
+        transaction, each part under its coupon's lock, results in order.
+        When one part makes the whole transaction fail, each part is decided
+        in a transaction of its own, and a part that fails then gets its
+        error. A failure of the database as a whole raises, as decide_batch."""
+
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead: ...
+
+    async def sold_out_coupons(self, parts: Sequence[CouponPart]) -> list[SoldOutRead]:
+        """sold_out_batch for several coupons (distinct names) in one read,
+        in order (a part's releases are ignored)."""
 
     async def claim_one(
         self, *, coupon_name: str, user_id: str, key: Key = None

@@ -20,6 +20,8 @@ from rich.console import Console
 from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
+from flashsale.bench.scenarios import SCENARIOS, Scenario
+from flashsale.bench.under_attack import attack_lines, render_attack, run_attack_bench
 from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, require_wrk
 from flashsale.config import load_settings
@@ -36,6 +38,11 @@ _OPTIONS = (
         "--strategies",
         default=",".join(STRATEGIES),
         help="Comma-separated claim strategies to measure (CLAIM_STRATEGY).",
+    ),
+    click.option(
+        "--scenarios",
+        default=",".join(scenario.key for scenario in SCENARIOS),
+        help="Comma-separated scenarios to run, in this order (the ceiling first warms up).",
     ),
     click.option(
         "--database-url",
@@ -62,13 +69,24 @@ def bench_options(command: Command) -> Command:
     "webhook endpoints on every event (one answering after 10 s, one 1 MB); claims/s of "
     "both, each endpoint's lag and drain time (bench/webhook_load.py).",
 )
-def bench(webhooks: int, **options: Any) -> None:
+@click.option(
+    "--attack",
+    is_flag=True,
+    help="Instead of the scenarios: the hot coupon plain, then while another process holds "
+    "4,000 half-sent claim bodies, 300 dashboard streams and 10 readers of a 150,000-claimer "
+    "coupon at 2 KB/s, then after it left; claims/s, p99s, a small coupon's GET p99, worker "
+    "memory, half-sent bodies cut within 60 s (bench/under_attack.py).",
+)
+def bench(webhooks: int, attack: bool, **options: Any) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
     no-database ceiling; then check the database: no oversell, no double
     claim, every 200 committed. Each strategy gets a fresh database."""
     if webhooks:
         bench_webhooks(webhooks, **options)
+        return
+    if attack:
+        bench_attack(**options)
         return
     run_bench_command(topology=DIRECT, **options)
 
@@ -91,6 +109,27 @@ def bench_webhooks(
     console.print(render_rounds(done))
 
 
+def bench_attack(
+    *, duration: float, connections: int, threads: int, workers: int,
+    database_url: str | None, **_: Any,
+) -> None:  # fmt: skip
+    """The hot coupon under attack (bench/under_attack.py), on a direct instance."""
+    require_wrk()
+    console = make_console()
+    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
+    with (
+        console.status("starting") as status,
+        tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
+        DIRECT.database_server(database_url, workers * load_settings().db_pool_max) as database,
+    ):
+        load = Load(connections, threads, duration)
+        done = run_attack_bench(database.url, Path(tmp), load, workers, status.update)
+    console.print(render_attack(done))
+    for line in attack_lines(done):
+        console.print(line)
+    console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
+
+
 def run_bench_command(
     *,
     duration: float,
@@ -100,16 +139,19 @@ def run_bench_command(
     strategies: str,
     database_url: str | None,
     topology: Topology,
+    scenarios: str = "",
 ) -> None:
     """Runs the plan, prints the table; exit 1 if a database check failed."""
     chosen = tuple(name.strip() for name in strategies.split(",") if name.strip())
     if unknown := [name for name in chosen if name not in STRATEGIES]:
         raise click.BadParameter(f"unknown strategy {unknown[0]!r}", param_hint="--strategies")
+    measured = chosen_scenarios(scenarios)
     try:
         require_wrk()
     except WrkError as error:
         raise click.ClickException(str(error)) from None
-    plan = BenchPlan(chosen, workers, Load(connections, threads, duration), database_url, topology)
+    load = Load(connections, threads, duration)
+    plan = BenchPlan(chosen, workers, load, database_url, topology, measured)
     console = make_console()
     shape = f"{topology.instances} instance{'s' if topology.instances > 1 else ''}"
     console.print(
@@ -122,6 +164,15 @@ def run_bench_command(
     console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
     if any(not m.check.ok for m in measurements):
         raise SystemExit(1)
+
+
+def chosen_scenarios(keys: str) -> tuple[Scenario, ...]:
+    """The scenarios --scenarios names (all when empty), in its order."""
+    by_key = {scenario.key: scenario for scenario in SCENARIOS}
+    names = [key.strip() for key in keys.split(",") if key.strip()]
+    if unknown := [key for key in names if key not in by_key]:
+        raise click.BadParameter(f"unknown scenario {unknown[0]!r}", param_hint="--scenarios")
+    return tuple(by_key[key] for key in names) or SCENARIOS
 
 
 def make_console() -> Console:

@@ -15,7 +15,7 @@ log = get_logger("flashsale.cli")
 
 
 @click.command()
-@click.option("--host", help="Address to bind. [env APP_HOST; default 0.0.0.0]")
+@click.option("--host", help="Address to bind. [env APP_HOST; default 127.0.0.1]")
 @click.option("--port", type=int, help="Port to listen on. [env APP_PORT; default 8080]")
 @click.option("--workers", type=int, help="Server processes. [env WEB_WORKERS; default 2]")
 @click.option(

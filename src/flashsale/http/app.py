@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from litestar import Litestar
 
 from flashsale.config import Settings
-from flashsale.http.auth import configure_admin
+from flashsale.http.auth import configure_access
 from flashsale.http.claim_endpoint import ClaimEndpoint
 from flashsale.http.claims import CLAIM_HANDLERS
 from flashsale.http.context import put_services
@@ -20,6 +20,8 @@ from flashsale.http.docs import docs_handlers, openapi_config
 from flashsale.http.errors import EXCEPTION_HANDLERS
 from flashsale.http.events import EVENT_HANDLERS
 from flashsale.http.health import health
+from flashsale.http.jwks import refreshing
+from flashsale.http.limits import ClaimLimits, configure_proxies
 from flashsale.http.metrics import metrics_endpoint
 from flashsale.http.observability import RequestObserver
 from flashsale.http.openapi import complete_schema
@@ -33,14 +35,22 @@ from flashsale.service.services import Services
 OpenServices = Callable[[], AbstractAsyncContextManager[Services]]
 
 
+@asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
 def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
     configure_logging(settings.log_level)
     protect_secrets(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        configure_admin(app.state, settings)
-        async with open_services() as services:
+        access = configure_access(app.state, settings)
+        async with (
+            refreshing(settings, access.users) if access.users else _nothing(),
+            open_services() as services,
+        ):
             put_services(app.state, services)
             yield
 
@@ -66,6 +76,10 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
     # Outermost first: the observer sees every answer as the client gets it;
     # claims are answered next, everything else by Litestar (user-id paths
     # routed on their raw, still percent-encoded form).
-    claims = ClaimEndpoint(app, RawUserPaths(app.asgi_handler), ceiling=settings.bench_routes)
+    configure_proxies(app.state, settings)
+    limits = ClaimLimits(settings) if settings.claim_rate > 0 else None
+    claims = ClaimEndpoint(
+        app, RawUserPaths(app.asgi_handler), ceiling=settings.bench_routes, limits=limits
+    )
     app.asgi_handler = RequestObserver(claims, access=settings.log_access)
     return app

@@ -16,14 +16,19 @@ methods (405, OPTIONS) as for any route.
 
 A release (``DELETE /api/coupons/{name}/claims/{user_id}``) is answered here
 too: at the height of a sale, when payments fail, releases come in storms
-beside the claims (docs/benchmarks.md). Same admin check (http/auth.py
-is_admin), same path decoding (http/paths.py encoded_path and
+beside the claims (docs/benchmarks.md). Same caller rules (http/auth.py
+caller_of, require_staff; the claim's per CLAIM_AUTH, docs/access.md:
+checked before the body is read), same path decoding (http/paths.py encoded_path and
 http/claims.py claim_key), same error bodies.
 
 Both answer with or without an Idempotency-Key through one path: the use
 case returns the decision (stored with the key, when there is one) and
 http/idempotency.decided renders it, so a first answer and its replays are
-the same bytes."""
+the same bytes.
+
+A claim past its client's rate (http/limits.py, CLAIM_RATE) is answered 429
+here before its body is read; with no rate set the check is one attribute
+test."""
 
 from __future__ import annotations
 
@@ -34,11 +39,11 @@ from functools import partial
 
 import msgspec
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_204_NO_CONTENT,
-    HTTP_401_UNAUTHORIZED,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 from litestar.types import (
@@ -51,6 +56,7 @@ from litestar.types import (
     Send,
 )
 
+from flashsale.config import ClaimAuth
 from flashsale.domain import (
     ClaimDecision,
     ClaimOutcome,
@@ -60,15 +66,31 @@ from flashsale.domain import (
     raise_for_release,
 )
 from flashsale.http import idempotency
-from flashsale.http.auth import CHALLENGE, UNAUTHORIZED_MESSAGE, is_admin
+from flashsale.http.auth import (
+    Forbidden,
+    Unauthorized,
+    access_of,
+    anonymous,
+    caller_of,
+    require_staff,
+)
 from flashsale.http.claims import CEILING_PATH, CLAIM_PATH, RELEASE_TEMPLATE, claim_key
 from flashsale.http.context import services_of
 from flashsale.http.errors import INTERNAL_ERROR, RequestError, log_unexpected, status_of
-from flashsale.http.idempotency import RAW_HEADER, RAW_REPLAYED, check_key, decided, fingerprint
+from flashsale.http.idempotency import (
+    RAW_HEADER,
+    RAW_REPLAYED,
+    addressed,
+    admitted_key,
+    check_key,
+    decided,
+    fingerprint,
+)
 from flashsale.http.idempotency import raw_path as request_path
+from flashsale.http.limits import ClaimLimits
 from flashsale.http.paths import encoded_path
-from flashsale.http.requests import CLAIM, decode_json, receive_json_body
-from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse
+from flashsale.http.requests import CLAIM, CLAIM_KEYS, OWN_CLAIM, decode_json, receive_json_body
+from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse, OwnClaimRequest
 from flashsale.service.ports import Answer as StoredAnswer
 
 Headers = list[tuple[bytes, bytes]]
@@ -80,20 +102,24 @@ _RELEASE_PATH = re.compile(r"^/api/coupons/([^/]+)/claims/([^/]+)/?$")
 _ENCODER = msgspec.json.Encoder()
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _INTERNAL = (HTTP_500_INTERNAL_SERVER_ERROR, _JSON_HEADERS, _ENCODER.encode(INTERNAL_ERROR))
-_UNAUTHORIZED = (
-    HTTP_401_UNAUTHORIZED,
-    _JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in CHALLENGE.items()],
-    _ENCODER.encode(ErrorResponse(error="unauthorized", message=UNAUTHORIZED_MESSAGE)),
-)
+_NEEDS_CREDENTIAL = "CLAIM_AUTH={}: a claim needs Authorization: Bearer <token> (docs/access.md)"
 
 
 class ClaimEndpoint:
     """The ASGI layer that answers claims and releases and hands every other
     request on."""
 
-    def __init__(self, app: Litestar, inner: ASGIApp, *, ceiling: bool = False) -> None:
+    def __init__(
+        self,
+        app: Litestar,
+        inner: ASGIApp,
+        *,
+        ceiling: bool = False,
+        limits: ClaimLimits | None = None,
+    ) -> None:
         self._state = app.state
         self._inner = inner
+        self._limits = limits
         self._routes: dict[str, Claim] = {CLAIM_PATH: self._claim, CLAIM_PATH + "/": self._claim}
         if ceiling:
             self._routes[CEILING_PATH] = _no_database
@@ -102,7 +128,11 @@ class ClaimEndpoint:
         if scope["type"] == ScopeType.HTTP:
             if scope["method"] == "POST" and (claim := self._routes.get(scope["path"])):
                 scope["path_template"] = scope["path"].rstrip("/")  # as Litestar's router sets it
-                await _send(send, *await _answered(scope, _claim_answer(scope, receive, claim)))
+                if self._limits and (refused := self._limits.refused(scope, self._state)):
+                    await _send(send, *refused)
+                    return
+                answer = self._claim_answer(scope, receive, claim)
+                await _send(send, *await _answered(scope, answer))
                 return
             if scope["method"] == "DELETE" and (one := _RELEASE_PATH.match(encoded_path(scope))):
                 scope["path_template"] = RELEASE_TEMPLATE
@@ -116,16 +146,16 @@ class ClaimEndpoint:
 
     async def _release(self, scope: HTTPScope, name: str, user_id: str) -> Answer:
         """204, or the error the Litestar route would answer."""
-        if not is_admin(self._state, _header(scope, b"authorization")):
-            return _UNAUTHORIZED
         return await _answered(scope, self._release_answer(scope, name, user_id))
 
     async def _release_answer(self, scope: HTTPScope, name: str, user_id: str) -> Answer:
         """A release's answer from its decision (a DELETE's body, if any, is
         not read: not fingerprinted)."""
+        caller = caller_of(self._state, _header(scope, b"authorization"), _client(scope))
+        require_staff(caller, access_of(self._state))
         value = check_key(_keys(scope))
         coupon_name, user = claim_key(name, user_id)
-        key = _key(idempotency.RELEASE_CLAIM, value, "DELETE", scope, b"")
+        key = _key(self._state, idempotency.RELEASE_CLAIM, value, "DELETE", scope, b"", user)
         coupons = services_of(self._state).coupons
         decision = await coupons.release_claim(coupon_name=coupon_name, user_id=user, key=key)
         check = partial(raise_for_release, decision.outcome, coupon_name=coupon_name, user_id=user)
@@ -133,16 +163,53 @@ class ClaimEndpoint:
         headers = [] if answer.status == HTTP_204_NO_CONTENT else _JSON_HEADERS
         return _with_replayed(answer, headers)
 
+    async def _claim_answer(self, scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
+        """A claim's answer from its decision, with or without a key."""
+        subject, own = self._claimant(scope)
+        # The one extra step of a claim without a key: this scan.
+        keys = _keys(scope)
+        value = check_key(keys) if keys else None
+        body = await receive_json_body(scope, receive)
+        data = (
+            _own_claim(body, subject) if own else decode_json(body, CLAIM, required_keys=CLAIM_KEYS)
+        )
+        if subject is not None and data.user_id != subject:
+            raise Forbidden("an end user may claim only for the sub of their token")
+        key = _key(self._state, idempotency.CLAIM, value, "POST", scope, body, data.user_id)
+        return claim_answer(data, await claim(data, key))
 
-async def _claim_answer(scope: HTTPScope, receive: Receive, claim: Claim) -> Answer:
-    """A claim's answer from its decision, with or without a key."""
-    # The one extra step of a claim without a key: this scan.
-    keys = _keys(scope)
-    value = check_key(keys) if keys else None
-    body = await receive_json_body(scope, receive)
-    data = decode_json(body, CLAIM)
-    decision = await claim(data, _key(idempotency.CLAIM, value, "POST", scope, body))
-    return claim_answer(data, decision)
+    def _claimant(self, scope: HTTPScope) -> tuple[str | None, bool]:
+        """Who the claim must be for (None: the body's user_id, whoever it
+        is), and whether the body may leave user_id out (CLAIM_AUTH=user)."""
+        access = access_of(self._state)
+        authorization = _header(scope, b"authorization")
+        if access.claim_auth is ClaimAuth.OPEN and not authorization:
+            return None, False  # the original contract's claim, at its cost
+        caller = caller_of(self._state, authorization, _client(scope))
+        if caller.privileged and not anonymous(caller):
+            return None, False
+        if anonymous(caller):
+            if access.claim_auth is ClaimAuth.OPEN:
+                return None, False
+            raise Unauthorized(_NEEDS_CREDENTIAL.format(access.claim_auth.value))
+        if access.claim_auth is ClaimAuth.BACKEND:
+            raise Forbidden(
+                "CLAIM_AUTH=backend: only the backend's and the operator's tokens claim"
+            )
+        return caller.subject, access.claim_auth is ClaimAuth.USER
+
+
+def _own_claim(body: bytes, subject: str | None) -> ClaimRequest:
+    """An end user's claim body; a missing user_id is the token's sub."""
+    own: OwnClaimRequest = decode_json(body, OWN_CLAIM, required_keys=1)
+    user = own.user_id if own.user_id is not None else subject
+    assert user is not None
+    return ClaimRequest(user_id=user, coupon_name=own.coupon_name)
+
+
+def _client(scope: HTTPScope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 async def _answered(scope: HTTPScope, answer: Awaitable[Answer]) -> Answer:
@@ -161,12 +228,23 @@ def _keys(scope: HTTPScope) -> list[bytes]:
 
 
 def _key(
-    route: str, value: bytes | None, method: str, scope: HTTPScope, body: bytes
+    state: State,
+    route: str,
+    value: bytes | None,
+    method: str,
+    scope: HTTPScope,
+    body: bytes,
+    user_id: str,
 ) -> IdempotencyKey | None:
+    """The request's key, owned by its caller and admitted by its quota
+    (http/idempotency.py); the caller is looked up only for a keyed request."""
     if value is None:
         return None
+    caller = addressed(caller_of(state, _header(scope, b"authorization")), scope, state)
     digest = fingerprint(method, request_path(scope), body)
-    return IdempotencyKey(route, value.decode("ascii"), digest)
+    return admitted_key(
+        state, caller, user_id, IdempotencyKey(route, value.decode("ascii"), digest)
+    )
 
 
 def _header(scope: HTTPScope, name: bytes) -> str:

@@ -19,21 +19,30 @@ from litestar.status_codes import HTTP_200_OK
 
 from flashsale.http import idempotency
 from flashsale.http.allow import with_options
-from flashsale.http.auth import admin_only
+from flashsale.http.auth import (
+    Unauthorized,
+    access_of,
+    connection_caller,
+    require_reader_of,
+    sees_claimers,
+    staff_only,
+)
 from flashsale.http.context import services_of
-from flashsale.http.idempotency import request_key, respond
+from flashsale.http.idempotency import request_caller, request_key, respond
 from flashsale.http.openapi import (
     ALREADY_CLAIMED,
     ALREADY_REDEEMED,
     BODY_FAILURES,
     CLAIM_NOT_FOUND,
     COUPON_NOT_FOUND,
+    FORBIDDEN,
     INVALID_REQUEST,
     NOT_STARTED,
     PAUSED,
     SALE_ENDED,
     SERVICE_UNAVAILABLE,
     SOLD_OUT,
+    UNAUTHORIZED,
     documented,
 )
 from flashsale.http.requests import (
@@ -76,8 +85,11 @@ RELEASE_TEMPLATE = "/api/coupons/{name}/claims/{user_id}"  # as Litestar's route
         SALE_ENDED,
         PAUSED,
         SERVICE_UNAVAILABLE,
+        UNAUTHORIZED,
+        FORBIDDEN,
         body=ClaimRequest,
         keyed=True,
+        optional_auth=True,
         responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
     ),
 )
@@ -96,14 +108,24 @@ def _never_routed() -> NoReturn:
     "/api/coupons/{name:str}/claims",
     summary="A coupon's claims in claim order, a page at a time",
     tags=["coupons"],
-    **documented(INVALID_REQUEST, COUPON_NOT_FOUND, SERVICE_UNAVAILABLE),
+    **documented(
+        INVALID_REQUEST,
+        COUPON_NOT_FOUND,
+        SERVICE_UNAVAILABLE,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        optional_auth=True,
+    ),
 )
 async def list_claims(
+    request: AnyRequest,
     state: State,
     name: str,
     limit: str | None = LIMIT,
     after: str | None = AFTER,
 ) -> ClaimsPageResponse:
+    if not sees_claimers(request):
+        raise Unauthorized("HIDE_CLAIMERS=true: a coupon's claims need a bearer token")
     require_coupon_name(name)
     reads = services_of(state).reads
     page = await reads.claims_page(name, after=claim_cursor(after), limit=page_limit(limit))
@@ -144,10 +166,18 @@ def claim_key(name: str, user_id: str) -> tuple[str, str]:
     ONE_CLAIM,
     summary="One user's live claim on a coupon (held or redeemed)",
     tags=["claims"],
-    **documented(COUPON_NOT_FOUND, CLAIM_NOT_FOUND, SERVICE_UNAVAILABLE),
+    **documented(
+        COUPON_NOT_FOUND,
+        CLAIM_NOT_FOUND,
+        SERVICE_UNAVAILABLE,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        optional_auth=True,
+    ),
 )
-async def read_claim(state: State, name: str, user_id: str) -> ClaimBody:
+async def read_claim(request: AnyRequest, state: State, name: str, user_id: str) -> ClaimBody:
     coupon_name, user = claim_key(name, user_id)
+    require_reader_of(connection_caller(request), access_of(state), user)
     claim = await services_of(state).reads.claim(coupon_name=coupon_name, user_id=user)
     return claim_body(claim)
 
@@ -156,7 +186,7 @@ async def read_claim(state: State, name: str, user_id: str) -> ClaimBody:
     ONE_CLAIM,
     summary="Release a held claim: its unit is back in the stock (the order was cancelled)",
     tags=["claims"],
-    **admin_only(
+    **staff_only(
         *_CLAIM_WRITE_FAILURES,
         keyed=True,
     ),
@@ -172,21 +202,24 @@ async def release_claim() -> None:
     status_code=HTTP_200_OK,
     summary="Redeem a held claim (the checkout used the coupon): it never expires then",
     tags=["claims"],
-    **admin_only(
+    **staff_only(
         *_CLAIM_WRITE_FAILURES,
         keyed=True,
         responses={200: ResponseSpec(ClaimBody, description="the claim, redeemed")},
     ),
 )
 async def redeem_claim(request: AnyRequest, name: str, user_id: str) -> Response[Any]:
-    key = await request_key(request, idempotency.REDEEM_CLAIM)
     coupon_name, user = claim_key(name, user_id)
+    key = await request_key(request, idempotency.REDEEM_CLAIM, user)
     coupons = services_of(request.app.state).coupons
+    actor = request_caller(request)
     return await respond(
         key,
         HTTP_200_OK,
         claim_body,
-        lambda once: coupons.redeem_claim(coupon_name=coupon_name, user_id=user, once=once),
+        lambda once: coupons.redeem_claim(
+            coupon_name=coupon_name, user_id=user, once=once, actor=actor
+        ),
     )
 
 

@@ -17,9 +17,9 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from flashsale.http import idempotency
 from flashsale.http.allow import Resource
-from flashsale.http.auth import admin_only
+from flashsale.http.auth import admin_only, sees_claimers
 from flashsale.http.context import services_of
-from flashsale.http.idempotency import request_key, respond
+from flashsale.http.idempotency import request_caller, request_key, respond
 from flashsale.http.openapi import (
     AMOUNT_BELOW_CLAIMED,
     BODY_FAILURES,
@@ -82,13 +82,17 @@ class CouponController(Resource):
         ),
     )
     async def create_coupon(self, request: AnyRequest) -> Response[Any]:
-        key = await request_key(request, idempotency.CREATE_COUPON)
         data = await decode_body(request, CREATE_COUPON)
         check_window(data.starts_at, data.ends_at)
+        key = await request_key(request, idempotency.CREATE_COUPON)
         coupon = NewCoupon(data.name, data.amount, data.starts_at, data.ends_at, data.hold_seconds)
         coupons = services_of(request.app.state).coupons
+        actor = request_caller(request)
         return await respond(
-            key, HTTP_201_CREATED, created_body, lambda once: coupons.create_coupon(coupon, once)
+            key,
+            HTTP_201_CREATED,
+            created_body,
+            lambda once: coupons.create_coupon(coupon, once, actor=actor),
         )
 
     @patch(
@@ -109,11 +113,11 @@ class CouponController(Resource):
         difference); ``active: false`` pauses, ``true`` resumes; ``null``
         clears ``starts_at``, ``ends_at`` or ``hold_seconds`` (a new hold
         applies to claims made after the change)."""
-        key = await request_key(request, idempotency.CHANGE_COUPON)
         require_coupon_name(name)
         data = await decode_body(request, CHANGE_COUPON)
         starts, ends = _or_keep(data.starts_at), _or_keep(data.ends_at)
         check_window(None if starts is KEEP else starts, None if ends is KEEP else ends)
+        key = await request_key(request, idempotency.CHANGE_COUPON)
         change = CouponChange(
             amount=None if data.amount is msgspec.UNSET else data.amount,
             active=None if data.active is msgspec.UNSET else data.active,
@@ -122,8 +126,12 @@ class CouponController(Resource):
             hold_seconds=_or_keep(data.hold_seconds),
         )
         coupons = services_of(request.app.state).coupons
+        actor = request_caller(request)
         return await respond(
-            key, HTTP_200_OK, coupon_item, lambda once: coupons.change_coupon(name, change, once)
+            key,
+            HTTP_200_OK,
+            coupon_item,
+            lambda once: coupons.change_coupon(name, change, once, actor=actor),
         )
 
     @get(
@@ -150,17 +158,24 @@ class CouponController(Resource):
             responses={200: ResponseSpec(CouponResponse, description="the coupon, streamed")},
         ),
     )
-    async def get_coupon(self, state: State, name: str) -> Stream:
+    async def get_coupon(self, request: AnyRequest, state: State, name: str) -> Stream:
         """The same JSON as ever, written a few hundred KB at a time from one
         database snapshot, so a coupon with a million claimers costs neither
         a million-element list nor a 15 MB buffer. 404 is decided before any
-        byte is sent; later failures can only cut the body short."""
+        byte is sent; later failures can only cut the body short. With
+        HIDE_CLAIMERS=true an anonymous reader gets an empty ``claimed_by``."""
+        claimers = sees_claimers(request)
         require_coupon_name(name)
         snapshot = await services_of(state).reads.open_coupon(name)
-        return Stream(coupon_json(snapshot), media_type=MediaType.JSON)
+        return Stream(coupon_json(snapshot, claimers=claimers), media_type=MediaType.JSON)
 
 
 T = TypeVar("T")
+
+
+async def _none() -> AsyncIterator[list[str]]:
+    return
+    yield
 
 
 def _or_keep(value: T | msgspec.UnsetType) -> T | Keep:
@@ -197,11 +212,11 @@ def _tail(snapshot: CouponSnapshot) -> bytes:
     return b"]," + _ENCODER.encode(_item_fields(snapshot.header, _TAIL))[1:]
 
 
-async def coupon_json(snapshot: CouponSnapshot) -> AsyncIterator[bytes]:
+async def coupon_json(snapshot: CouponSnapshot, *, claimers: bool = True) -> AsyncIterator[bytes]:
     buffer = bytearray(_head(snapshot))
     first = True
     try:
-        async for batch in snapshot.user_id_batches():
+        async for batch in snapshot.user_id_batches() if claimers else _none():
             if not batch:
                 continue
             if not first:

@@ -12,6 +12,7 @@ from litestar import MediaType, Response, get
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from flashsale.http.auth import guard_operator
 from flashsale.http.context import services_of
 from flashsale.http.stopping import stopping, watch_stop_signals
 from flashsale.service.dashboard import DashboardFeed
@@ -25,7 +26,13 @@ def dashboard_page() -> bytes:
     return files("flashsale.http").joinpath("static/dashboard.html").read_bytes()
 
 
-@get("/dashboard", summary="Live dashboard (HTML)", tags=["dashboard"], include_in_schema=False)
+@get(
+    "/dashboard",
+    summary="Live dashboard (HTML)",
+    tags=["dashboard"],
+    include_in_schema=False,
+    guards=[guard_operator],
+)
 async def dashboard() -> Response[bytes]:
     return Response(dashboard_page(), media_type=MediaType.HTML)
 
@@ -34,6 +41,7 @@ async def dashboard() -> Response[bytes]:
     "/dashboard/events",
     summary="Server-sent events: a snapshot of the busiest coupons every 0.5 s",
     tags=["dashboard"],
+    guards=[guard_operator],
 )
 async def dashboard_events(state: State) -> ServerSentEvent:
     watch_stop_signals()

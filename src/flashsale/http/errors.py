@@ -14,6 +14,7 @@ from litestar.status_codes import (
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -36,6 +37,7 @@ from flashsale.domain import (
     SaleEnded,
     ServiceUnavailable,
     SoldOut,
+    TooManyKeys,
     WebhookNotFound,
 )
 from flashsale.http.schemas import ErrorResponse
@@ -50,6 +52,7 @@ class RequestError(Exception):
 
     status = HTTP_400_BAD_REQUEST
     code = "invalid_request"
+    headers: dict[str, str] | None = None  # extra response headers (a 401's challenge)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -89,6 +92,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     DestinationRefused: HTTP_400_BAD_REQUEST,
     IdempotencyKeyReused: HTTP_422_UNPROCESSABLE_ENTITY,
     IdempotencyKeyInUse: HTTP_409_CONFLICT,
+    TooManyKeys: HTTP_429_TOO_MANY_REQUESTS,
     ServiceUnavailable: HTTP_503_SERVICE_UNAVAILABLE,
 }
 
@@ -96,6 +100,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
 HTTP_CODES: dict[int, str] = {
     400: "invalid_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -119,9 +124,9 @@ def error_response(
 def status_of(error: DomainError | RequestError) -> tuple[int, dict[str, str] | None]:
     """The status and extra headers a client error is answered with."""
     if isinstance(error, RequestError):
-        return error.status, None
+        return error.status, error.headers
     status = DOMAIN_STATUS.get(type(error), HTTP_400_BAD_REQUEST)
-    if isinstance(error, ServiceUnavailable):
+    if isinstance(error, ServiceUnavailable | TooManyKeys):
         return status, {"Retry-After": str(error.retry_after)}
     return status, None
 

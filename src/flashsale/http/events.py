@@ -15,13 +15,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from flashsale.http.auth import admin_only
+from flashsale.http.auth import staff_only
 from flashsale.http.context import services_of
 from flashsale.http.openapi import (
     COUPON_NOT_FOUND,
     INVALID_REQUEST,
     SERVICE_UNAVAILABLE,
-    documented,
 )
 from flashsale.http.requests import (
     AFTER,
@@ -66,7 +65,7 @@ def event_body(event: Event) -> EventBody:
     "/api/events",
     summary="Every change of every coupon, a page at a time; never skips one",
     tags=["events"],
-    **admin_only(INVALID_REQUEST, SERVICE_UNAVAILABLE),
+    **staff_only(INVALID_REQUEST, SERVICE_UNAVAILABLE),
 )
 async def list_events(
     state: State, limit: str | None = LIMIT, after: str | None = AFTER
@@ -85,7 +84,7 @@ async def list_events(
     "/api/coupons/{name:str}/events",
     summary="A coupon's events by sequence number, a page at a time",
     tags=["events"],
-    **documented(INVALID_REQUEST, COUPON_NOT_FOUND, SERVICE_UNAVAILABLE),
+    **staff_only(INVALID_REQUEST, COUPON_NOT_FOUND, SERVICE_UNAVAILABLE),
 )
 async def coupon_events(
     state: State, name: str, limit: str | None = LIMIT, after: str | None = AFTER
@@ -102,7 +101,7 @@ async def coupon_events(
     "/api/events/stream",
     summary="The events feed live, as server-sent events (resumable with Last-Event-ID)",
     tags=["events"],
-    **admin_only(
+    **staff_only(
         INVALID_REQUEST,
         SERVICE_UNAVAILABLE,
         responses={

@@ -58,7 +58,10 @@ INVALID_REQUEST = Failure(
 UNAUTHORIZED = Failure(
     401,
     "unauthorized",
-    "ADMIN_TOKEN is set and the request lacks `Authorization: Bearer <ADMIN_TOKEN>`",
+    "no credential where one is needed, or a bearer token that is not valid (docs/access.md)",
+)
+FORBIDDEN = Failure(
+    403, "forbidden", "the credential is valid but may not do this (docs/access.md)"
 )
 COUPON_NOT_FOUND = Failure(404, "coupon_not_found", "no coupon has this name")
 COUPON_EXISTS = Failure(409, "coupon_exists", "a coupon with this name exists")
@@ -99,8 +102,15 @@ IDEMPOTENCY_KEY_IN_USE = Failure(
     "the first request with this Idempotency-Key is still being decided after the lock "
     "timeout (a retry waits for it until then)",
 )
+TOO_MANY_KEYS = Failure(
+    429,
+    "too_many_keys",
+    "this caller stored as many Idempotency-Keys as its quota allows until Retry-After "
+    "(IDEMPOTENCY_KEYS_PER_IDENTITY, IDEMPOTENCY_KEYS_PER_CREDENTIAL); send the request "
+    "without a key or later",
+)
 # What a route taking an Idempotency-Key can answer besides its own failures.
-KEY_FAILURES = (INVALID_REQUEST, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE)
+KEY_FAILURES = (INVALID_REQUEST, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, TOO_MANY_KEYS)
 
 # What any route that reads a JSON body can answer.
 BODY_FAILURES = (INVALID_REQUEST, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
@@ -149,6 +159,7 @@ def documented(
     body: type[msgspec.Struct] | None = None,
     responses: Mapping[int, ResponseSpec] | None = None,
     keyed: bool = False,
+    optional_auth: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator: its failures, its body, any
     other response to declare (e.g. a streamed 200), and whether it takes an
@@ -159,7 +170,9 @@ def documented(
         "responses": {**failure_responses(failures), **(responses or {})},
         "operation_class": _operation_class(body, keyed),
     }
-    if UNAUTHORIZED in failures:
+    # optional_auth: a route anonymous callers may use in some modes (the
+    # claim, a user's claims): 401 documented, no security requirement.
+    if UNAUTHORIZED in failures and not optional_auth:
         arguments["security"] = [{ADMIN_SECURITY: []}]
     return arguments
 
@@ -233,7 +246,7 @@ def _complete_responses(responses: dict[str, Any]) -> None:
             response.content = {"application/json": OpenAPIMediaType(schema=_ERROR_REFERENCE)}
         headers = dict(response.headers or {})
         headers["X-Request-ID"] = _REQUEST_ID_HEADER
-        if status == "503":
+        if status in ("429", "503"):
             headers["Retry-After"] = _RETRY_AFTER_HEADER
         if status == "401":
             headers["WWW-Authenticate"] = _WWW_AUTHENTICATE_HEADER

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from flashsale.http.schemas import (
     CouponName,
     CreateCouponRequest,
     CreateWebhookRequest,
+    OwnClaimRequest,
     ReplayRequest,
     RotateSecretRequest,
     UserId,
@@ -40,6 +42,9 @@ AnyRequest = Request[Any, Any, Any]
 # and ``"5"`` are not integers, and the client learns which field is wrong.
 CREATE_COUPON = msgspec.json.Decoder(CreateCouponRequest)
 CLAIM = msgspec.json.Decoder(ClaimRequest)
+OWN_CLAIM = msgspec.json.Decoder(OwnClaimRequest)
+# The keys a claim must have (decode_json's fast path for duplicate keys).
+CLAIM_KEYS = len(ClaimRequest.__struct_fields__) - len(ClaimRequest.__struct_defaults__)
 CHANGE_COUPON = msgspec.json.Decoder(ChangeCouponRequest)
 CREATE_WEBHOOK = msgspec.json.Decoder(CreateWebhookRequest)
 ROTATE_SECRET = msgspec.json.Decoder(RotateSecretRequest)
@@ -65,6 +70,7 @@ FIELD_RULES = {
 }
 _FIELD_PATH = re.compile(r"at `\$\.(\w+)")
 _MISSING = re.compile(r"missing required field `(\w+)`")
+_UNKNOWN = re.compile(r"unknown field `(.*)`", re.DOTALL)
 
 
 def is_json(content_type: str) -> bool:
@@ -117,19 +123,64 @@ async def receive_json_body(
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+_NOT_JSON_BODY = "the request body is not valid JSON"
+_TOO_DEEP = "the request body is nested too deeply"
+
+
+def decode_json(body: bytes, decoder: msgspec.json.Decoder[T], *, required_keys: int = 0) -> T:
+    """``body`` as ``decoder``'s struct, strictly: 400 for anything it
+    refuses, and for a duplicate key anywhere in the body (msgspec, like most
+    decoders, would keep the last: two readers could disagree on what was
+    sent). ``required_keys``: how many keys the struct requires (the
+    claim's), for the check's fast path."""
     try:
-        return decoder.decode(body)
+        decoded = decoder.decode(body)
     except msgspec.ValidationError as error:
         raise InvalidRequest(describe(str(error))) from None
     except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 raises the latter
-        raise InvalidRequest("the request body is not valid JSON") from None
+        raise InvalidRequest(_NOT_JSON_BODY) from None
     except RecursionError:  # msgspec's guard against deeply nested unknown fields
-        raise InvalidRequest("the request body is nested too deeply") from None
+        raise InvalidRequest(_TOO_DEEP) from None
+    # A colon outside a string follows a key, so a body has at least as many
+    # colons as keys. The struct decoded, so its required keys are there with
+    # distinct names: as many colons as those means no other key, hence no
+    # duplicate (the claim's common case: one count, no parse). Else, the
+    # exact check: a second parse.
+    if not required_keys or body.count(b":") != required_keys:
+        check_unique_keys(body)
+    return decoded
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+
+
+def check_unique_keys(body: bytes) -> None:
+    """400 when a JSON object in ``body`` (valid JSON) repeats a key."""
+    try:
+        json.loads(body, object_pairs_hook=_unique)
+    except _DuplicateKey as duplicate:
+        raise InvalidRequest(f"the request body repeats the key {duplicate.key[:64]!r}") from None
+    except RecursionError:
+        raise InvalidRequest(_TOO_DEEP) from None
+    except ValueError:
+        raise InvalidRequest(_NOT_JSON_BODY) from None
 
 
 def describe(msgspec_message: str) -> str:
     """A message that names the field and its rule, from msgspec's text."""
+    if unknown := _UNKNOWN.search(msgspec_message):
+        return f"{unknown[1][:64]!r} is not a field of this request"
     if missing := _MISSING.search(msgspec_message):
         field = missing[1]
         return f"{field} is required and {FIELD_RULES.get(field, 'must be set')}"

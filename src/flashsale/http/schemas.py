@@ -62,7 +62,13 @@ class Body(msgspec.Struct):
     """Base of every request and response body."""
 
 
-class CreateCouponRequest(Body):
+class AdminBody(Body, forbid_unknown_fields=True):
+    """An admin request's body: a field it does not take is a 400, not
+    silently ignored (a misspelt "actve": false would pause nothing). The
+    claim stays lenient: the original contract's clients may send more."""
+
+
+class CreateCouponRequest(AdminBody):
     name: CouponName
     amount: Amount
     starts_at: Timestamp | None = None
@@ -70,7 +76,7 @@ class CreateCouponRequest(Body):
     hold_seconds: HoldSeconds | None = None
 
 
-class ChangeCouponRequest(Body):
+class ChangeCouponRequest(AdminBody):
     """Every field optional; a field left out stays as it is, ``null``
     clears ``starts_at``, ``ends_at`` or ``hold_seconds``."""
 
@@ -84,6 +90,14 @@ class ChangeCouponRequest(Body):
 class ClaimRequest(Body):
     user_id: UserId
     coupon_name: CouponName
+
+
+class OwnClaimRequest(Body):
+    """An end user's claim (CLAIM_AUTH=user): user_id may be left out, and
+    is then the token's sub (http/claim_endpoint.py)."""
+
+    coupon_name: CouponName
+    user_id: UserId | None = None
 
 
 CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
@@ -226,7 +240,7 @@ PreviousValidSeconds = Annotated[
 ]
 
 
-class CreateWebhookRequest(Body):
+class CreateWebhookRequest(AdminBody):
     url: WebhookUrl
     secret: WebhookSecret | None = None
     events: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=64)] = msgspec.field(
@@ -254,6 +268,11 @@ class WebhookBody(Body):
     backlog: int  # events still to deliver, at most (queued minus delivered seqs)
     next_attempt_at: datetime | None  # when the first of them is due; null: none
     lag_seconds: float | None  # age of the oldest event not delivered yet
+    # Who registered it and who made its last change (registration, rotation,
+    # enabling, replay), and when: {"kind": "operator", "name": "admin"}.
+    created_by: dict[str, str] | None
+    changed_by: dict[str, str] | None
+    changed_at: datetime | None
 
 
 class CreatedWebhookBody(WebhookBody):
@@ -267,7 +286,7 @@ class WebhooksResponse(Body):
     next: str | None  # cursor for ?after=; null on the last page
 
 
-class ReplayRequest(Body):
+class ReplayRequest(AdminBody):
     """Where a replay starts: an event id, a time, or both (the later wins);
     never before the endpoint was registered."""
 
@@ -282,7 +301,7 @@ class ReplayBody(Body):
     streams: int  # coupons whose events are delivered again
 
 
-class RotateSecretRequest(Body):
+class RotateSecretRequest(AdminBody):
     secret: WebhookSecret | None = None
     previous_valid_seconds: PreviousValidSeconds = 86400
 

@@ -4,13 +4,22 @@ lists). The user id arrives percent-encoded (http/paths.py)."""
 
 from __future__ import annotations
 
-from litestar import get
+from typing import Any
+
+from litestar import Request, get
 from litestar.datastructures import State
 
+from flashsale.http.auth import access_of, connection_caller, require_reader_of
 from flashsale.http.claims import claim_body
 from flashsale.http.context import services_of
 from flashsale.http.errors import InvalidRequest
-from flashsale.http.openapi import INVALID_REQUEST, SERVICE_UNAVAILABLE, documented
+from flashsale.http.openapi import (
+    FORBIDDEN,
+    INVALID_REQUEST,
+    SERVICE_UNAVAILABLE,
+    UNAUTHORIZED,
+    documented,
+)
 from flashsale.http.requests import (
     AFTER,
     LIMIT,
@@ -26,12 +35,17 @@ from flashsale.http.schemas import UserClaimsPageResponse
     "/api/users/{user_id:str}/claims",
     summary="A user's live claims across coupons, newest first, a page at a time",
     tags=["claims"],
-    **documented(INVALID_REQUEST, SERVICE_UNAVAILABLE),
+    **documented(INVALID_REQUEST, SERVICE_UNAVAILABLE, UNAUTHORIZED, FORBIDDEN, optional_auth=True),
 )
 async def user_claims(
-    state: State, user_id: str, limit: str | None = LIMIT, after: str | None = AFTER
+    request: Request[Any, Any, Any],
+    state: State,
+    user_id: str,
+    limit: str | None = LIMIT,
+    after: str | None = AFTER,
 ) -> UserClaimsPageResponse:
     user = path_user_id(user_id, missing=InvalidRequest("user_id " + _USER_RULE))
+    require_reader_of(connection_caller(request), access_of(state), user)
     reads = services_of(state).reads
     page = await reads.user_claims_page(
         user, before=user_claim_cursor(after), limit=page_limit(limit)

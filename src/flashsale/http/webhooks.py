@@ -17,6 +17,7 @@ from flashsale.http.allow import Resource
 from flashsale.http.auth import admin_only
 from flashsale.http.context import services_of
 from flashsale.http.errors import InvalidRequest
+from flashsale.http.idempotency import request_caller
 from flashsale.http.openapi import (
     BODY_FAILURES,
     INVALID_REQUEST,
@@ -46,8 +47,11 @@ from flashsale.http.schemas import (
     WebhookBody,
     WebhooksResponse,
 )
+from flashsale.logs import get_logger
 from flashsale.service.ports import Webhook
 from flashsale.service.signing import is_secret
+
+log = get_logger("flashsale.webhooks")
 
 _WEBHOOK_ID = re.compile(r"^[1-9][0-9]{0,18}$")
 MAX_BIGINT = 2**63 - 1
@@ -69,7 +73,10 @@ class WebhookController(Resource):
         _check_secret(data.secret)
         webhooks = services_of(request.app.state).webhooks
         webhook, secret = await webhooks.register(
-            url=data.url, events=list(dict.fromkeys(data.events)), secret=data.secret
+            url=data.url,
+            events=list(dict.fromkeys(data.events)),
+            secret=data.secret,
+            actor=request_caller(request),
         )
         return CreatedWebhookBody(**msgspec.structs.asdict(webhook_body(webhook)), secret=secret)
 
@@ -89,6 +96,7 @@ class WebhookController(Resource):
             _webhook_id(webhook_id),
             secret=data.secret,
             previous_valid_for=data.previous_valid_seconds,
+            actor=request_caller(request),
         )
         return RotatedSecretBody(id=int(webhook_id), secret=secret, previous_valid_until=until)
 
@@ -122,7 +130,9 @@ class WebhookController(Resource):
     )
     async def enable_webhook(self, request: AnyRequest, webhook_id: str) -> WebhookBody:
         webhooks = services_of(request.app.state).webhooks
-        return webhook_body(await webhooks.enable(_webhook_id(webhook_id)))
+        return webhook_body(
+            await webhooks.enable(_webhook_id(webhook_id), actor=request_caller(request))
+        )
 
     @post(
         "/{webhook_id:str}/replay",
@@ -134,7 +144,10 @@ class WebhookController(Resource):
         data = await decode_body(request, REPLAY)
         webhooks = services_of(request.app.state).webhooks
         replay = await webhooks.replay(
-            _webhook_id(webhook_id), from_event_id=data.from_event_id, from_time=data.from_time
+            _webhook_id(webhook_id),
+            from_event_id=data.from_event_id,
+            from_time=data.from_time,
+            actor=request_caller(request),
         )
         return ReplayBody(int(webhook_id), replay.since, data.from_event_id, replay.streams)
 
@@ -146,6 +159,11 @@ class WebhookController(Resource):
     async def delete_webhook(self, request: AnyRequest, webhook_id: str) -> None:
         if not await services_of(request.app.state).webhooks.delete(_webhook_id(webhook_id)):
             raise _not_found()
+        # The endpoint's row, and its changed_by, are gone: the log keeps who.
+        actor = request_caller(request)
+        log.info(
+            "webhook deleted", webhook=int(webhook_id), actor=actor.kind.value, name=actor.name
+        )
 
 
 def _webhook_id(text: str) -> int:
@@ -178,6 +196,9 @@ def webhook_body(webhook: Webhook) -> WebhookBody:
         backlog=webhook.backlog,
         next_attempt_at=webhook.next_attempt_at,
         lag_seconds=webhook.lag_seconds,
+        created_by=webhook.created_by,
+        changed_by=webhook.changed_by,
+        changed_at=webhook.changed_at,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flashsale.claims.ports import ClaimStrategy, Key
-from flashsale.domain import ClaimDecision, ReleaseDecision, ReleaseOutcome
+from flashsale.domain import Caller, ClaimDecision, ReleaseDecision, ReleaseOutcome
 from flashsale.service.deadline import deadline
 from flashsale.service.ports import (
     Answer,
@@ -18,6 +18,7 @@ from flashsale.service.ports import (
     Once,
 )
 
+Actor = Caller | None  # who makes an admin change (recorded in its event)
 HEALTH_TIMEOUT = 2.0  # a health check must answer before a load balancer gives up
 
 
@@ -36,18 +37,24 @@ class CouponService:
         self._on_event = on_event or (lambda _event, _count: None)
 
     async def create_coupon(
-        self, coupon: NewCoupon, once: Once[CouponState] | None = None
+        self, coupon: NewCoupon, once: Once[CouponState] | None = None, *, actor: Actor = None
     ) -> CouponState | Answer:
-        """``once``: under an Idempotency-Key (CouponWriter says how)."""
+        """``once``: under an Idempotency-Key (CouponWriter says how);
+        ``actor``: who creates it, recorded in its event."""
         async with deadline(self.request_timeout):
-            return await self._store.create_coupon(coupon, once)
+            return await self._store.create_coupon(coupon, once, actor=actor)
 
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState] | None = None
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState] | None = None,
+        *,
+        actor: Actor = None,
     ) -> CouponState | Answer:
         """A restock or cut, a new window, a pause or resume, a new hold."""
         async with deadline(self.request_timeout):
-            return await self._store.change_coupon(name, change, once)
+            return await self._store.change_coupon(name, change, once, actor=actor)
 
     async def claim(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         """Returns once the claim is decided and committed. Refusals are
@@ -69,15 +76,22 @@ class CouponService:
         return decision
 
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView] | None = None
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView] | None = None,
+        actor: Actor = None,
     ) -> ClaimView | Answer:
         async with deadline(self.request_timeout):
             if once is None:
-                claim = await self._store.redeem_claim(coupon_name=coupon_name, user_id=user_id)
+                claim = await self._store.redeem_claim(
+                    coupon_name=coupon_name, user_id=user_id, actor=actor
+                )
                 self._on_event("redeemed", 1)
                 return claim
             answer = await self._store.redeem_claim(
-                coupon_name=coupon_name, user_id=user_id, once=once
+                coupon_name=coupon_name, user_id=user_id, once=once, actor=actor
             )
         self._count("redeemed", answer)
         return answer

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
-from flashsale.domain import DomainError, IdempotencyKey
+from flashsale.domain import Caller, DomainError, IdempotencyKey
 
 CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
 ClaimStatus = Literal["held", "redeemed"]
@@ -128,6 +128,16 @@ class Answer:
     body: bytes
     replayed: bool = False
 
+    @property
+    def kept(self) -> bool:
+        """Whether the answer is stored with its key: not a refusal of the
+        request as sent (400, 401, 403, 413, 415, 422, 429: nothing ran, and
+        the client may correct it and retry with the same key); a 404 or a
+        409 is the request's answer and is kept."""
+        return self.status not in NOT_KEPT
+
+
+NOT_KEPT = frozenset({400, 401, 403, 413, 415, 422, 429})
 
 R = TypeVar("R")
 
@@ -186,29 +196,44 @@ class CouponWriter(Protocol):
     async def ping(self) -> None: ...
 
     @overload
-    async def create_coupon(self, coupon: NewCoupon, once: None = None) -> CouponState: ...
+    async def create_coupon(
+        self, coupon: NewCoupon, once: None = None, *, actor: Caller | None = None
+    ) -> CouponState: ...
     @overload
-    async def create_coupon(self, coupon: NewCoupon, once: Once[CouponState]) -> Answer:
+    async def create_coupon(
+        self, coupon: NewCoupon, once: Once[CouponState], *, actor: Caller | None = None
+    ) -> Answer:
         """CouponExists when the name is taken; InvalidCoupon when ends_at is
-        not in the future by the database's clock."""
+        not in the future by the database's clock. ``actor``: who made the
+        change, recorded in its event (as in every write here)."""
 
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: None = None
+        self, name: str, change: CouponChange, once: None = None, *, actor: Caller | None = None
     ) -> CouponState: ...
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState]
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState],
+        *,
+        actor: Caller | None = None,
     ) -> Answer:
         """CouponNotFound, AmountBelowClaimed, InvalidCoupon."""
 
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: None = None
+        self, *, coupon_name: str, user_id: str, once: None = None, actor: Caller | None = None
     ) -> ClaimView: ...
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView]
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView],
+        actor: Caller | None = None,
     ) -> Answer:
         """CouponNotFound, ClaimNotFound, AlreadyRedeemed."""
 
@@ -278,6 +303,9 @@ class Webhook:
     backlog: int  # events still to deliver, at most
     next_attempt_at: datetime | None  # when the first of them is due
     lag_seconds: float | None  # age of the oldest event not delivered yet
+    created_by: dict[str, str] | None = None  # who registered it (kind, name)
+    changed_by: dict[str, str] | None = None  # who made its last change
+    changed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,17 +364,26 @@ class DestinationCheck(Protocol):
 
 
 class WebhookRegistry(Protocol):
-    async def register_webhook(self, *, url: str, events: list[str], secret: str) -> Webhook: ...
+    """``actor``: who makes a change, kept as the endpoint's changed_by."""
+
+    async def register_webhook(
+        self, *, url: str, events: list[str], secret: str, actor: Caller | None = None
+    ) -> Webhook: ...
 
     async def list_webhooks(
         self, *, after: int, limit: int, only: int | None = None
     ) -> list[Webhook]: ...
 
-    async def enable_webhook(self, webhook_id: int) -> bool:
+    async def enable_webhook(self, webhook_id: int, actor: Caller | None = None) -> bool:
         """False: no such endpoint."""
 
     async def replay_webhook(
-        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+        self,
+        webhook_id: int,
+        *,
+        from_event_id: int,
+        from_time: datetime | None,
+        actor: Caller | None = None,
     ) -> Replay | None:
         """None: no such endpoint."""
 
@@ -354,7 +391,7 @@ class WebhookRegistry(Protocol):
         """False: no such endpoint."""
 
     async def rotate_webhook_secret(
-        self, webhook_id: int, secret: str, previous_valid_for: float
+        self, webhook_id: int, secret: str, previous_valid_for: float, actor: Caller | None = None
     ) -> datetime | None:
         """Until when the replaced secret still signs; None: no such endpoint."""
 

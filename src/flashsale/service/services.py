@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
 from flashsale.service.events import EventReads
+from flashsale.service.key_quota import KeyQuota
 from flashsale.service.reads import CouponReads
 from flashsale.service.webhooks import WebhookService
 
@@ -19,3 +20,4 @@ class Services:
     dashboard: DashboardFeed
     events: EventReads
     webhooks: WebhookService
+    key_quota: KeyQuota  # Idempotency-Keys per caller, this worker's count

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flashsale.config import Settings
-from flashsale.domain import DestinationRefused, WebhookNotFound
+from flashsale.domain import Caller, DestinationRefused, WebhookNotFound
 from flashsale.service.deadline import deadline
 from flashsale.service.ports import (
     DestinationCheck,
@@ -33,7 +33,7 @@ class WebhookService:
         self._timeout = request_timeout
 
     async def register(
-        self, *, url: str, events: list[str], secret: str | None
+        self, *, url: str, events: list[str], secret: str | None, actor: Caller | None = None
     ) -> tuple[Webhook, str]:
         """A new endpoint and its secret (a new one unless given), once its
         URL's host resolves only to addresses webhooks may reach (each
@@ -43,18 +43,25 @@ class WebhookService:
             reason = await self._destinations.refusal(url)
             if reason is not None:
                 raise DestinationRefused(f"url refused: {reason}")
-            webhook = await self._registry.register_webhook(url=url, events=events, secret=secret)
+            webhook = await self._registry.register_webhook(
+                url=url, events=events, secret=secret, actor=actor
+            )
         return webhook, secret
 
     async def rotate(
-        self, webhook_id: int, *, secret: str | None, previous_valid_for: float
+        self,
+        webhook_id: int,
+        *,
+        secret: str | None,
+        previous_valid_for: float,
+        actor: Caller | None = None,
     ) -> tuple[str, datetime]:
         """A new secret (made unless given) and until when the old one still
         signs beside it; WebhookNotFound."""
         secret = secret or new_secret()
         async with deadline(self._timeout):
             until = await self._registry.rotate_webhook_secret(
-                webhook_id, secret, previous_valid_for
+                webhook_id, secret, previous_valid_for, actor
             )
         if until is None:
             raise _not_found()
@@ -76,19 +83,24 @@ class WebhookService:
             raise _not_found()
         return found[0]
 
-    async def enable(self, webhook_id: int) -> Webhook:
+    async def enable(self, webhook_id: int, actor: Caller | None = None) -> Webhook:
         """A disabled endpoint enabled: it gets what it missed, in order."""
         async with deadline(self._timeout):
-            if not await self._registry.enable_webhook(webhook_id):
+            if not await self._registry.enable_webhook(webhook_id, actor):
                 raise _not_found()
         return await self.get(webhook_id)
 
     async def replay(
-        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+        self,
+        webhook_id: int,
+        *,
+        from_event_id: int,
+        from_time: datetime | None,
+        actor: Caller | None = None,
     ) -> Replay:
         async with deadline(self._timeout):
             replay = await self._registry.replay_webhook(
-                webhook_id, from_event_id=from_event_id, from_time=from_time
+                webhook_id, from_event_id=from_event_id, from_time=from_time, actor=actor
             )
         if replay is None:
             raise _not_found()

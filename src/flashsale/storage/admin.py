@@ -60,16 +60,25 @@ async def seed_coupon(
         await connection.close()
 
 
-async def coupon_stock(url: str, name: str) -> tuple[int, int]:
-    """The coupon's amount and remaining amount; LookupError when there is none."""
+async def seed_coupons(url: str, names: list[str], amount: int) -> None:
+    """Coupons of ``amount`` each, one per name, over one connection."""
     connection = await asyncpg.connect(url)
     try:
-        row = await connection.fetchrow(query("coupon_header"), name)
+        arguments = [(name, amount, None, None, None) for name in names]
+        await connection.executemany(query("create_coupon"), arguments)
     finally:
         await connection.close()
-    if row is None:
-        raise LookupError(f"no coupon {name!r}")
-    return row["amount"], row["remaining_amount"]
+
+
+async def coupons_stock(url: str, names: list[str]) -> tuple[int, int]:
+    """The coupons' summed amount and remaining amount."""
+    connection = await asyncpg.connect(url)
+    try:
+        row = await connection.fetchrow(admin_query("coupons_stock"), names)
+    finally:
+        await connection.close()
+    assert row is not None
+    return row["amount"], row["remaining"]
 
 
 def schema_sql() -> str:

@@ -27,6 +27,12 @@ UPDATE claims
    SET expires_at = now() + random() * $3::float8 * interval '1 second'
  WHERE coupon_name = $1 AND user_id = ANY ($2::text[]);
 
+-- name: coupons_stock
+-- The bench's many-coupon scenarios: the summed stock of the coupons $1.
+SELECT coalesce(sum(amount), 0)::bigint AS amount,
+       coalesce(sum(remaining_amount), 0)::bigint AS remaining
+  FROM coupons WHERE name = ANY ($1::text[]);
+
 -- name: count_unseeded_claims
 -- Claim rows of coupon $1 made by the bench's load (seeded users are 'user-N').
 SELECT count(*) FROM claims WHERE coupon_name = $1 AND user_id NOT LIKE 'user-%';

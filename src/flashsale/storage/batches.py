@@ -4,10 +4,11 @@ the claim engine's BatchResult: each arrival's outcome in arrival order."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
-from flashsale.claims.ports import BatchResult
+from flashsale.claims.ports import BatchResult, CouponPart
 from flashsale.domain import ClaimOutcome, ReleaseOutcome
 
 
@@ -23,6 +24,20 @@ def batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str]
         row["remaining"],
         row["claimed_at"],
         row["expires_at"],
+    )
+
+
+def coupons_arguments(parts: Sequence[CouponPart], firsts: list[list[str]]) -> tuple[Any, ...]:
+    """claim_many_coupons' arrays: the coupons, their distinct users'
+    (``firsts``) counts, then users and releases each with its part's number."""
+    numbered = list(enumerate(parts, start=1))
+    return (
+        [part.coupon_name for part in parts],
+        [len(users) for users in firsts],
+        [number for number, users in enumerate(firsts, start=1) for _ in users],
+        [user for users in firsts for user in users],
+        [number for number, part in numbered for _ in part.releases],
+        [user for _, part in numbered for user in part.releases],
     )
 
 

@@ -24,7 +24,10 @@ Why the exact bytes rather than a decision: these answers carry whole rows
 answer was sent as makes a replay identical by construction, with no
 renderer that could drift between the two. A client error (404, 409) is
 stored like a success, because it is the request's answer; a 503 never is:
-it is raised, and the transaction, key and all, rolls back."""
+it is raised, and the transaction, key and all, rolls back. Neither is a
+refusal of the request as sent (a 400 the database decided, such as an
+ends_at already past: ``Answer.kept``): the transaction rolls back, so the
+client may correct the request and send it again with the same key."""
 
 from __future__ import annotations
 
@@ -57,7 +60,21 @@ def in_transaction(effect: Effect[T]) -> Effect[T]:
     return run
 
 
+class _Refused(Exception):
+    """Rolls back a keyed write whose answer is not kept (Answer.kept)."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+
 async def run_once(once: Once[T], effect: Effect[T], connection: Connection) -> Answer:
+    try:
+        return await _run_once(once, effect, connection)
+    except _Refused as refused:
+        return refused.answer
+
+
+async def _run_once(once: Once[T], effect: Effect[T], connection: Connection) -> Answer:
     async with connection.transaction():
         stored = await take_key(connection, once.key)
         if stored is not None:
@@ -71,6 +88,8 @@ async def run_once(once: Once[T], effect: Effect[T], connection: Connection) -> 
         except DomainError as error:  # the client's error is this request's answer
             result = error
         answer = once.render(result)
+        if not answer.kept:
+            raise _Refused(answer)  # the key goes with the transaction
         await connection.execute(
             query("keep_idempotent_answer"),
             once.key.scope,

@@ -21,6 +21,13 @@ RETURNING name, amount, remaining_amount,
           coupon_status(starts_at, ends_at, active, remaining_amount, now()) AS status,
           starts_at, ends_at, hold_seconds, 0 AS redeemed;
 
+-- name: act_as
+-- Who makes this transaction's admin change (JSON: kind, name or subject):
+-- its events carry it as data.actor (schema.sql event_actor_data). Local to
+-- the transaction (set_config's is_local), so a pooled connection, or a
+-- PgBouncer server connection, never lends it to the next one.
+SELECT set_config('flashsale.actor', $1, true);
+
 -- name: change_coupon
 -- PATCH: the coupon changed under its row lock (the function: schema.sql);
 -- 'ok' or why not. The store reads coupon_state after it, in the same transaction.
@@ -69,6 +76,16 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed
   FROM claim_many($1, $2::text[], $3::text[]);
 
+-- name: decide_coupons_batch
+-- decide_batch for several coupons in one transaction (a lane's batch):
+-- $1 the coupons, $2 how many distinct users each has, $3/$4 each user with
+-- its coupon's number in $1 (from 1), $5/$6 each release likewise. One row
+-- per coupon, as decide_batch's, with its number (the function: schema.sql).
+SELECT part, coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
+       released, redeemed
+  FROM claim_many_coupons($1::text[], $2::integer[], $3::integer[], $4::text[],
+                          $5::integer[], $6::text[]);
+
 -- name: decide_keyed_batch
 -- decide_batch under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and
 -- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3). Each
@@ -93,6 +110,12 @@ SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
 -- Lock-free answers for a coupon believed sold out (the function: schema.sql).
 SELECT arrival, holds, coupon_id, remaining, refusal
   FROM sold_out_batch($1, $2::text[]);
+
+-- name: sold_out_coupons_batch
+-- sold_out_batch for several coupons in one read: $1 the coupons, $2 how
+-- many of $3 are each one's (the function: schema.sql).
+SELECT part, arrival, holds, coupon_id, remaining, refusal
+  FROM sold_out_coupons($1::text[], $2::integer[], $3::text[]);
 
 -- name: claim_one
 -- The original design's transaction per claim: one claim, one transaction
@@ -306,8 +329,10 @@ SELECT e.id, e.xid::text AS xid, c.name AS coupon_name, e.seq, e.type, e.user_id
 -- from seq 1 (migration 0010, queue_webhook_events). A data-modifying CTE
 -- runs to completion whether or not it is referenced.
 WITH hook AS (
-    INSERT INTO webhooks (url, events, secret) VALUES ($1, $2::text[], $3)
-    RETURNING id, url, events, created_at, disabled_at, disabled_reason
+    INSERT INTO webhooks (url, events, secret, created_by, changed_by, changed_at)
+    VALUES ($1, $2::text[], $3, $4::jsonb, $4::jsonb, now())
+    RETURNING id, url, events, created_at, disabled_at, disabled_reason, created_by,
+              changed_by, changed_at
 ), streams AS (
     INSERT INTO webhook_streams (webhook_id, coupon_id, queued_seq, delivered_seq)
     SELECT hook.id, c.id, c.event_seq, c.event_seq FROM hook, coupons AS c
@@ -315,7 +340,8 @@ WITH hook AS (
 SELECT id, url, events, created_at, disabled_at, disabled_reason, 0 AS failures,
        NULL::text AS last_error, NULL::timestamptz AS last_error_at,
        NULL::timestamptz AS delivered_at, 0::bigint AS pending, 0::bigint AS backlog,
-       NULL::timestamptz AS next_attempt_at, NULL::float8 AS lag_seconds
+       NULL::timestamptz AS next_attempt_at, NULL::float8 AS lag_seconds,
+       created_by::text, changed_by::text, changed_at
   FROM hook;
 
 -- name: list_webhooks
@@ -344,13 +370,15 @@ SELECT w.id, w.url, w.events, w.created_at, w.disabled_at, w.disabled_reason,
        CASE WHEN bool_or(s.queued_seq > s.delivered_seq)
             THEN greatest(min(s.next_attempt_at) FILTER (WHERE s.queued_seq > s.delivered_seq),
                           now()) END AS next_attempt_at,
-       extract(epoch FROM now() - min(e.at))::float8 AS lag_seconds
+       extract(epoch FROM now() - min(e.at))::float8 AS lag_seconds,
+       w.created_by::text, w.changed_by::text, w.changed_at
   FROM page AS w
   LEFT JOIN webhook_streams AS s ON s.webhook_id = w.id
   LEFT JOIN events AS e
          ON s.queued_seq > s.delivered_seq AND e.coupon_id = s.coupon_id
         AND e.seq = s.delivered_seq + 1
- GROUP BY w.id, w.url, w.events, w.created_at, w.disabled_at, w.disabled_reason
+ GROUP BY w.id, w.url, w.events, w.created_at, w.disabled_at, w.disabled_reason,
+          w.created_by::text, w.changed_by::text, w.changed_at
  ORDER BY w.id;
 
 -- name: enable_webhook
@@ -358,9 +386,11 @@ SELECT w.id, w.url, w.events, w.created_at, w.disabled_at, w.disabled_reason,
 -- now; the pump goes on from where it stopped, so every event missed meanwhile
 -- is delivered, in order. The streams' UPDATE reads the endpoint's: it runs
 -- after the endpoint is locked, the pump's order (endpoint, then streams).
--- No row: no such endpoint.
+-- No row: no such endpoint. $2: who enabled it (changed_by).
 WITH hook AS (
-    UPDATE webhooks SET disabled_at = NULL, disabled_reason = NULL
+    UPDATE webhooks
+       SET disabled_at = NULL, disabled_reason = NULL, changed_by = $2::jsonb,
+           changed_at = now()
      WHERE id = $1
     RETURNING id
 ), streams AS (
@@ -377,13 +407,17 @@ SELECT id FROM hook;
 -- registered (created_at): they deliver from there again, in seq order. Each
 -- rewound stream's lease is bumped, so a POST in flight records nothing and
 -- cannot move the stream past the replay. The endpoint is locked first (the
--- pump's order). Returns when the replay starts and how many streams it
--- rewound; no row: no such endpoint.
+-- pump's order); $4 is who replays (changed_by). Returns when the replay
+-- starts and how many streams it rewound; no row: no such endpoint.
 WITH hook AS (
     SELECT w.id, w.events, greatest(w.created_at, $3) AS since
       FROM webhooks AS w
      WHERE w.id = $1
        FOR NO KEY UPDATE
+), changed AS (
+    UPDATE webhooks AS w SET changed_by = $4::jsonb, changed_at = now()
+      FROM hook
+     WHERE w.id = hook.id
 ), first AS (
     SELECT e.coupon_id, min(e.seq) AS seq
       FROM hook
@@ -407,10 +441,11 @@ DELETE FROM webhooks WHERE id = $1 RETURNING id;
 -- name: rotate_webhook_secret
 -- Endpoint $1 signs with secret $2 from now on, and with the one it replaces
 -- for $3 more seconds (a rotation during another drops the oldest). Until
--- when the replaced one signs; no row: no such endpoint.
+-- when the replaced one signs; no row: no such endpoint. $4: who rotated it.
 UPDATE webhooks
    SET previous_secret = secret, secret = $2,
-       previous_secret_until = now() + make_interval(secs => $3)
+       previous_secret_until = now() + make_interval(secs => $3),
+       changed_by = $4::jsonb, changed_at = now()
  WHERE id = $1
 RETURNING previous_secret_until;
 

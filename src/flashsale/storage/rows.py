@@ -3,11 +3,13 @@ values, and a coupon's page of rows as its paged queries give it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TypeVar
 
 import asyncpg
 
+from flashsale.domain import Caller
 from flashsale.service.ports import ClaimView, CouponState
 
 T = TypeVar("T")
@@ -45,3 +47,25 @@ def coupon_page(rows: list[asyncpg.Record], make: Callable[[asyncpg.Record], T])
     if not rows:
         return None
     return [make(row) for row in rows if row["id"] is not None]
+
+
+def actor_json(actor: Caller | None) -> str | None:
+    """Who made a change, as events and endpoints record it: the kind of
+    caller and its credential's name (never the credential), or an end
+    user's sub; None when nobody is named."""
+    if actor is None:
+        return None
+    fields: dict[str, str] = {"kind": actor.kind.value}
+    if actor.name is not None:
+        fields["name"] = actor.name
+    if actor.subject is not None:
+        fields["subject"] = actor.subject
+    return json.dumps(fields)
+
+
+def actor_of(text: str | None) -> dict[str, str] | None:
+    """An actor as stored (jsonb read as text), back to its fields."""
+    if text is None:
+        return None
+    fields: dict[str, str] = json.loads(text)
+    return fields

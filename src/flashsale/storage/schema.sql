@@ -15,10 +15,11 @@
 --                         stored_keys, unstored_arrivals, keep_claim_keys,
 --                         keep_release_keys
 --   4. The claim functions  claim_many, claim_many_keyed,
---                         claim_many_new_keys, sold_out_batch
+--                         claim_many_new_keys, claim_many_coupons,
+--                         sold_out_batch, sold_out_coupons
 --   5. Holds and sweeping expire_coupon_holds, expire_holds, coupon_state,
 --                         live_claims
---   6. Events             events, coupons_number_creation,
+--   6. Events             events, event_actor_data, coupons_number_creation,
 --                         coupons_record_creation, coupons_record_change,
 --                         claims_record_redeems
 --   7. Webhooks           webhooks, webhook_streams, queue_webhook_events,
@@ -26,8 +27,9 @@
 --   8. Sessions           service_timeouts, apply_service_timeouts,
 --                         reset_role_timeouts, store_service_timeouts
 --
--- Lock order, everywhere: a coupon's row first (FOR UPDATE), then its claim
--- rows, then idempotency key rows in key order; webhook streams are locked
+-- Lock order, everywhere: a coupon's row first (FOR UPDATE; several coupons'
+-- rows in coupons.id order, in one statement: claim_many_coupons), then its
+-- claim rows, then idempotency key rows in key order; webhook streams are locked
 -- on their own, never with a coupon's.
 
 -- =========================================================================
@@ -77,6 +79,16 @@ CREATE TABLE coupons (
     CONSTRAINT coupons_window_order CHECK (ends_at > starts_at),
     CONSTRAINT coupons_hold_seconds_range CHECK (hold_seconds BETWEEN 10 AND 86400)
 );
+
+-- Room on each page for the next version of its coupons' rows: every claim
+-- batch updates its coupons' rows (stock, event_seq), and an update stays
+-- heap-only (HOT: no index entry, the old version pruned in place) only if
+-- the new version fits on the same page. Packed full (the default 100), a
+-- table of many coupons sold at once turns nearly every update into a
+-- non-HOT one (measured: 7 of 1,658 updates HOT over 1,000 coupons), so
+-- every index grows and each lock and read walks dead versions. Rows
+-- written from now on get the room; existing ones after a table rewrite.
+ALTER TABLE coupons SET (fillfactor = 50);
 
 -- No index on coupons.holds_due_at: an indexed column that changes makes
 -- the update non-HOT (PostgreSQL's heap-only tuples need every indexed column
@@ -408,6 +420,8 @@ CREATE TRIGGER claims_fill_coupon
 
 -- A keyed request's answer, written in the transaction of its effect (see
 -- migrations/0011_idempotency.sql for the two shapes of answer and the scope).
+-- key is a digest of its owner, ':', then the client's key (0019): a key is
+-- unique per route and owner.
 CREATE TABLE idempotency_keys (
     scope       text        NOT NULL,
     key         text        NOT NULL,
@@ -419,7 +433,7 @@ CREATE TABLE idempotency_keys (
     claimed_at  timestamptz,
     expires_at  timestamptz,
     PRIMARY KEY (scope, key),
-    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 255)
+    CONSTRAINT idempotency_keys_key_length CHECK (octet_length(key) BETWEEN 1 AND 288)
 );
 
 -- The purge walks the oldest keys first, a small batch at a time.
@@ -878,6 +892,92 @@ BEGIN
 END
 $$;
 
+-- claim_many_coupons: one batch of several coupons' claims and releases, in
+-- one transaction (a lane's batch: claims/lanes.py).
+-- In:  p_coupons, distinct coupon names (the batch's parts, numbered from 1);
+--      p_user_counts, how many users each part has; p_user_parts and p_users,
+--      parallel: each distinct user of a part with its part's number, part 1's
+--      first; p_release_parts and p_releases likewise for the releases.
+-- Out: one row per part: part (its number) and claim_many's row for that
+--      coupon's users and releases (the fast parts first, then the others).
+-- Locks: every coupon's row first, FOR UPDATE in one statement ordered by
+--      coupons.id (LockRows runs above the sort, so rows are locked in id
+--      order): two such batches wait for each other's coupons in the same
+--      order, and every other writer holds at most one coupon row while it
+--      waits for one (change_coupon, redeem_claim, claim_many and its keyed
+--      wrappers), or never waits (expire_holds: SKIP LOCKED). No deadlock.
+-- Decides each part as claim_many decides it, under its row lock, in two
+--      ways. The common part (the sale open, no hold due, no release, stock
+--      for every user: claim_many's first INSERT and nothing else) goes in one
+--      INSERT for all such parts, so the statement triggers run once for the
+--      batch (they group by coupon: each coupon's events keep their own
+--      gap-free seq). Every other part is a call of claim_many itself (whose
+--      own FOR UPDATE finds its lock held). No subtransaction (no EXCEPTION
+--      block: more than 64 in one transaction overflow the per-backend
+--      cache): an error in one part fails the whole statement, and the store
+--      then decides each part on its own (storage/store.py decide_coupons).
+CREATE FUNCTION claim_many_coupons(p_coupons text[], p_user_counts integer[],
+                                   p_user_parts integer[], p_users text[],
+                                   p_release_parts integer[], p_releases text[])
+RETURNS TABLE (part integer, coupon_id bigint, remaining integer, claimed text[],
+               holders text[], refusal text, claimed_at timestamptz, expires_at timestamptz,
+               released text[], redeemed text[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_now timestamptz;
+    v_fast integer[];
+BEGIN
+    PERFORM 1 FROM coupons AS k WHERE k.name = ANY (p_coupons) ORDER BY k.id FOR UPDATE;
+    v_now := clock_timestamp();
+    SELECT coalesce(array_agg(p.ord::integer), '{}') INTO v_fast
+      FROM unnest(p_coupons, p_user_counts) WITH ORDINALITY AS p(name, n, ord)
+      JOIN coupons AS c ON c.name = p.name
+     WHERE sale_refusal(c.starts_at, c.ends_at, c.active, v_now) IS NULL
+       AND (c.holds_due_at IS NULL OR c.holds_due_at > v_now)
+       AND c.remaining_amount >= p.n
+       AND p.ord <> ALL (p_release_parts);
+    RETURN QUERY
+        WITH fast AS (
+            SELECT p.ord::integer AS part, c.id, c.name, c.remaining_amount,
+                   v_now + make_interval(secs => c.hold_seconds) AS expires_at
+              FROM unnest(p_coupons) WITH ORDINALITY AS p(name, ord)
+              JOIN coupons AS c ON c.name = p.name
+             WHERE p.ord = ANY (v_fast)
+        ), inserted AS (
+            INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
+            SELECT f.id, f.name, u.user_id, v_now, f.expires_at
+              FROM unnest(p_user_parts, p_users) WITH ORDINALITY AS u(part, user_id, ord)
+              JOIN fast AS f ON f.part = u.part
+             ORDER BY u.ord
+            ON CONFLICT DO NOTHING
+            RETURNING claims.coupon_id, claims.user_id
+        ), granted AS (
+            SELECT i.coupon_id, array_agg(i.user_id) AS users
+              FROM inserted AS i GROUP BY i.coupon_id
+        )
+        SELECT f.part, f.id, f.remaining_amount - coalesce(cardinality(g.users), 0),
+               coalesce(g.users, '{}'), NULL::text[], NULL::text, v_now, f.expires_at,
+               '{}'::text[], '{}'::text[]
+          FROM fast AS f LEFT JOIN granted AS g ON g.coupon_id = f.id;
+    FOR v_part IN 1 .. coalesce(cardinality(p_coupons), 0) LOOP
+        CONTINUE WHEN v_part = ANY (v_fast);
+        RETURN QUERY
+            SELECT v_part, r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal,
+                   r.claimed_at, r.expires_at, r.released, r.redeemed
+              FROM claim_many(p_coupons[v_part],
+                              ARRAY(SELECT u.user_id
+                                      FROM unnest(p_user_parts, p_users)
+                                           WITH ORDINALITY AS u(part, user_id, ord)
+                                     WHERE u.part = v_part ORDER BY u.ord),
+                              ARRAY(SELECT u.user_id
+                                      FROM unnest(p_release_parts, p_releases)
+                                           WITH ORDINALITY AS u(part, user_id, ord)
+                                     WHERE u.part = v_part ORDER BY u.ord)) AS r;
+    END LOOP;
+END
+$$;
+
 -- sold_out_batch: the sold-out lane's answers for a coupon believed sold out.
 -- In:  p_coupon_name, p_users.
 -- Out: a row per arrival: holds (the user has a live claim), with the
@@ -911,6 +1011,26 @@ LANGUAGE sql STABLE AS $$
       FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
       LEFT JOIN k ON true
      ORDER BY u.ord
+$$;
+
+-- sold_out_coupons: sold_out_batch for several coupons in one read (the
+-- sold-out lanes' batch across coupons).
+-- In:  p_coupons, distinct names; p_user_counts, how many of p_users are each
+--      coupon's (p_users holds the first coupon's users, then the second's...).
+-- Out: sold_out_batch's rows for each coupon, with its part number (from 1).
+-- Locks: none: a plain snapshot read. Triggers: none.
+CREATE FUNCTION sold_out_coupons(p_coupons text[], p_user_counts integer[], p_users text[])
+RETURNS TABLE (part integer, arrival integer, holds boolean, coupon_id bigint,
+               remaining integer, refusal text)
+LANGUAGE sql STABLE AS $$
+    WITH p AS (
+        SELECT c.name, c.ord::integer AS part, c.n,
+               (sum(c.n) OVER (ORDER BY c.ord))::integer - c.n AS before
+          FROM unnest(p_coupons, p_user_counts) WITH ORDINALITY AS c(name, n, ord)
+    )
+    SELECT p.part, s.arrival, s.holds, s.coupon_id, s.remaining, s.refusal
+      FROM p CROSS JOIN LATERAL sold_out_batch(p.name, p_users[p.before + 1 : p.before + p.n]) AS s
+     ORDER BY p.part, s.arrival
 $$;
 
 -- =========================================================================
@@ -1037,6 +1157,18 @@ CREATE TABLE events (
 -- The global feed's keyset. Only these two indexes: every claim writes a row.
 CREATE UNIQUE INDEX events_feed_idx ON events (xid, id);
 
+-- Who made this transaction's admin change, as an event's data: {"actor":
+-- {"kind": ..., "name": ...}} when the service named one (queries.sql
+-- act_as: create, change, redeem), else {} (claims, sweeps, a change made
+-- by hand). A transaction-local setting, so it never outlives the change.
+CREATE FUNCTION event_actor_data() RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN coalesce(current_setting('flashsale.actor', true), '') = ''
+                THEN '{}'::jsonb
+                ELSE jsonb_build_object('actor', current_setting('flashsale.actor', true)::jsonb)
+           END
+$$;
+
 -- A new coupon's first event. The row's event_seq is 1 (the BEFORE trigger)
 -- whatever an INSERT says, so the next event is 2; its event_xid is the
 -- creator's, so no later event of the coupon sorts before its creation.
@@ -1061,6 +1193,7 @@ BEGIN
            jsonb_build_object('amount', n.amount, 'remaining_amount', n.remaining_amount,
                               'starts_at', n.starts_at, 'ends_at', n.ends_at,
                               'active', n.active, 'hold_seconds', n.hold_seconds)
+           || event_actor_data()
       FROM new_coupons AS n;
     RETURN NULL;
 END
@@ -1102,7 +1235,7 @@ BEGIN
     NEW.event_xid := greatest(NEW.event_xid, pg_current_xact_id());
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
     VALUES (NEW.event_xid, NEW.id, NEW.name, NEW.event_seq, 'coupon_changed',
-            clock_timestamp(), v_data);
+            clock_timestamp(), v_data || event_actor_data());
     RETURN NEW;
 END
 $$;
@@ -1137,10 +1270,10 @@ BEGIN
          WHERE c.id = counts.coupon_id
         RETURNING c.id, c.event_seq - counts.redeemed AS base, c.event_xid AS xid
     )
-    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
     SELECT m.xid, r.coupon_id, r.coupon_name,
            m.base + row_number() OVER (PARTITION BY r.coupon_id ORDER BY r.id),
-           'redeemed', r.user_id, r.redeemed_at
+           'redeemed', r.user_id, r.redeemed_at, event_actor_data()
       FROM r
       JOIN moved AS m ON m.id = r.coupon_id;
     RETURN NULL;
@@ -1177,6 +1310,11 @@ CREATE TABLE webhooks (
     -- While a rotation lasts (webhook_signing): the secret replaced, still signing.
     previous_secret       text,
     previous_secret_until timestamptz,
+    -- Who registered it, and who made its last change (registration,
+    -- rotation, enabling, replay) and when: {"kind", "name"} (0019).
+    created_by            jsonb,
+    changed_by            jsonb,
+    changed_at            timestamptz,
     CONSTRAINT webhooks_events_known CHECK (
         events <@ ARRAY['coupon_created', 'coupon_changed', 'claimed', 'released', 'expired',
                         'redeemed']::text[] AND cardinality(events) > 0)

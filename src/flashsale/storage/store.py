@@ -16,10 +16,11 @@ from typing import Any, TypeVar, overload
 
 import asyncpg
 
-from flashsale.claims.ports import BatchResult, Key, SoldOutRead
+from flashsale.claims.ports import BatchResult, CouponPart, Key, PartResult, SoldOutRead
 from flashsale.domain import (
     AlreadyRedeemed,
     AmountBelowClaimed,
+    Caller,
     ClaimDecision,
     ClaimNotFound,
     ClaimOutcome,
@@ -38,13 +39,13 @@ from flashsale.service.ports import (
     NewCoupon,
     Once,
 )
-from flashsale.storage.batches import batch_result, release_outcomes
+from flashsale.storage.batches import batch_result, coupons_arguments, release_outcomes
 from flashsale.storage.connections import Connections
 from flashsale.storage.idempotency import Effect, in_transaction, run_once
 from flashsale.storage.keyed_batches import KeyedBatches
 from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
-from flashsale.storage.rows import claim_view, coupon_state
+from flashsale.storage.rows import actor_json, claim_view, coupon_state
 
 R = TypeVar("R")
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
@@ -75,46 +76,84 @@ class CouponStore:
             raise ServiceUnavailable(_NO_STANDBY)
 
     @overload
-    async def create_coupon(self, coupon: NewCoupon, once: None = None) -> CouponState: ...
-    @overload
-    async def create_coupon(self, coupon: NewCoupon, once: Once[CouponState]) -> Answer: ...
     async def create_coupon(
-        self, coupon: NewCoupon, once: Once[CouponState] | None = None
+        self, coupon: NewCoupon, once: None = None, *, actor: Caller | None = None
+    ) -> CouponState: ...
+    @overload
+    async def create_coupon(
+        self, coupon: NewCoupon, once: Once[CouponState], *, actor: Caller | None = None
+    ) -> Answer: ...
+    async def create_coupon(
+        self,
+        coupon: NewCoupon,
+        once: Once[CouponState] | None = None,
+        *,
+        actor: Caller | None = None,
     ) -> CouponState | Answer:
-        # One statement: autocommit is its transaction (no BEGIN round trip).
-        return await self._run(partial(_create_coupon, coupon), once, transaction=False)
+        # One statement: autocommit is its transaction (no BEGIN round trip),
+        # unless an actor is recorded first.
+        effect = partial(_create_coupon, coupon)
+        return await self._run(effect, once, actor, transaction=actor is not None)
 
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: None = None
+        self, name: str, change: CouponChange, once: None = None, *, actor: Caller | None = None
     ) -> CouponState: ...
     @overload
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState]
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState],
+        *,
+        actor: Caller | None = None,
     ) -> Answer: ...
     async def change_coupon(
-        self, name: str, change: CouponChange, once: Once[CouponState] | None = None
+        self,
+        name: str,
+        change: CouponChange,
+        once: Once[CouponState] | None = None,
+        *,
+        actor: Caller | None = None,
     ) -> CouponState | Answer:
-        return await self._run(partial(_change_coupon, name, change), once)
+        return await self._run(partial(_change_coupon, name, change), once, actor)
 
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: None = None
+        self, *, coupon_name: str, user_id: str, once: None = None, actor: Caller | None = None
     ) -> ClaimView: ...
     @overload
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView]
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView],
+        actor: Caller | None = None,
     ) -> Answer: ...
     async def redeem_claim(
-        self, *, coupon_name: str, user_id: str, once: Once[ClaimView] | None = None
+        self,
+        *,
+        coupon_name: str,
+        user_id: str,
+        once: Once[ClaimView] | None = None,
+        actor: Caller | None = None,
     ) -> ClaimView | Answer:
-        return await self._run(partial(_redeem_claim, coupon_name, user_id), once)
+        return await self._run(partial(_redeem_claim, coupon_name, user_id), once, actor)
 
     async def _run(
-        self, effect: Effect[R], once: Once[R] | None, *, transaction: bool = True
+        self,
+        effect: Effect[R],
+        once: Once[R] | None,
+        actor: Caller | None,
+        *,
+        transaction: bool = True,
     ) -> R | Answer:
         """The effect in a transaction of its own, or in the one that also
-        stores the request's idempotency key (storage/idempotency.py)."""
+        stores the request's idempotency key (storage/idempotency.py); the
+        actor, if any, named first in the same transaction (acting)."""
+        if actor is not None:
+            effect = partial(_acting, actor, effect)
         if once is not None:
             return await self._write(partial(run_once, once, effect))
         return await self._write(in_transaction(effect) if transaction else effect)
@@ -159,15 +198,47 @@ class CouponStore:
         result.releases.extend(release_outcomes(row, released))
         return result
 
+    async def decide_coupons(self, parts: Sequence[CouponPart]) -> list[PartResult]:
+        firsts = [list(dict.fromkeys(part.user_ids)) for part in parts]
+
+        async def decide_coupons(connection: Connection) -> list[asyncpg.Record]:
+            arguments = coupons_arguments(parts, firsts)
+            return await connection.fetch(query("decide_coupons_batch"), *arguments)
+
+        try:
+            rows = await self._write(decide_coupons)
+        except asyncpg.PostgresError:
+            # One part failed the statement (a constraint, a raise): nothing
+            # of the batch committed. Each part alone, so only its own fails.
+            # (Failures of the database as a whole are ServiceUnavailable.)
+            return await _each_alone(self, parts)
+        results: list[PartResult] = []
+        rows = sorted(rows, key=lambda row: row["part"])  # the fast parts came first
+        for row, part, first in zip(rows, parts, firsts, strict=True):
+            result = batch_result(row, first, part.user_ids)
+            result.releases.extend(release_outcomes(row, list(part.releases)))
+            results.append(result)
+        return results
+
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         async with self._connection() as connection:
             rows = await connection.fetch(
                 query("sold_out_batch"), coupon_name, user_ids, timeout=self._read_timeout
             )
-        first = rows[0]
-        refusal = ClaimOutcome(first["refusal"]) if first["refusal"] else None
-        holds = [row["holds"] for row in rows]
-        return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
+        return _sold_out_read(rows)
+
+    async def sold_out_coupons(self, parts: Sequence[CouponPart]) -> list[SoldOutRead]:
+        names = [part.coupon_name for part in parts]
+        counts = [len(part.user_ids) for part in parts]
+        users = [user for part in parts for user in part.user_ids]
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                query("sold_out_coupons_batch"), names, counts, users, timeout=self._read_timeout
+            )
+        by_part: list[list[asyncpg.Record]] = [[] for _ in parts]
+        for row in rows:
+            by_part[row["part"] - 1].append(row)
+        return [_sold_out_read(part_rows) for part_rows in by_part]
 
     async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         """The original's flow: one transaction (one autocommit statement) per
@@ -188,9 +259,36 @@ class CouponStore:
         return ClaimDecision(result.outcomes[0], result.claimed_at, result.expires_at)
 
 
+def _sold_out_read(rows: list[asyncpg.Record]) -> SoldOutRead:
+    """One coupon's sold_out_batch rows (one per arrival, in order)."""
+    first = rows[0]
+    refusal = ClaimOutcome(first["refusal"]) if first["refusal"] else None
+    holds = [row["holds"] for row in rows]
+    return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
+
+
+async def _each_alone(store: CouponStore, parts: Sequence[CouponPart]) -> list[PartResult]:
+    """Each part decided in a transaction of its own, one after another (one
+    connection at a time, as the batch had), its error kept as its result."""
+    results: list[PartResult] = []
+    for part in parts:
+        try:
+            results.append(await store.decide_batch(part.coupon_name, part.user_ids, part.releases))
+        except Exception as error:  # the part's own answer
+            results.append(error)
+    return results
+
+
 # The writes' effects, each on a connection the caller chose: in a
 # transaction of its own (the plain writes) or in the one that also stores
 # the request's idempotency key (storage/idempotency.py).
+
+
+async def _acting(actor: Caller, effect: Effect[R], connection: Connection) -> R:
+    """``effect`` with its events naming ``actor`` (schema.sql
+    event_actor_data reads the transaction-local setting act_as makes)."""
+    await connection.execute(query("act_as"), actor_json(actor))
+    return await effect(connection)
 
 
 async def _create_coupon(coupon: NewCoupon, connection: Connection) -> CouponState:

@@ -9,20 +9,25 @@ from datetime import datetime
 
 import asyncpg
 
+from flashsale.domain import Caller
 from flashsale.service.ports import Backlog, Delivery, Event, Failure, Replay, Webhook
 from flashsale.storage.connections import Connections
 from flashsale.storage.events import event
 from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
+from flashsale.storage.rows import actor_json, actor_of
 
 
 class WebhookStore:
     def __init__(self, connections: Connections) -> None:
         self._write = connections.write
 
-    async def register_webhook(self, *, url: str, events: list[str], secret: str) -> Webhook:
+    async def register_webhook(
+        self, *, url: str, events: list[str], secret: str, actor: Caller | None = None
+    ) -> Webhook:
         async def register_webhook(connection: Connection) -> asyncpg.Record | None:
-            return await connection.fetchrow(query("register_webhook"), url, events, secret)
+            by = actor_json(actor)
+            return await connection.fetchrow(query("register_webhook"), url, events, secret, by)
 
         row = await self._write(register_webhook)
         assert row is not None
@@ -36,18 +41,23 @@ class WebhookStore:
 
         return [_webhook(row) for row in await self._write(list_webhooks)]
 
-    async def enable_webhook(self, webhook_id: int) -> bool:
+    async def enable_webhook(self, webhook_id: int, actor: Caller | None = None) -> bool:
         async def enable_webhook(connection: Connection) -> object:
-            return await connection.fetchval(query("enable_webhook"), webhook_id)
+            return await connection.fetchval(query("enable_webhook"), webhook_id, actor_json(actor))
 
         return await self._write(enable_webhook) is not None
 
     async def replay_webhook(
-        self, webhook_id: int, *, from_event_id: int, from_time: datetime | None
+        self,
+        webhook_id: int,
+        *,
+        from_event_id: int,
+        from_time: datetime | None,
+        actor: Caller | None = None,
     ) -> Replay | None:
         async def replay_webhook(connection: Connection) -> asyncpg.Record | None:
             return await connection.fetchrow(
-                query("replay_webhook"), webhook_id, from_event_id, from_time
+                query("replay_webhook"), webhook_id, from_event_id, from_time, actor_json(actor)
             )
 
         row = await self._write(replay_webhook)
@@ -60,11 +70,15 @@ class WebhookStore:
         return await self._write(delete_webhook) is not None
 
     async def rotate_webhook_secret(
-        self, webhook_id: int, secret: str, previous_valid_for: float
+        self, webhook_id: int, secret: str, previous_valid_for: float, actor: Caller | None = None
     ) -> datetime | None:
         async def rotate_webhook_secret(connection: Connection) -> datetime | None:
             until: datetime | None = await connection.fetchval(
-                query("rotate_webhook_secret"), webhook_id, secret, previous_valid_for
+                query("rotate_webhook_secret"),
+                webhook_id,
+                secret,
+                previous_valid_for,
+                actor_json(actor),
             )
             return until
 
@@ -163,6 +177,9 @@ def _webhook(row: asyncpg.Record) -> Webhook:
         row["backlog"],
         row["next_attempt_at"],
         row["lag_seconds"],
+        actor_of(row["created_by"]),
+        actor_of(row["changed_by"]),
+        row["changed_at"],
     )
 
 

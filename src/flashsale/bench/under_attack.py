@@ -1,0 +1,261 @@
+"""``flashsale bench --attack``: the hot coupon under attack. One server, one
+database (the hot coupon, a 10-unit coupon SMALL, and BIG with 150,000
+claimers); the hot coupon under wrk three times in the same run: plain,
+while bench/attacker.py (a process of its own) holds 4,000 half-sent claim
+bodies, 300 dashboard streams and 10 readers of BIG at 2 KB/s, and again
+once the attacker has left (after a 3 s warm-up, not reported). Throughout
+each, a probe opens a new connection every 50 ms for
+``GET /api/coupons/SMALL`` (its p99, and how many failed),
+and each worker's resident memory is sampled. After the run under attack
+the attacker keeps its connections until the server has cut every
+half-sent one or 60 s have passed since they were all open.
+
+Both this process and the attacker raise their RLIMIT_NOFILE soft limit to
+what the sockets need (the server inherits the bench's)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from rich.table import Table
+
+from flashsale.bench.attacker import CUT_WINDOW_S, SOCKET_SLACK, raise_descriptor_limit
+from flashsale.bench.database import create_fresh_database, drop_database
+from flashsale.bench.huge_coupon import rss_mb
+from flashsale.bench.scenarios import HOT
+from flashsale.bench.server import RunningServer, start_server
+from flashsale.bench.wrk import Load, WrkResult, run_wrk
+from flashsale.storage.admin import seed_coupon
+
+BIG, BIG_CLAIMERS = "BIG", 150_000
+SMALL, SMALL_AMOUNT = "SMALL", 10
+HALF_SENT, STREAMS, SLOW_READERS, READ_RATE = 4000, 300, 10, 2048
+PROBE_EVERY_S = 0.05
+PROBE_TIMEOUT_S = 10.0
+READY_LIMIT_S = 180.0
+WARM_UP = Load(connections=64, threads=2, duration_s=3)  # not reported
+
+Announce = Callable[[str], None]
+
+
+@dataclass
+class Probe:
+    """Latencies of GET /api/coupons/SMALL, each on a new connection."""
+
+    seconds: list[float] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)  # status or error
+
+    @property
+    def p99_ms(self) -> float | None:
+        if not self.seconds:
+            return None
+        ordered = sorted(self.seconds)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    name: str
+    wrk: WrkResult
+    probe: Probe
+    peak_rss_mb: float  # the largest worker's
+
+
+@dataclass(frozen=True, slots=True)
+class AttackRun:
+    plain: Phase
+    attacked: Phase
+    after: Phase
+    ready: dict[str, Any]  # the attacker's counts once its connections were open
+    report: dict[str, Any]  # and when it left
+    descriptors: str | None  # what the bench did to its RLIMIT_NOFILE
+
+    @property
+    def ratio(self) -> float:
+        return self.attacked.wrk.ok_per_s / max(self.plain.wrk.ok_per_s, 1e-9)
+
+
+def run_attack_bench(
+    server_url: str, workdir: Path, load: Load, workers: int, announce: Announce
+) -> AttackRun:
+    announce(f"seeding {BIG} with {BIG_CLAIMERS:,} claimers")
+    url = asyncio.run(create_fresh_database(server_url, (HOT,)))
+    asyncio.run(seed_coupon(url, BIG, BIG_CLAIMERS, claims=BIG_CLAIMERS))
+    asyncio.run(seed_coupon(url, SMALL, SMALL_AMOUNT))
+    descriptors = raise_descriptor_limit(HALF_SENT + STREAMS + SLOW_READERS + 2 * SOCKET_SLACK)
+    server = start_server(url, workdir / "server-attack.log", workers=workers)
+    try:
+        announce("warming up the workers")
+        run_wrk(server.base_url + HOT.path, WARM_UP, HOT.wrk_args("w-"))
+        plain = phase(server, load, "plain", announce)
+        with attacker(server, announce) as (ready, finish):
+            attacked = phase(server, load, "under attack", announce)
+            announce(f"waiting until every half-sent body is cut (at most {CUT_WINDOW_S:g} s)")
+            report = finish()
+        after = phase(server, load, "after the attack", announce)
+    finally:
+        server.stop()
+        asyncio.run(drop_database(server_url, url))
+    return AttackRun(plain, attacked, after, ready, report, descriptors)
+
+
+def phase(server: RunningServer, load: Load, name: str, announce: Announce) -> Phase:
+    announce(f"hot coupon, {name}")
+    probe, stop = Probe(), threading.Event()
+    peaks: dict[int, float] = {}
+    threads = [
+        threading.Thread(target=_probe, args=(server.base_url, probe, stop), daemon=True),
+        threading.Thread(target=_sample, args=(server.worker_pids(), peaks, stop), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        result = run_wrk(
+            server.base_url + HOT.path, load, HOT.wrk_args(f"a{uuid.uuid4().hex[:6]}-")
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return Phase(name, result, probe, max(peaks.values(), default=0.0))
+
+
+def _probe(base_url: str, probe: Probe, stop: threading.Event) -> None:
+    url = f"{base_url}/api/coupons/{SMALL}"
+    while not stop.is_set():
+        started = time.perf_counter()
+        failure: str | None = None
+        try:
+            status = httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code
+        except httpx.HTTPError as error:
+            failure = type(error).__name__
+        else:
+            failure = None if status == 200 else str(status)
+        probe.seconds.append(time.perf_counter() - started)
+        if failure is not None:
+            probe.failures[failure] = probe.failures.get(failure, 0) + 1
+        stop.wait(PROBE_EVERY_S)
+
+
+def _sample(pids: list[int], peaks: dict[int, float], stop: threading.Event) -> None:
+    while True:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                peaks[pid] = max(peaks.get(pid, 0.0), rss_mb(pid))
+        if stop.wait(0.5):
+            return
+
+
+@contextlib.contextmanager
+def attacker(
+    server: RunningServer, announce: Announce, source: str | None = None
+) -> Iterator[tuple[dict[str, Any], Callable[[], dict[str, Any]]]]:
+    """The attacker (from ``source``, a local address, if given), once its
+    connections are open: its ready line, and a call that waits for every
+    half-sent body to be cut (or the window to pass since they were open),
+    sends it away and returns its report."""
+    port = server.base_url.rsplit(":", 1)[1]
+    command = [sys.executable, "-m", "flashsale.bench.attacker", "--port", port,
+               "--half-sent", str(HALF_SENT), "--streams", str(STREAMS),
+               "--slow-readers", str(SLOW_READERS), "--big", BIG,
+               "--read-rate", str(READ_RATE),
+               *(["--source", source] if source else [])]  # fmt: skip
+    announce(f"attacker: opening {HALF_SENT:,} half-sent claims, {STREAMS} streams, "
+             f"{SLOW_READERS} slow readers")  # fmt: skip
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    lines = _lines(process)
+    try:
+        ready = _next(lines, "ready", READY_LIMIT_S)
+        opened_at = time.monotonic()
+
+        def finish() -> dict[str, Any]:
+            with contextlib.suppress(TimeoutError):
+                _next(lines, "all_cut", max(0.0, opened_at + CUT_WINDOW_S - time.monotonic()))
+            assert process.stdin is not None
+            process.stdin.close()  # the attacker's signal to leave
+            return _next(lines, "report", 120)
+
+        yield ready, finish
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=120)
+
+
+def _lines(process: subprocess.Popen[bytes]) -> queue.Queue[dict[str, Any]]:
+    found: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            found.put(msgspec.json.decode(line))
+
+    threading.Thread(target=read, daemon=True).start()
+    return found
+
+
+def _next(lines: queue.Queue[dict[str, Any]], kind: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if kind in line:
+            value: dict[str, Any] = line[kind]
+            return value
+    raise TimeoutError(f"the attacker printed no {kind!r} line within {timeout:g} s")
+
+
+def render_attack(run: AttackRun) -> Table:
+    table = Table(title="hot coupon under attack (same server, same run)")
+    for column in ("phase", "claims/s", "vs plain", "claim p99", "GET SMALL p99",
+                   "GET SMALL failed", "largest worker RSS"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for done in (run.plain, run.attacked, run.after):
+        probe = done.probe
+        failed = ", ".join(f"{n} {why}" for why, n in probe.failures.items()) or "0"
+        table.add_row(
+            done.name,
+            f"{done.wrk.ok_per_s:,.0f}",
+            f"{done.wrk.ok_per_s / max(run.plain.wrk.ok_per_s, 1e-9):.0%}",
+            f"{done.wrk.p99_ms:,.0f} ms" if done.wrk.requests else "- (none answered)",
+            "-" if probe.p99_ms is None else f"{probe.p99_ms:,.0f} ms ({len(probe.seconds)})",
+            f"{failed} of {len(probe.seconds)}",
+            f"{done.peak_rss_mb:,.0f} MB",
+        )
+    return table
+
+
+def attack_lines(run: AttackRun) -> list[str]:
+    """What the attacker saw: connections opened, cut, and answered."""
+    ready, report = run.ready, run.report
+    cut = report["half_sent_cut_within_60s"]
+    most = report["half_sent_cut_max_s"]
+    return [
+        f"half-sent claims: {report['half_sent_open']:,} open, {report['half_sent_failed']:,} "
+        f"failed to open; cut by the server within {CUT_WINDOW_S:g} s: {cut:,} of "
+        f"{report['half_sent_open']:,}"
+        + ("" if most is None else f" (last after {most:.1f} s)")
+        + f"; answers {report['half_sent_answers']}",
+        f"streams: {ready['streams']} at opening, {report['streams_ended_by_server']} ended "
+        "by the server",
+        f"slow readers: {ready['readers']} at opening, {report['readers_ended']} ended by the "
+        f"server, bytes read {report['reader_bytes']}",
+        *([f"descriptors: {run.descriptors}"] if run.descriptors else []),
+    ]
