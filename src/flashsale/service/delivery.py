@@ -134,14 +134,13 @@ class WebhookDeliverer:
     async def tick(self) -> int:
         """Pumps the feed and starts a task per newly leased stream; a
         database that is away only delays this to the next tick."""
-        # While claims are in flight here, a quarter of the slots: deliveries
-        # go on (at least one stream) without taking the claims' loop and pool.
-        slots = max(1, self._concurrency // 4) if self._yielding() else self._concurrency
-        free = slots - len(self._streams)
-        if free <= 0:
-            return 0
         try:
+            # Every tick, slots free or not: the pump also tells whether the
+            # feed still grows by full pages (whether to go on yielding).
             await self._pump()
+            free = self._slots() - len(self._streams)
+            if free <= 0:
+                return 0
             leased = await self._queue.lease(limit=free, lease_seconds=self.lease_seconds)
         except ServiceUnavailable:
             return 0
@@ -153,6 +152,11 @@ class WebhookDeliverer:
             self._streams[task] = delivery
             task.add_done_callback(self._streams.pop)
         return len(leased)
+
+    def _slots(self) -> int:
+        # While claims are in flight, a quarter of the slots: deliveries go on
+        # (at least one stream) without taking the claims' loop and pool.
+        return max(1, self._concurrency // 4) if self._yielding() else self._concurrency
 
     async def _pump(self) -> None:
         # Each endpoint reads the whole feed: while claims are in flight, one
