@@ -72,6 +72,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # statements (PgBouncer < 1.21, or without max_prepared_statements).
     db_statement_cache_size: NonNegative = 100
     request_timeout: PositiveFloat = 10.0  # whole request, queues included, then 503
+    # Bounds on the client (http/bounds.py, docs/operations.md "Limits"): a
+    # request's body must arrive within body_timeout seconds of its headers;
+    # each write of a response must drain within send_timeout; an answer
+    # must flow at min_send_rate bytes/s on average (after send_timeout's
+    # grace) and end within response_timeout; past max_requests requests in
+    # flight a worker answers 503.
+    body_timeout: PositiveFloat = 10.0
+    send_timeout: PositiveFloat = 10.0
+    min_send_rate: Positive = 65_536
+    response_timeout: PositiveFloat = 300.0
+    max_requests: Positive = 1024
+    # Event streams (/api/events/stream, /dashboard/events) open per worker,
+    # then 503; a stream with nothing new for stream_idle_timeout seconds ends
+    # (the client reconnects, resuming with Last-Event-ID).
+    max_streams: Positive = 500
+    stream_idle_timeout: PositiveFloat = 60.0
+    # Bytes of large coupon reads a worker may spool to disk at once, then 503.
+    spool_max_bytes: Positive = 1 << 30
     # Seconds a worker may take to finish its accepted requests after SIGTERM
     # before Granian kills it (workers_kill_timeout).
     shutdown_timeout: Positive = 8
@@ -198,6 +216,14 @@ ENVIRONMENT = {
     "db_statement_timeout": "DB_STATEMENT_TIMEOUT",
     "db_statement_cache_size": "DB_STATEMENT_CACHE_SIZE",
     "request_timeout": "REQUEST_TIMEOUT",
+    "body_timeout": "BODY_TIMEOUT",
+    "send_timeout": "SEND_TIMEOUT",
+    "min_send_rate": "MIN_SEND_RATE",
+    "response_timeout": "RESPONSE_TIMEOUT",
+    "max_requests": "WORKER_MAX_REQUESTS",
+    "max_streams": "WORKER_MAX_STREAMS",
+    "stream_idle_timeout": "STREAM_IDLE_TIMEOUT",
+    "spool_max_bytes": "SPOOL_MAX_BYTES",
     "shutdown_timeout": "SHUTDOWN_TIMEOUT",
     "idempotency_ttl": "IDEMPOTENCY_TTL",
     "idempotency_keys_per_identity": "IDEMPOTENCY_KEYS_PER_IDENTITY",

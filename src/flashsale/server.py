@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from granian.constants import Interfaces, Loops
+from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server import Server
@@ -54,6 +54,11 @@ def run_server(settings: Settings, target: str = APP_FACTORY, *, factory: bool =
         address=settings.app_host,
         port=settings.app_port,
         interface=Interfaces.ASGI,
+        # HTTP/1 only: HTTP/2 (Granian's "auto" gives it to a client with
+        # prior knowledge) multiplexes up to 200 streams on one connection,
+        # past every per-connection bound of the service and its front door.
+        http=HTTPModes.http1,
+        websockets=False,  # no route uses them
         workers=settings.workers,
         loop=Loops.uvloop,
         backlog=4096,

@@ -26,6 +26,7 @@ from flashsale.metrics import Metrics, forget_this_process, get_metrics
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
 from flashsale.service.delivery import Batching, WebhookDeliverer
+from flashsale.service.event_feed import EventFeed
 from flashsale.service.events import EventReads
 from flashsale.service.expiry import HoldExpirer
 from flashsale.service.key_purge import KeyPurge
@@ -77,6 +78,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await deliveries.close()
         await background.close()
         await services.dashboard.close()
+        await services.event_feed.close()
         await services.coupons.close()  # claims already accepted finish first
         await connections.wait_for_writes()  # and every write sent, timed out or not
         await pool.close()
@@ -92,6 +94,7 @@ def _services(
 ) -> Services:
     """The use cases the HTTP layer calls, on the worker's stores."""
     reads = CouponReadStore(connections)
+    event_store = EventStore(connections)
     timeout = settings.request_timeout
     return Services(
         coupons=CouponService(
@@ -99,7 +102,8 @@ def _services(
         ),
         reads=CouponReads(reads, request_timeout=timeout),
         dashboard=DashboardFeed(reads),
-        events=EventReads(EventStore(connections), request_timeout=timeout),
+        events=EventReads(event_store, request_timeout=timeout),
+        event_feed=EventFeed(event_store),
         webhooks=WebhookService(webhooks, destinations(settings), request_timeout=timeout),
         key_quota=KeyQuota(
             settings.idempotency_keys_per_identity,

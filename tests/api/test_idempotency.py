@@ -217,7 +217,8 @@ async def test_a_claim_key_with_another_body_is_refused(client: Client, db: Conn
     assert await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = 'C3'") == 0
     # Issue 24: an anonymous claim's key is its user's, so bob's "k2" is his own.
     bobs = await claim_with(client, "k2", "bob", "C2")
-    assert bobs.status_code == 200 and "idempotent-replayed" not in bobs.headers
+    assert bobs.status_code == 200
+    assert "idempotent-replayed" not in bobs.headers
 
 
 async def test_a_refused_claim_is_replayed_refused_after_stock_comes_back(

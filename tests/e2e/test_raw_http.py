@@ -193,11 +193,14 @@ async def test_clients_that_send_half_a_request_and_stall_block_no_one(
         assert outcomes(replies) == {"ok": 200}
         # Served while every stalled client still held its connection: not
         # after the server cut them off (it cuts a half-sent header after
-        # HEADER_READ_TIMEOUT_MS, and never a half-sent body).
+        # HEADER_READ_TIMEOUT_MS, a half-sent body after BODY_TIMEOUT: both 10 s).
         assert all(still_open(sock) for sock in stalled), "claims waited for the stalls to end"
         # A half-sent header is cut off after the header read timeout.
         closed = await asyncio.to_thread(wait_closed, stalled[0], HEADER_READ_TIMEOUT_MS / 1000 + 5)
         assert closed, "a stalled header was never timed out"
+        # A half-sent body is answered 408 and closed after BODY_TIMEOUT.
+        closed = await asyncio.to_thread(wait_closed, stalled[100], 60)
+        assert closed, "a stalled body was never timed out"
     finally:
         for sock in stalled:
             sock.close()

@@ -11,9 +11,10 @@ from litestar import Litestar
 
 from flashsale.config import Settings
 from flashsale.http.auth import configure_access
+from flashsale.http.bounds import Bounds, Limits
 from flashsale.http.claim_endpoint import ClaimEndpoint
 from flashsale.http.claims import CLAIM_HANDLERS
-from flashsale.http.context import put_services
+from flashsale.http.context import put_budgets, put_services
 from flashsale.http.coupons import CouponController
 from flashsale.http.dashboard import DASHBOARD_HANDLERS
 from flashsale.http.docs import docs_handlers, openapi_config
@@ -27,6 +28,8 @@ from flashsale.http.observability import RequestObserver
 from flashsale.http.openapi import complete_schema
 from flashsale.http.paths import RawUserPaths
 from flashsale.http.requests import MAX_BODY_BYTES
+from flashsale.http.spool import Spools
+from flashsale.http.streams import StreamGate
 from flashsale.http.users import USER_HANDLERS
 from flashsale.http.webhooks import WebhookController
 from flashsale.logs import configure_logging, protect_secrets
@@ -47,6 +50,11 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         access = configure_access(app.state, settings)
+        put_budgets(
+            app.state,
+            Spools(settings.spool_max_bytes),
+            StreamGate(settings.max_streams, settings.stream_idle_timeout),
+        )
         async with (
             refreshing(settings, access.users) if access.users else _nothing(),
             open_services() as services,
@@ -74,12 +82,24 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
         on_startup=[complete_schema],
     )
     # Outermost first: the observer sees every answer as the client gets it;
-    # claims are answered next, everything else by Litestar (user-id paths
-    # routed on their raw, still percent-encoded form).
+    # the bounds hold every request to its deadlines; claims are answered
+    # next, everything else by Litestar (user-id paths routed on their raw,
+    # still percent-encoded form).
     configure_proxies(app.state, settings)
     limits = ClaimLimits(settings) if settings.claim_rate > 0 else None
     claims = ClaimEndpoint(
         app, RawUserPaths(app.asgi_handler), ceiling=settings.bench_routes, limits=limits
     )
-    app.asgi_handler = RequestObserver(claims, access=settings.log_access)
+    bounded = Bounds(claims, limits_of(settings))
+    app.asgi_handler = RequestObserver(bounded, access=settings.log_access)
     return app
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        body_timeout=settings.body_timeout,
+        send_timeout=settings.send_timeout,
+        min_send_rate=settings.min_send_rate,
+        response_timeout=settings.response_timeout,
+        max_requests=settings.max_requests,
+    )

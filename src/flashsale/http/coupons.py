@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from flashsale.http import idempotency
 from flashsale.http.allow import Resource
 from flashsale.http.auth import admin_only, sees_claimers
-from flashsale.http.context import services_of
+from flashsale.http.context import services_of, spools_of
 from flashsale.http.idempotency import request_caller, request_key, respond
 from flashsale.http.openapi import (
     AMOUNT_BELOW_CLAIMED,
@@ -49,6 +49,7 @@ from flashsale.http.schemas import (
     CouponsPageResponse,
     CreateCouponRequest,
 )
+from flashsale.http.spool import spooled
 from flashsale.service.ports import (
     KEEP,
     CouponChange,
@@ -161,13 +162,18 @@ class CouponController(Resource):
     async def get_coupon(self, request: AnyRequest, state: State, name: str) -> Stream:
         """The same JSON as ever, written a few hundred KB at a time from one
         database snapshot, so a coupon with a million claimers costs neither
-        a million-element list nor a 15 MB buffer. 404 is decided before any
-        byte is sent; later failures can only cut the body short. With
-        HIDE_CLAIMERS=true an anonymous reader gets an empty ``claimed_by``."""
+        a million-element list nor a 15 MB buffer; spooled to a file as fast
+        as the database gives it (http/spool.py), so a slow reader holds no
+        connection. 404 is decided before any byte is sent; later failures
+        can only cut the body short. With HIDE_CLAIMERS=true an anonymous
+        reader gets an empty ``claimed_by``."""
         claimers = sees_claimers(request)
         require_coupon_name(name)
+        spools = spools_of(state)
+        spools.check()
         snapshot = await services_of(state).reads.open_coupon(name)
-        return Stream(coupon_json(snapshot, claimers=claimers), media_type=MediaType.JSON)
+        body = coupon_json(snapshot, claimers=claimers)
+        return Stream(spooled(body, spools), media_type=MediaType.JSON)
 
 
 T = TypeVar("T")

@@ -3,7 +3,7 @@ server-sent events it listens to at /dashboard/events."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import cache
 from importlib.resources import files
 
@@ -13,9 +13,10 @@ from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from flashsale.http.auth import guard_operator
-from flashsale.http.context import services_of
+from flashsale.http.context import services_of, streams_of
 from flashsale.http.stopping import stopping, watch_stop_signals
-from flashsale.service.dashboard import DashboardFeed
+from flashsale.http.streams import StreamGate
+from flashsale.service.dashboard import DashboardFeed, DashboardSnapshot
 
 _ENCODER = msgspec.json.Encoder()
 RECONNECT_MS = 1000
@@ -44,16 +45,35 @@ async def dashboard() -> Response[bytes]:
     guards=[guard_operator],
 )
 async def dashboard_events(state: State) -> ServerSentEvent:
+    """503 past WORKER_MAX_STREAMS; ends after STREAM_IDLE_TIMEOUT of
+    unchanged snapshots (the page's EventSource reconnects)."""
     watch_stop_signals()
-    return ServerSentEvent(_events(services_of(state).dashboard), retry_duration=RECONNECT_MS)
+    gate = streams_of(state)
+    gate.admit()
+    events = _events(services_of(state).dashboard, gate)
+    return ServerSentEvent(events, retry_duration=RECONNECT_MS)
 
 
-async def _events(feed: DashboardFeed) -> AsyncIterator[ServerSentEventMessage]:
+async def _events(feed: DashboardFeed, gate: StreamGate) -> AsyncIterator[ServerSentEventMessage]:
     # The loop ends when the client goes (Litestar cancels the stream on
-    # disconnect) or when the worker is told to stop (it would wait for us).
-    async for snapshot in feed.snapshots(stopping):
+    # disconnect), when the worker is told to stop (it would wait for us) or
+    # when nothing has changed for the idle timeout.
+    async for snapshot in gate.bounded(feed.snapshots(stopping), _changes()):
         data = _ENCODER.encode(snapshot).decode()
         yield ServerSentEventMessage(data=data, event="snapshot")
+
+
+def _changes() -> Callable[[DashboardSnapshot], bool]:
+    """Whether a snapshot shows anything its predecessor did not (its time aside)."""
+    last: list[object] = [None]
+
+    def news(snapshot: DashboardSnapshot) -> bool:
+        seen = (snapshot.database, snapshot.coupons)
+        changed = seen != last[0]
+        last[0] = seen
+        return changed
+
+    return news
 
 
 DASHBOARD_HANDLERS = [dashboard, dashboard_events]

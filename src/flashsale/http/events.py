@@ -16,7 +16,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from flashsale.http.auth import staff_only
-from flashsale.http.context import services_of
+from flashsale.http.context import services_of, streams_of
 from flashsale.http.openapi import (
     COUPON_NOT_FOUND,
     INVALID_REQUEST,
@@ -35,7 +35,9 @@ from flashsale.http.requests import (
 )
 from flashsale.http.schemas import EventBody, EventsPageResponse
 from flashsale.http.stopping import stopping, watch_stop_signals
-from flashsale.service.events import STREAM_PAGE, EventReads, EventsPage
+from flashsale.http.streams import StreamGate
+from flashsale.service.event_feed import STREAM_PAGE, EventFeed
+from flashsale.service.events import EventsPage
 from flashsale.service.ports import Event
 
 KEEP_ALIVE_SECONDS = 15.0  # a comment line when nothing happened: proxies keep the stream open
@@ -120,21 +122,29 @@ async def event_stream(
     last_event_id: str | None = LAST_EVENT_ID,
 ) -> ServerSentEvent:
     """The first page is read before the response starts, so a bad cursor
-    (400) or an unreachable database (503) is an answer, not a cut stream."""
+    (400), an unreachable database or too many open streams (503) is an
+    answer, not a cut stream. A stream with no event for STREAM_IDLE_TIMEOUT
+    ends; the client reconnects with Last-Event-ID."""
     watch_stop_signals()
-    events = services_of(request.app.state).events
+    gate = streams_of(request.app.state)
+    gate.admit()
+    services = services_of(request.app.state)
     position = feed_position(last_event_id if last_event_id is not None else after)
-    first = await events.feed_page(after=position, limit=STREAM_PAGE)
-    return ServerSentEvent(_messages(events, first), retry_duration=RECONNECT_MS)
+    first = await services.events.feed_page(after=position, limit=STREAM_PAGE)
+    messages = _messages(services.event_feed, first, gate)
+    return ServerSentEvent(messages, retry_duration=RECONNECT_MS)
 
 
-async def _messages(events: EventReads, first: EventsPage) -> AsyncIterator[ServerSentEventMessage]:
-    # Ends when the client goes (Litestar cancels the stream on disconnect)
-    # or when the worker is told to stop (Granian would wait for us).
+async def _messages(
+    feed: EventFeed, first: EventsPage, gate: StreamGate
+) -> AsyncIterator[ServerSentEventMessage]:
+    # Ends when the client goes (Litestar cancels the stream on disconnect),
+    # when the worker is told to stop (Granian would wait for us) or when the
+    # stream has been idle too long.
     for event in first.events:
         yield _message(event)
     quiet_since = time.monotonic()
-    async for page in events.follow(first.next_after, stopping):
+    async for page in gate.bounded(feed.follow(first.next_after, stopping), bool):
         for event in page:
             yield _message(event)
         now = time.monotonic()

@@ -12,6 +12,7 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Awaitable
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
@@ -92,12 +93,14 @@ class RequestObserver:
         started = time.perf_counter()
         status = 500  # what the client gets if nothing is sent
 
-        async def send_observed(message: Message) -> None:
+        def send_observed(message: Message) -> Awaitable[None]:
+            # Not a coroutine: the server's own awaitable goes back to the
+            # caller, so http/bounds.py can ask it whether the send is done.
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_observed)

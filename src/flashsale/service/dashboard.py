@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -99,7 +99,7 @@ class DashboardFeed:
 
     async def snapshots(
         self, stopping: Callable[[], bool] = lambda: False
-    ) -> AsyncIterator[DashboardSnapshot]:
+    ) -> AsyncGenerator[DashboardSnapshot, None]:
         """Each new snapshot, starting with the latest one, until ``stopping()``
         says so or the consumer stops iterating."""
         self._viewers += 1

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
+from flashsale.service.event_feed import EventFeed
 from flashsale.service.events import EventReads
 from flashsale.service.key_quota import KeyQuota
 from flashsale.service.reads import CouponReads
@@ -19,5 +20,6 @@ class Services:
     reads: CouponReads
     dashboard: DashboardFeed
     events: EventReads
+    event_feed: EventFeed  # the live stream: one poller per worker
     webhooks: WebhookService
     key_quota: KeyQuota  # Idempotency-Keys per caller, this worker's count

@@ -1,0 +1,287 @@
+"""``Bounds``: every phase of a request that reaches the application has a
+deadline, and a worker holds a bounded number of requests.
+
+Granian bounds what comes before the application (a header must arrive
+within its ``header_read_timeout``); from there on this layer does: the
+body must arrive within ``BODY_TIMEOUT`` of the headers, each write of a
+response must drain within ``SEND_TIMEOUT``, an answer must flow at
+``MIN_SEND_RATE`` on average after that grace and end within
+``RESPONSE_TIMEOUT`` (event streams are bounded by their own idle timeout
+instead). A client that misses a deadline has its request task cancelled
+(which frees whatever it held: a pool connection, a spooled file, a stream
+slot); a missed body is answered 408 with ``Connection: close``, a missed
+write leaves the answer unfinished, and Granian closes the socket.
+
+The deadlines are checked by one sweeper task per worker every
+``SWEEP_SECONDS``, which stamps the times itself and asks Granian's pending
+receive or send whether it is done: a request pays a counter and an
+attribute write per receive and send, no timer, clock or coroutine (the
+claim is the hot route: docs/benchmarks.md). A cut comes up to two sweeps
+after its deadline.
+
+A worker full of requests (``WORKER_MAX_REQUESTS``) makes room before it
+refuses: the oldest request still waiting on its body is cut (408) for the
+new one. A client that sends its request whole, as every real client of a
+claim does, is then never refused because stalled bodies hold the places;
+only when every place holds a request that has its body is the new one
+answered 503."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.status_codes import HTTP_408_REQUEST_TIMEOUT, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    ReceiveMessage,
+    Scope,
+    Send,
+)
+
+from flashsale.http.schemas import ErrorResponse
+
+SWEEP_SECONDS = 0.5
+NEVER = math.inf
+_EVENT_STREAM = b"text/event-stream"
+_ENCODER = msgspec.json.Encoder()
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    body_timeout: float = 10.0
+    send_timeout: float = 10.0
+    min_send_rate: int = 65_536
+    response_timeout: float = 300.0
+    max_requests: int = 1024
+
+
+def _answer(status: int, error: str, message: str, extra: Headers) -> tuple[Message, Message]:
+    body = _ENCODER.encode(ErrorResponse(error=error, message=message))
+    length = (b"content-length", str(len(body)).encode())
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), length, *extra],
+    }
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    return start, end
+
+
+_BUSY = _answer(
+    HTTP_503_SERVICE_UNAVAILABLE,
+    "service_unavailable",
+    "the server is answering too many requests at once, retry shortly",
+    [(b"retry-after", b"1")],
+)
+_SLOW = _answer(
+    HTTP_408_REQUEST_TIMEOUT,
+    "request_timeout",
+    "the request body did not arrive in time",
+    [(b"connection", b"close")],
+)
+
+
+class _Watch:
+    """One request's progress, as the sweeper needs it. The wrappers only
+    count and keep Granian's awaitable (no coroutine, no clock per call):
+    the sweeper stamps the times itself and asks the awaitable whether the
+    request is still waiting on the client."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "body_done",
+        "cut",
+        "limits",
+        "mark",
+        "receiving",
+        "seen",
+        "sending",
+        "sends",
+        "sent",
+        "started",
+        "streaming",
+        "task",
+    )
+
+    def __init__(self, limits: Limits, receive: Receive, send: Send) -> None:
+        self.task = asyncio.current_task()
+        self._receive = receive
+        self._send = send
+        self.limits = limits
+        self.receiving: Awaitable[object] | None = None  # the latest receive
+        self.sending: Awaitable[None] | None = None  # the latest send
+        self.body_done = False
+        self.sends = 0
+        self.sent = 0
+        self.streaming = False
+        self.cut = False
+        self.seen = NEVER  # sweeper's stamps: when it first saw the request,
+        self.started = NEVER  # the answer begun,
+        self.mark = (0, NEVER)  # and the send it last saw waiting (count, since)
+
+    def receive(self) -> Awaitable[ReceiveMessage]:
+        # Once the body is in, a receive only waits for the client to go
+        # (Litestar's streams listen for it): no deadline then.
+        previous = self.receiving
+        if previous is not None and not _more_body(previous):
+            self.body_done = True
+        awaitable = self._receive()
+        self.receiving = awaitable
+        return awaitable
+
+    def send(self, message: Message) -> Awaitable[None]:
+        self.sends += 1
+        body: bytes | None = message.get("body")  # type: ignore[assignment]
+        if body is None:  # the answer's start
+            self.streaming = _is_stream(message)
+        else:
+            self.sent += len(body)
+        awaitable = self._send(message)
+        self.sending = awaitable
+        return awaitable
+
+    async def send_unbounded(self, message: Message) -> None:
+        await self._send(message)
+
+    def check(self, now: float) -> None:
+        """Cancels the request if it has missed a deadline."""
+        if self.cut or self.task is None:
+            return
+        if self.seen == NEVER:
+            self.seen = now
+        if self._late_answer(now) if self.sends else self._late_body(now):
+            self.cut_off()
+
+    def stalled_body(self) -> bool:
+        """Waiting on the client for its body (nothing answered yet)."""
+        return not (self.cut or self.sends or self.body_done) and _waiting(self.receiving)
+
+    def cut_off(self) -> None:
+        if self.task is not None:
+            self.cut = True
+            self.task.cancel()
+
+    def _late_body(self, now: float) -> bool:
+        if self.body_done or not _waiting(self.receiving):
+            return False
+        return now - self.seen >= self.limits.body_timeout
+
+    def _late_answer(self, now: float) -> bool:
+        limits = self.limits
+        if self.started == NEVER:
+            self.started = now
+        if not _waiting(self.sending):
+            return False
+        count, since = self.mark
+        if count != self.sends:
+            self.mark = (self.sends, now)
+            return False
+        if now - since >= limits.send_timeout:
+            return True
+        if self.streaming:
+            return False
+        answering = now - self.started
+        slow = answering - limits.send_timeout > self.sent / limits.min_send_rate
+        return slow or answering >= limits.response_timeout
+
+
+def _waiting(awaitable: Awaitable[object] | None) -> bool:
+    """Whether the request waits on this receive or send (Granian's futures
+    have done(); an awaitable without it completes at once)."""
+    done = getattr(awaitable, "done", None)
+    return done is not None and not done()
+
+
+def _more_body(received: Awaitable[object]) -> bool:
+    """Whether a completed receive said more body follows."""
+    try:
+        message = received.result()  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return bool(message.get("more_body", False))
+
+
+def _is_stream(message: Message) -> bool:
+    headers: Headers = message.get("headers", [])  # type: ignore[assignment]
+    for name, value in headers:
+        if name == b"content-type":
+            return value.startswith(_EVENT_STREAM)
+    return False
+
+
+class Bounds:
+    """The ASGI layer that holds every request to its deadlines."""
+
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+        self._watches: dict[_Watch, None] = {}  # insertion order: oldest first
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._watches)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        if len(self._watches) >= self.limits.max_requests and not self._make_room():
+            await send(_BUSY[0])
+            await send(_BUSY[1])
+            return
+        watch = _Watch(self.limits, receive, send)
+        self._watches[watch] = None
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep())
+        try:
+            await self.app(scope, watch.receive, watch.send)
+        except asyncio.CancelledError:
+            if not watch.cut or watch.task is None or watch.task.uncancel() > 0:
+                raise
+            await _cut_off(watch)
+        finally:
+            self._watches.pop(watch, None)
+
+    def _make_room(self) -> bool:
+        """Cuts the oldest request still waiting on its body; False: none is
+        (every place holds a request that has its body)."""
+        for watch in self._watches:
+            if watch.stalled_body():
+                watch.cut_off()
+                return True
+        return False
+
+    async def _sweep(self) -> None:
+        """Cancels each request past its deadline; ends when none is left (so
+        an idle worker has no task running, and shuts down without one)."""
+        try:
+            while self._watches:
+                await asyncio.sleep(SWEEP_SECONDS)
+                now = time.monotonic()
+                for watch in list(self._watches):
+                    watch.check(now)
+        finally:
+            self._sweeper = None
+
+
+async def _cut_off(watch: _Watch) -> None:
+    """After a missed deadline: a 408 when the body was late (its
+    ``Connection: close`` makes Granian drop the connection with the unread
+    body); an answer already started is left unfinished, which Granian
+    aborts by closing the connection (the client sees it cut short)."""
+    if not watch.sends:  # cut in the one phase before an answer: the body
+        await watch.send_unbounded(_SLOW[0])
+        await watch.send_unbounded(_SLOW[1])

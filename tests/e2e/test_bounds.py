@@ -1,0 +1,348 @@
+"""Every bound on a client inside the service (http/bounds.py, http/spool.py,
+http/streams.py), shown against ``flashsale serve`` over raw sockets: a
+stalled body is cut with 408 and its connection closed; stalled readers of
+a big coupon hold no connection or slot, leave small reads answered and are
+cut off; the stream cap answers 503; idle streams end and resume with
+Last-Event-ID; past WORKER_MAX_REQUESTS a worker cuts the oldest stalled
+body, or answers 503 when every place is answering; HTTP/2 with
+prior knowledge is not served. Every wait is on a condition, never a clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from flashsale.bench.server import RunningServer
+from flashsale.storage.admin import seed_coupon
+from tests.support.load import claim_all, create_coupon
+from tests.support.servers import serve
+
+HUGE = "HUGE"
+HUGE_CLAIMS = 1_000_000  # ~14 MB of JSON: far more than the socket buffers hold
+# Generous: a loaded 2-core machine; each wait ends as soon as its condition holds.
+LIMIT = 120.0
+
+# Short deadlines so the waits are short; the cut-off reader's rate is set
+# high so that a reader that reads nothing misses it within seconds.
+BOUNDED = {
+    "BODY_TIMEOUT": "2",
+    "SEND_TIMEOUT": "5",
+    "MIN_SEND_RATE": "1000000",
+    "WORKER_MAX_STREAMS": "2",
+}
+CROWDED = {"WORKER_MAX_REQUESTS": "3", "BODY_TIMEOUT": "3", "STREAM_IDLE_TIMEOUT": "2"}
+
+
+@pytest.fixture(scope="module")
+async def huge_database(module_database: str) -> str:
+    await seed_coupon(module_database, HUGE, HUGE_CLAIMS, claims=HUGE_CLAIMS)
+    await seed_coupon(module_database, "SMALL", 10, claims=3)
+    return module_database
+
+
+@pytest.fixture(scope="module")
+def server(huge_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    log = tmp_path_factory.mktemp("bounds") / "server.log"
+    live = serve(huge_database, log, workers=1, env=BOUNDED)
+    yield live
+    assert live.stop() == 0
+    assert "Traceback" not in live.log()
+
+
+@pytest.fixture(scope="module")
+def crowded(
+    module_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    log = tmp_path_factory.mktemp("crowded") / "server.log"
+    live = serve(module_database, log, workers=1, env=CROWDED)
+    yield live
+    assert live.stop() == 0
+
+
+def address(server: RunningServer) -> tuple[str, int]:
+    parts = urlsplit(server.base_url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    return parts.hostname, parts.port
+
+
+def connect(server: RunningServer, request: bytes) -> socket.socket:
+    sock = socket.create_connection(address(server), timeout=10)
+    sock.sendall(request)
+    return sock
+
+
+def read_to_end(sock: socket.socket, limit: float = LIMIT) -> bytes | None:
+    """Everything until the server closes; None if it is still open after ``limit``."""
+    sock.settimeout(limit)
+    received = bytearray()
+    try:
+        while chunk := sock.recv(1 << 20):
+            received += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return bytes(received)
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def half_claim(length: int = 50) -> bytes:
+    return (
+        b"POST /api/coupons/claim HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(length).encode() + b"\r\n\r\n{"
+    )
+
+
+async def test_a_stalled_body_is_answered_408_and_its_connection_closed(
+    server: RunningServer,
+) -> None:
+    sock = connect(server, half_claim())
+    with sock:
+        response = await asyncio.to_thread(read_to_end, sock)
+    assert response is not None, "a half-sent body was never cut off"
+    assert status_of(response) == 408
+    body = json.loads(response.split(b"\r\n\r\n", 1)[1])
+    assert body["error"] == "request_timeout"
+    assert b"connection: close" in response.lower()
+
+
+async def test_http2_with_prior_knowledge_is_not_served(server: RunningServer) -> None:
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    empty_settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # length 0, type SETTINGS
+    sock = connect(server, preface + empty_settings)
+    with sock:
+        response = await asyncio.to_thread(read_to_end, sock)
+    assert response is not None
+    # An HTTP/2 server answers with its own SETTINGS frame (type 0x04 at byte 3).
+    assert response == b"" or response.startswith(b"HTTP/1.1 4"), response[:40]
+
+
+async def session_states(url: str) -> list[str]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT state FROM pg_stat_activity WHERE application_name = 'flashsale'"
+            " AND datname = current_database() AND state <> 'idle'"
+        )
+    finally:
+        await connection.close()
+    return [row["state"] for row in rows]
+
+
+async def wait_idle(url: str) -> bool:
+    for _ in range(int(LIMIT / 0.1)):
+        if not await session_states(url):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+READS = 'flashsale_http_request_duration_seconds_count{method="GET",route="/api/coupons/{name}"'
+
+
+async def coupon_reads(server: RunningServer) -> int:
+    """Coupon reads the server has finished, whatever their status."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"{server.base_url}/metrics")).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(READS)
+    )
+
+
+async def wait_for_reads(server: RunningServer, count: int) -> bool:
+    for _ in range(int(LIMIT / 0.2)):
+        if await coupon_reads(server) >= count:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def test_stalled_readers_of_a_big_coupon_hold_nothing_and_are_cut_off(
+    server: RunningServer, huge_database: str
+) -> None:
+    get_huge = b"GET /api/coupons/HUGE HTTP/1.1\r\nHost: t\r\n\r\n"
+    before = await coupon_reads(server)
+    stalled = [connect(server, get_huge) for _ in range(10)]  # never read
+    try:
+        # Once their bodies are spooled, the readers hold no database session
+        # (nor a large-read slot): every small read is answered.
+        assert await wait_idle(huge_database)
+        async with httpx.AsyncClient(timeout=30) as client:
+            for _ in range(20):
+                small = await client.get(f"{server.base_url}/api/coupons/SMALL")
+                assert small.status_code == 200, small.text
+                assert len(small.json()["claimed_by"]) == 3
+        # Each stalled reader is either cut off mid-body (below MIN_SEND_RATE)
+        # or was told 503 when the large-read slots were all busy spooling:
+        # either way its request ends (and is counted) without a byte read.
+        assert await wait_for_reads(server, before + len(stalled) + 20)
+        answers = await asyncio.gather(*(asyncio.to_thread(read_to_end, s) for s in stalled))
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert all(answer is not None for answer in answers), "a stalled reader was never cut off"
+    statuses = [status_of(answer) for answer in answers if answer]
+    assert set(statuses) <= {200, 503}
+    cut = [a for a in answers if a and status_of(a) == 200]
+    assert cut, "every reader was refused; none was cut off"
+    assert all(not a.endswith(b"}") and not a.endswith(b"0\r\n\r\n") for a in cut)
+    async with httpx.AsyncClient(timeout=60) as client:
+        whole = await client.get(f"{server.base_url}/api/coupons/{HUGE}")
+    assert whole.status_code == 200
+    assert len(whole.json()["claimed_by"]) == HUGE_CLAIMS
+
+
+async def open_stream(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    request = client.build_request("GET", url)
+    return await client.send(request, stream=True)
+
+
+def open_raw_stream(server: RunningServer, path: bytes) -> tuple[socket.socket, bytes]:
+    """A stream opened on a raw socket: the socket, and what came until its
+    first event (or the whole answer, when it was refused)."""
+    sock = connect(server, b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    sock.settimeout(LIMIT)
+    received = b""
+    while b"data:" not in received and not received.startswith(b"HTTP/1.1 503"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return sock, received
+
+
+async def test_past_the_stream_cap_a_stream_is_answered_503(server: RunningServer) -> None:
+    held = [
+        await asyncio.to_thread(open_raw_stream, server, b"/dashboard/events") for _ in range(2)
+    ]
+    try:
+        for _, head in held:
+            assert status_of(head) == 200
+        async with httpx.AsyncClient(timeout=30) as client:
+            for path in ("/dashboard/events", "/api/events/stream"):
+                refused = await client.get(f"{server.base_url}{path}")
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"]
+                assert refused.json()["error"] == "service_unavailable"
+    finally:
+        for sock, _ in held:
+            sock.close()
+    # The places free as the streams end: a new one is served again.
+    for _ in range(int(LIMIT / 0.1)):
+        sock, head = await asyncio.to_thread(open_raw_stream, server, b"/api/events/stream")
+        sock.close()
+        if status_of(head) == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert status_of(head) == 200
+
+
+async def read_events(response: httpx.Response) -> list[tuple[str, dict[str, object]]]:
+    """(id, event) of every event until the server ends the stream."""
+    seen: list[tuple[str, dict[str, object]]] = []
+    event_id = ""
+    async for line in response.aiter_lines():
+        if line.startswith("id:"):
+            event_id = line.partition(":")[2].strip()
+        elif line.startswith("data:"):
+            seen.append((event_id, json.loads(line.partition(":")[2])))
+    return seen
+
+
+async def test_an_idle_event_stream_ends_and_resumes_with_last_event_id(
+    crowded: RunningServer,
+) -> None:
+    base = crowded.base_url
+    await create_coupon(base, "IDLE", 10)
+    async with httpx.AsyncClient(timeout=LIMIT) as client:
+        first = await open_stream(client, f"{base}/api/events/stream")
+        assert first.status_code == 200
+        before = await read_events(first)  # ends by itself once nothing is new
+        assert before, "the stream ended before its first events"
+        assert await claim_all([base], "IDLE", ["late"]) is not None
+        headers = {"Last-Event-ID": before[-1][0]}
+        request = client.build_request("GET", f"{base}/api/events/stream", headers=headers)
+        second = await client.send(request, stream=True)
+        after = await read_events(second)
+    assert [(e["type"], e["user_id"]) for _, e in after if e["coupon_name"] == "IDLE"] == [
+        ("claimed", "late")
+    ]
+
+
+async def test_an_idle_dashboard_stream_ends(crowded: RunningServer) -> None:
+    async with httpx.AsyncClient(timeout=LIMIT) as client:
+        response = await open_stream(client, f"{crowded.base_url}/dashboard/events")
+        assert response.status_code == 200
+        snapshots = [line async for line in response.aiter_lines() if line.startswith("data:")]
+    assert snapshots  # it ran, and ended with nothing changing
+
+
+# Deadlines far beyond the test: a 408 or a 503 here comes from the cap.
+FULL = {"WORKER_MAX_REQUESTS": "3", "BODY_TIMEOUT": "600", "STREAM_IDLE_TIMEOUT": "600"}
+
+
+@pytest.fixture(scope="module")
+def full(module_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    log = tmp_path_factory.mktemp("full") / "server.log"
+    live = serve(module_database, log, workers=1, env=FULL)
+    yield live
+    assert live.stop() == 0
+
+
+def answered(sock: socket.socket) -> bytes | None:
+    """What the server sent so far without waiting; None: nothing yet."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) or b""
+    except BlockingIOError:
+        return None
+    finally:
+        sock.setblocking(True)
+
+
+async def test_a_full_worker_cuts_the_oldest_stalled_body_for_a_new_request(
+    full: RunningServer,
+) -> None:
+    stalled = [connect(full, half_claim()) for _ in range(3)]
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            first: bytes | None = None
+            for _ in range(int(LIMIT / 0.1)):  # until the three fill the worker
+                response = await client.get(f"{full.base_url}/health")
+                assert response.status_code == 200  # never refused for stalled bodies
+                if (first := answered(stalled[0])) is not None:
+                    break
+                await asyncio.sleep(0.1)
+        assert first is not None
+        assert status_of(first) == 408  # the oldest made room
+    finally:
+        for sock in stalled:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+async def test_a_worker_full_of_answers_in_progress_answers_503(full: RunningServer) -> None:
+    streams = [open_raw_stream(full, b"/dashboard/events") for _ in range(3)]
+    try:
+        assert all(b"data:" in received for _, received in streams)
+        async with httpx.AsyncClient(timeout=30) as client:
+            busy = await client.get(f"{full.base_url}/health")
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "1"
+        assert busy.json()["error"] == "service_unavailable"
+    finally:
+        for sock, _ in streams:
+            with contextlib.suppress(OSError):
+                sock.close()
