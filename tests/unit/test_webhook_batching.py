@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
+from flashsale.config import SettingsError, load_settings
 from flashsale.service.delivery import Batching, batch_body
 from flashsale.service.ports import Event
 
@@ -39,3 +42,16 @@ def test_an_event_larger_than_the_bound_goes_alone() -> None:
     taken, bodies = Batching(100, 1024).fill(events(1, 1, 5000), encode)
     assert [event.seq for event in taken] == [1, 2]  # the large one waits for its own batch
     assert len(batch_body(bodies)) <= 1024
+
+
+def test_the_batch_settings_are_bounded() -> None:
+    assert load_settings({}).webhook_batch_max == 1  # off: one event per POST
+    for variable, value in (
+        ("WEBHOOK_BATCH_MAX", "0"),
+        ("WEBHOOK_BATCH_MAX", "1001"),
+        ("WEBHOOK_BATCH_BYTES", "100"),
+        ("WEBHOOK_BATCH_BYTES", str(9 << 20)),
+        ("WEBHOOK_DELIVER_NICE", "20"),
+    ):
+        with pytest.raises(SettingsError, match=variable):
+            load_settings({variable: value})
