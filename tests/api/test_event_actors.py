@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from tests.support.api import Client, in_process_client
+from tests.support.holds import expire_holds
 
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[Any]
@@ -95,3 +96,46 @@ async def test_an_endpoint_shows_who_registered_and_last_changed_it(hooks_client
         after = (await hooks_client.get(f"/api/webhooks/{hook}")).json()
         assert after["changed_by"] == OPEN_OPERATOR
         assert after["changed_at"] >= before
+
+
+BACKEND_TOKEN = "backend-token-0123456789"
+BACKEND = {"Authorization": f"Bearer {BACKEND_TOKEN}"}
+SHOP = {"kind": "backend", "name": "shop"}
+
+
+@pytest.mark.parametrize("strategy", ["batched", "transaction"])
+async def test_each_release_names_its_caller_and_an_expiry_nobody(
+    database: str, db: Connection, strategy: str
+) -> None:
+    environment = {
+        "ADMIN_TOKEN": f"ops-desk:{TOKEN}",
+        "BACKEND_TOKEN": f"shop:{BACKEND_TOKEN}",
+        "CLAIM_STRATEGY": strategy,
+    }
+    async with in_process_client(database, **environment) as client:
+        created = await client.post("/api/coupons", json={"name": "R", "amount": 9}, headers=ADMIN)
+        assert created.status_code == 201
+        for user in ("op", "shop", "keyed", "late"):
+            claimed = await client.post(
+                "/api/coupons/claim", json={"user_id": user, "coupon_name": "R"}, headers=BACKEND
+            )
+            assert claimed.status_code == 200, claimed.text
+        assert (await client.delete("/api/coupons/R/claims/op", headers=ADMIN)).status_code == 204
+        assert (
+            await client.delete("/api/coupons/R/claims/shop", headers=BACKEND)
+        ).status_code == 204
+        keyed = {**BACKEND, "Idempotency-Key": "release-1"}
+        for _ in range(2):  # the replay releases nothing: one event
+            response = await client.delete("/api/coupons/R/claims/keyed", headers=keyed)
+            assert response.status_code == 204
+        await expire_holds(db, "R", ["late"])
+        assert await db.fetchval("SELECT expire_holds(10)") == 1
+        events = await feed(client)
+    ended = [(e["type"], e["user_id"], e["data"]) for e in events if e["type"] != "claimed"][1:]
+    assert ended == [
+        ("released", "op", {"reason": "released", "actor": OPERATOR}),
+        ("released", "shop", {"reason": "released", "actor": SHOP}),
+        ("released", "keyed", {"reason": "released", "actor": SHOP}),
+        ("expired", "late", {}),
+    ]
+    assert BACKEND_TOKEN not in json.dumps(events)

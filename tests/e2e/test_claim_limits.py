@@ -1,7 +1,8 @@
 """Per-client claim limits (CLAIM_RATE, http/limits.py) on ``flashsale serve``
 over real sockets: the 429 and its Retry-After, and whose X-Forwarded-For
-counts. Other clients come from other loopback addresses (127.0.0.2, ...),
-which Linux answers without setup. One worker: one bucket table."""
+counts, and that an end user's bucket follows its token, not its address.
+Other clients come from other loopback addresses (127.0.0.2, ...), which
+Linux answers without setup. One worker: one bucket table."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from flashsale.bench.server import RunningServer
+from tests.support.jwts import bearer, jwt_settings, mint_hs256, write_public_key
 from tests.support.servers import serve
 
 BURST = 3
@@ -24,6 +26,7 @@ def server(
     module_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     env = {
+        **jwt_settings(write_public_key(tmp_path_factory.mktemp("keys"))),
         "CLAIM_RATE": RATE,
         "CLAIM_BURST": str(BURST),
         "TRUSTED_PROXIES": f"{PROXY}/32",
@@ -113,3 +116,20 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(
             for n in range(BURST + 1)
         ]
     assert [a.status_code for a in one] == [200] * BURST + [429]
+
+
+def test_an_end_user_is_limited_by_its_token_whatever_its_address(
+    server: RunningServer, coupon: str
+) -> None:
+    token = bearer(mint_hs256("mallory"))
+    body = {"user_id": "mallory", "coupon_name": coupon}
+    with client(server, "127.0.0.6") as first:
+        answers = [first.post("/api/coupons/claim", json=body, headers=token) for _ in range(BURST)]
+    assert [a.status_code for a in answers] == [200] + [409] * (BURST - 1)
+    with client(server, "127.0.0.7") as elsewhere:
+        moved = elsewhere.post("/api/coupons/claim", json=body, headers=token)
+        assert (moved.status_code, moved.json()["error"]) == (429, "rate_limited")
+        # Another user from the same address has a bucket of its own.
+        other = bearer(mint_hs256("trent"))
+        fresh = {"user_id": "trent", "coupon_name": coupon}
+        assert elsewhere.post("/api/coupons/claim", json=fresh, headers=other).status_code == 200

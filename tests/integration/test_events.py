@@ -6,12 +6,15 @@ transaction started earlier and committed later than events already read."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
+from flashsale.claims.ports import CouponPart
+from flashsale.domain import Caller, CallerKind, IdempotencyKey, ReleaseOutcome
 from flashsale.service.ports import FEED_START, CouponChange, Event, FeedPosition, NewCoupon
 from flashsale.storage.events import EventStore
 from flashsale.storage.store import CouponStore
@@ -200,3 +203,52 @@ async def test_the_feed_orders_transaction_ids_as_numbers(
 async def read_feed_page(event_store: EventStore, limit: int) -> tuple[list[Event], FeedPosition]:
     page = await event_store.events_page(after=FEED_START, limit=limit)
     return page, page[-1].position
+
+
+OPERATOR = Caller(CallerKind.OPERATOR, name="ops-desk", address="10.0.0.1")
+SHOP = Caller(CallerKind.BACKEND, name="shop")
+NAMED = {"kind": "operator", "name": "ops-desk"}  # never the address
+
+
+async def released_events(db: asyncpg.Connection[Any]) -> list[tuple[str, str, Any]]:
+    rows = await db.fetch(
+        "SELECT coupon_name, user_id, data FROM events WHERE type = 'released' ORDER BY id"
+    )
+    return [(row["coupon_name"], row["user_id"], json.loads(row["data"])) for row in rows]
+
+
+async def test_releases_of_several_callers_in_one_statement_each_name_their_own(
+    store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon(NewCoupon(name="C", amount=10))
+    await store.create_coupon(NewCoupon(name="D", amount=10))
+    await store.decide_batch("C", ["a", "b", "c", "d", "x", "y"])
+    await store.decide_batch("D", ["e"])
+    user = Caller(CallerKind.USER, subject="sub-9")
+    # One claim_many: three callers' releases (a released twice: its first
+    # release gave the unit back and names it), one without an actor.
+    result = await store.decide_batch(
+        "C", ["n"], ["a", "b", "c", "a"], release_actors=[OPERATOR, SHOP, None, user]
+    )
+    assert result.releases[:3] == [ReleaseOutcome.RELEASED] * 3
+    # claim_many_keyed (a release key) and claim_many_new_keys (a claim key).
+    key = IdempotencyKey("DELETE /api/coupons/{name}/claims/{user_id}", "r-1", b"d")
+    await store.decide_batch("C", [], ["d"], release_keys=[key], release_actors=[user])
+    claim_key = IdempotencyKey("POST /api/coupons/claim", "c-1", b"z")
+    await store.decide_batch("C", ["z"], ["x"], [claim_key], release_actors=[SHOP])
+    # claim_many_coupons: each part's own actors.
+    parts = [CouponPart("C", ["w"], ["y"], [OPERATOR]), CouponPart("D", ["f"], ["e"], [SHOP])]
+    await store.decide_coupons(parts)
+    shop, subject = {"kind": "backend", "name": "shop"}, {"kind": "user", "subject": "sub-9"}
+    assert await released_events(db) == [
+        ("C", "a", {"reason": "released", "actor": NAMED}),
+        ("C", "b", {"reason": "released", "actor": shop}),
+        ("C", "c", {"reason": "released"}),
+        ("C", "d", {"reason": "released", "actor": subject}),
+        ("C", "x", {"reason": "released", "actor": shop}),
+        ("C", "y", {"reason": "released", "actor": NAMED}),
+        ("D", "e", {"reason": "released", "actor": shop}),
+    ]
+    # The setting lasts the DELETE only: an operator's own DELETE names nobody.
+    await db.execute("DELETE FROM claims WHERE coupon_name = 'C' AND user_id = 'n'")
+    assert (await released_events(db))[-1] == ("C", "n", {"reason": "deleted"})

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flashsale.claims.ports import BatchResult, CouponPart, Key, PartResult, SoldOutRead
-from flashsale.domain import ClaimDecision, ClaimOutcome, ReleaseOutcome
+from flashsale.domain import Caller, ClaimDecision, ClaimOutcome, ReleaseOutcome
 
 
 @dataclass
@@ -42,6 +42,8 @@ class FakeClaimStore:
         self.failure: BaseException | None = None
         self.broken: dict[str, Exception] = {}  # coupon -> its part's error in decide_coupons
         self.keys: dict[tuple[str, str], tuple[bytes, ClaimOutcome]] = {}
+        # Every release sent, with who sent it: (coupon, user, actor).
+        self.released_by: list[tuple[str, str, Caller | None]] = []
         self._ids = itertools.count(1)
 
     def create(self, name: str, amount: int) -> None:
@@ -58,7 +60,10 @@ class FakeClaimStore:
         releases: Sequence[str] = (),
         claim_keys: Sequence[Key] = (),
         release_keys: Sequence[Key] = (),
+        *,
+        release_actors: Sequence[Caller | None] = (),
     ) -> BatchResult:
+        self._note_actors(coupon_name, releases, release_actors)
         if any(claim_keys) or any(release_keys):
             return await self._decide_keyed(coupon_name, user_ids, claim_keys)
         coupon = await self._enter("decide_batch", coupon_name, [*releases, *user_ids])
@@ -68,6 +73,8 @@ class FakeClaimStore:
         """One call for every part (recorded under the names joined by '+');
         a coupon named in ``broken`` gets its error, as a part that failed
         on its own after the store's fallback."""
+        for part in parts:
+            self._note_actors(part.coupon_name, part.releases, part.release_actors)
         names = "+".join(part.coupon_name for part in parts)
         await self._enter("decide_coupons", names, [u for p in parts for u in p.user_ids])
         return [
@@ -76,6 +83,13 @@ class FakeClaimStore:
             else self._decide_part(self.coupons.get(part.coupon_name), part.user_ids, part.releases)
             for part in parts
         ]
+
+    def _note_actors(
+        self, coupon_name: str, releases: Sequence[str], actors: Sequence[Caller | None]
+    ) -> None:
+        named = list(actors) or [None] * len(releases)
+        assert len(named) == len(releases), "release_actors is parallel to releases"
+        self.released_by.extend(zip([coupon_name] * len(releases), releases, named, strict=True))
 
     def _decide_part(
         self, coupon: FakeCoupon | None, user_ids: Sequence[str], releases: Sequence[str]

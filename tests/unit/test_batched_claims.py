@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from flashsale.claims.batched import BatchedClaims
-from flashsale.domain import ClaimOutcome, ReleaseOutcome, ServiceUnavailable
+from flashsale.domain import Caller, CallerKind, ClaimOutcome, ReleaseOutcome, ServiceUnavailable
 from tests.support.fakes import Batch, FakeClaimStore
 from tests.support.stores import outcome_of
 
@@ -18,6 +18,7 @@ CLAIMED = ClaimOutcome.CLAIMED
 ALREADY = ClaimOutcome.ALREADY_CLAIMED
 SOLD_OUT = ClaimOutcome.SOLD_OUT
 NOT_FOUND = ClaimOutcome.NOT_FOUND
+RELEASED = ReleaseOutcome.RELEASED
 
 
 @pytest.fixture
@@ -324,3 +325,30 @@ async def test_a_release_of_no_claim_or_no_coupon_says_so(store: FakeClaimStore)
     assert decision.outcome is ReleaseOutcome.CLAIM_NOT_FOUND
     decision = await engine.release(coupon_name="NOPE", user_id="x")
     assert decision.outcome is ReleaseOutcome.NOT_FOUND
+
+
+OPERATOR = Caller(CallerKind.OPERATOR, name="ops-desk")
+SHOP = Caller(CallerKind.BACKEND, name="shop")
+
+
+async def test_releases_of_two_callers_in_one_batch_each_carry_their_own(
+    store: FakeClaimStore,
+) -> None:
+    store.create("C", 5)
+    engine = engine_on(store)
+    assert await claim_at_once(engine, "C", ["a", "b"]) == [CLAIMED, CLAIMED]
+    store.gate.clear()
+    first = claim_later(engine, "C", "c")  # in flight: the releases queue behind it
+    await until(lambda: len(store.batches) == 2)
+    releases = [
+        asyncio.create_task(engine.release(coupon_name="C", user_id="a", actor=OPERATOR)),
+        asyncio.create_task(engine.release(coupon_name="C", user_id="b", actor=SHOP)),
+        asyncio.create_task(engine.release(coupon_name="C", user_id="x")),
+    ]
+    await settle()
+    store.gate.set()
+    assert await first is CLAIMED
+    outcomes = [(await task).outcome for task in releases]
+    assert outcomes == [RELEASED, RELEASED, ReleaseOutcome.CLAIM_NOT_FOUND]
+    assert store.batches[2:] == [Batch("decide_batch", "C", ["a", "b", "x"])]  # one call
+    assert store.released_by == [("C", "a", OPERATOR), ("C", "b", SHOP), ("C", "x", None)]

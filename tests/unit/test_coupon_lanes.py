@@ -8,7 +8,14 @@ from __future__ import annotations
 import asyncio
 
 from flashsale.claims.batched import BatchedClaims
-from flashsale.domain import ClaimOutcome, IdempotencyKey, ServiceUnavailable
+from flashsale.domain import (
+    Caller,
+    CallerKind,
+    ClaimOutcome,
+    IdempotencyKey,
+    ReleaseOutcome,
+    ServiceUnavailable,
+)
 from tests.support.fakes import Batch, FakeClaimStore
 from tests.support.stores import outcome_of
 from tests.unit.test_batched_claims import claim_later, settle, until
@@ -128,3 +135,26 @@ async def test_coupons_of_different_lanes_go_in_different_batches() -> None:
     lanes = [set(batch.coupon.split("+")) for batch in store.batches]
     assert lanes[0] | lanes[1] == set(names)
     assert not lanes[0] & lanes[1]
+
+
+async def test_each_coupons_part_carries_its_releases_actors() -> None:
+    store = FakeClaimStore()
+    engine = lanes_engine(store)
+    operator, shop = Caller(CallerKind.OPERATOR, name="ops"), Caller(CallerKind.BACKEND, name="s")
+    store.create("A", 5)
+    store.create("B", 5)
+    for coupon in ("A", "B"):
+        assert await outcome_of(engine, coupon_name=coupon, user_id="u") is CLAIMED
+    store.gate.clear()
+    first = claim_later(engine, "A", "first")  # in flight: the releases queue behind it
+    await until(lambda: len(store.batches) == 3)
+    releases = [
+        asyncio.create_task(engine.release(coupon_name="A", user_id="u", actor=operator)),
+        asyncio.create_task(engine.release(coupon_name="B", user_id="u", actor=shop)),
+    ]
+    await settle()
+    store.gate.set()
+    await first
+    assert [(await task).outcome for task in releases] == [ReleaseOutcome.RELEASED] * 2
+    assert [batch.call for batch in store.batches][-1] == "decide_coupons"  # one call
+    assert store.released_by == [("A", "u", operator), ("B", "u", shop)]

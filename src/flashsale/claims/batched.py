@@ -52,6 +52,7 @@ from flashsale.claims.ports import (
 )
 from flashsale.domain import (
     REFUSED,
+    Caller,
     ClaimDecision,
     ClaimOutcome,
     ReleaseDecision,
@@ -112,9 +113,11 @@ class BatchedClaims:
         assert isinstance(decided, ClaimDecision)
         return decided
 
-    async def release(self, *, coupon_name: str, user_id: str, key: Key = None) -> ReleaseDecision:
+    async def release(
+        self, *, coupon_name: str, user_id: str, key: Key = None, actor: Caller | None = None
+    ) -> ReleaseDecision:
         await self._gate.wait(coupon_name)
-        decided = await self._claim_lane.submit(coupon_name, Release(user_id, key))
+        decided = await self._claim_lane.submit(coupon_name, Release(user_id, key, actor))
         if isinstance(decided, ReleaseOutcome):  # an unkeyed release
             return ReleaseDecision(decided)
         assert isinstance(decided, ReleaseDecision)
@@ -158,14 +161,7 @@ class BatchedClaims:
     ) -> dict[str, Sequence[_Decided] | Exception]:
         if not plain:
             return {}
-        parts = [
-            CouponPart(
-                name,
-                [item for item in work if isinstance(item, str)],
-                [item.user_id for item in work if isinstance(item, Release)],
-            )
-            for name, work in plain.items()
-        ]
+        parts = [_part(name, work) for name, work in plain.items()]
         results = await self._store.decide_coupons(parts)
         return {
             part.coupon_name: self._answers(part.coupon_name, plain[part.coupon_name], result)
@@ -184,8 +180,10 @@ class BatchedClaims:
         if has_keys(work):
             return await decide_keyed(partial(self._decide_keyed_round, coupon_name), work)
         users = [item for item in work if isinstance(item, str)]
-        releases = [item.user_id for item in work if isinstance(item, Release)]
-        result = await self._store.decide_batch(coupon_name, users, releases)
+        backs = [item for item in work if isinstance(item, Release)]
+        releases = [item.user_id for item in backs]
+        actors = [item.actor for item in backs]
+        result = await self._store.decide_batch(coupon_name, users, releases, release_actors=actors)
         return self._decided(coupon_name, work, releases, result)
 
     def _decided(
@@ -210,7 +208,12 @@ class BatchedClaims:
         release_keys = [item.key for item in releases]
         released_users = [item.user_id for item in releases]
         result = await self._store.decide_batch(
-            coupon_name, users, released_users, claim_keys, release_keys
+            coupon_name,
+            users,
+            released_users,
+            claim_keys,
+            release_keys,
+            release_actors=[item.actor for item in releases],
         )
         self._note_stock(coupon_name, result.coupon_id, result.remaining, released_users)
         granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
@@ -267,3 +270,12 @@ class BatchedClaims:
         await asyncio.sleep(0)  # the released waiters join the lane before it drains
         await self._claim_lane.close()
         await self._sold_out_lane.close()
+
+
+def _part(coupon_name: str, work: Sequence[_Work]) -> CouponPart:
+    """A coupon's unkeyed work as decide_coupons takes it: its claims, and
+    its releases with who sent each."""
+    releases = [item for item in work if isinstance(item, Release)]
+    claims = [item for item in work if isinstance(item, str)]
+    actors = [item.actor for item in releases]
+    return CouponPart(coupon_name, claims, [item.user_id for item in releases], actors)

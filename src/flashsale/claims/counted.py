@@ -4,7 +4,7 @@ claims in flight (background work such as webhook deliveries yields to them)."""
 from __future__ import annotations
 
 from flashsale.claims.ports import ClaimStrategy, Key
-from flashsale.domain import ClaimDecision, ReleaseDecision, ServiceUnavailable
+from flashsale.domain import Caller, ClaimDecision, ReleaseDecision, ServiceUnavailable
 from flashsale.metrics import Metrics
 
 
@@ -30,8 +30,12 @@ class CountedClaims:
             self._metrics.count_claim(coupon_name, decision.outcome.value)
         return decision
 
-    async def release(self, *, coupon_name: str, user_id: str, key: Key = None) -> ReleaseDecision:
-        return await self._inner.release(coupon_name=coupon_name, user_id=user_id, key=key)
+    async def release(
+        self, *, coupon_name: str, user_id: str, key: Key = None, actor: Caller | None = None
+    ) -> ReleaseDecision:
+        return await self._inner.release(
+            coupon_name=coupon_name, user_id=user_id, key=key, actor=actor
+        )
 
     async def close(self) -> None:
         await self._inner.close()

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from flashsale.domain import (
+    Caller,
     ClaimDecision,
     ClaimOutcome,
     IdempotencyKey,
@@ -37,10 +38,13 @@ class Keyed:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """A release in the claim lane, with its Idempotency-Key if it has one."""
+    """A release in the claim lane, with its Idempotency-Key if it has one
+    and who sent it (named in its event: several callers' releases share a
+    batch, so each carries its own)."""
 
     user_id: str
     key: IdempotencyKey | None = None
+    actor: Caller | None = None
 
 
 Work = str | Keyed | Release

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from flashsale.domain import (
+    Caller,
     ClaimDecision,
     ClaimOutcome,
     IdempotencyKey,
@@ -39,11 +40,13 @@ class BatchResult:
 @dataclass(frozen=True, slots=True)
 class CouponPart:
     """One coupon's part of a batch across coupons: its claims (user ids in
-    arrival order, repeats allowed) and its releases, without keys."""
+    arrival order, repeats allowed) and its releases, without keys, with who
+    sent each (parallel to ``releases``, or empty: nobody named)."""
 
     coupon_name: str
     user_ids: Sequence[str]
     releases: Sequence[str] = ()
+    release_actors: Sequence[Caller | None] = ()
 
 
 # A part's result, or the error that deciding it on its own raised.
@@ -69,9 +72,13 @@ class ClaimStore(Protocol):
         releases: Sequence[str] = (),
         claim_keys: Sequence[Key] = (),
         release_keys: Sequence[Key] = (),
+        *,
+        release_actors: Sequence[Caller | None] = (),
     ) -> BatchResult:
         """Releases first, then claims, in one transaction under the coupon's
-        lock. ``claim_keys`` and ``release_keys`` (parallel to ``user_ids`` and
+        lock; each released hold's event names its release's actor
+        (``release_actors``, parallel to ``releases``, or empty: nobody).
+        ``claim_keys`` and ``release_keys`` (parallel to ``user_ids`` and
         ``releases``, or empty) are stored with their decisions in the same
         transaction; an arrival whose key was stored before is not decided
         again. A keyed user must have no other arrival of its kind in the call."""
@@ -102,9 +109,11 @@ class ClaimStrategy(Protocol):
         """With a key: the decision stored with it (``replayed`` when an
         earlier request's), KEY_REUSED when it came with another request."""
 
-    async def release(self, *, coupon_name: str, user_id: str, key: Key = None) -> ReleaseDecision:
-        """Gives a live hold's unit back; committed when this returns. With a
-        key, as ``claim`` with one."""
+    async def release(
+        self, *, coupon_name: str, user_id: str, key: Key = None, actor: Caller | None = None
+    ) -> ReleaseDecision:
+        """Gives a live hold's unit back; committed when this returns; its
+        event names ``actor``. With a key, as ``claim`` with one."""
 
     async def close(self) -> None:
         """Finish the claims already accepted (graceful shutdown)."""

@@ -157,7 +157,9 @@ class ClaimEndpoint:
         coupon_name, user = claim_key(name, user_id)
         key = _key(self._state, idempotency.RELEASE_CLAIM, value, "DELETE", scope, b"", user)
         coupons = services_of(self._state).coupons
-        decision = await coupons.release_claim(coupon_name=coupon_name, user_id=user, key=key)
+        decision = await coupons.release_claim(
+            coupon_name=coupon_name, user_id=user, key=key, actor=caller
+        )
         check = partial(raise_for_release, decision.outcome, coupon_name=coupon_name, user_id=user)
         answer = decided(check, HTTP_204_NO_CONTENT, bytes, replayed=decision.replayed)
         headers = [] if answer.status == HTTP_204_NO_CONTENT else _JSON_HEADERS

@@ -65,12 +65,15 @@ class CouponService:
             return await self._claims.claim(coupon_name=coupon_name, user_id=user_id, key=key)
 
     async def release_claim(
-        self, *, coupon_name: str, user_id: str, key: Key = None
+        self, *, coupon_name: str, user_id: str, key: Key = None, actor: Actor = None
     ) -> ReleaseDecision:
         """The unit is back in the stock when this returns RELEASED (committed,
-        in the coupon's next claim batch); as ``claim``, refusals are returned."""
+        in the coupon's next claim batch); as ``claim``, refusals are returned.
+        ``actor``: who releases it, recorded in its event."""
         async with deadline(self.request_timeout):
-            decision = await self._claims.release(coupon_name=coupon_name, user_id=user_id, key=key)
+            decision = await self._claims.release(
+                coupon_name=coupon_name, user_id=user_id, key=key, actor=actor
+            )
         if decision.outcome is ReleaseOutcome.RELEASED and not decision.replayed:
             self._on_event("released", 1)
         return decision

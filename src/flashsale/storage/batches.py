@@ -10,6 +10,7 @@ import asyncpg
 
 from flashsale.claims.ports import BatchResult, CouponPart
 from flashsale.domain import ClaimOutcome, ReleaseOutcome
+from flashsale.storage.rows import release_actors_json
 
 
 def batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str]) -> BatchResult:
@@ -29,7 +30,8 @@ def batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str]
 
 def coupons_arguments(parts: Sequence[CouponPart], firsts: list[list[str]]) -> tuple[Any, ...]:
     """claim_many_coupons' arrays: the coupons, their distinct users'
-    (``firsts``) counts, then users and releases each with its part's number."""
+    (``firsts``) counts, then users and releases each with its part's number,
+    then each part's release actors (claim_many's p_release_actors)."""
     numbered = list(enumerate(parts, start=1))
     return (
         [part.coupon_name for part in parts],
@@ -38,6 +40,7 @@ def coupons_arguments(parts: Sequence[CouponPart], firsts: list[list[str]]) -> t
         [user for users in firsts for user in users],
         [number for number, part in numbered for _ in part.releases],
         [user for _, part in numbered for user in part.releases],
+        [release_actors_json(part.releases, part.release_actors) for part in parts],
     )
 
 

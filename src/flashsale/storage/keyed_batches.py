@@ -56,12 +56,20 @@ class KeyedBatch:
     released: list[str]
     claims: KeyArguments
     releases: KeyArguments
+    actors: str | None  # who released which user (rows.py release_actors_json)
 
     def new_keys(self) -> tuple[Any, ...]:
-        return (self.coupon_name, self.firsts, self.released, *self.claims)
+        return (self.coupon_name, self.firsts, self.released, *self.claims, self.actors)
 
     def probed(self) -> tuple[Any, ...]:
-        return (*self.new_keys(), *self.releases)
+        return (
+            self.coupon_name,
+            self.firsts,
+            self.released,
+            *self.claims,
+            *self.releases,
+            self.actors,
+        )
 
 
 class KeyedBatches:
@@ -77,6 +85,7 @@ class KeyedBatches:
         releases: list[str],
         claim_keys: Sequence[Key],
         release_keys: Sequence[Key],
+        actors: str | None = None,
     ) -> BatchResult:
         """As CouponStore.decide_batch: a keyed user arrives once, so its
         first arrival is its only one and the key goes with it."""
@@ -84,7 +93,7 @@ class KeyedBatches:
         by_user = {user: key for user, key in zip(user_ids, claim_keys, strict=False) if key}
         claims = _key_arguments([by_user.get(user) for user in firsts])
         released = _key_arguments(list(release_keys) or [None] * len(releases))
-        batch = KeyedBatch(coupon_name, firsts, releases, claims, released)
+        batch = KeyedBatch(coupon_name, firsts, releases, claims, released, actors)
         row, new = await self._write(partial(self._send, batch))
         result = batch_result(row, firsts, user_ids)
         result.releases.extend(release_outcomes(row, releases))

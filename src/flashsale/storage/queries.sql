@@ -70,41 +70,44 @@ SELECT h.coupon_name, h.id, h.user_id, h.status, h.claimed_at, h.expires_at, h.r
 -- Decides a batch of distinct users' claims on one coupon under its row lock
 -- in one round trip, window, pause and due holds included: one row with who
 -- was granted, who held it, why the sale refused, and the releases ($3) that
--- rode in the batch: which went back, which were redeemed (the function:
--- schema.sql).
+-- rode in the batch: which went back, which were redeemed, and who released
+-- each ($4: user id -> actor, or NULL; the function: schema.sql).
 SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed
-  FROM claim_many($1, $2::text[], $3::text[]);
+  FROM claim_many($1, $2::text[], $3::text[], $4::jsonb);
 
 -- name: decide_coupons_batch
 -- decide_batch for several coupons in one transaction (a lane's batch):
 -- $1 the coupons, $2 how many distinct users each has, $3/$4 each user with
--- its coupon's number in $1 (from 1), $5/$6 each release likewise. One row
+-- its coupon's number in $1 (from 1), $5/$6 each release likewise, $7 each
+-- coupon's release actors (parallel to $1, as decide_batch's $4). One row
 -- per coupon, as decide_batch's, with its number (the function: schema.sql).
 SELECT part, coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed
   FROM claim_many_coupons($1::text[], $2::integer[], $3::integer[], $4::text[],
-                          $5::integer[], $6::text[]);
+                          $5::integer[], $6::text[], $7::text[]);
 
 -- name: decide_keyed_batch
 -- decide_batch under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and
--- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3). Each
+-- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3), $10
+-- who released each (as decide_batch's $4). Each
 -- keyed arrival's decision comes back in claim_* / release_* (stored in this
 -- transaction, or replayed from an earlier one).
 SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed, claim_outcomes, claim_replayed, claim_claimed_ats,
        claim_expires_ats, release_outcomes, release_replayed
   FROM claim_many_keyed($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[], $7,
-                        $8::text[], $9::bytea[]);
+                        $8::text[], $9::bytea[], $10::jsonb);
 
 -- name: decide_batch_new_keys
 -- decide_batch with claim keys believed new ($4-$6: scope, keys, fingerprints,
--- parallel to $2; the function: schema.sql). A stored or concurrently taken
+-- parallel to $2; $7 the release actors, as decide_batch's $4; the function:
+-- schema.sql). A stored or concurrently taken
 -- key raises unique_violation on idempotency_keys_pkey and the batch rolls
 -- back whole: the store sends it as decide_keyed_batch then.
 SELECT coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
        released, redeemed, claim_outcomes
-  FROM claim_many_new_keys($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[]);
+  FROM claim_many_new_keys($1, $2::text[], $3::text[], $4, $5::text[], $6::bytea[], $7::jsonb);
 
 -- name: sold_out_batch
 -- Lock-free answers for a coupon believed sold out (the function: schema.sql).

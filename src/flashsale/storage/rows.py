@@ -4,7 +4,7 @@ values, and a coupon's page of rows as its paged queries give it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -55,12 +55,30 @@ def actor_json(actor: Caller | None) -> str | None:
     user's sub; None when nobody is named."""
     if actor is None:
         return None
+    return json.dumps(actor_fields(actor))
+
+
+def actor_fields(actor: Caller) -> dict[str, str]:
+    """An actor's recorded fields: its kind, then its name or sub (never
+    the credential, nor the client's address)."""
     fields: dict[str, str] = {"kind": actor.kind.value}
     if actor.name is not None:
         fields["name"] = actor.name
     if actor.subject is not None:
         fields["subject"] = actor.subject
-    return json.dumps(fields)
+    return fields
+
+
+def release_actors_json(releases: Sequence[str], actors: Sequence[Caller | None]) -> str | None:
+    """Who released which user (claim_many's p_release_actors: a JSON
+    object, user id -> actor), or None when nobody is named (no release, or
+    none with an actor: such a batch pays nothing). A user released twice in
+    one batch is named by its first release, the one that gave the unit back."""
+    named: dict[str, dict[str, str]] = {}
+    for user, actor in zip(releases, actors, strict=False):
+        if actor is not None and user not in named:
+            named[user] = actor_fields(actor)
+    return json.dumps(named) if named else None
 
 
 def actor_of(text: str | None) -> dict[str, str] | None:

@@ -272,6 +272,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_reason text := coalesce(nullif(current_setting('flashsale.end_reason', true), ''),
                               'deleted');
+    -- Who released which user's hold (claim_many's p_release_actors), read
+    -- once per statement; NULL for other deletes (expiry, an operator's SQL).
+    v_actors jsonb := nullif(current_setting('flashsale.release_actors', true), '')::jsonb;
 BEGIN
     WITH o AS (
         SELECT coupon_id, count(*) AS returned FROM old_claims GROUP BY coupon_id
@@ -290,6 +293,8 @@ BEGIN
            CASE WHEN v_reason = 'expired' THEN 'expired' ELSE 'released' END,
            k.user_id, clock_timestamp(),
            CASE WHEN v_reason = 'expired' THEN '{}'::jsonb
+                WHEN v_actors ? k.user_id
+                THEN jsonb_build_object('reason', v_reason, 'actor', v_actors -> k.user_id)
                 ELSE jsonb_build_object('reason', v_reason) END
       FROM old_claims AS k
       JOIN moved AS m ON m.id = k.coupon_id;
@@ -612,7 +617,9 @@ $$;
 
 -- claim_many: decides one batch of a coupon's claims and releases.
 -- In:  p_coupon_name; p_users, distinct users claiming, in arrival order;
---      p_releases, users whose live hold goes back.
+--      p_releases, users whose live hold goes back; p_release_actors, who
+--      released each (a JSON object: user id -> actor, as event_actor_data's;
+--      NULL or a user left out: nobody named).
 -- Out: one row: coupon_id (NULL: no such coupon); remaining after the batch;
 --      claimed, the users granted a claim; holders, the users of p_users who
 --      hold the coupon (NULL when the stock covered every user: whoever the
@@ -633,7 +640,8 @@ $$;
 --      already_claimed.
 -- Triggers: claims_return_stock (releases, due holds), claims_take_stock
 --      (granted claims).
-CREATE FUNCTION claim_many(p_coupon_name text, p_users text[], p_releases text[] DEFAULT '{}')
+CREATE FUNCTION claim_many(p_coupon_name text, p_users text[], p_releases text[] DEFAULT '{}',
+                           p_release_actors jsonb DEFAULT NULL)
 RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
                refusal text, claimed_at timestamptz, expires_at timestamptz,
                released text[], redeemed text[])
@@ -667,7 +675,10 @@ BEGIN
     IF cardinality(p_releases) > 0 THEN
         -- Releases first, whatever the sale's state: their units are the
         -- batch's to claim. A due hold is not live: it is the sweep's.
-        PERFORM set_config('flashsale.end_reason', 'released', true);
+        -- The released events name each release's actor (claims_return_stock
+        -- reads the map): one setting for the statement, however many callers.
+        PERFORM set_config('flashsale.end_reason', 'released', true),
+                set_config('flashsale.release_actors', coalesce(p_release_actors::text, ''), true);
         WITH gone AS (
             DELETE FROM claims AS h
              WHERE h.coupon_id = c.id AND h.user_id = ANY (p_releases)
@@ -675,7 +686,8 @@ BEGIN
             RETURNING h.user_id
         )
         SELECT coalesce(array_agg(gone.user_id), '{}') INTO v_released FROM gone;
-        PERFORM set_config('flashsale.end_reason', '', true);
+        PERFORM set_config('flashsale.end_reason', '', true),
+                set_config('flashsale.release_actors', '', true);
         v_remaining := v_remaining + cardinality(v_released);
         SELECT coalesce(array_agg(h.user_id), '{}') INTO v_redeemed
           FROM claims AS h
@@ -747,7 +759,8 @@ $$;
 -- claim_many_keyed: claim_many for a batch with Idempotency-Keys.
 -- In:  claim_many's, then the claims' key scope, keys and fingerprints
 --      (p_claim_keys and p_claim_prints parallel to p_users, NULL where an
---      arrival has none) and the releases' (parallel to p_releases).
+--      arrival has none) and the releases' (parallel to p_releases); last,
+--      claim_many's p_release_actors.
 -- Out: claim_many's row, then each keyed arrival's decision as stored with
 --      its key (claim_outcomes, claim_replayed, claim_claimed_ats,
 --      claim_expires_ats; release_outcomes, release_replayed), NULL where
@@ -781,7 +794,8 @@ $$;
 CREATE FUNCTION claim_many_keyed(p_coupon_name text, p_users text[], p_releases text[],
                                  p_claim_scope text, p_claim_keys text[],
                                  p_claim_prints bytea[], p_release_scope text,
-                                 p_release_keys text[], p_release_prints bytea[])
+                                 p_release_keys text[], p_release_prints bytea[],
+                                 p_release_actors jsonb DEFAULT NULL)
 RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
                refusal text, claimed_at timestamptz, expires_at timestamptz,
                released text[], redeemed text[],
@@ -811,7 +825,8 @@ BEGIN
     SELECT * INTO r
       FROM claim_many(p_coupon_name,
                       unstored_arrivals(p_users, p_claim_keys, v_claim_stored),
-                      unstored_arrivals(p_releases, p_release_keys, v_release_stored));
+                      unstored_arrivals(p_releases, p_release_keys, v_release_stored),
+                      p_release_actors);
     IF v_keys > 0 THEN
         SELECT * INTO v_fresh, v_outcomes, v_replayed, v_claimed_ats, v_expires_ats
           FROM keep_claim_keys(p_claim_scope, p_users, p_claim_keys, p_claim_prints,
@@ -839,7 +854,8 @@ $$;
 -- claim_many_new_keys: claim_many for a batch whose claim keys are all
 -- believed new (no release key).
 -- In:  claim_many's, then the claims' key scope, keys and fingerprints
---      (parallel to p_users, NULL where an arrival has none).
+--      (parallel to p_users, NULL where an arrival has none); last,
+--      claim_many's p_release_actors.
 -- Out: claim_many's row and claim_outcomes, each keyed arrival's decision.
 -- Locks: claim_many's, then the key rows it inserts, in key order.
 -- Fails with unique_violation on idempotency_keys_pkey, and the whole batch
@@ -849,7 +865,8 @@ $$;
 --      this saves (migrations/0014_fresh_keys_first.sql measures it).
 -- Triggers: claim_many's.
 CREATE FUNCTION claim_many_new_keys(p_coupon_name text, p_users text[], p_releases text[],
-                                    p_scope text, p_keys text[], p_prints bytea[])
+                                    p_scope text, p_keys text[], p_prints bytea[],
+                                    p_release_actors jsonb DEFAULT NULL)
 RETURNS TABLE (coupon_id bigint, remaining integer, claimed text[], holders text[],
                refusal text, claimed_at timestamptz, expires_at timestamptz,
                released text[], redeemed text[], claim_outcomes text[])
@@ -859,7 +876,7 @@ DECLARE
     r record;
     v_outcomes text[];
 BEGIN
-    SELECT * INTO r FROM claim_many(p_coupon_name, p_users, p_releases);
+    SELECT * INTO r FROM claim_many(p_coupon_name, p_users, p_releases, p_release_actors);
     -- Read as the store reads claim_many's answer (keep_claim_keys, 0013):
     -- granted; else a holder (every ungranted user when the stock covered
     -- the batch: holders is NULL then); else why the sale refused, or sold_out.
@@ -897,7 +914,9 @@ $$;
 -- In:  p_coupons, distinct coupon names (the batch's parts, numbered from 1);
 --      p_user_counts, how many users each part has; p_user_parts and p_users,
 --      parallel: each distinct user of a part with its part's number, part 1's
---      first; p_release_parts and p_releases likewise for the releases.
+--      first; p_release_parts and p_releases likewise for the releases;
+--      p_release_actors, parallel to p_coupons: each part's claim_many
+--      p_release_actors (as text; '{}' or NULL: nobody named).
 -- Out: one row per part: part (its number) and claim_many's row for that
 --      coupon's users and releases (the fast parts first, then the others).
 -- Locks: every coupon's row first, FOR UPDATE in one statement ordered by
@@ -918,7 +937,8 @@ $$;
 --      then decides each part on its own (storage/store.py decide_coupons).
 CREATE FUNCTION claim_many_coupons(p_coupons text[], p_user_counts integer[],
                                    p_user_parts integer[], p_users text[],
-                                   p_release_parts integer[], p_releases text[])
+                                   p_release_parts integer[], p_releases text[],
+                                   p_release_actors text[] DEFAULT '{}')
 RETURNS TABLE (part integer, coupon_id bigint, remaining integer, claimed text[],
                holders text[], refusal text, claimed_at timestamptz, expires_at timestamptz,
                released text[], redeemed text[])
@@ -973,7 +993,8 @@ BEGIN
                               ARRAY(SELECT u.user_id
                                       FROM unnest(p_release_parts, p_releases)
                                            WITH ORDINALITY AS u(part, user_id, ord)
-                                     WHERE u.part = v_part ORDER BY u.ord)) AS r;
+                                     WHERE u.part = v_part ORDER BY u.ord),
+                              p_release_actors[v_part]::jsonb) AS r;
     END LOOP;
 END
 $$;

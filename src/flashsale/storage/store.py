@@ -45,7 +45,7 @@ from flashsale.storage.idempotency import Effect, in_transaction, run_once
 from flashsale.storage.keyed_batches import KeyedBatches
 from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
-from flashsale.storage.rows import actor_json, claim_view, coupon_state
+from flashsale.storage.rows import actor_json, claim_view, coupon_state, release_actors_json
 
 R = TypeVar("R")
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
@@ -181,16 +181,20 @@ class CouponStore:
         releases: Sequence[str] = (),
         claim_keys: Sequence[Key] = (),
         release_keys: Sequence[Key] = (),
+        *,
+        release_actors: Sequence[Caller | None] = (),
     ) -> BatchResult:
         released = list(releases)
+        actors = release_actors_json(released, release_actors)
         if any(claim_keys) or any(release_keys):
             return await self._keyed.decide(
-                coupon_name, user_ids, released, claim_keys, release_keys
+                coupon_name, user_ids, released, claim_keys, release_keys, actors
             )
         firsts = list(dict.fromkeys(user_ids))  # each user once, at their first arrival
+        arguments = (coupon_name, firsts, released, actors)
 
         async def decide_batch(connection: Connection) -> asyncpg.Record | None:
-            return await connection.fetchrow(query("decide_batch"), coupon_name, firsts, released)
+            return await connection.fetchrow(query("decide_batch"), *arguments)
 
         row = await self._write(decide_batch)
         assert row is not None
@@ -273,7 +277,10 @@ async def _each_alone(store: CouponStore, parts: Sequence[CouponPart]) -> list[P
     results: list[PartResult] = []
     for part in parts:
         try:
-            results.append(await store.decide_batch(part.coupon_name, part.user_ids, part.releases))
+            decided = store.decide_batch(
+                part.coupon_name, part.user_ids, part.releases, release_actors=part.release_actors
+            )
+            results.append(await decided)
         except Exception as error:  # the part's own answer
             results.append(error)
     return results
