@@ -142,10 +142,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # "separate": serve workers deliver nothing, `flashsale deliver` does.
     webhook_delivery: WebhookDelivery = WebhookDelivery.WORKERS
     # While a serve worker has claims in flight, each of its delivery streams
-    # waits this long between two events (they catch up when claims calm down).
+    # waits this long per event it delivered (a batch: per event in it), so
+    # batches yield as much as single events (they catch up when claims calm).
     webhook_busy_pause: NonNegativeFloat = 0.05
     # Events an endpoint may be behind before it is disabled (read the feed).
     webhook_backlog_max: Positive = 100_000
+    # Events per delivery: 1 sends each event alone (the single-event body);
+    # more sends a batch of a coupon's next events, in seq order, in one POST
+    # of at most webhook_batch_bytes (docs/webhooks.md, "Batches").
+    webhook_batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    webhook_batch_bytes: Annotated[int, msgspec.Meta(ge=1024, le=8 << 20)] = 256 << 10
+    # `flashsale deliver` lowers its own CPU priority by this much (os.nice),
+    # so on a machine it shares with serve workers the claims go first.
+    webhook_deliver_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     # Claims per second per client (an end user's subject, else the client's
     # address) per worker, with claim_burst saved up; 0: no limit
     # (http/limits.py). The deploy profiles set it; `flashsale serve` does not.
@@ -249,6 +258,9 @@ ENVIRONMENT = {
     "webhook_delivery": "WEBHOOK_DELIVERY",
     "webhook_busy_pause": "WEBHOOK_BUSY_PAUSE",
     "webhook_backlog_max": "WEBHOOK_BACKLOG_MAX",
+    "webhook_batch_max": "WEBHOOK_BATCH_MAX",
+    "webhook_batch_bytes": "WEBHOOK_BATCH_BYTES",
+    "webhook_deliver_nice": "WEBHOOK_DELIVER_NICE",
     "claim_rate": "CLAIM_RATE",
     "claim_burst": "CLAIM_BURST",
     "claim_rate_clients": "CLAIM_RATE_CLIENTS",

@@ -25,7 +25,7 @@ from flashsale.logs import get_logger
 from flashsale.metrics import Metrics, forget_this_process, get_metrics
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
-from flashsale.service.delivery import WebhookDeliverer
+from flashsale.service.delivery import Batching, WebhookDeliverer
 from flashsale.service.event_feed import EventFeed
 from flashsale.service.events import EventReads
 from flashsale.service.expiry import HoldExpirer
@@ -228,7 +228,15 @@ def _deliverer(
         concurrency=settings.webhook_concurrency,
         busy=busy,
         busy_pause=settings.webhook_busy_pause,
+        batch=_batching(settings),
     )
+
+
+def _batching(settings: Settings) -> Batching | None:
+    """WEBHOOK_BATCH_MAX above 1 turns batches on (every endpoint's)."""
+    if settings.webhook_batch_max == 1:
+        return None
+    return Batching(settings.webhook_batch_max, settings.webhook_batch_bytes)
 
 
 def destinations(settings: Settings) -> Destinations:

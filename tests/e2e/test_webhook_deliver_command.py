@@ -17,6 +17,7 @@ import asyncpg
 from tests.support.load import claim_all, create_coupon, post_all
 from tests.support.receiver import TEST_SECRET, Receiver
 from tests.support.servers import SMALL_POOLS, serve
+from tests.support.webhooks import wait_until
 
 FAST = {
     "WEBHOOK_TIMEOUT": "1",
@@ -24,6 +25,15 @@ FAST = {
     "WEBHOOK_BACKOFF_MAX": "0.5",
     "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
 }
+
+
+def nice(pid: int) -> int | None:
+    """A process's nice value (proc(5): the 19th field of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[16])
 
 
 def start_deliverer(database: str, log: Path) -> subprocess.Popen[bytes]:
@@ -55,6 +65,8 @@ async def test_delivery_processes_of_their_own_deliver_every_event_once_in_order
         await asyncio.sleep(1.5)
         assert receiver.arrivals == []  # the serve workers deliver nothing
         deliverers = [start_deliverer(database, tmp_path / f"deliver{i}.log") for i in range(2)]
+        # WEBHOOK_DELIVER_NICE (10): below the serve workers' CPU priority.
+        await wait_until(lambda: all(nice(process.pid) == 10 for process in deliverers))
         rows = await db.fetch("SELECT coupon_name, array_agg(seq ORDER BY seq) AS seqs "
                               "FROM events GROUP BY coupon_name")  # fmt: skip
         expected = {row["coupon_name"]: list(row["seqs"]) for row in rows}

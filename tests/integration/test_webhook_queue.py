@@ -40,6 +40,12 @@ async def make_stores(database: str) -> AsyncIterator[WebhookStoreFactory]:
         await pool.close()
 
 
+def seq(delivery: Delivery) -> int:
+    """The seq of a leased stream's next event: what its delivery records."""
+    assert delivery.event is not None
+    return delivery.event.seq
+
+
 async def lease_all(store: WebhookStore, limit: int = 100) -> list[Delivery]:
     await store.queue_events(page=1000)
     return await store.lease(limit=limit, lease_seconds=30)
@@ -99,13 +105,15 @@ async def test_a_lease_taken_over_records_nothing_and_the_next_event_follows(
     [second] = await lease_all(hooks)  # the first deliverer looked dead
     assert second.event == first.event
     assert second.lease == first.lease + 1
-    assert await hooks.delivered(first, renew_seconds=30) is None  # too late: nothing recorded
+    # too late: nothing recorded
+    assert await hooks.delivered(first, through=seq(first), renew_seconds=30) is None
     assert await hooks.failed(first, error="HTTP 500", retry_in=1) is None
-    following = await hooks.delivered(second, renew_seconds=30)
+    following = await hooks.delivered(second, through=seq(second), renew_seconds=30)
     assert following is not None
     assert following.event is not None
     assert (following.event.user_id, following.lease) == ("bob", second.lease)
-    assert await hooks.delivered(following, renew_seconds=30) is None  # caught up
+    caught_up = await hooks.delivered(following, through=seq(following), renew_seconds=30)
+    assert caught_up is None
     assert await db.fetchval("SELECT delivered_seq FROM webhook_streams") == 3
     assert await db.fetchval("SELECT leased_until FROM webhook_streams") is None
 

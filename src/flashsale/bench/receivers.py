@@ -9,6 +9,7 @@ keep-alive connections), nothing more; the head of a request is bounded."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from dataclasses import dataclass, field
 
@@ -31,7 +32,8 @@ class Receivers:
     (wrk blocks the bench's main thread)."""
 
     endpoints: tuple[Endpoint, ...]
-    answered: dict[str, int] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)  # events in answered requests
+    requests: dict[str, int] = field(default_factory=dict)  # answered requests
     base_url: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -72,17 +74,29 @@ class Receivers:
         path = lines[0].split(" ")[1] if lines[0].count(" ") >= 2 else ""
         headers = dict(_header(line) for line in lines[1:] if ":" in line)
         length = min(int(headers.get("content-length", "0") or 0), BODY_MAX)
-        await reader.readexactly(length)
+        body = await reader.readexactly(length)
         endpoint = next((e for e in self.endpoints if f"/{e.name}" == path), None)
         if endpoint is None:
             writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
         else:
             await asyncio.sleep(endpoint.delay_s)
-            self.answered[endpoint.name] = self.answered.get(endpoint.name, 0) + 1
+            self.answered[endpoint.name] = self.answered.get(endpoint.name, 0) + events_in(body)
+            self.requests[endpoint.name] = self.requests.get(endpoint.name, 0) + 1
             size = endpoint.body_bytes
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size + b"x" * size)
         await writer.drain()
         return headers.get("connection", "").lower() != "close"
+
+
+def events_in(body: bytes) -> int:
+    """Events a delivery carries: a batch's count (WEBHOOK_BATCH_MAX above
+    1), else one."""
+    if not body.startswith(b'{"type":"batch"'):
+        return 1
+    try:
+        return len(json.loads(body)["events"])
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 def _header(line: str) -> tuple[str, str]:

@@ -6,6 +6,7 @@ deliver, share the work without double deliveries (leases, SKIP LOCKED)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
 import click
@@ -25,6 +26,10 @@ def deliver_command(concurrency: int | None) -> None:
     setup_logging(settings.log_level)
     dsn = prepare_database(settings)
     settings = settings_or_exit(webhook_concurrency=concurrency, database_url=dsn)
+    # A lower CPU priority: where this process shares cores with serve
+    # workers (and PostgreSQL), the scheduler runs the claims first and the
+    # deliveries on what is left (nice(2): only ever raised, never lowered).
+    os.nice(settings.webhook_deliver_nice)
     asyncio.run(_deliver(settings))
 
 

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 from flashsale.domain import ServiceUnavailable
 from flashsale.service.ports import Delivery, DeliveryQueue, Event, PostOutcome, WebhookSender
@@ -27,6 +28,40 @@ FEED_PAGE = 1000
 MAX_PAGES_PER_TICK = 20
 
 log = logging.getLogger("flashsale.webhooks")
+
+_BATCH_HEAD = b'{"type":"batch","events":['
+_BATCH_TAIL = b"]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """Several events per delivery: at most ``max_events`` of one coupon's,
+    in seq order, in a body of at most ``max_bytes`` (a single event larger
+    than that still goes, alone: it cannot be split)."""
+
+    max_events: int
+    max_bytes: int
+
+    def fill(
+        self, events: list[Event], encode: Callable[[Event], bytes]
+    ) -> tuple[list[Event], list[bytes]]:
+        """The longest prefix of ``events`` within the bounds (at least one)."""
+        taken: list[Event] = []
+        bodies: list[bytes] = []
+        size = len(_BATCH_HEAD) + len(_BATCH_TAIL)
+        for event in events[: self.max_events]:
+            body = encode(event)
+            size += len(body) + (1 if bodies else 0)  # the comma between two
+            if bodies and size > self.max_bytes:
+                break
+            taken.append(event)
+            bodies.append(body)
+        return taken, bodies
+
+
+def batch_body(bodies: list[bytes]) -> bytes:
+    """``{"type":"batch","events":[...]}``, each event as the feed shows it."""
+    return _BATCH_HEAD + b",".join(bodies) + _BATCH_TAIL
 
 
 class WebhookDeliverer:
@@ -43,6 +78,7 @@ class WebhookDeliverer:
         clock: Callable[[], float] = time.time,
         busy: Callable[[], bool] = lambda: False,
         busy_pause: float = 0.0,
+        batch: Batching | None = None,
     ) -> None:
         self._queue = queue
         self._sender = sender
@@ -52,9 +88,15 @@ class WebhookDeliverer:
         self._interval = interval
         self._clock = clock
         self._busy = busy  # claims in flight in this process: deliveries yield to them
+        # The feed grew by a full page since the last tick: claims are being
+        # made somewhere (a delivery process sees none of its own), so
+        # deliveries yield as they do to this process's claims.
+        self._feed_busy = False
         self._busy_pause = busy_pause  # seconds between a stream's events meanwhile
+        self._batch = batch  # None: one event per POST, its body the event itself
         # A lease outlasts the POST (bounded by the timeout) and its recording.
         self.lease_seconds = 2 * timeout + 5
+        self._most_pause = timeout
         self._streams: dict[asyncio.Task[None], Delivery] = {}
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0  # events this worker delivered (tests, logs)
@@ -92,14 +134,13 @@ class WebhookDeliverer:
     async def tick(self) -> int:
         """Pumps the feed and starts a task per newly leased stream; a
         database that is away only delays this to the next tick."""
-        # While claims are in flight here, a quarter of the slots: deliveries
-        # go on (at least one stream) without taking the claims' loop and pool.
-        slots = max(1, self._concurrency // 4) if self._busy() else self._concurrency
-        free = slots - len(self._streams)
-        if free <= 0:
-            return 0
         try:
+            # Every tick, slots free or not: the pump also tells whether the
+            # feed still grows by full pages (whether to go on yielding).
             await self._pump()
+            free = self._slots() - len(self._streams)
+            if free <= 0:
+                return 0
             leased = await self._queue.lease(limit=free, lease_seconds=self.lease_seconds)
         except ServiceUnavailable:
             return 0
@@ -112,13 +153,24 @@ class WebhookDeliverer:
             task.add_done_callback(self._streams.pop)
         return len(leased)
 
+    def _slots(self) -> int:
+        # While claims are in flight, a quarter of the slots: deliveries go on
+        # (at least one stream) without taking the claims' loop and pool.
+        return max(1, self._concurrency // 4) if self._yielding() else self._concurrency
+
     async def _pump(self) -> None:
         # Each endpoint reads the whole feed: while claims are in flight, one
         # page a tick. A stream's next event is read by seq whatever the pump
         # has seen: this delays the backlog's count and an idle stream's restart only.
-        for _ in range(1 if self._busy() else MAX_PAGES_PER_TICK):
-            if await self._queue.queue_events(page=FEED_PAGE) < FEED_PAGE:
+        for page in range(1 if self._busy() else MAX_PAGES_PER_TICK):
+            full = await self._queue.queue_events(page=FEED_PAGE) >= FEED_PAGE
+            if page == 0:
+                self._feed_busy = full
+            if not full:
                 return
+
+    def _yielding(self) -> bool:
+        return self._feed_busy or self._busy()
 
     async def _stream(self, first: Delivery) -> None:
         """One stream's events, in order, while it holds the lease."""
@@ -128,29 +180,49 @@ class WebhookDeliverer:
             while delivery is not None:
                 if task is not None:
                     self._streams[task] = delivery
-                delivery = await self.deliver(delivery)
-                if delivery is not None and self._busy_pause and self._busy():
-                    await asyncio.sleep(self._busy_pause)  # the claims' turn
+                delivery, sent = await self.deliver(delivery)
+                if delivery is not None and self._busy_pause and self._yielding():
+                    # The claims' turn: a pause per event sent, so a batch
+                    # yields as much as its events would have one by one; at
+                    # most the POST timeout, so pause, POST and record fit in
+                    # the lease (2 * timeout + 5).
+                    await asyncio.sleep(min(self._busy_pause * sent, self._most_pause))
         except ServiceUnavailable:
             pass  # the lease runs out; the event is retried then
         except Exception as error:
             log.error("webhook delivery failed: %s", type(error).__name__)
 
-    async def deliver(self, delivery: Delivery) -> Delivery | None:
-        """One POST and its record; the stream's next delivery, if it goes on."""
-        event = delivery.event
-        if event is None:
+    async def deliver(self, delivery: Delivery) -> tuple[Delivery | None, int]:
+        """One POST and its record: the stream's next delivery, if it goes
+        on, and how many events were delivered."""
+        if delivery.event is None:
             await self._queue.caught_up(delivery)
-            return None
-        body = self._encode(event)
-        # The event's id is the message id: the same on every retry and replay.
-        headers = signed_headers(delivery.secrets, str(event.event_id), int(self._clock()), body)
+            return None, 0
+        message_id, body, events = await self._message(delivery, delivery.event)
+        headers = signed_headers(delivery.secrets, message_id, int(self._clock()), body)
         outcome = await self._sender.post(delivery.url, body, headers)
         if outcome.delivered:
-            self.delivered += 1
-            return await self._queue.delivered(delivery, renew_seconds=self.lease_seconds)
+            self.delivered += len(events)
+            following = await self._queue.delivered(
+                delivery, through=events[-1], renew_seconds=self.lease_seconds
+            )
+            return following, len(events)
         await self._failed(delivery, outcome)
-        return None
+        return None, 0
+
+    async def _message(self, delivery: Delivery, first: Event) -> tuple[str, bytes, list[int]]:
+        """The message's id, its body and the seqs it carries. One event: its
+        id is the message id, the same on every retry and replay. A batch:
+        the stream's next events in seq order, bounded in count and bytes,
+        each with its own id inside (docs/webhooks.md, "Batches")."""
+        if self._batch is None:
+            return str(first.event_id), self._encode(first), [first.seq]
+        more = await self._queue.following(
+            delivery, after=first.seq, limit=self._batch.max_events - 1
+        )
+        events, bodies = self._batch.fill([first, *more], self._encode)
+        message_id = f"batch_{events[0].event_id}_{events[-1].event_id}"
+        return message_id, batch_body(bodies), [event.seq for event in events]
 
     async def _failed(self, delivery: Delivery, outcome: PostOutcome) -> None:
         error = outcome.error or "failed"

@@ -404,8 +404,14 @@ class DeliveryQueue(Protocol):
 
     async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]: ...
 
-    async def delivered(self, delivery: Delivery, *, renew_seconds: float) -> Delivery | None:
-        """Recorded; the same stream's next delivery (lease renewed) or None."""
+    async def following(self, delivery: Delivery, *, after: int, limit: int) -> list[Event]:
+        """The leased stream's next events after seq ``after`` (a batch's rest)."""
+
+    async def delivered(
+        self, delivery: Delivery, *, through: int, renew_seconds: float
+    ) -> Delivery | None:
+        """Events up to seq ``through`` recorded; the same stream's next
+        delivery (lease renewed) or None."""
 
     async def failed(self, delivery: Delivery, *, error: str, retry_in: float) -> Failure | None:
         """Recorded; None when the lease was lost meanwhile (nothing recorded)."""

@@ -80,3 +80,13 @@ SELECT 'trigger', g.tgname, pg_get_triggerdef(g.oid)
   JOIN pg_namespace AS n ON n.oid = c.relnamespace
  WHERE n.nspname = 'public' AND NOT g.tgisinternal
  ORDER BY 1, 2;
+
+-- name: vacuum_database
+-- The bench between two runs: the previous run's dead rows gone and the
+-- statistics fresh, so no run pays for the one before it (autovacuum).
+VACUUM (ANALYZE);
+
+-- name: checkpoint
+-- ... and its dirty pages written, so no run pays for the previous one's
+-- checkpoint either (needs superuser or pg_checkpoint: skipped otherwise).
+CHECKPOINT;

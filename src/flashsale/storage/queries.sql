@@ -471,6 +471,20 @@ SELECT webhook_id, coupon_id, lease, url, secrets, attempts, queued_seq, event_i
        event_xid::text AS xid, coupon_name, seq, type, user_id, at, data::text AS data
   FROM webhook_delivered($1, $2, $3, $4, $5);
 
+-- name: webhook_batch_events
+-- A batch's events after the first: stream ($1, $2)'s events of its
+-- endpoint's types after seq $3, in seq order, at most $4, read under the
+-- stream's lease with no lock taken. A coupon's events are numbered under its
+-- row lock, so any snapshot sees seq 1..n with no hole (migration 0010): a
+-- batch never skips an event a later one would bring.
+SELECT e.id, e.xid::text AS xid, e.coupon_name, e.seq, e.type, e.user_id, e.at,
+       e.data::text AS data
+  FROM webhooks AS w
+  JOIN events AS e ON e.coupon_id = $2 AND e.seq > $3 AND e.type = ANY (w.events)
+ WHERE w.id = $1
+ ORDER BY e.seq
+ LIMIT $4;
+
 -- name: webhook_failed
 -- A failed attempt of stream ($1, $2) under lease $3: error $4, next attempt
 -- in $5 seconds, lease let go. How many attempts in a row have failed, and

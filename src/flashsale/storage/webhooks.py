@@ -10,7 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from flashsale.domain import Caller
-from flashsale.service.ports import Backlog, Delivery, Failure, Replay, Webhook
+from flashsale.service.ports import Backlog, Delivery, Event, Failure, Replay, Webhook
 from flashsale.storage.connections import Connections
 from flashsale.storage.events import event
 from flashsale.storage.pool import Connection
@@ -97,9 +97,18 @@ class WebhookStore:
 
         return [_delivery(row) for row in await self._write(lease_webhook_deliveries)]
 
-    async def delivered(self, delivery: Delivery, *, renew_seconds: float) -> Delivery | None:
-        assert delivery.event is not None
-        arguments = (*_stream(delivery), delivery.event.seq, renew_seconds)
+    async def following(self, delivery: Delivery, *, after: int, limit: int) -> list[Event]:
+        async def webhook_batch_events(connection: Connection) -> list[asyncpg.Record]:
+            return await connection.fetch(
+                query("webhook_batch_events"), delivery.webhook_id, delivery.coupon_id, after, limit
+            )
+
+        return [event(row) for row in await self._write(webhook_batch_events)]
+
+    async def delivered(
+        self, delivery: Delivery, *, through: int, renew_seconds: float
+    ) -> Delivery | None:
+        arguments = (*_stream(delivery), through, renew_seconds)
 
         async def webhook_delivered(connection: Connection) -> asyncpg.Record | None:
             return await connection.fetchrow(query("webhook_delivered"), *arguments)
