@@ -5,7 +5,11 @@ coupon, on this branch and on a baseline checkout (main), in alternating
 rounds, server and wrk in this one session. Development only:
 
     uv run python -m tests.support.jwt_bench --baseline /tmp/main-20ffb54 \\
-        [--rounds 3] [--duration 5] [--database postgresql://postgres@127.0.0.1:5432/postgres]
+        [--rounds 3] [--duration 5] [--database postgresql://postgres@127.0.0.1:5432/postgres] \\
+        [--baseline-tokens]
+
+``--baseline-tokens`` (a baseline that verifies tokens too) adds the row
+"main: hot coupon, HS256 claim tokens": the HS256 row before and after.
 
 Also prints the per-token verification cost (http/end_users.py, in this
 process, one core)."""
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from flashsale.bench.cpu import Parties, measure_cpu
 from flashsale.bench.server import RunningServer, free_port, wait_until_ready
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
 from flashsale.config import load_settings
@@ -94,12 +99,18 @@ def token_files(folder: Path, name: str, count: int, make: Callable[[list[str]],
     return str(prefix)
 
 
-def hot(server: RunningServer, coupon: str, load: Load, extra: list[str]) -> WrkResult:
-    return run_wrk(
-        server.base_url + "/api/coupons/claim",
-        load,
-        [coupon, "/api/coupons/claim", f"u{uuid.uuid4().hex[:6]}-", *extra],
-    )
+def hot(
+    server: RunningServer, coupon: str, load: Load, extra: list[str]
+) -> tuple[WrkResult, float]:
+    """The run, and the server's CPU microseconds per request (its workers'
+    utime + stime: steadier than the rate on a shared machine)."""
+    with measure_cpu(Parties(servers=(server.process.pid,), postmaster=None)) as meter:
+        result = run_wrk(
+            server.base_url + "/api/coupons/claim",
+            load,
+            [coupon, "/api/coupons/claim", f"u{uuid.uuid4().hex[:6]}-", *extra],
+        )
+    return result, meter.split.server * 1e6 / max(result.requests, 1)
 
 
 def verification_cost(folder: Path) -> dict[str, float]:
@@ -130,10 +141,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--baseline-tokens", action="store_true")
+    parser.add_argument("--no-rs256", action="store_true", help="skip the RS256 row (and minting)")
     arguments = parser.parse_args()
     load = Load(arguments.connections, THREADS, arguments.duration)
     here = Path(__file__).resolve().parents[2]
     rows: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="jwt-bench-") as tmp:
         folder = Path(tmp)
         print("per-token verification, us:", verification_cost(folder), flush=True)
@@ -155,15 +169,24 @@ def main() -> None:
         branch = launch(str(here / ".venv/bin/python"), here, branch_env, folder / "branch.log")
         open_env = {"DATABASE_URL": f"{arguments.database}/jwtbench_o_{tag}"}
         plain = launch(str(here / ".venv/bin/python"), here, open_env, folder / "open.log")
+        main_tokens = None
+        if arguments.baseline_tokens:
+            tokens_env = {**branch_env, "DATABASE_URL": f"{arguments.database}/jwtbench_t_{tag}"}
+            main_tokens = launch(
+                str(arguments.baseline / ".venv/bin/python"),
+                arguments.baseline,
+                tokens_env,
+                folder / "main-tokens.log",
+            )
+            create(main_tokens, "HS")
         try:
             for name in ("RS", "HS"):
                 create(branch, name)
             create(main_server, "HOT")
             create(plain, "HOT")
             for round_number in range(1, arguments.rounds + 1):
-                rs = token_files(
-                    folder, f"rs{round_number}", 14_000 * int(arguments.duration), _mint_rs256
-                )
+                rs_count = 0 if arguments.no_rs256 else 14_000 * int(arguments.duration)
+                rs = token_files(folder, f"rs{round_number}", rs_count, _mint_rs256)
                 hs = token_files(
                     folder, f"hs{round_number}", 20_000 * int(arguments.duration), _mint_hs
                 )
@@ -173,15 +196,34 @@ def main() -> None:
                     ("branch: hot coupon, RS256 claimers", branch, "RS", [f"tokens={rs}"]),
                     ("branch: hot coupon, HS256 claim tokens", branch, "HS", [f"tokens={hs}"]),
                 ]
+                if arguments.no_rs256:
+                    runs = [run for run in runs if "RS256" not in run[0]]
+                if main_tokens is not None:
+                    runs.append(
+                        (
+                            "main: hot coupon, HS256 claim tokens",
+                            main_tokens,
+                            "HS",
+                            [f"tokens={hs}"],
+                        )
+                    )
                 for label, server, coupon, extra in runs:
-                    result = hot(server, coupon, load, extra)
+                    result, cpu_us = hot(server, coupon, load, extra)
                     rows.setdefault(label, []).append(result.ok_per_s)
-                    print(f"round {round_number} {label}: {_described(result)}", flush=True)
+                    cpu.setdefault(label, []).append(cpu_us)
+                    print(
+                        f"round {round_number} {label}: {_described(result)}, "
+                        f"server CPU {cpu_us:.0f} us a request",
+                        flush=True,
+                    )
         finally:
-            for server in (main_server, branch, plain):
-                server.stop()
+            for running in (main_server, branch, plain, main_tokens):
+                if running is not None:
+                    running.stop()
     for label, values in rows.items():
         print(f"{label}: median {statistics.median(values):,.0f} claims/s ({_listed(values)})")
+    for label, values in cpu.items():
+        print(f"{label}: server CPU median {statistics.median(values):,.0f} us a request")
 
 
 def _described(result: WrkResult) -> str:

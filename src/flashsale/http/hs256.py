@@ -1,0 +1,195 @@
+"""HS256 claim tokens (JWT_HMAC_SECRET) checked without ``jwt.decode``'s
+per-character walk over each base64url segment.
+
+PyJWT 2.15 spends about 65 us on an HS256 token, most of it validating the
+segments character by character in Python and preparing the key again on
+every call; the HMAC itself is about 2 us. This path does the same checks
+for the shape the shop's backend mints, verifies the signature with PyJWT's
+own ``HMACAlgorithm`` (key prepared once) and raises PyJWT's own exceptions,
+so end_users.py words a refusal the same way whichever path refused.
+
+The shape decided here: exactly three segments, each canonical unpadded
+base64url; a header with ``alg`` exactly "HS256", ``typ`` absent or "JWT",
+``kid`` absent or a string, no ``crit`` and no ``b64``; a payload that is
+UTF-8 JSON of bounded size and nesting. Anything else (padding, unusual
+headers, text that msgspec and the json module PyJWT uses might read
+differently: NaN, lone surrogates, deep nesting, huge numbers) is not
+decided here: ``claims`` returns None and the token goes to ``jwt.decode``,
+the verifier of record (tests/unit/test_hs256_tokens.py holds both paths to
+the same answers)."""
+
+from __future__ import annotations
+
+import binascii
+import time
+from typing import Any
+
+import msgspec
+from jwt import exceptions as errors
+from jwt.algorithms import HMACAlgorithm
+
+MAX_HEADER_CHARS = 256  # {"alg":"HS256","typ":"JWT"} is 36
+# 4,096 base64 characters are 3,072 bytes: no number there reaches the
+# json module's 4,300-digit limit, which msgspec does not share.
+MAX_PAYLOAD_CHARS = 4096
+# msgspec and json give up on deep nesting at different depths (both count
+# the caller's stack): a payload with more brackets goes to PyJWT.
+MAX_BRACKETS = 64
+UNSET: Any = msgspec.UNSET
+
+# The url-safe alphabet mapped onto the standard one; "+", "/" and "=" are
+# not base64url, so they become "!" which binascii's strict mode refuses.
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+_PADDING = (b"", b"", b"==", b"=")
+# PyJWT refuses a segment that does not re-encode to itself: the unused low
+# bits of the last character must be zero (RFC 4648 3.5).
+_CANONICAL_LAST = (b"", b"", b"AQgw", b"AEIMQUYcgkosw048")
+
+
+class Header(msgspec.Struct):
+    alg: Any = UNSET
+    typ: Any = UNSET
+    kid: Any = UNSET
+    crit: Any = UNSET
+    b64: Any = UNSET
+
+
+class Claims(msgspec.Struct):
+    """The registered claims PyJWT checks; others are skipped unread."""
+
+    exp: Any = UNSET
+    iss: Any = UNSET
+    aud: Any = UNSET
+    sub: Any = UNSET
+    iat: Any = UNSET
+    nbf: Any = UNSET
+    jti: Any = UNSET
+
+
+_HEADER = msgspec.json.Decoder(Header)
+_CLAIMS = msgspec.json.Decoder(Claims)
+
+
+class Hs256:
+    """Checks HS256 tokens signed with one secret for one issuer and audience."""
+
+    def __init__(self, secret: str, issuer: str, audience: str) -> None:
+        self._algorithm = HMACAlgorithm(HMACAlgorithm.SHA256)
+        self._key = self._algorithm.prepare_key(secret)  # InvalidKeyError: caller decides
+        self._issuer = issuer
+        self._audience = audience
+
+    def claims(self, token: str) -> Claims | None:
+        """The token's checked claims; a PyJWT exception saying why it is
+        refused; or None when the token is not of the plain shape."""
+        parts = _segments(token)
+        if parts is None:
+            return None
+        signing_input, header, payload, signature = parts
+        if not _plain(header):
+            return None
+        if not self._algorithm.verify(signing_input, self._key, signature):
+            raise errors.InvalidSignatureError("Signature verification failed")
+        claims = _claims(payload)
+        if claims is not None:
+            check(claims, self._issuer, self._audience, time.time())
+        return claims
+
+
+def _segments(token: str) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The signing input and the three decoded segments, or None."""
+    if not token.isascii():
+        return None
+    raw = token.encode()
+    parts = raw.translate(_TO_STANDARD).split(b".")  # one pass for the three
+    if len(parts) != 3:
+        return None
+    header, payload, signature = parts
+    if len(header) > MAX_HEADER_CHARS or len(payload) > MAX_PAYLOAD_CHARS:
+        return None
+    header_bytes, payload_bytes = _base64(header), _base64(payload)
+    signature_bytes = _base64(signature)
+    if header_bytes is None or payload_bytes is None or signature_bytes is None:
+        return None
+    signing_input = raw[: len(header) + 1 + len(payload)]
+    return signing_input, header_bytes, payload_bytes, signature_bytes
+
+
+def _base64(segment: bytes) -> bytes | None:
+    """A base64url segment mapped by _TO_STANDARD, decoded strictly: the
+    alphabet only, no padding, the last character canonical."""
+    rest = len(segment) % 4
+    if rest == 1 or (rest and segment[-1] not in _CANONICAL_LAST[rest]):
+        return None
+    try:
+        return binascii.a2b_base64(segment + _PADDING[rest], strict_mode=True)
+    except binascii.Error:
+        return None
+
+
+def _plain(segment: bytes) -> bool:
+    header = _json(_HEADER, segment)
+    return (
+        isinstance(header, Header)
+        and header.alg == "HS256"
+        and header.typ in (UNSET, "JWT")
+        and (header.kid is UNSET or isinstance(header.kid, str))
+        and header.crit is UNSET
+        and header.b64 is UNSET
+    )
+
+
+def _claims(segment: bytes) -> Claims | None:
+    if segment.count(b"[") + segment.count(b"{") > MAX_BRACKETS:
+        return None
+    claims = _json(_CLAIMS, segment)
+    return claims if isinstance(claims, Claims) else None
+
+
+def _json(decoder: msgspec.json.Decoder[Any], segment: bytes) -> object:
+    # UTF-8 checked first: msgspec skips unknown members without checking
+    # their bytes, and the json module refuses invalid UTF-8 anywhere.
+    try:
+        return decoder.decode(segment.decode())
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+
+
+def check(claims: Claims, issuer: str, audience: str, now: float) -> None:
+    """PyJWT 2.15's _validate_claims with require=[exp, iss, aud, sub] and
+    leeway 0, check for check and exception for exception."""
+    for name in ("exp", "iss", "aud", "sub"):
+        value = getattr(claims, name)
+        if value is UNSET or value is None:
+            raise errors.MissingRequiredClaimError(name)
+    if claims.iat is not UNSET and _integer(claims.iat, errors.InvalidIssuedAtError) > now:
+        raise errors.ImmatureSignatureError("The token is not yet valid (iat)")
+    if claims.nbf is not UNSET and _integer(claims.nbf, errors.DecodeError) > now:
+        raise errors.ImmatureSignatureError("The token is not yet valid (nbf)")
+    if _integer(claims.exp, errors.DecodeError) <= now:
+        raise errors.ExpiredSignatureError("Signature has expired")
+    if not isinstance(claims.iss, str) or claims.iss != issuer:
+        raise errors.InvalidIssuerError("Invalid issuer")
+    _check_audience(claims.aud, audience)
+    if not isinstance(claims.sub, str):
+        raise errors.InvalidSubjectError("Subject must be a string")
+    if claims.jti is not UNSET and not isinstance(claims.jti, str):
+        raise errors.InvalidJTIError("JWT ID must be a string")
+
+
+def _check_audience(aud: object, audience: str) -> None:
+    if not aud:
+        raise errors.MissingRequiredClaimError("aud")
+    accepted = [aud] if isinstance(aud, str) else aud
+    if not isinstance(accepted, list) or not all(isinstance(a, str) for a in accepted):
+        raise errors.InvalidAudienceError("Invalid claim format in token")
+    if audience not in accepted:
+        raise errors.InvalidAudienceError("Audience doesn't match")
+
+
+def _integer(value: Any, error: type[errors.PyJWTError]) -> int:
+    # int() as PyJWT calls it: it also takes "123", 1.5 and true.
+    try:
+        return int(value)
+    except (ValueError, TypeError, OverflowError):
+        raise error("a time claim must be an integer") from None
