@@ -282,9 +282,12 @@ BEGIN
            event_xid = greatest(c.event_xid, pg_current_xact_id())
      WHERE c.id = p_coupon_id
     RETURNING c.event_seq - v_count, c.event_xid INTO v_base, v_xid;
+    -- unnest side by side, never p_users[i]: subscripting an array of
+    -- variable-length elements walks it from the start (quadratic).
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
-    SELECT v_xid, p_coupon_id, p_name, v_base + u.ord, p_type, p_users[u.ord], p_at, u.data
-      FROM unnest(p_data) WITH ORDINALITY AS u(data, ord);
+    SELECT v_xid, p_coupon_id, p_name, v_base + u.ord, p_type, u.user_id, p_at, u.data
+      FROM unnest(coalesce(p_users, array_fill(NULL::text, ARRAY[v_count])), p_data)
+           WITH ORDINALITY AS u(user_id, data, ord);
 END
 $$;
 
@@ -409,6 +412,7 @@ DECLARE
     v_users text[];
     v_tickets bytea[];
     v_entrants bytea[];
+    v_rows tid[];
     v_count integer;
     v_won integer;
 BEGIN
@@ -420,18 +424,23 @@ BEGIN
     v_now := clock_timestamp();
     SELECT array_agg(e.user_id ORDER BY e.ticket, e.entrant),
            array_agg(e.ticket ORDER BY e.ticket, e.entrant),
-           array_agg(e.entrant ORDER BY e.ticket, e.entrant)
-      INTO v_users, v_tickets, v_entrants
-      FROM (SELECT x.user_id, x.ticket, x.entrant FROM raffle_entries AS x
+           array_agg(e.entrant ORDER BY e.ticket, e.entrant),
+           array_agg(e.ctid ORDER BY e.ticket, e.entrant)
+      INTO v_users, v_tickets, v_entrants, v_rows
+      FROM (SELECT x.user_id, x.ticket, x.entrant, x.ctid FROM raffle_entries AS x
              WHERE x.coupon_id = p_coupon_id
                AND (x.ticket, x.entrant) > (d.last_ticket, d.last_entrant)
              ORDER BY x.ticket, x.entrant
              LIMIT p_chunk) AS e;
     v_count := coalesce(cardinality(v_users), 0);
     IF v_count > 0 THEN
+        -- By ctid (a TID scan per row, half the cost of a primary-key
+        -- probe): nothing else writes these rows while the step holds the
+        -- coupon's lock (entries are frozen), so the versions just read are
+        -- the ones to update.
         UPDATE raffle_entries AS e SET place = d.placed + u.ord
-          FROM unnest(v_users) WITH ORDINALITY AS u(user_id, ord)
-         WHERE e.coupon_id = p_coupon_id AND e.user_id = u.user_id;
+          FROM unnest(v_rows) WITH ORDINALITY AS u(row_id, ord)
+         WHERE e.ctid = u.row_id;
         v_won := greatest(0, least(v_count, d.winners - d.placed));
         IF v_won > 0 THEN
             PERFORM raffle_grant(c, v_users[1:v_won], 'raffle_won', v_now);
