@@ -183,7 +183,7 @@ async def test_returned_units_go_down_the_waitlist_once_each(
         await release_through(engines[n % 2], coupon_name="R", user_id=order[n])
 
     async def others(n: int) -> ClaimOutcome:
-        user = order[30 + n] if n % 2 else f"stranger-{n}"
+        user = order[100 + n] if n % 2 else f"stranger-{n}"  # never reached
         return await outcome_of(engines[n % 2], coupon_name="R", user_id=user)
 
     restock = store.change_coupon("R", CouponChange(amount=25))

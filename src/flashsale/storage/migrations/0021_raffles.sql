@@ -121,9 +121,11 @@ CREATE FUNCTION raffle_keep_seed(p_coupon_id bigint, p_seed bytea)
 RETURNS bytea
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO raffle_seeds (coupon_id, seed, inner_key, outer_key)
-    VALUES (p_coupon_id, p_seed, raffle_pad(p_seed, 54), raffle_pad(p_seed, 92))
-    ON CONFLICT (coupon_id) DO NOTHING;
+    IF p_seed IS NOT NULL THEN  -- NULL: a change that keeps the raffle's seed
+        INSERT INTO raffle_seeds (coupon_id, seed, inner_key, outer_key)
+        VALUES (p_coupon_id, p_seed, raffle_pad(p_seed, 54), raffle_pad(p_seed, 92))
+        ON CONFLICT (coupon_id) DO NOTHING;
+    END IF;
     RETURN (SELECT sha256(s.seed) FROM raffle_seeds AS s WHERE s.coupon_id = p_coupon_id);
 END
 $$;
@@ -489,8 +491,9 @@ $$;
 -- (raffle_entries_exist), or for a first-come coupon with claims; a raffle's
 -- seed is kept (p_seed is used only when it has none). Runs before
 -- change_coupon in the same transaction, under the coupon's row lock.
--- Out: 'ok', 'coupon_not_found' or 'raffle_entries_exist' (a window CHECK
--- failure raises: coupons_raffle_draw_at, coupons_draw_in_window).
+-- Out: 'ok', 'coupon_not_found', 'raffle_entries_exist' or 'draw_in_past'
+-- (a window CHECK failure raises: coupons_raffle_draw_at,
+-- coupons_draw_in_window).
 CREATE FUNCTION change_raffle(p_name text, p_allocation text, p_set_draw boolean,
                               p_draw_at timestamptz, p_seed bytea)
 RETURNS text
@@ -506,6 +509,9 @@ BEGIN
     IF c.draw_entries > 0 OR c.amount <> c.remaining_amount
        OR EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = c.id) THEN
         RETURN 'raffle_entries_exist';
+    END IF;
+    IF p_set_draw AND p_draw_at <= clock_timestamp() THEN
+        RETURN 'draw_in_past';
     END IF;
     v_allocation := coalesce(p_allocation, c.allocation);
     UPDATE coupons AS k
@@ -912,6 +918,11 @@ BEGIN
     END IF;
     IF p_set_ends AND p_ends <= clock_timestamp() THEN
         RETURN 'ends_in_past';
+    END IF;
+    -- A draw being placed counts on the stock it froze for its winners (0021).
+    IF p_amount IS NOT NULL AND EXISTS (SELECT 1 FROM raffle_draws AS d
+                                         WHERE d.coupon_id = v_id AND d.finished_at IS NULL) THEN
+        RETURN 'raffle_drawing';
     END IF;
     IF p_amount < v_live THEN
         v_live := v_live - expire_coupon_holds(v_id, clock_timestamp());
