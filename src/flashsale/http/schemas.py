@@ -260,7 +260,8 @@ class EventsPageResponse(Body):
 
 
 WEBHOOK_EVENTS: list[EventType] = [
-    "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed"
+    "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed",
+    "waitlisted", "raffle_drawn",
 ]  # fmt: skip
 WebhookUrl = Annotated[
     str,
