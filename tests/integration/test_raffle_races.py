@@ -14,6 +14,7 @@ import asyncpg
 from flashsale import draw_rule
 from flashsale.claims.batched import BatchedClaims
 from flashsale.claims.ports import BatchResult, CouponPart
+from flashsale.claims.transaction import TransactionPerClaim
 from flashsale.domain import ClaimOutcome
 from flashsale.service.draws import Drawer
 from flashsale.service.ports import CouponChange, NewCoupon
@@ -242,3 +243,16 @@ async def test_a_raffles_part_of_a_batch_across_coupons_enters_its_users(
     entries = await db.fetch("SELECT user_id FROM raffle_entries ORDER BY user_id")
     assert [row["user_id"] for row in entries] == ["a", "b"]
     assert await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = 'R'") == 0
+
+
+async def test_the_transaction_strategy_enters_and_answers_the_draw_time(
+    store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon(raffle("R", 1))
+    engine = TransactionPerClaim(store)
+    first = await engine.claim(coupon_name="R", user_id="a")
+    again = await engine.claim(coupon_name="R", user_id="a")
+    draw_at = await db.fetchval("SELECT draw_at FROM coupons")
+    assert (first.outcome, first.expires_at) == (ClaimOutcome.ENTERED, draw_at)
+    assert (again.outcome, again.expires_at) == (ClaimOutcome.ENTERED, draw_at)
+    assert await db.fetchval("SELECT count(*) FROM raffle_entries") == 1
