@@ -218,6 +218,8 @@ async def test_a_released_hold_goes_to_the_next_waitlisted_user(
 async def test_allocation_and_draw_at_change_until_the_first_entry(shop: Client) -> None:
     created = await shop.post("/api/coupons", json={"name": "R", "amount": 3}, headers=ADMIN)
     assert created.json()["draw_commitment"] is None
+    alone = await shop.patch("/api/coupons/R", json={"draw_at": later()}, headers=ADMIN)
+    assert (alone.status_code, alone.json()["error"]) == (400, "invalid_draw_at")
     to_raffle = {"allocation": "raffle", "draw_at": later()}
     changed = await shop.patch("/api/coupons/R", json=to_raffle, headers=ADMIN)
     assert changed.status_code == 200, changed.text

@@ -410,6 +410,7 @@ def _raise_for(verdict: str, coupon_name: str, user_id: str) -> None:
         ),
         "ends_in_past": _ends_in_past(),
         "draw_in_past": InvalidDrawAt("draw_at must be in the future"),
+        "draw_without_raffle": InvalidDrawAt("draw_at is for a raffle (allocation: raffle)"),
         "raffle_drawing": RaffleDrawing(
             f"the draw of coupon {coupon_name!r} is under way: change the amount after it"
         ),

@@ -499,8 +499,8 @@ $$;
 -- (raffle_entries_exist), or for a first-come coupon with claims; a raffle's
 -- seed is kept (p_seed is used only when it has none). Runs before
 -- change_coupon in the same transaction, under the coupon's row lock.
--- Out: 'ok', 'coupon_not_found', 'raffle_entries_exist' or 'draw_in_past'
--- (a window CHECK failure raises: coupons_raffle_draw_at,
+-- Out: 'ok', 'coupon_not_found', 'raffle_entries_exist', 'draw_in_past' or
+-- 'draw_without_raffle' (a window CHECK failure raises: coupons_raffle_draw_at,
 -- coupons_draw_in_window).
 CREATE FUNCTION change_raffle(p_name text, p_allocation text, p_set_draw boolean,
                               p_draw_at timestamptz, p_seed bytea)
@@ -522,6 +522,9 @@ BEGIN
         RETURN 'draw_in_past';
     END IF;
     v_allocation := coalesce(p_allocation, c.allocation);
+    IF p_set_draw AND v_allocation = 'first_come' THEN
+        RETURN 'draw_without_raffle';
+    END IF;
     UPDATE coupons AS k
        SET allocation = v_allocation,
            draw_at = CASE WHEN v_allocation = 'first_come' THEN NULL
