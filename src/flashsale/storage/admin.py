@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from flashsale.storage.queries import admin_query, query, startup_query
+from flashsale.storage.queries import admin_query, startup_query
 
 
 def database_url(server_url: str, database: str) -> str:
@@ -45,10 +45,6 @@ async def drop_database(server_url: str, url: str) -> None:
     await _run_on_server(server_url, sql)
 
 
-# create_coupon's last arguments for a first-come coupon: allocation, draw_at, seed.
-_FIRST_COME = ("first_come", None, None)
-
-
 async def seed_coupon(
     url: str, name: str, amount: int, *, claims: int = 0, hold_seconds: int | None = None
 ) -> None:
@@ -56,9 +52,7 @@ async def seed_coupon(
     (holds, when ``hold_seconds`` is set)."""
     connection = await asyncpg.connect(url)
     try:
-        await connection.execute(
-            query("create_coupon"), name, amount, None, None, hold_seconds, *_FIRST_COME
-        )
+        await connection.execute(admin_query("seed_coupon"), name, amount, hold_seconds)
         if claims:
             await connection.execute(admin_query("seed_claims"), name, claims)
             await connection.execute(admin_query("analyze_claims"))
@@ -70,8 +64,8 @@ async def seed_coupons(url: str, names: list[str], amount: int) -> None:
     """Coupons of ``amount`` each, one per name, over one connection."""
     connection = await asyncpg.connect(url)
     try:
-        arguments = [(name, amount, None, None, None, *_FIRST_COME) for name in names]
-        await connection.executemany(query("create_coupon"), arguments)
+        arguments = [(name, amount, None) for name in names]
+        await connection.executemany(admin_query("seed_coupon"), arguments)
     finally:
         await connection.close()
 

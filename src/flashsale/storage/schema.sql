@@ -203,7 +203,7 @@ $$;
 -- padded keys (the seed zero-padded to SHA-256's 64-byte block, xor 0x36
 -- and 0x5c), computed once so a ticket is two sha256() calls.
 CREATE TABLE raffle_seeds (
-    coupon_id bigint PRIMARY KEY REFERENCES coupons ON DELETE CASCADE,
+    coupon_id bigint PRIMARY KEY,  -- no foreign key: coupons_forget_raffles says why
     seed      bytea  NOT NULL,
     inner_key bytea  NOT NULL,
     outer_key bytea  NOT NULL,
@@ -216,7 +216,7 @@ CREATE TABLE raffle_seeds (
 -- by the draw; it is in no index, so the draw's updates stay heap-only
 -- (the fillfactor leaves each page room for them).
 CREATE TABLE raffle_entries (
-    coupon_id  bigint      NOT NULL REFERENCES coupons ON DELETE CASCADE,
+    coupon_id  bigint      NOT NULL,
     user_id    text        NOT NULL,
     entrant    bytea       NOT NULL,
     ticket     bytea       NOT NULL,
@@ -237,7 +237,7 @@ CREATE INDEX raffle_entries_entrant_idx ON raffle_entries (coupon_id, entrant);
 -- winners+promoted were handed a returned unit, the last at
 -- (promote_ticket, promote_entrant). '\x' sorts before every ticket.
 CREATE TABLE raffle_draws (
-    coupon_id       bigint      PRIMARY KEY REFERENCES coupons ON DELETE CASCADE,
+    coupon_id       bigint      PRIMARY KEY,
     entries         integer     NOT NULL,
     winners         integer     NOT NULL,
     placed          integer     NOT NULL DEFAULT 0,
@@ -252,6 +252,35 @@ CREATE TABLE raffle_draws (
         winners BETWEEN 0 AND entries AND placed BETWEEN 0 AND entries
         AND promoted BETWEEN 0 AND entries - winners)
 );
+
+-- A coupon's raffle rows go with it. No foreign keys to coupons: an
+-- operator empties the service's tables with TRUNCATE coupons, claims (and
+-- the service then sells again: tests/integration/test_coupon_link.py),
+-- which a referencing table would refuse; these triggers clear the raffle
+-- tables instead, so a coupon created after RESTART IDENTITY never meets
+-- an earlier coupon's entries.
+CREATE FUNCTION coupons_forget_raffles() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE raffle_entries, raffle_seeds, raffle_draws;
+        RETURN NULL;
+    END IF;
+    DELETE FROM raffle_entries AS e USING old_coupons AS o WHERE e.coupon_id = o.id;
+    DELETE FROM raffle_seeds AS s USING old_coupons AS o WHERE s.coupon_id = o.id;
+    DELETE FROM raffle_draws AS d USING old_coupons AS o WHERE d.coupon_id = o.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER coupons_forget_raffles
+    AFTER DELETE ON coupons
+    REFERENCING OLD TABLE AS old_coupons
+    FOR EACH STATEMENT EXECUTE FUNCTION coupons_forget_raffles();
+
+CREATE TRIGGER coupons_forget_raffles_truncated
+    AFTER TRUNCATE ON coupons
+    FOR EACH STATEMENT EXECUTE FUNCTION coupons_forget_raffles();
 
 -- RFC 2104's padded key: p_seed zero-padded to 64 bytes, each byte xor p_pad.
 CREATE FUNCTION raffle_pad(p_seed bytea, p_pad integer)
