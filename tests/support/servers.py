@@ -27,6 +27,12 @@ class ServerOptions(TypedDict, total=False):
     timeout: float
 
 
+class ServeOptions(ServerOptions, total=False):
+    """serve's keywords: start_server's, and ``env`` over SMALL_POOLS."""
+
+    env: Mapping[str, str] | None
+
+
 def serve(
     database_url: str | None,
     log_path: Path,
@@ -36,6 +42,18 @@ def serve(
 ) -> RunningServer:
     """start_server with SMALL_POOLS under ``env``; None: the embedded default."""
     return start_server(database_url, log_path, env={**SMALL_POOLS, **(env or {})}, **options)
+
+
+@contextmanager
+def served(
+    database_url: str | None, log_path: Path, **options: Unpack[ServeOptions]
+) -> Iterator[RunningServer]:
+    """serve's server for the block; it must stop cleanly when the block ends."""
+    server = serve(database_url, log_path, **options)
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0
 
 
 @contextmanager
