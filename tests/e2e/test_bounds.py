@@ -16,14 +16,14 @@ import socket
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 
 from flashsale.bench.server import RunningServer
 from flashsale.storage.admin import seed_coupon
 from tests.support.load import claim_all, create_coupon
-from tests.support.servers import serve
+from tests.support.servers import served
+from tests.support.sessions import wait_until_idle
 
 HUGE = "HUGE"
 HUGE_CLAIMS = 1_000_000  # ~14 MB of JSON: far more than the socket buffers hold
@@ -51,9 +51,8 @@ async def huge_database(module_database: str) -> str:
 @pytest.fixture(scope="module")
 def server(huge_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("bounds") / "server.log"
-    live = serve(huge_database, log, workers=1, env=BOUNDED)
-    yield live
-    assert live.stop() == 0
+    with served(huge_database, log, workers=1, env=BOUNDED) as live:
+        yield live
     assert "Traceback" not in live.log()
 
 
@@ -62,9 +61,8 @@ def crowded(
     module_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("crowded") / "server.log"
-    live = serve(module_database, log, workers=1, env=CROWDED)
-    yield live
-    assert live.stop() == 0
+    with served(module_database, log, workers=1, env=CROWDED) as live:
+        yield live
 
 
 def address(server: RunningServer) -> tuple[str, int]:
@@ -129,26 +127,6 @@ async def test_http2_with_prior_knowledge_is_not_served(server: RunningServer) -
     assert response == b"" or response.startswith(b"HTTP/1.1 4"), response[:40]
 
 
-async def session_states(url: str) -> list[str]:
-    connection = await asyncpg.connect(url)
-    try:
-        rows = await connection.fetch(
-            "SELECT state FROM pg_stat_activity WHERE application_name = 'flashsale'"
-            " AND datname = current_database() AND state <> 'idle'"
-        )
-    finally:
-        await connection.close()
-    return [row["state"] for row in rows]
-
-
-async def wait_idle(url: str) -> bool:
-    for _ in range(int(LIMIT / 0.1)):
-        if not await session_states(url):
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
 READS = 'flashsale_http_request_duration_seconds_count{method="GET",route="/api/coupons/{name}"'
 
 
@@ -178,7 +156,7 @@ async def test_stalled_readers_of_a_big_coupon_hold_nothing_and_are_cut_off(
     try:
         # Once their bodies are spooled, the readers hold no database session
         # (nor a large-read slot): every small read is answered.
-        assert await wait_idle(huge_database)
+        assert await wait_until_idle(huge_database, polls=int(LIMIT / 0.1)) == []
         async with httpx.AsyncClient(timeout=30) as client:
             for _ in range(20):
                 small = await client.get(f"{server.base_url}/api/coupons/SMALL")
@@ -296,9 +274,8 @@ FULL = {"WORKER_MAX_REQUESTS": "3", "BODY_TIMEOUT": "600", "STREAM_IDLE_TIMEOUT"
 @pytest.fixture(scope="module")
 def full(module_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("full") / "server.log"
-    live = serve(module_database, log, workers=1, env=FULL)
-    yield live
-    assert live.stop() == 0
+    with served(module_database, log, workers=1, env=FULL) as live:
+        yield live
 
 
 def answered(sock: socket.socket) -> bytes | None:

@@ -13,7 +13,7 @@ import pytest
 
 from flashsale.bench.server import RunningServer
 from tests.support.jwts import bearer, jwt_settings, mint_hs256, write_public_key
-from tests.support.servers import serve
+from tests.support.servers import served
 
 BURST = 3
 # One token per 1,000 s: no bucket refills during the test, however slow.
@@ -32,9 +32,8 @@ def server(
         "TRUSTED_PROXIES": f"{PROXY}/32",
         "ADMIN_TOKEN": "limits-admin",
     }
-    live = serve(module_database, tmp_path_factory.mktemp("limits") / "server.log", env=env)
-    yield live
-    assert live.stop() == 0
+    with served(module_database, tmp_path_factory.mktemp("limits") / "server.log", env=env) as live:
+        yield live
 
 
 def client(server: RunningServer, source: str) -> httpx.Client:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -96,17 +98,10 @@ def bench_webhooks(
     database_url: str | None, **_: Any,
 ) -> None:  # fmt: skip
     """The webhooks comparison (bench/webhook_load.py), on a direct instance."""
-    require_wrk()
-    console = make_console()
-    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
-    with (
-        console.status("starting") as status,
-        tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
-        DIRECT.database_server(database_url, workers * load_settings().db_pool_max) as database,
-    ):
-        load = Load(connections, threads, duration)
-        done = run_webhook_bench(database.url, Path(tmp), load, workers, rounds, status.update)
-    console.print(render_rounds(done))
+    load = Load(connections, threads, duration)
+    with direct_run(database_url, workers) as run:
+        done = run_webhook_bench(run.database_url, run.folder, load, workers, rounds, run.status)
+    run.console.print(render_rounds(done))
 
 
 def bench_attack(
@@ -114,6 +109,29 @@ def bench_attack(
     database_url: str | None, **_: Any,
 ) -> None:  # fmt: skip
     """The hot coupon under attack (bench/under_attack.py), on a direct instance."""
+    load = Load(connections, threads, duration)
+    with direct_run(database_url, workers) as run:
+        done = run_attack_bench(run.database_url, run.folder, load, workers, run.status)
+    run.console.print(render_attack(done))
+    for line in attack_lines(done):
+        run.console.print(line)
+    run.console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
+
+
+@dataclass(frozen=True)
+class DirectRun:
+    """What a one-off bench on a direct instance runs with."""
+
+    console: Console
+    status: Callable[[str], None]
+    folder: Path
+    database_url: str
+
+
+@contextmanager
+def direct_run(database_url: str | None, workers: int) -> Iterator[DirectRun]:
+    """wrk checked, the machine line printed, a spinner, a temporary folder and a
+    database server sized for ``workers`` pools; all of them gone on exit."""
     require_wrk()
     console = make_console()
     console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
@@ -122,12 +140,7 @@ def bench_attack(
         tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
         DIRECT.database_server(database_url, workers * load_settings().db_pool_max) as database,
     ):
-        load = Load(connections, threads, duration)
-        done = run_attack_bench(database.url, Path(tmp), load, workers, status.update)
-    console.print(render_attack(done))
-    for line in attack_lines(done):
-        console.print(line)
-    console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
+        yield DirectRun(console, status.update, Path(tmp), database.url)
 
 
 def run_bench_command(
