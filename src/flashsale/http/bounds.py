@@ -49,6 +49,7 @@ from litestar.types import (
 )
 
 from flashsale.http.schemas import ErrorResponse
+from flashsale.metrics import count_cut
 
 SWEEP_SECONDS = 0.5
 NEVER = math.inf
@@ -161,40 +162,45 @@ class _Watch:
             return
         if self.seen == NEVER:
             self.seen = now
-        if self._late_answer(now) if self.sends else self._late_body(now):
-            self.cut_off()
+        reason = self._late_answer(now) if self.sends else self._late_body(now)
+        if reason is not None:
+            self.cut_off(reason)
 
     def stalled_body(self) -> bool:
         """Waiting on the client for its body (nothing answered yet)."""
         return not (self.cut or self.sends or self.body_done) and _waiting(self.receiving)
 
-    def cut_off(self) -> None:
+    def cut_off(self, reason: str) -> None:
+        """Cancels the request, counted under ``reason`` (metrics.CUT_REASONS)."""
         if self.task is not None:
             self.cut = True
             self.task.cancel()
+            count_cut(reason)
 
-    def _late_body(self, now: float) -> bool:
+    def _late_body(self, now: float) -> str | None:
         if self.body_done or not _waiting(self.receiving):
-            return False
-        return now - self.seen >= self.limits.body_timeout
+            return None
+        return "body_timeout" if now - self.seen >= self.limits.body_timeout else None
 
-    def _late_answer(self, now: float) -> bool:
+    def _late_answer(self, now: float) -> str | None:
+        """Which of the answer's deadlines it has missed, if any."""
         limits = self.limits
         if self.started == NEVER:
             self.started = now
         if not _waiting(self.sending):
-            return False
+            return None
         count, since = self.mark
         if count != self.sends:
             self.mark = (self.sends, now)
-            return False
+            return None
         if now - since >= limits.send_timeout:
-            return True
+            return "send_timeout"
         if self.streaming:
-            return False
+            return None
         answering = now - self.started
-        slow = answering - limits.send_timeout > self.sent / limits.min_send_rate
-        return slow or answering >= limits.response_timeout
+        if answering - limits.send_timeout > self.sent / limits.min_send_rate:
+            return "too_slow"
+        return "response_timeout" if answering >= limits.response_timeout else None
 
 
 def _waiting(awaitable: Awaitable[object] | None) -> bool:
@@ -239,6 +245,7 @@ class Bounds:
             await self.app(scope, receive, send)
             return
         if len(self._watches) >= self.limits.max_requests and not self._make_room():
+            count_cut("worker_full")
             await send(_BUSY[0])
             await send(_BUSY[1])
             return
@@ -260,7 +267,7 @@ class Bounds:
         (every place holds a request that has its body)."""
         for watch in self._watches:
             if watch.stalled_body():
-                watch.cut_off()
+                watch.cut_off("evicted")
                 return True
         return False
 
