@@ -56,6 +56,13 @@ NEVER = math.inf
 _EVENT_STREAM = b"text/event-stream"
 _ENCODER = msgspec.json.Encoder()
 Headers = list[tuple[bytes, bytes]]
+Task = asyncio.Task[object]
+# What asyncio.current_task() reads: the task each loop runs now. Read here
+# because asyncio.current_task() asks get_running_loop() first, which on
+# CPython 3.11 checks getpid(), a system call: 0.3 us, a third of what this
+# layer cost a request (docs/benchmarks.md). Empty where asyncio keeps no
+# such table: then current_task() it is, every time.
+_RUNNING_TASKS: dict[asyncio.AbstractEventLoop, Task] = getattr(asyncio.tasks, "_current_tasks", {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,42 +102,37 @@ _SLOW = _answer(
 
 class _Watch:
     """One request's progress, as the sweeper needs it. The wrappers only
-    count and keep Granian's awaitable (no coroutine, no clock per call):
-    the sweeper stamps the times itself and asks the awaitable whether the
-    request is still waiting on the client."""
+    count and keep Granian's awaitable and the answer's start (no coroutine,
+    no clock, no header scan per call): the sweeper stamps the times itself,
+    asks the awaitable whether the request is still waiting on the client,
+    and reads the start only when a send waits."""
 
     __slots__ = (
         "_receive",
         "_send",
         "body_done",
         "cut",
-        "limits",
-        "mark",
+        "head",
         "receiving",
-        "seen",
         "sending",
         "sends",
         "sent",
-        "started",
-        "streaming",
+        "stamps",
         "task",
     )
 
-    def __init__(self, limits: Limits, receive: Receive, send: Send) -> None:
-        self.task = asyncio.current_task()
+    def __init__(self, task: Task | None, receive: Receive, send: Send) -> None:
+        self.task = task
         self._receive = receive
         self._send = send
-        self.limits = limits
         self.receiving: Awaitable[object] | None = None  # the latest receive
         self.sending: Awaitable[None] | None = None  # the latest send
+        self.head: Message | None = None  # the answer's start, once sent
         self.body_done = False
         self.sends = 0
         self.sent = 0
-        self.streaming = False
         self.cut = False
-        self.seen = NEVER  # sweeper's stamps: when it first saw the request,
-        self.started = NEVER  # the answer begun,
-        self.mark = (0, NEVER)  # and the send it last saw waiting (count, since)
+        self.stamps: _Stamps | None = None  # the sweeper's, from its first look
 
     def receive(self) -> Awaitable[ReceiveMessage]:
         # Once the body is in, a receive only waits for the client to go
@@ -138,31 +140,33 @@ class _Watch:
         previous = self.receiving
         if previous is not None and not _more_body(previous):
             self.body_done = True
-        awaitable = self._receive()
-        self.receiving = awaitable
+        awaitable = self.receiving = self._receive()
         return awaitable
 
     def send(self, message: Message) -> Awaitable[None]:
         self.sends += 1
         body: bytes | None = message.get("body")  # type: ignore[assignment]
         if body is None:  # the answer's start
-            self.streaming = _is_stream(message)
+            self.head = message
         else:
             self.sent += len(body)
-        awaitable = self._send(message)
-        self.sending = awaitable
+        awaitable = self.sending = self._send(message)
         return awaitable
 
     async def send_unbounded(self, message: Message) -> None:
         await self._send(message)
 
-    def check(self, now: float) -> None:
+    def check(self, now: float, limits: Limits) -> None:
         """Cancels the request if it has missed a deadline."""
         if self.cut or self.task is None:
             return
-        if self.seen == NEVER:
-            self.seen = now
-        reason = self._late_answer(now) if self.sends else self._late_body(now)
+        stamps = self.stamps
+        if stamps is None:
+            stamps = self.stamps = _Stamps(now)
+        if self.sends:
+            reason = self._late_answer(now, limits, stamps)
+        else:
+            reason = self._late_body(now, limits, stamps)
         if reason is not None:
             self.cut_off(reason)
 
@@ -177,30 +181,42 @@ class _Watch:
             self.task.cancel()
             count_cut(reason)
 
-    def _late_body(self, now: float) -> str | None:
+    def _late_body(self, now: float, limits: Limits, stamps: _Stamps) -> str | None:
         if self.body_done or not _waiting(self.receiving):
             return None
-        return "body_timeout" if now - self.seen >= self.limits.body_timeout else None
+        return "body_timeout" if now - stamps.seen >= limits.body_timeout else None
 
-    def _late_answer(self, now: float) -> str | None:
+    def _late_answer(self, now: float, limits: Limits, stamps: _Stamps) -> str | None:
         """Which of the answer's deadlines it has missed, if any."""
-        limits = self.limits
-        if self.started == NEVER:
-            self.started = now
+        if stamps.started == NEVER:
+            stamps.started = now
         if not _waiting(self.sending):
             return None
-        count, since = self.mark
-        if count != self.sends:
-            self.mark = (self.sends, now)
+        if stamps.sends != self.sends:
+            stamps.sends, stamps.since = self.sends, now
             return None
-        if now - since >= limits.send_timeout:
+        if now - stamps.since >= limits.send_timeout:
             return "send_timeout"
-        if self.streaming:
+        if self.head is not None and _is_stream(self.head):
             return None
-        answering = now - self.started
+        answering = now - stamps.started
         if answering - limits.send_timeout > self.sent / limits.min_send_rate:
             return "too_slow"
         return "response_timeout" if answering >= limits.response_timeout else None
+
+
+class _Stamps:
+    """What the sweeper saw of one request: when it first saw it, when it
+    first saw its answer begun, and the send it last saw waiting (its
+    count, and since when)."""
+
+    __slots__ = ("seen", "sends", "since", "started")
+
+    def __init__(self, now: float) -> None:
+        self.seen = now
+        self.started = NEVER
+        self.sends = 0
+        self.since = NEVER
 
 
 def _waiting(awaitable: Awaitable[object] | None) -> bool:
@@ -235,6 +251,7 @@ class Bounds:
         self.limits = limits
         self._watches: dict[_Watch, None] = {}  # insertion order: oldest first
         self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the worker's, once seen
 
     @property
     def in_flight(self) -> int:
@@ -249,7 +266,8 @@ class Bounds:
             await send(_BUSY[0])
             await send(_BUSY[1])
             return
-        watch = _Watch(self.limits, receive, send)
+        task = _RUNNING_TASKS.get(self._loop) or self._current_task()  # type: ignore[arg-type]
+        watch = _Watch(task, receive, send)
         self._watches[watch] = None
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep())
@@ -261,6 +279,13 @@ class Bounds:
             await _cut_off(watch)
         finally:
             self._watches.pop(watch, None)
+
+    def _current_task(self) -> Task | None:
+        """The request's task, the slow way; it remembers the loop, so the
+        next requests on it find theirs in asyncio's table (a worker runs
+        one loop for good; in-process tests may switch loops)."""
+        self._loop = asyncio.get_running_loop()
+        return asyncio.current_task()
 
     def _make_room(self) -> bool:
         """Cuts the oldest request still waiting on its body; False: none is
@@ -279,7 +304,7 @@ class Bounds:
                 await asyncio.sleep(SWEEP_SECONDS)
                 now = time.monotonic()
                 for watch in list(self._watches):
-                    watch.check(now)
+                    watch.check(now, self.limits)
         finally:
             self._sweeper = None
 
