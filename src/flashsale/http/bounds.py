@@ -21,10 +21,10 @@ after its deadline.
 
 A worker full of requests (``WORKER_MAX_REQUESTS``) makes room before it
 refuses: the oldest request still waiting on its body is cut (408) for the
-new one. A client that sends its request whole, as every real client of a
-claim does, is then never refused because stalled bodies hold the places;
-only when every place holds a request that has its body is the new one
-answered 503."""
+new one (a request once cut holds no place while it leaves). A client that
+sends its request whole, as every real client of a claim does, is then
+never refused because stalled bodies hold the places; only when every
+place holds a request that has its body is the new one answered 503."""
 
 from __future__ import annotations
 
@@ -156,30 +156,29 @@ class _Watch:
     async def send_unbounded(self, message: Message) -> None:
         await self._send(message)
 
-    def check(self, now: float, limits: Limits) -> None:
-        """Cancels the request if it has missed a deadline."""
+    def late(self, now: float, limits: Limits) -> str | None:
+        """The deadline the request has missed, if any (None once cut)."""
         if self.cut or self.task is None:
-            return
+            return None
         stamps = self.stamps
         if stamps is None:
             stamps = self.stamps = _Stamps(now)
         if self.sends:
-            reason = self._late_answer(now, limits, stamps)
-        else:
-            reason = self._late_body(now, limits, stamps)
-        if reason is not None:
-            self.cut_off(reason)
+            return self._late_answer(now, limits, stamps)
+        return self._late_body(now, limits, stamps)
 
     def stalled_body(self) -> bool:
         """Waiting on the client for its body (nothing answered yet)."""
         return not (self.cut or self.sends or self.body_done) and _waiting(self.receiving)
 
-    def cut_off(self, reason: str) -> None:
+    def cut_off(self, reason: str) -> bool:
         """Cancels the request, counted under ``reason`` (metrics.CUT_REASONS)."""
-        if self.task is not None:
-            self.cut = True
-            self.task.cancel()
-            count_cut(reason)
+        if self.task is None:
+            return False
+        self.cut = True
+        self.task.cancel()
+        count_cut(reason)
+        return True
 
     def _late_body(self, now: float, limits: Limits, stamps: _Stamps) -> str | None:
         if self.body_done or not _waiting(self.receiving):
@@ -252,6 +251,10 @@ class Bounds:
         self._watches: dict[_Watch, None] = {}  # insertion order: oldest first
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the worker's, once seen
+        # Requests cut but not yet gone (their cancellation runs at the loop's
+        # next turn): they hold no place, or a burst of new requests would
+        # find every place taken by requests already leaving, and get 503.
+        self._leaving = 0
 
     @property
     def in_flight(self) -> int:
@@ -261,7 +264,8 @@ class Bounds:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        if len(self._watches) >= self.limits.max_requests and not self._make_room():
+        places = len(self._watches) - self._leaving
+        if places >= self.limits.max_requests and not self._make_room():
             count_cut("worker_full")
             await send(_BUSY[0])
             await send(_BUSY[1])
@@ -279,6 +283,8 @@ class Bounds:
             await _cut_off(watch)
         finally:
             self._watches.pop(watch, None)
+            if watch.cut:
+                self._leaving -= 1
 
     def _current_task(self) -> Task | None:
         """The request's task, the slow way; it remembers the loop, so the
@@ -292,9 +298,13 @@ class Bounds:
         (every place holds a request that has its body)."""
         for watch in self._watches:
             if watch.stalled_body():
-                watch.cut_off("evicted")
+                self._cut(watch, "evicted")
                 return True
         return False
+
+    def _cut(self, watch: _Watch, reason: str) -> None:
+        if watch.cut_off(reason):
+            self._leaving += 1
 
     async def _sweep(self) -> None:
         """Cancels each request past its deadline; ends when none is left (so
@@ -304,7 +314,8 @@ class Bounds:
                 await asyncio.sleep(SWEEP_SECONDS)
                 now = time.monotonic()
                 for watch in list(self._watches):
-                    watch.check(now, self.limits)
+                    if (reason := watch.late(now, self.limits)) is not None:
+                        self._cut(watch, reason)
         finally:
             self._sweeper = None
 
