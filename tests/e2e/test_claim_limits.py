@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from flashsale.bench.server import RunningServer
+from tests.support.cuts import cut_counts, moved
 from tests.support.jwts import bearer, jwt_settings, mint_hs256, write_public_key
 from tests.support.servers import served
 
@@ -67,9 +68,17 @@ def claims(
     ]
 
 
+def cuts(server: RunningServer) -> dict[str, int]:
+    with client(server, "127.0.0.1") as http:
+        scraped = http.get("/metrics", headers=ADMIN)
+    assert scraped.status_code == 200
+    return cut_counts(scraped.text)
+
+
 def test_an_address_past_its_burst_is_answered_429_with_retry_after(
     server: RunningServer, coupon: str
 ) -> None:
+    before = cuts(server)
     with client(server, "127.0.0.3") as http:
         answers = claims(http, coupon, "eager", BURST + 2)
     assert [a.status_code for a in answers] == [200] * BURST + [429, 429]
@@ -83,6 +92,8 @@ def test_an_address_past_its_burst_is_answered_429_with_retry_after(
         assert claims(calm, coupon, "calm", 1)[0].status_code == 200
     with client(server, "127.0.0.3") as admin:
         assert {a.status_code for a in claims(admin, coupon, "op", 5, **ADMIN)} == {200}
+    # Each 429 counted, nothing else.
+    assert moved(before, cuts(server)) == {"rate_limited": 2}
 
 
 def test_a_spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored(
