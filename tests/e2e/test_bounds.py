@@ -381,6 +381,7 @@ async def test_a_full_worker_cuts_the_oldest_stalled_body_for_a_new_request(
         # Each cut made room (one, or more when the next request came before
         # the cut one had left); none is answered anything else. With no
         # request since the last scrape, every one it counted is answered.
+        assert now is not None
         evicted = moved(before, now)
         assert set(evicted) == {"evicted"}
         for _ in range(int(LIMIT / 0.1)):
