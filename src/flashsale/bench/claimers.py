@@ -24,11 +24,12 @@ from flashsale.bench.cpu import CpuSplit
 from flashsale.bench.database import Check, check_scenario, create_fresh_database, drop_database
 from flashsale.bench.deployments import DIRECT, DatabaseServer, Deployment, ServerConfig
 from flashsale.bench.runner import Announce, drive
-from flashsale.bench.scenarios import HOT, Scenario
+from flashsale.bench.scenarios import CEILING, HOT, Scenario
 from flashsale.bench.tokens import (
     HS256,
     RS256,
     Keys,
+    mint,
     mint_many,
     new_keys,
     new_subs,
@@ -139,6 +140,7 @@ def measured(
     url = asyncio.run(create_fresh_database(database.url, tuple(run[2] for run in runs)))
     try:
         with instances(plan, url, keys, database, workdir) as targets:
+            warm_up(targets, plan.load, keys, workdir, announce)
             results = []
             for claimer, number, scenario, _ in runs:
                 target = targets["open" if claimer.algorithm is None else "user"]
@@ -157,6 +159,25 @@ def measured(
         ]
     finally:
         asyncio.run(drop_database(database.url, url))
+
+
+WARM_UP_S = 2.0
+
+
+def warm_up(
+    targets: dict[str, Deployment], load: Load, keys: Keys, workdir: Path, announce: Announce
+) -> None:
+    """Each instance on the no-database route for WARM_UP_S, unmeasured, so
+    that the first round's rows meet warm workers alike (the token instance
+    with one HS256 token per wrk thread, remembered after its first use)."""
+    short = dataclasses.replace(load, duration_s=WARM_UP_S)
+    for name, target in targets.items():
+        scenario = CEILING
+        if name == "user":
+            subs = [f"warm-{thread}" for thread in range(load.threads)]
+            tokens = token_files(workdir, "warm", mint(keys, HS256, subs), load.threads)
+            scenario = dataclasses.replace(CEILING, tokens=tokens)
+        drive(target, scenario, short, f"warm-up ({name})", announce)
 
 
 @contextmanager
