@@ -101,10 +101,10 @@ def claimers_targets(report: ClaimersReport) -> list[Target]:
         if claimer == RS256_CLAIMERS:
             low, high = RS256_EXPECTED
             name = f"{claimer.title}: {low:.0%}-{high:.0%} of plain (expected)"
-            targets.append(Target(name, f"{share:.0%}", low <= share))
+            targets.append(Target(name, f"{share:.1%}", low <= share))
         else:
             name = f"{claimer.title}: >= {HS256_TARGET:.0%} of plain"
-            targets.append(Target(name, f"{share:.0%}", share >= HS256_TARGET))
+            targets.append(Target(name, f"{share:.1%}", share >= HS256_TARGET))
     broken = [run for run in report.runs if not run.check.ok]
     name = "no oversell, no double claim, every 200 committed"
     targets.append(Target(name, f"{len(broken)} run(s) failed", not broken))
