@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from flashsale.bench.claimers import CLAIMERS, Claimer, ClaimersPlan, run_claimers
+from flashsale.bench.claimers_report import render_claimers
+from flashsale.bench.database import Check
 from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
@@ -30,6 +33,7 @@ from flashsale.config import load_settings
 
 STRATEGIES = ("batched", "transaction")
 Command = TypeVar("Command", bound=Callable[..., Any])
+Item = TypeVar("Item")
 
 _OPTIONS = (
     click.option("--duration", type=float, default=10.0, help="Seconds of load per scenario."),
@@ -79,7 +83,16 @@ def bench_options(command: Command) -> Command:
     "coupon at 2 KB/s, then after it left; claims/s, p99s, a small coupon's GET p99, worker "
     "memory, half-sent bodies cut within 60 s (bench/under_attack.py).",
 )
-def bench(webhooks: int, attack: bool, **options: Any) -> None:
+@click.option(
+    "--claimers",
+    default="",
+    help="Instead of the scenarios: the hot coupon claimed by these callers (comma-separated: "
+    "plain = CLAIM_AUTH=open, hs256 = HS256 claim tokens, rs256 = RS256 end users, every "
+    "token new and minted before the run), rows alternating over --rounds; claims/s, p99, "
+    "ratio to plain, CPU and verification cost per token (bench/claimers.py).",
+)
+@click.option("--rounds", type=int, default=3, help="Rounds of --claimers.")
+def bench(webhooks: int, attack: bool, claimers: str, rounds: int, **options: Any) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
     no-database ceiling; then check the database: no oversell, no double
@@ -89,6 +102,9 @@ def bench(webhooks: int, attack: bool, **options: Any) -> None:
         return
     if attack:
         bench_attack(**options)
+        return
+    if claimers:
+        bench_claimers(chosen_claimers(claimers), rounds, **options)
         return
     run_bench_command(topology=DIRECT, **options)
 
@@ -143,6 +159,46 @@ def direct_run(database_url: str | None, workers: int) -> Iterator[DirectRun]:
         yield DirectRun(console, status.update, Path(tmp), database.url)
 
 
+def bench_claimers(
+    chosen: tuple[Claimer, ...], rounds: int, *, duration: float, connections: int,
+    threads: int, workers: int, database_url: str | None, **_: Any,
+) -> None:  # fmt: skip
+    """The claimers comparison (bench/claimers.py); exit 1 if a check failed."""
+    try:
+        require_wrk()
+    except WrkError as error:
+        raise click.ClickException(str(error)) from None
+    if rounds < 1:
+        raise click.BadParameter("at least 1", param_hint="--rounds")
+    console = make_console()
+    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
+    plan = ClaimersPlan(chosen, rounds, workers, Load(connections, threads, duration), database_url)
+    with console.status("starting") as status:
+        report = run_claimers(plan, lambda text: status.update(text))
+    console.print(render_claimers(report))
+    finish(console, [run.check for run in report.runs])
+
+
+def finish(console: Console, checks: list[Check]) -> None:
+    """The closing line; exit 1 if a database check failed."""
+    console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
+    if any(not check.ok for check in checks):
+        raise SystemExit(1)
+
+
+def chosen_claimers(keys: str) -> tuple[Claimer, ...]:
+    """The claimers --claimers names, in its order."""
+    return named({claimer.key: claimer for claimer in CLAIMERS}, keys, "--claimers")
+
+
+def named(by_key: dict[str, Item], keys: str, option: str) -> tuple[Item, ...]:
+    """The items a comma-separated option names, in its order, once each."""
+    names = [key.strip() for key in keys.split(",") if key.strip()]
+    if unknown := [key for key in names if key not in by_key]:
+        raise click.BadParameter(f"unknown name {unknown[0]!r}", param_hint=option)
+    return tuple(by_key[key] for key in dict.fromkeys(names))
+
+
 def run_bench_command(
     *,
     duration: float,
@@ -174,18 +230,13 @@ def run_bench_command(
     with console.status("starting") as status:
         measurements = run_bench(plan, lambda text: status.update(text))
     console.print(render(measurements))
-    console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
-    if any(not m.check.ok for m in measurements):
-        raise SystemExit(1)
+    finish(console, [m.check for m in measurements])
 
 
 def chosen_scenarios(keys: str) -> tuple[Scenario, ...]:
     """The scenarios --scenarios names (all when empty), in its order."""
     by_key = {scenario.key: scenario for scenario in SCENARIOS}
-    names = [key.strip() for key in keys.split(",") if key.strip()]
-    if unknown := [key for key in names if key not in by_key]:
-        raise click.BadParameter(f"unknown scenario {unknown[0]!r}", param_hint="--scenarios")
-    return tuple(by_key[key] for key in names) or SCENARIOS
+    return named(by_key, keys, "--scenarios") or SCENARIOS
 
 
 def make_console() -> Console:
