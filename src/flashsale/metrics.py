@@ -42,6 +42,21 @@ _EXISTING = frozenset(
     {"claimed", "already_claimed", "sold_out", "not_started", "sale_ended", "paused"}
 )
 
+# Why a bound cut a request off or refused it (http/bounds.py, http/streams.py,
+# http/spool.py, http/limits.py); every reason is exposed from the start at 0.
+CUT_REASONS = (
+    "body_timeout",
+    "send_timeout",
+    "too_slow",
+    "response_timeout",
+    "evicted",
+    "worker_full",
+    "streams_full",
+    "stream_idle",
+    "spool_full",
+    "rate_limited",
+)
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
@@ -164,6 +179,13 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        self.requests_cut = Counter(
+            "flashsale_requests_cut",
+            "Requests a bound cut off or refused, by reason (" + ", ".join(CUT_REASONS) + ")",
+            ["reason"],
+            registry=registry,
+        )
+        self._cut_children = {reason: self.requests_cut.labels(reason) for reason in CUT_REASONS}
         self._webhook_labels: set[str] = set()
         self._coupon_labels: set[str] = set()
         self._claim_children: dict[tuple[str, str], Counter] = {}
@@ -222,6 +244,9 @@ class Metrics:
             )
         child.observe(seconds)
 
+    def count_cut(self, reason: str) -> None:
+        self._cut_children[reason].inc()
+
     def count_database_error(self, error: BaseException) -> None:
         self.db_errors.labels(type(error).__name__).inc()
 
@@ -251,6 +276,11 @@ def get_metrics() -> Metrics:
 
 def count_database_error(error: BaseException) -> None:
     get_metrics().count_database_error(error)
+
+
+def count_cut(reason: str) -> None:
+    """A request cut off or refused by a bound (one of CUT_REASONS)."""
+    get_metrics().count_cut(reason)
 
 
 def render_metrics() -> bytes:

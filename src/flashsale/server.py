@@ -25,9 +25,10 @@ class _Server(Server):  # type: ignore[misc,valid-type]
         super().signal_handler_interrupt(*args, **kwargs)
 
 
-# Young-generation collections every 700 allocations cost 7-10% of a worker's
-# CPU under load (py-spy --native: gc_collect_main); requests allocate short-
-# lived, mostly acyclic objects, so collect less often. Forked workers inherit it.
+# Young-generation collections every 700 allocations stood out in a worker's
+# profile under load (py-spy --native: gc_collect_main; docs/benchmarks.md,
+# "Where the time goes"); requests allocate short-lived, mostly acyclic
+# objects, so collect less often. Forked workers inherit it.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 

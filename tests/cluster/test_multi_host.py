@@ -16,7 +16,7 @@ from flashsale.storage.database import migrate
 from flashsale.storage.migrations import load_migrations
 from flashsale.storage.primary import find_primary
 from tests.support.replicated import Replicated, start_replicated
-from tests.support.servers import serve
+from tests.support.servers import served
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,7 @@ async def test_serve_with_the_standby_listed_first_creates_migrates_and_claims(
     replicated: Replicated, tmp_path: Path
 ) -> None:
     url = replicated.url("coupondb", replicated.standby, replicated.primary)
-    server = serve(url, tmp_path / "server.log", workers=1)
-    try:
+    with served(url, tmp_path / "server.log", workers=1) as server:
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             assert (
                 await http.post("/api/coupons", json={"name": "HA", "amount": 3})
@@ -57,8 +56,6 @@ async def test_serve_with_the_standby_listed_first_creates_migrates_and_claims(
             claim = {"user_id": "u1", "coupon_name": "HA"}
             assert (await http.post("/api/coupons/claim", json=claim)).status_code == 200
             assert (await http.get("/health")).status_code == 200
-    finally:
-        assert server.stop() == 0
     primary = await asyncpg.connect(replicated.url("coupondb", replicated.primary))
     try:
         assert await primary.fetchval("SELECT count(*) FROM claims") == 1

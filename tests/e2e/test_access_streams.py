@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.servers import serve
+from tests.support.servers import served
 
 OPERATOR = {"authorization": "Bearer ops-stream-token-0123"}
 BACKEND = {"authorization": "Bearer shop-stream-token-0123"}
@@ -29,14 +29,11 @@ def first_status(url: str, headers: dict[str, str]) -> tuple[int, dict[str, obje
 @pytest.mark.parametrize("path", sorted(ALLOWED))
 def test_each_stream_admits_its_callers_only(database: str, tmp_path: Path, path: str) -> None:
     env = {"ADMIN_TOKEN": "ops-stream-token-0123", "BACKEND_TOKEN": "shop-stream-token-0123"}
-    server = serve(database, tmp_path / "server.log", env=env)
-    try:
+    with served(database, tmp_path / "server.log", env=env) as server:
         seen = {
             caller: first_status(server.base_url + path, headers)
             for caller, headers in (("operator", OPERATOR), ("backend", BACKEND), ("anonymous", {}))
         }
-    finally:
-        assert server.stop() == 0
     for caller, (status, body) in seen.items():
         if caller in ALLOWED[path]:
             assert status == 200, (caller, body)

@@ -11,14 +11,14 @@ import asyncpg
 from tests.support.invariants import assert_invariants
 from tests.support.load import claim_all, create_coupon
 from tests.support.locks import locked
-from tests.support.servers import serve
+from tests.support.servers import served
 
 
 async def test_claims_past_the_queue_cap_get_503_with_retry_after(
     database: str, db: asyncpg.Connection[Any], tmp_path: Path
 ) -> None:
-    server = serve(database, tmp_path / "server.log", workers=1, env={"CLAIM_QUEUE_MAX": "10"})
-    try:
+    env = {"CLAIM_QUEUE_MAX": "10"}
+    with served(database, tmp_path / "server.log", workers=1, env=env) as server:
         await create_coupon(server.base_url, "QUEUED", 1000)
         async with locked(db, "SELECT 1 FROM coupons WHERE name = 'QUEUED' FOR UPDATE"):
             claims = asyncio.create_task(
@@ -26,8 +26,6 @@ async def test_claims_past_the_queue_cap_get_503_with_retry_after(
             )
             await asyncio.sleep(1)
         replies = await claims
-    finally:
-        assert server.stop() == 0
     refused = [r for r in replies if r.status == 503]
     granted = [r for r in replies if r.status == 200]
     assert refused

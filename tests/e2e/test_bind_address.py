@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.support.servers import serve
+from tests.support.servers import served
 
 
 def accepts(host: str, port: int) -> bool:
@@ -20,25 +20,19 @@ def accepts(host: str, port: int) -> bool:
 
 def test_the_server_listens_only_on_the_address_in_app_host(database: str, tmp_path: Path) -> None:
     # 127.0.0.2 is loopback too on Linux: bound there, 127.0.0.1 must refuse.
-    server = serve(database, tmp_path / "server.log", host="127.0.0.2")
-    try:
+    with served(database, tmp_path / "server.log", host="127.0.0.2") as server:
         port = urlsplit(server.base_url).port
         assert port is not None
         assert accepts("127.0.0.2", port), "the server never listened on 127.0.0.2"
         assert not accepts("127.0.0.1", port)
-    finally:
-        assert server.stop() == 0
 
 
 def test_without_app_host_the_server_listens_on_127_0_0_1_only(
     database: str, tmp_path: Path
 ) -> None:
     # APP_HOST="" is unset for the settings; 127.0.0.2 (loopback too) must refuse.
-    server = serve(database, tmp_path / "server.log", env={"APP_HOST": ""})
-    try:
+    with served(database, tmp_path / "server.log", env={"APP_HOST": ""}) as server:
         port = urlsplit(server.base_url).port
         assert port is not None
         assert accepts("127.0.0.1", port)
         assert not accepts("127.0.0.2", port)
-    finally:
-        assert server.stop() == 0

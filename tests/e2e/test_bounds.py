@@ -5,7 +5,9 @@ a big coupon hold no connection or slot, leave small reads answered and are
 cut off; the stream cap answers 503; idle streams end and resume with
 Last-Event-ID; past WORKER_MAX_REQUESTS a worker cuts the oldest stalled
 body, or answers 503 when every place is answering; HTTP/2 with
-prior knowledge is not served. Every wait is on a condition, never a clock."""
+prior knowledge is not served. Each cut and refusal is counted under its
+reason in /metrics (``flashsale_requests_cut_total``): every test compares
+the counts before and after. Every wait is on a condition, never a clock."""
 
 from __future__ import annotations
 
@@ -13,17 +15,19 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 
 from flashsale.bench.server import RunningServer
 from flashsale.storage.admin import seed_coupon
+from tests.support.cuts import moved, read_cuts
 from tests.support.load import claim_all, create_coupon
-from tests.support.servers import serve
+from tests.support.servers import served
+from tests.support.sessions import wait_until_idle
 
 HUGE = "HUGE"
 HUGE_CLAIMS = 1_000_000  # ~14 MB of JSON: far more than the socket buffers hold
@@ -38,7 +42,14 @@ BOUNDED = {
     "MIN_SEND_RATE": "1000000",
     "WORKER_MAX_STREAMS": "2",
 }
-CROWDED = {"WORKER_MAX_REQUESTS": "3", "BODY_TIMEOUT": "3", "STREAM_IDLE_TIMEOUT": "2"}
+# A rate no reader reaches: past SEND_TIMEOUT's grace a steady reader is too slow.
+CROWDED = {
+    "WORKER_MAX_REQUESTS": "3",
+    "BODY_TIMEOUT": "3",
+    "STREAM_IDLE_TIMEOUT": "2",
+    "SEND_TIMEOUT": "6",
+    "MIN_SEND_RATE": "1000000000",
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,20 +62,18 @@ async def huge_database(module_database: str) -> str:
 @pytest.fixture(scope="module")
 def server(huge_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("bounds") / "server.log"
-    live = serve(huge_database, log, workers=1, env=BOUNDED)
-    yield live
-    assert live.stop() == 0
+    with served(huge_database, log, workers=1, env=BOUNDED) as live:
+        yield live
     assert "Traceback" not in live.log()
 
 
 @pytest.fixture(scope="module")
 def crowded(
-    module_database: str, tmp_path_factory: pytest.TempPathFactory
+    huge_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("crowded") / "server.log"
-    live = serve(module_database, log, workers=1, env=CROWDED)
-    yield live
-    assert live.stop() == 0
+    with served(huge_database, log, workers=1, env=CROWDED) as live:
+        yield live
 
 
 def address(server: RunningServer) -> tuple[str, int]:
@@ -105,9 +114,20 @@ def half_claim(length: int = 50) -> bytes:
     )
 
 
+async def cuts(server: RunningServer) -> dict[str, int]:
+    """The cut counts, once a scrape is let in (a full worker refuses it:
+    only the tests that fill a worker count those refusals)."""
+    for _ in range(int(LIMIT / 0.1)):
+        if (found := await read_cuts(server.base_url)) is not None:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError("/metrics was refused throughout")
+
+
 async def test_a_stalled_body_is_answered_408_and_its_connection_closed(
     server: RunningServer,
 ) -> None:
+    before = await cuts(server)
     sock = connect(server, half_claim())
     with sock:
         response = await asyncio.to_thread(read_to_end, sock)
@@ -116,6 +136,7 @@ async def test_a_stalled_body_is_answered_408_and_its_connection_closed(
     body = json.loads(response.split(b"\r\n\r\n", 1)[1])
     assert body["error"] == "request_timeout"
     assert b"connection: close" in response.lower()
+    assert moved(before, await cuts(server)) == {"body_timeout": 1}
 
 
 async def test_http2_with_prior_knowledge_is_not_served(server: RunningServer) -> None:
@@ -127,26 +148,6 @@ async def test_http2_with_prior_knowledge_is_not_served(server: RunningServer) -
     assert response is not None
     # An HTTP/2 server answers with its own SETTINGS frame (type 0x04 at byte 3).
     assert response == b"" or response.startswith(b"HTTP/1.1 4"), response[:40]
-
-
-async def session_states(url: str) -> list[str]:
-    connection = await asyncpg.connect(url)
-    try:
-        rows = await connection.fetch(
-            "SELECT state FROM pg_stat_activity WHERE application_name = 'flashsale'"
-            " AND datname = current_database() AND state <> 'idle'"
-        )
-    finally:
-        await connection.close()
-    return [row["state"] for row in rows]
-
-
-async def wait_idle(url: str) -> bool:
-    for _ in range(int(LIMIT / 0.1)):
-        if not await session_states(url):
-            return True
-        await asyncio.sleep(0.1)
-    return False
 
 
 READS = 'flashsale_http_request_duration_seconds_count{method="GET",route="/api/coupons/{name}"'
@@ -174,11 +175,12 @@ async def test_stalled_readers_of_a_big_coupon_hold_nothing_and_are_cut_off(
 ) -> None:
     get_huge = b"GET /api/coupons/HUGE HTTP/1.1\r\nHost: t\r\n\r\n"
     before = await coupon_reads(server)
+    cut_before = await cuts(server)
     stalled = [connect(server, get_huge) for _ in range(10)]  # never read
     try:
         # Once their bodies are spooled, the readers hold no database session
         # (nor a large-read slot): every small read is answered.
-        assert await wait_idle(huge_database)
+        assert await wait_until_idle(huge_database, polls=int(LIMIT / 0.1)) == []
         async with httpx.AsyncClient(timeout=30) as client:
             for _ in range(20):
                 small = await client.get(f"{server.base_url}/api/coupons/SMALL")
@@ -198,6 +200,11 @@ async def test_stalled_readers_of_a_big_coupon_hold_nothing_and_are_cut_off(
     cut = [a for a in answers if a and status_of(a) == 200]
     assert cut, "every reader was refused; none was cut off"
     assert all(not a.endswith(b"}") and not a.endswith(b"0\r\n\r\n") for a in cut)
+    # Each cut reader counted once: it read nothing, so whichever deadline of
+    # a write came first (a write stuck past SEND_TIMEOUT, or the rate).
+    cut_now = moved(cut_before, await cuts(server))
+    assert set(cut_now) <= {"send_timeout", "too_slow"}
+    assert sum(cut_now.values()) == len(cut)
     async with httpx.AsyncClient(timeout=60) as client:
         whole = await client.get(f"{server.base_url}/api/coupons/{HUGE}")
     assert whole.status_code == 200
@@ -224,6 +231,7 @@ def open_raw_stream(server: RunningServer, path: bytes) -> tuple[socket.socket, 
 
 
 async def test_past_the_stream_cap_a_stream_is_answered_503(server: RunningServer) -> None:
+    before = await cuts(server)
     held = [
         await asyncio.to_thread(open_raw_stream, server, b"/dashboard/events") for _ in range(2)
     ]
@@ -240,13 +248,16 @@ async def test_past_the_stream_cap_a_stream_is_answered_503(server: RunningServe
         for sock, _ in held:
             sock.close()
     # The places free as the streams end: a new one is served again.
+    refused_again = 0
     for _ in range(int(LIMIT / 0.1)):
         sock, head = await asyncio.to_thread(open_raw_stream, server, b"/api/events/stream")
         sock.close()
         if status_of(head) == 200:
             break
+        refused_again += 1
         await asyncio.sleep(0.1)
     assert status_of(head) == 200
+    assert moved(before, await cuts(server)) == {"streams_full": 2 + refused_again}
 
 
 async def read_events(response: httpx.Response) -> list[tuple[str, dict[str, object]]]:
@@ -265,6 +276,7 @@ async def test_an_idle_event_stream_ends_and_resumes_with_last_event_id(
     crowded: RunningServer,
 ) -> None:
     base = crowded.base_url
+    cut_before = await cuts(crowded)
     await create_coupon(base, "IDLE", 10)
     async with httpx.AsyncClient(timeout=LIMIT) as client:
         first = await open_stream(client, f"{base}/api/events/stream")
@@ -279,26 +291,63 @@ async def test_an_idle_event_stream_ends_and_resumes_with_last_event_id(
     assert [(e["type"], e["user_id"]) for _, e in after if e["coupon_name"] == "IDLE"] == [
         ("claimed", "late")
     ]
+    assert moved(cut_before, await cuts(crowded)) == {"stream_idle": 2}
 
 
 async def test_an_idle_dashboard_stream_ends(crowded: RunningServer) -> None:
+    before = await cuts(crowded)
     async with httpx.AsyncClient(timeout=LIMIT) as client:
         response = await open_stream(client, f"{crowded.base_url}/dashboard/events")
         assert response.status_code == 200
         snapshots = [line async for line in response.aiter_lines() if line.startswith("data:")]
     assert snapshots  # it ran, and ended with nothing changing
+    assert moved(before, await cuts(crowded)) == {"stream_idle": 1}
 
 
-# Deadlines far beyond the test: a 408 or a 503 here comes from the cap.
-FULL = {"WORKER_MAX_REQUESTS": "3", "BODY_TIMEOUT": "600", "STREAM_IDLE_TIMEOUT": "600"}
+def read_steadily(sock: socket.socket) -> bytes:
+    """Everything until the server closes, 16 KB every 50 ms (320 KB/s):
+    never stuck for long on one write, yet far below CROWDED's rate."""
+    sock.settimeout(LIMIT)
+    received = bytearray()
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(16384):
+            received += chunk
+            time.sleep(0.05)
+    return bytes(received)
+
+
+async def test_a_steady_reader_below_the_minimum_rate_is_cut_off(crowded: RunningServer) -> None:
+    before = await cuts(crowded)
+    with connect(crowded, b"GET /api/coupons/HUGE HTTP/1.1\r\nHost: t\r\n\r\n") as sock:
+        answer = await asyncio.to_thread(read_steadily, sock)
+    assert status_of(answer) == 200
+    assert not answer.endswith(b"0\r\n\r\n"), "the whole coupon was sent"
+    assert moved(before, await cuts(crowded)) == {"too_slow": 1}
+
+
+# Deadlines far beyond the test: a 408 or a 503 here comes from the cap; and
+# an answer's total deadline far below them (no write or rate deadline).
+FULL = {
+    "WORKER_MAX_REQUESTS": "3",
+    "BODY_TIMEOUT": "600",
+    "STREAM_IDLE_TIMEOUT": "600",
+    "SEND_TIMEOUT": "600",
+    "MIN_SEND_RATE": "1",
+    "RESPONSE_TIMEOUT": "2",
+}
 
 
 @pytest.fixture(scope="module")
-def full(module_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def full(huge_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("full") / "server.log"
-    live = serve(module_database, log, workers=1, env=FULL)
-    yield live
-    assert live.stop() == 0
+    with served(huge_database, log, workers=1, env=FULL) as live:
+        yield live
+
+
+def heard(sockets: list[socket.socket], already: dict[int, bytes]) -> dict[int, bytes]:
+    """The answers that came on sockets not yet answered, by index."""
+    found = {i: answered(sock) for i, sock in enumerate(sockets) if i not in already}
+    return {i: answer for i, answer in found.items() if answer is not None}
 
 
 def answered(sock: socket.socket) -> bytes | None:
@@ -315,22 +364,33 @@ def answered(sock: socket.socket) -> bytes | None:
 async def test_a_full_worker_cuts_the_oldest_stalled_body_for_a_new_request(
     full: RunningServer,
 ) -> None:
+    before = await cuts(full)
     stalled = [connect(full, half_claim()) for _ in range(3)]
     try:
-        async with httpx.AsyncClient(timeout=30) as client:
-            cut: list[bytes] = []
-            for _ in range(int(LIMIT / 0.1)):  # until the three fill the worker
-                response = await client.get(f"{full.base_url}/health")
-                assert response.status_code == 200  # never refused for stalled bodies
-                # The oldest the worker saw is cut: whichever it parsed first.
-                cut = [a for a in map(answered, stalled) if a is not None]
-                if cut:
-                    break
-                await asyncio.sleep(0.1)
+        answers: dict[int, bytes] = {}
+        for _ in range(int(LIMIT / 0.1)):  # until the three fill the worker
+            # The scrape is the new request: never refused for stalled bodies,
+            # and it counts the room it made before it is answered.
+            now = await read_cuts(full.base_url)
+            assert now is not None
+            # The oldest the worker saw is cut: whichever it parsed first.
+            answers |= heard(stalled, answers)
+            if answers:
+                break
+            await asyncio.sleep(0.1)
         # Each cut made room (one, or more when the next request came before
-        # the cut one had left); none is answered anything else.
-        assert cut
-        assert all(status_of(answer) == 408 for answer in cut)
+        # the cut one had left); none is answered anything else. With no
+        # request since the last scrape, every one it counted is answered.
+        assert now is not None
+        evicted = moved(before, now)
+        assert set(evicted) == {"evicted"}
+        for _ in range(int(LIMIT / 0.1)):
+            answers |= heard(stalled, answers)
+            if len(answers) >= evicted["evicted"]:
+                break
+            await asyncio.sleep(0.1)
+        assert len(answers) == evicted["evicted"]
+        assert all(status_of(answer) == 408 for answer in answers.values())
     finally:
         for sock in stalled:
             with contextlib.suppress(OSError):
@@ -338,6 +398,7 @@ async def test_a_full_worker_cuts_the_oldest_stalled_body_for_a_new_request(
 
 
 async def test_a_worker_full_of_answers_in_progress_answers_503(full: RunningServer) -> None:
+    before = await cuts(full)
     streams = [open_raw_stream(full, b"/dashboard/events") for _ in range(3)]
     try:
         assert all(b"data:" in received for _, received in streams)
@@ -350,3 +411,24 @@ async def test_a_worker_full_of_answers_in_progress_answers_503(full: RunningSer
         for sock, _ in streams:
             with contextlib.suppress(OSError):
                 sock.close()
+    # Every 503 counted: this one, and the scrapes' until the streams' places free.
+    refused = 0
+    while (after := await read_cuts(full.base_url)) is None:
+        refused += 1
+        await asyncio.sleep(0.1)
+    assert moved(before, after).get("worker_full") == 1 + refused
+
+
+async def test_an_answer_past_its_deadline_is_cut_off(full: RunningServer) -> None:
+    before = await cuts(full)
+    with connect(full, b"GET /api/coupons/HUGE HTTP/1.1\r\nHost: t\r\n\r\n") as sock:
+        # Reads nothing until the cut is counted, then what had been sent.
+        for _ in range(int(LIMIT / 0.1)):
+            if moved(before, after := await cuts(full)):
+                break
+            await asyncio.sleep(0.1)
+        answer = await asyncio.to_thread(read_to_end, sock)
+    assert moved(before, after) == {"response_timeout": 1}
+    assert answer is not None
+    assert status_of(answer) == 200
+    assert not answer.endswith(b"0\r\n\r\n"), "the whole coupon was sent"

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from flashsale.bench.server import RunningServer
+from tests.support.cuts import cut_counts, moved
 from tests.support.jwts import bearer, jwt_settings, mint_hs256, write_public_key
-from tests.support.servers import serve
+from tests.support.servers import served
 
 BURST = 3
 # One token per 1,000 s: no bucket refills during the test, however slow.
@@ -32,9 +33,8 @@ def server(
         "TRUSTED_PROXIES": f"{PROXY}/32",
         "ADMIN_TOKEN": "limits-admin",
     }
-    live = serve(module_database, tmp_path_factory.mktemp("limits") / "server.log", env=env)
-    yield live
-    assert live.stop() == 0
+    with served(module_database, tmp_path_factory.mktemp("limits") / "server.log", env=env) as live:
+        yield live
 
 
 def client(server: RunningServer, source: str) -> httpx.Client:
@@ -68,9 +68,17 @@ def claims(
     ]
 
 
+def cuts(server: RunningServer) -> dict[str, int]:
+    with client(server, "127.0.0.1") as http:
+        scraped = http.get("/metrics", headers=ADMIN)
+    assert scraped.status_code == 200
+    return cut_counts(scraped.text)
+
+
 def test_an_address_past_its_burst_is_answered_429_with_retry_after(
     server: RunningServer, coupon: str
 ) -> None:
+    before = cuts(server)
     with client(server, "127.0.0.3") as http:
         answers = claims(http, coupon, "eager", BURST + 2)
     assert [a.status_code for a in answers] == [200] * BURST + [429, 429]
@@ -84,6 +92,8 @@ def test_an_address_past_its_burst_is_answered_429_with_retry_after(
         assert claims(calm, coupon, "calm", 1)[0].status_code == 200
     with client(server, "127.0.0.3") as admin:
         assert {a.status_code for a in claims(admin, coupon, "op", 5, **ADMIN)} == {200}
+    # Each 429 counted, nothing else.
+    assert moved(before, cuts(server)) == {"rate_limited": 2}
 
 
 def test_a_spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored(

@@ -18,7 +18,7 @@ from tests.support.load import (
     outcomes,
     post_all_answered,
 )
-from tests.support.servers import serve
+from tests.support.servers import serve, served
 
 STRATEGIES = ["batched", "transaction"]
 
@@ -30,11 +30,9 @@ async def assert_claimed_by(db: asyncpg.Connection[Any], coupon: str, winners: s
 
 @pytest.fixture(params=STRATEGIES)
 def server(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> Any:
-    live = serve(
-        database, tmp_path / "server.log", workers=2, env={"CLAIM_STRATEGY": request.param}
-    )
-    yield live
-    assert live.stop() == 0
+    env = {"CLAIM_STRATEGY": request.param}
+    with served(database, tmp_path / "server.log", workers=2, env=env) as live:
+        yield live
 
 
 async def test_a_flash_sale_of_100_among_1000_users_sells_exactly_100(

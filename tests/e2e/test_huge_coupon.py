@@ -18,6 +18,7 @@ from flashsale.bench.server import RunningServer
 from flashsale.storage.admin import seed_coupon
 from tests.support.invariants import assert_invariants
 from tests.support.servers import serve
+from tests.support.sessions import wait_until_idle
 
 CLAIMS = 1_000_000
 COUPON = "HUGE"
@@ -37,30 +38,6 @@ def huge_server(
     server = serve(huge_database, tmp_path_factory.mktemp("huge") / "server.log", workers=2)
     yield server
     server.stop()
-
-
-async def flashsale_sessions(url: str) -> list[str]:
-    """States of the service's database sessions other than idle ones."""
-    connection = await asyncpg.connect(url)
-    try:
-        rows = await connection.fetch(
-            "SELECT state FROM pg_stat_activity"
-            " WHERE application_name = 'flashsale' AND datname = current_database()"
-            " AND state <> 'idle'"
-        )
-    finally:
-        await connection.close()
-    return [row["state"] for row in rows]
-
-
-async def wait_until_idle(url: str, polls: int = 100) -> list[str]:
-    busy = await flashsale_sessions(url)
-    for _ in range(polls):
-        if not busy:
-            break
-        await asyncio.sleep(0.1)
-        busy = await flashsale_sessions(url)
-    return busy
 
 
 async def test_a_million_claimers_arrive_whole_in_claim_order_matching_the_stock(

@@ -15,16 +15,15 @@ import pytest
 from flashsale.bench.server import RunningServer
 from flashsale.server import HEADER_READ_TIMEOUT_MS
 from tests.support.load import claim_all, create_coupon, outcomes
-from tests.support.servers import serve
+from tests.support.servers import served
 
 
 @pytest.fixture(scope="module")
 def server(
     module_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    live = serve(module_database, tmp_path_factory.mktemp("raw") / "server.log", workers=2)
-    yield live
-    assert live.stop() == 0
+    with served(module_database, tmp_path_factory.mktemp("raw") / "server.log", workers=2) as live:
+        yield live
     log = live.log()
     assert "Traceback" not in log
     assert "internal_error" not in log

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import httpx
 
@@ -17,26 +18,42 @@ from flashsale.bench.server import RunningServer, start_server
 SMALL_POOLS = {"DB_POOL_MIN": "1", "DB_POOL_MAX": "8"}
 
 
+class ServerOptions(TypedDict, total=False):
+    """start_server's keywords other than ``env`` (its defaults apply)."""
+
+    workers: int
+    host: str
+    new_session: bool
+    timeout: float
+
+
+class ServeOptions(ServerOptions, total=False):
+    """serve's keywords: start_server's, and ``env`` over SMALL_POOLS."""
+
+    env: Mapping[str, str] | None
+
+
 def serve(
     database_url: str | None,
     log_path: Path,
     *,
-    workers: int = 1,
-    host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
-    new_session: bool = False,
-    timeout: float = 60,
+    **options: Unpack[ServerOptions],
 ) -> RunningServer:
     """start_server with SMALL_POOLS under ``env``; None: the embedded default."""
-    return start_server(
-        database_url,
-        log_path,
-        workers=workers,
-        host=host,
-        env={**SMALL_POOLS, **(env or {})},
-        new_session=new_session,
-        timeout=timeout,
-    )
+    return start_server(database_url, log_path, env={**SMALL_POOLS, **(env or {})}, **options)
+
+
+@contextmanager
+def served(
+    database_url: str | None, log_path: Path, **options: Unpack[ServeOptions]
+) -> Iterator[RunningServer]:
+    """serve's server for the block; it must stop cleanly when the block ends."""
+    server = serve(database_url, log_path, **options)
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0
 
 
 @contextmanager

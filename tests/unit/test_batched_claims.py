@@ -54,15 +54,24 @@ async def until(condition: Callable[[], bool], ticks: int = 100) -> None:
     raise AssertionError("the condition never came true")
 
 
+async def batch_held(
+    store: FakeClaimStore, engine: BatchedClaims, coupon: str, user: str
+) -> asyncio.Task[ClaimOutcome]:
+    """``user``'s claim on ``coupon``, sent in a batch that waits at the
+    store's gate: what comes next queues behind it."""
+    store.gate.clear()
+    sent = len(store.batches)
+    first = claim_later(engine, coupon, user)
+    await until(lambda: len(store.batches) == sent + 1)
+    return first
+
+
 async def first_batch_held(
     store: FakeClaimStore, user: str
 ) -> tuple[BatchedClaims, asyncio.Task[ClaimOutcome]]:
     """An engine whose first batch (``user``'s claim on C) waits at the store."""
-    store.gate.clear()
     engine = engine_on(store)
-    first = claim_later(engine, "C", user)
-    await until(lambda: len(store.batches) == 1)
-    return engine, first
+    return engine, await batch_held(store, engine, "C", user)
 
 
 async def sold_out_to_b(store: FakeClaimStore) -> BatchedClaims:
@@ -304,9 +313,7 @@ async def test_a_release_rides_in_the_next_claim_batch_and_its_unit_goes_to_it(
     store.create("C", 3)
     engine = engine_on(store)
     assert await claim_at_once(engine, "C", ["a", "b"]) == [CLAIMED, CLAIMED]
-    store.gate.clear()
-    first = claim_later(engine, "C", "c")  # in flight: takes the last unit
-    await until(lambda: len(store.batches) == 2)
+    first = await batch_held(store, engine, "C", "c")  # in flight: takes the last unit
     release = asyncio.create_task(engine.release(coupon_name="C", user_id="a"))
     later = claim_later(engine, "C", "d")
     await settle()
@@ -337,9 +344,7 @@ async def test_releases_of_two_callers_in_one_batch_each_carry_their_own(
     store.create("C", 5)
     engine = engine_on(store)
     assert await claim_at_once(engine, "C", ["a", "b"]) == [CLAIMED, CLAIMED]
-    store.gate.clear()
-    first = claim_later(engine, "C", "c")  # in flight: the releases queue behind it
-    await until(lambda: len(store.batches) == 2)
+    first = await batch_held(store, engine, "C", "c")  # in flight: the releases queue behind it
     releases = [
         asyncio.create_task(engine.release(coupon_name="C", user_id="a", actor=OPERATOR)),
         asyncio.create_task(engine.release(coupon_name="C", user_id="b", actor=SHOP)),

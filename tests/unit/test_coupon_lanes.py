@@ -18,7 +18,7 @@ from flashsale.domain import (
 )
 from tests.support.fakes import Batch, FakeClaimStore
 from tests.support.stores import outcome_of
-from tests.unit.test_batched_claims import claim_later, settle, until
+from tests.unit.test_batched_claims import batch_held, claim_later, settle
 
 CLAIMED = ClaimOutcome.CLAIMED
 
@@ -36,10 +36,7 @@ async def held_first_batch(
 ) -> asyncio.Task[ClaimOutcome]:
     """The lane's first batch (a claim on FIRST) waits at the store."""
     store.create("FIRST", 10)
-    store.gate.clear()
-    first = claim_later(engine, "FIRST", "first")
-    await until(lambda: len(store.batches) == 1)
-    return first
+    return await batch_held(store, engine, "FIRST", "first")
 
 
 async def test_a_coupon_takes_at_most_its_share_while_others_wait() -> None:
@@ -145,9 +142,7 @@ async def test_each_coupons_part_carries_its_releases_actors() -> None:
     store.create("B", 5)
     for coupon in ("A", "B"):
         assert await outcome_of(engine, coupon_name=coupon, user_id="u") is CLAIMED
-    store.gate.clear()
-    first = claim_later(engine, "A", "first")  # in flight: the releases queue behind it
-    await until(lambda: len(store.batches) == 3)
+    first = await batch_held(store, engine, "A", "first")  # in flight: the releases queue behind it
     releases = [
         asyncio.create_task(engine.release(coupon_name="A", user_id="u", actor=operator)),
         asyncio.create_task(engine.release(coupon_name="B", user_id="u", actor=shop)),

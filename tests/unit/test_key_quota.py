@@ -6,18 +6,11 @@ import pytest
 
 from flashsale.domain import TooManyKeys
 from flashsale.service.key_quota import KeyQuota
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import HandClock
 
 
 def test_each_identity_has_its_quota_until_the_window_turns() -> None:
-    clock = Clock()
+    clock = HandClock(100.0)
     quota = KeyQuota(2, 5, window=60, clock=clock)
     quota.admit("address:a", credential=False)
     quota.admit("address:a", credential=False)
@@ -34,7 +27,7 @@ def test_each_identity_has_its_quota_until_the_window_turns() -> None:
 
 
 def test_the_table_of_identities_is_bounded() -> None:
-    quota = KeyQuota(1, 1, window=60, clock=Clock(), max_identities=3)
+    quota = KeyQuota(1, 1, window=60, clock=HandClock(100.0), max_identities=3)
     for n in range(3):
         quota.admit(f"address:{n}", credential=False)
     quota.admit("address:new", credential=False)  # full: the table starts again

@@ -7,9 +7,11 @@
 -- own: the user id, unique per request and run) or "-", then the number of
 -- coupons N: above 1, each request claims coupon "<name>_k" with k drawn
 -- from a Zipf(1) law over 1..N (P(k) proportional to 1/k). Instead of
--- "idempotency", "tokens=<file>": every request carries the next bearer
--- token of <file>.<thread id> (one a line) and no user_id (the token's sub
--- is the user: CLAIM_AUTH=user, docs/access.md; tests/support/jwt_bench.py).
+-- "idempotency", "tokens=<file>": every request carries the next
+-- Authorization value of <file>.<thread id> ("Bearer <token>", one a line,
+-- minted ahead of the run) and no user_id (the token's sub is the user:
+-- CLAIM_AUTH=user, docs/access.md; flashsale bench --claimers, bench/tokens.py).
+-- Past the file's last line the tokens repeat (the bench counts the reuses).
 
 local threads = {}
 local next_thread = 0
@@ -26,6 +28,7 @@ local counter = 0
 local prefix = "w"
 local keyed = false
 local tokens = nil
+local own_body = nil
 local next_token = 0
 local headers = { ["Content-Type"] = "application/json" }
 local zipf = nil -- cumulative probabilities of coupons 1..N, when N > 1
@@ -60,6 +63,7 @@ function init(args)
    local file = args[4] and string.match(args[4], "^tokens=(.+)$")
    if file then
       tokens = {}
+      own_body = string.format('{"coupon_name":"%s"}', coupon)
       for line in io.lines(file .. "." .. thread_id) do
          table.insert(tokens, line)
       end
@@ -74,8 +78,8 @@ end
 function request()
    if tokens then
       next_token = next_token % #tokens + 1
-      headers["Authorization"] = "Bearer " .. tokens[next_token]
-      return wrk.format("POST", path, headers, string.format('{"coupon_name":"%s"}', coupon))
+      headers["Authorization"] = tokens[next_token]
+      return wrk.format("POST", path, headers, own_body)
    end
    counter = counter + 1
    local user = string.format("%s%d-%d", prefix, thread_id, counter)

@@ -21,6 +21,9 @@ class Scenario:
     # More than 1: coupons ``coupon``_1 .. _N of ``stock`` each, and each
     # request's coupon drawn from a Zipf(1) law over them (_1 the likeliest).
     coupons: int = 1
+    # Every claim with the next of these tokens and no user_id (claim.lua's
+    # tokens=<file>: flashsale bench --claimers, bench/claimers.py).
+    tokens: str | None = None
 
     def coupon_names(self) -> list[str]:
         if self.coupons == 1:
@@ -30,6 +33,8 @@ class Scenario:
     def wrk_args(self, run_tag: str) -> list[str]:
         """claim.lua's arguments; user ids start with ``run_tag``."""
         keyed = "idempotency" if self.idempotency else "-"
+        if self.tokens is not None:
+            keyed = f"tokens={self.tokens}"
         return [self.coupon, self.path, run_tag, keyed, str(self.coupons)]
 
 

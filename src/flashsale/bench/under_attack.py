@@ -8,7 +8,9 @@ each, a probe opens a new connection every 50 ms for
 ``GET /api/coupons/SMALL`` (its p99, and how many failed),
 and each worker's resident memory is sampled. After the run under attack
 the attacker keeps its connections until the server has cut every
-half-sent one or 60 s have passed since they were all open.
+half-sent one or 60 s have passed since they were all open. What the
+server counted meanwhile (``flashsale_requests_cut_total`` by reason, from
+its /metrics) is reported beside what the attacker saw.
 
 Both this process and the attacker raise their RLIMIT_NOFILE soft limit to
 what the sockets need (the server inherits the bench's)."""
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -47,6 +50,9 @@ PROBE_EVERY_S = 0.05
 PROBE_TIMEOUT_S = 10.0
 READY_LIMIT_S = 180.0
 WARM_UP = Load(connections=64, threads=2, duration_s=3)  # not reported
+# A sample line of /metrics (read as text: the bench's own process must not
+# import prometheus_client, flashsale/metrics.py).
+_CUT_SAMPLE = re.compile(r'^flashsale_requests_cut_total\{reason="(\w+)"\} ([0-9.e+]+)$', re.M)
 
 Announce = Callable[[str], None]
 
@@ -82,6 +88,7 @@ class AttackRun:
     ready: dict[str, Any]  # the attacker's counts once its connections were open
     report: dict[str, Any]  # and when it left
     descriptors: str | None  # what the bench did to its RLIMIT_NOFILE
+    cuts: dict[str, int] = field(default_factory=dict)  # the server's, while attacked
 
     @property
     def ratio(self) -> float:
@@ -101,15 +108,26 @@ def run_attack_bench(
         announce("warming up the workers")
         run_wrk(server.base_url + HOT.path, WARM_UP, HOT.wrk_args("w-"))
         plain = phase(server, load, "plain", announce)
+        before = server_cuts(server.base_url)
         with attacker(server, announce) as (ready, finish):
             attacked = phase(server, load, "under attack", announce)
             announce(f"waiting until every half-sent body is cut (at most {CUT_WINDOW_S:g} s)")
             report = finish()
+        cuts = server_cuts(server.base_url)
         after = phase(server, load, "after the attack", announce)
     finally:
         server.stop()
         asyncio.run(drop_database(server_url, url))
-    return AttackRun(plain, attacked, after, ready, report, descriptors)
+    moved = {reason: n - before.get(reason, 0) for reason, n in cuts.items()}
+    return AttackRun(plain, attacked, after, ready, report, descriptors, moved)
+
+
+def server_cuts(base_url: str) -> dict[str, int]:
+    """The server's ``flashsale_requests_cut_total`` by reason ({} if refused)."""
+    answer = httpx.get(f"{base_url}/metrics", timeout=PROBE_TIMEOUT_S)
+    if answer.status_code != 200:
+        return {}
+    return {reason: int(float(n)) for reason, n in _CUT_SAMPLE.findall(answer.text)}
 
 
 def phase(server: RunningServer, load: Load, name: str, announce: Announce) -> Phase:
@@ -258,4 +276,10 @@ def attack_lines(run: AttackRun) -> list[str]:
         f"slow readers: {ready['readers']} at opening, {report['readers_ended']} ended by the "
         f"server, bytes read {report['reader_bytes']}",
         *([f"descriptors: {run.descriptors}"] if run.descriptors else []),
+        *([_counted(run.cuts)] if run.cuts else []),
     ]
+
+
+def _counted(cuts: dict[str, int]) -> str:
+    moved = ", ".join(f"{reason} {n:,}" for reason, n in cuts.items() if n) or "none"
+    return f"the server's cuts while attacked (flashsale_requests_cut_total): {moved}"

@@ -10,13 +10,18 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
+from flashsale.bench.claimers import CLAIMERS, Claimer, ClaimersPlan, run_claimers
+from flashsale.bench.claimers_report import render_claimers
+from flashsale.bench.database import Check
 from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.draw import draw_lines, run_draw_bench
 from flashsale.bench.report import render
@@ -29,6 +34,7 @@ from flashsale.config import load_settings
 
 STRATEGIES = ("batched", "transaction")
 Command = TypeVar("Command", bound=Callable[..., Any])
+Item = TypeVar("Item")
 
 _OPTIONS = (
     click.option("--duration", type=float, default=10.0, help="Seconds of load per scenario."),
@@ -86,7 +92,18 @@ def bench_options(command: Command) -> Command:
     "fresh database, then drawn; the draw's wall time, PostgreSQL's CPU and its longest "
     "transaction (bench/draw.py).",
 )
-def bench(webhooks: int, attack: bool, draw: int, **options: Any) -> None:
+@click.option(
+    "--claimers",
+    default="",
+    help="Instead of the scenarios: the hot coupon claimed by these callers (comma-separated: "
+    "plain = CLAIM_AUTH=open, hs256 = HS256 claim tokens, rs256 = RS256 end users, every "
+    "token new and minted before the run), rows alternating over --rounds; claims/s, p99, "
+    "ratio to plain, CPU and verification cost per token (bench/claimers.py).",
+)
+@click.option("--rounds", type=int, default=3, help="Rounds of --claimers.")
+def bench(
+    webhooks: int, attack: bool, draw: int, claimers: str, rounds: int, **options: Any
+) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
     no-database ceiling; then check the database: no oversell, no double
@@ -100,6 +117,9 @@ def bench(webhooks: int, attack: bool, draw: int, **options: Any) -> None:
     if draw:
         bench_draw(draw, database_url=options["database_url"])
         return
+    if claimers:
+        bench_claimers(chosen_claimers(claimers), rounds, **options)
+        return
     run_bench_command(topology=DIRECT, **options)
 
 
@@ -108,17 +128,10 @@ def bench_webhooks(
     database_url: str | None, **_: Any,
 ) -> None:  # fmt: skip
     """The webhooks comparison (bench/webhook_load.py), on a direct instance."""
-    require_wrk()
-    console = make_console()
-    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
-    with (
-        console.status("starting") as status,
-        tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
-        DIRECT.database_server(database_url, workers * load_settings().db_pool_max) as database,
-    ):
-        load = Load(connections, threads, duration)
-        done = run_webhook_bench(database.url, Path(tmp), load, workers, rounds, status.update)
-    console.print(render_rounds(done))
+    load = Load(connections, threads, duration)
+    with direct_run(database_url, workers) as run:
+        done = run_webhook_bench(run.database_url, run.folder, load, workers, rounds, run.status)
+    run.console.print(render_rounds(done))
 
 
 def bench_draw(entries: int, *, database_url: str | None) -> None:
@@ -139,6 +152,29 @@ def bench_attack(
     database_url: str | None, **_: Any,
 ) -> None:  # fmt: skip
     """The hot coupon under attack (bench/under_attack.py), on a direct instance."""
+    load = Load(connections, threads, duration)
+    with direct_run(database_url, workers) as run:
+        done = run_attack_bench(run.database_url, run.folder, load, workers, run.status)
+    run.console.print(render_attack(done))
+    for line in attack_lines(done):
+        run.console.print(line)
+    run.console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
+
+
+@dataclass(frozen=True)
+class DirectRun:
+    """What a one-off bench on a direct instance runs with."""
+
+    console: Console
+    status: Callable[[str], None]
+    folder: Path
+    database_url: str
+
+
+@contextmanager
+def direct_run(database_url: str | None, workers: int) -> Iterator[DirectRun]:
+    """wrk checked, the machine line printed, a spinner, a temporary folder and a
+    database server sized for ``workers`` pools; all of them gone on exit."""
     require_wrk()
     console = make_console()
     console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
@@ -147,12 +183,47 @@ def bench_attack(
         tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
         DIRECT.database_server(database_url, workers * load_settings().db_pool_max) as database,
     ):
-        load = Load(connections, threads, duration)
-        done = run_attack_bench(database.url, Path(tmp), load, workers, status.update)
-    console.print(render_attack(done))
-    for line in attack_lines(done):
-        console.print(line)
+        yield DirectRun(console, status.update, Path(tmp), database.url)
+
+
+def bench_claimers(
+    chosen: tuple[Claimer, ...], rounds: int, *, duration: float, connections: int,
+    threads: int, workers: int, database_url: str | None, **_: Any,
+) -> None:  # fmt: skip
+    """The claimers comparison (bench/claimers.py); exit 1 if a check failed."""
+    try:
+        require_wrk()
+    except WrkError as error:
+        raise click.ClickException(str(error)) from None
+    if rounds < 1:
+        raise click.BadParameter("at least 1", param_hint="--rounds")
+    console = make_console()
+    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
+    plan = ClaimersPlan(chosen, rounds, workers, Load(connections, threads, duration), database_url)
+    with console.status("starting") as status:
+        report = run_claimers(plan, lambda text: status.update(text))
+    console.print(render_claimers(report))
+    finish(console, [run.check for run in report.runs])
+
+
+def finish(console: Console, checks: list[Check]) -> None:
+    """The closing line; exit 1 if a database check failed."""
     console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
+    if any(not check.ok for check in checks):
+        raise SystemExit(1)
+
+
+def chosen_claimers(keys: str) -> tuple[Claimer, ...]:
+    """The claimers --claimers names, in its order."""
+    return named({claimer.key: claimer for claimer in CLAIMERS}, keys, "--claimers")
+
+
+def named(by_key: dict[str, Item], keys: str, option: str) -> tuple[Item, ...]:
+    """The items a comma-separated option names, in its order, once each."""
+    names = [key.strip() for key in keys.split(",") if key.strip()]
+    if unknown := [key for key in names if key not in by_key]:
+        raise click.BadParameter(f"unknown name {unknown[0]!r}", param_hint=option)
+    return tuple(by_key[key] for key in dict.fromkeys(names))
 
 
 def run_bench_command(
@@ -186,18 +257,13 @@ def run_bench_command(
     with console.status("starting") as status:
         measurements = run_bench(plan, lambda text: status.update(text))
     console.print(render(measurements))
-    console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
-    if any(not m.check.ok for m in measurements):
-        raise SystemExit(1)
+    finish(console, [m.check for m in measurements])
 
 
 def chosen_scenarios(keys: str) -> tuple[Scenario, ...]:
     """The scenarios --scenarios names (all when empty), in its order."""
     by_key = {scenario.key: scenario for scenario in SCENARIOS}
-    names = [key.strip() for key in keys.split(",") if key.strip()]
-    if unknown := [key for key in names if key not in by_key]:
-        raise click.BadParameter(f"unknown scenario {unknown[0]!r}", param_hint="--scenarios")
-    return tuple(by_key[key] for key in names) or SCENARIOS
+    return named(by_key, keys, "--scenarios") or SCENARIOS
 
 
 def make_console() -> Console:

@@ -21,10 +21,10 @@ after its deadline.
 
 A worker full of requests (``WORKER_MAX_REQUESTS``) makes room before it
 refuses: the oldest request still waiting on its body is cut (408) for the
-new one. A client that sends its request whole, as every real client of a
-claim does, is then never refused because stalled bodies hold the places;
-only when every place holds a request that has its body is the new one
-answered 503."""
+new one (a request once cut holds no place while it leaves). A client that
+sends its request whole, as every real client of a claim does, is then
+never refused because stalled bodies hold the places; only when every
+place holds a request that has its body is the new one answered 503."""
 
 from __future__ import annotations
 
@@ -49,12 +49,20 @@ from litestar.types import (
 )
 
 from flashsale.http.schemas import ErrorResponse
+from flashsale.metrics import count_cut
 
 SWEEP_SECONDS = 0.5
 NEVER = math.inf
 _EVENT_STREAM = b"text/event-stream"
 _ENCODER = msgspec.json.Encoder()
 Headers = list[tuple[bytes, bytes]]
+Task = asyncio.Task[object]
+# What asyncio.current_task() reads: the task each loop runs now. Read here
+# because asyncio.current_task() asks get_running_loop() first, which on
+# CPython 3.11 checks getpid(), a system call: 0.3 us, a third of what this
+# layer cost a request (docs/benchmarks.md). Empty where asyncio keeps no
+# such table: then current_task() it is, every time.
+_RUNNING_TASKS: dict[asyncio.AbstractEventLoop, Task] = getattr(asyncio.tasks, "_current_tasks", {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,42 +102,37 @@ _SLOW = _answer(
 
 class _Watch:
     """One request's progress, as the sweeper needs it. The wrappers only
-    count and keep Granian's awaitable (no coroutine, no clock per call):
-    the sweeper stamps the times itself and asks the awaitable whether the
-    request is still waiting on the client."""
+    count and keep Granian's awaitable and the answer's start (no coroutine,
+    no clock, no header scan per call): the sweeper stamps the times itself,
+    asks the awaitable whether the request is still waiting on the client,
+    and reads the start only when a send waits."""
 
     __slots__ = (
         "_receive",
         "_send",
         "body_done",
         "cut",
-        "limits",
-        "mark",
+        "head",
         "receiving",
-        "seen",
         "sending",
         "sends",
         "sent",
-        "started",
-        "streaming",
+        "stamps",
         "task",
     )
 
-    def __init__(self, limits: Limits, receive: Receive, send: Send) -> None:
-        self.task = asyncio.current_task()
+    def __init__(self, task: Task | None, receive: Receive, send: Send) -> None:
+        self.task = task
         self._receive = receive
         self._send = send
-        self.limits = limits
         self.receiving: Awaitable[object] | None = None  # the latest receive
         self.sending: Awaitable[None] | None = None  # the latest send
+        self.head: Message | None = None  # the answer's start, once sent
         self.body_done = False
         self.sends = 0
         self.sent = 0
-        self.streaming = False
         self.cut = False
-        self.seen = NEVER  # sweeper's stamps: when it first saw the request,
-        self.started = NEVER  # the answer begun,
-        self.mark = (0, NEVER)  # and the send it last saw waiting (count, since)
+        self.stamps: _Stamps | None = None  # the sweeper's, from its first look
 
     def receive(self) -> Awaitable[ReceiveMessage]:
         # Once the body is in, a receive only waits for the client to go
@@ -137,64 +140,82 @@ class _Watch:
         previous = self.receiving
         if previous is not None and not _more_body(previous):
             self.body_done = True
-        awaitable = self._receive()
-        self.receiving = awaitable
+        awaitable = self.receiving = self._receive()
         return awaitable
 
     def send(self, message: Message) -> Awaitable[None]:
         self.sends += 1
         body: bytes | None = message.get("body")  # type: ignore[assignment]
         if body is None:  # the answer's start
-            self.streaming = _is_stream(message)
+            self.head = message
         else:
             self.sent += len(body)
-        awaitable = self._send(message)
-        self.sending = awaitable
+        awaitable = self.sending = self._send(message)
         return awaitable
 
     async def send_unbounded(self, message: Message) -> None:
         await self._send(message)
 
-    def check(self, now: float) -> None:
-        """Cancels the request if it has missed a deadline."""
+    def late(self, now: float, limits: Limits) -> str | None:
+        """The deadline the request has missed, if any (None once cut)."""
         if self.cut or self.task is None:
-            return
-        if self.seen == NEVER:
-            self.seen = now
-        if self._late_answer(now) if self.sends else self._late_body(now):
-            self.cut_off()
+            return None
+        stamps = self.stamps
+        if stamps is None:
+            stamps = self.stamps = _Stamps(now)
+        if self.sends:
+            return self._late_answer(now, limits, stamps)
+        return self._late_body(now, limits, stamps)
 
     def stalled_body(self) -> bool:
         """Waiting on the client for its body (nothing answered yet)."""
         return not (self.cut or self.sends or self.body_done) and _waiting(self.receiving)
 
-    def cut_off(self) -> None:
-        if self.task is not None:
-            self.cut = True
-            self.task.cancel()
+    def cut_off(self, reason: str) -> bool:
+        """Cancels the request, counted under ``reason`` (metrics.CUT_REASONS)."""
+        if self.task is None:
+            return False
+        self.cut = True
+        self.task.cancel()
+        count_cut(reason)
+        return True
 
-    def _late_body(self, now: float) -> bool:
+    def _late_body(self, now: float, limits: Limits, stamps: _Stamps) -> str | None:
         if self.body_done or not _waiting(self.receiving):
-            return False
-        return now - self.seen >= self.limits.body_timeout
+            return None
+        return "body_timeout" if now - stamps.seen >= limits.body_timeout else None
 
-    def _late_answer(self, now: float) -> bool:
-        limits = self.limits
-        if self.started == NEVER:
-            self.started = now
+    def _late_answer(self, now: float, limits: Limits, stamps: _Stamps) -> str | None:
+        """Which of the answer's deadlines it has missed, if any."""
+        if stamps.started == NEVER:
+            stamps.started = now
         if not _waiting(self.sending):
-            return False
-        count, since = self.mark
-        if count != self.sends:
-            self.mark = (self.sends, now)
-            return False
-        if now - since >= limits.send_timeout:
-            return True
-        if self.streaming:
-            return False
-        answering = now - self.started
-        slow = answering - limits.send_timeout > self.sent / limits.min_send_rate
-        return slow or answering >= limits.response_timeout
+            return None
+        if stamps.sends != self.sends:
+            stamps.sends, stamps.since = self.sends, now
+            return None
+        if now - stamps.since >= limits.send_timeout:
+            return "send_timeout"
+        if self.head is not None and _is_stream(self.head):
+            return None
+        answering = now - stamps.started
+        if answering - limits.send_timeout > self.sent / limits.min_send_rate:
+            return "too_slow"
+        return "response_timeout" if answering >= limits.response_timeout else None
+
+
+class _Stamps:
+    """What the sweeper saw of one request: when it first saw it, when it
+    first saw its answer begun, and the send it last saw waiting (its
+    count, and since when)."""
+
+    __slots__ = ("seen", "sends", "since", "started")
+
+    def __init__(self, now: float) -> None:
+        self.seen = now
+        self.started = NEVER
+        self.sends = 0
+        self.since = NEVER
 
 
 def _waiting(awaitable: Awaitable[object] | None) -> bool:
@@ -229,6 +250,11 @@ class Bounds:
         self.limits = limits
         self._watches: dict[_Watch, None] = {}  # insertion order: oldest first
         self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the worker's, once seen
+        # Requests cut but not yet gone (their cancellation runs at the loop's
+        # next turn): they hold no place, or a burst of new requests would
+        # find every place taken by requests already leaving, and get 503.
+        self._leaving = 0
 
     @property
     def in_flight(self) -> int:
@@ -238,11 +264,14 @@ class Bounds:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        if len(self._watches) >= self.limits.max_requests and not self._make_room():
+        places = len(self._watches) - self._leaving
+        if places >= self.limits.max_requests and not self._make_room():
+            count_cut("worker_full")
             await send(_BUSY[0])
             await send(_BUSY[1])
             return
-        watch = _Watch(self.limits, receive, send)
+        task = _RUNNING_TASKS.get(self._loop) or self._current_task()  # type: ignore[arg-type]
+        watch = _Watch(task, receive, send)
         self._watches[watch] = None
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep())
@@ -254,15 +283,28 @@ class Bounds:
             await _cut_off(watch)
         finally:
             self._watches.pop(watch, None)
+            if watch.cut:
+                self._leaving -= 1
+
+    def _current_task(self) -> Task | None:
+        """The request's task, the slow way; it remembers the loop, so the
+        next requests on it find theirs in asyncio's table (a worker runs
+        one loop for good; in-process tests may switch loops)."""
+        self._loop = asyncio.get_running_loop()
+        return asyncio.current_task()
 
     def _make_room(self) -> bool:
         """Cuts the oldest request still waiting on its body; False: none is
         (every place holds a request that has its body)."""
         for watch in self._watches:
             if watch.stalled_body():
-                watch.cut_off()
+                self._cut(watch, "evicted")
                 return True
         return False
+
+    def _cut(self, watch: _Watch, reason: str) -> None:
+        if watch.cut_off(reason):
+            self._leaving += 1
 
     async def _sweep(self) -> None:
         """Cancels each request past its deadline; ends when none is left (so
@@ -272,7 +314,8 @@ class Bounds:
                 await asyncio.sleep(SWEEP_SECONDS)
                 now = time.monotonic()
                 for watch in list(self._watches):
-                    watch.check(now)
+                    if (reason := watch.late(now, self.limits)) is not None:
+                        self._cut(watch, reason)
         finally:
             self._sweeper = None
 

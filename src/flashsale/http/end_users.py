@@ -84,8 +84,9 @@ class EndUsers:
     def _remember(self, token: str, caller: Caller, expires: float) -> None:
         # Full: the oldest entry goes (a scan for the expired ones would cost
         # every new token the whole cache). An OrderedDict pops it in O(1);
-        # a dict's first key is found past the holes earlier deletions left
-        # (1.7 us a token at 10,000 entries). An expired entry still held is
+        # a dict's first key is found past the holes earlier deletions left,
+        # slower the longer the cache has been full (docs/benchmarks.md,
+        # "Issue 24: HS256 claim tokens"). An expired entry still held is
         # never used: verify checks its expiry.
         if len(self._cache) >= self._cache_max:
             self._cache.popitem(last=False)
@@ -184,9 +185,16 @@ def _refuse_algorithm(algorithm: str) -> Any:
     raise Refused(f"the configured key cannot verify {algorithm}")
 
 
+class _Subject(msgspec.Struct):
+    """``sub`` checked as a user id: converting to a Struct reuses its
+    compiled type (converting to UserId itself rebuilds it on every call)."""
+
+    sub: UserId
+
+
 def _check_subject(subject: object) -> None:
     try:
-        msgspec.convert(subject, UserId)
+        msgspec.convert({"sub": subject}, _Subject)
     except msgspec.ValidationError:
         raise Refused("the token's sub is not a valid user id") from None
 

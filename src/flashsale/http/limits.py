@@ -29,6 +29,7 @@ from flashsale.config import Settings, parse_networks
 from flashsale.domain import ANONYMOUS, CallerKind
 from flashsale.http.auth import Unauthorized, anonymous, caller_of
 from flashsale.http.schemas import ErrorResponse
+from flashsale.metrics import count_cut
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -157,7 +158,10 @@ class ClaimLimits:
         if key is None:
             return None
         wait = self._buckets.take(key)
-        return None if wait == 0 else _rate_limited(wait)
+        if wait == 0:
+            return None
+        count_cut("rate_limited")
+        return _rate_limited(wait)
 
     def _key(self, scope: HTTPScope, state: State) -> str | None:
         """An end user's ``user:<subject>``, else the client's address; None:

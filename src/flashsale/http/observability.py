@@ -44,7 +44,8 @@ def request_id_of(scope: Scope) -> str:
 class _RequestIds:
     """32 hex digits: 16 random per process (new in each forked worker), then
     a counter. Unique without a system call per request (os.urandom per
-    request was ~2% of a worker's CPU under load)."""
+    request showed in a worker's profile: docs/benchmarks.md, "What
+    observability costs")."""
 
     def __init__(self) -> None:
         self.reseed()

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 
 from flashsale.domain import ServiceUnavailable
+from flashsale.metrics import count_cut
 
 READ_BYTES = 64 * 1024  # small: Granian keeps up to 32 sends queued per answer
 
@@ -35,6 +36,7 @@ class Spools:
     def check(self) -> None:
         """503 before an answer starts when the budget is spent."""
         if self.held >= self.max_bytes:
+            count_cut("spool_full")
             raise ServiceUnavailable("too many large reads are being sent, retry shortly")
 
 

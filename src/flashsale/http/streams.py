@@ -14,6 +14,7 @@ from contextlib import aclosing
 from typing import TypeVar
 
 from flashsale.domain import ServiceUnavailable
+from flashsale.metrics import count_cut
 
 T = TypeVar("T")
 
@@ -29,6 +30,7 @@ class StreamGate:
         stream is asked for and counted once it runs: a burst of openings may
         pass it by the few requests that are between the two at that moment."""
         if self.open >= self.max_streams:
+            count_cut("streams_full")
             raise ServiceUnavailable("too many event streams are open, retry shortly")
 
     async def bounded(
@@ -45,6 +47,7 @@ class StreamGate:
                     if news(item):
                         last_news = now
                     elif now - last_news >= self.idle_timeout:
+                        count_cut("stream_idle")
                         return
                     yield item
         finally:

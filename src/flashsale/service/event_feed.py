@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import AsyncGenerator, Callable
-from contextlib import suppress
 
 from flashsale.domain import ServiceUnavailable
+from flashsale.service.periodic import stop_task
 from flashsale.service.ports import Event, EventReader, FeedPosition
 
 POLL_SECONDS = 0.25
@@ -70,10 +70,7 @@ class EventFeed:
 
     async def close(self) -> None:
         """Stop polling (shutdown); open streams end with their poller."""
-        if self._poller is not None and not self._poller.done():
-            self._poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._poller
+        await stop_task(self._poller)
 
     def _from_window(self, after: FeedPosition) -> list[Event] | None:
         if self._floor is None or after < self._floor:

@@ -35,6 +35,14 @@ class Periodic:
             await asyncio.sleep(self._interval)
 
 
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancels a task still running and waits until it has ended."""
+    if task is not None and not task.done():
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
 @contextmanager
 def tolerated(log: logging.Logger, what: str) -> Iterator[None]:
     """A database that is away only delays the work to the next tick; any

@@ -6,7 +6,8 @@ and ActivityReader; each method runs the query that bears its name."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
@@ -22,6 +23,7 @@ from flashsale.service.ports import (
     EntryView,
 )
 from flashsale.storage.connections import Connections
+from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
 from flashsale.storage.rows import claim_view, coupon_page, coupon_state
 
@@ -55,22 +57,46 @@ class CouponReadStore:
     async def _coupon_claimers(
         self, name: str, found: list[CouponHeader]
     ) -> AsyncGenerator[list[str], None]:
-        # REPEATABLE READ: the header and every FETCH see one snapshot, so
-        # amount - remaining_amount always equals the claimers streamed.
-        async with (
-            self._stream_slot(),
-            self._connection() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
+        # A coupon whose claimers fit in one FETCH is read at once, without a
+        # stream slot: a small read never waits behind large ones. A larger
+        # one gives its connection back, waits for a slot, and reads from a
+        # snapshot of its own (the header again, then every batch).
+        async with self._snapshot() as connection:
             row = await connection.fetchrow(query("coupon_header"), name, timeout=self._timeout)
             if row is None:
                 return
-            found.append(coupon_state(row))
-            yield []
-            await connection.execute(query("coupon_claimers"), row["id"], timeout=self._timeout)
-            fetch = query("fetch_coupon_claimers").format(rows=int(self._batch_rows))
-            while batch := await connection.fetch(fetch, timeout=self._timeout):
-                yield [record[0] for record in batch]
+            if row["amount"] - row["remaining_amount"] <= self._batch_rows:
+                async for batch in self._claimers(connection, row, found):
+                    yield batch
+                return
+        async with self._stream_slot(), self._snapshot() as connection:
+            row = await connection.fetchrow(query("coupon_header"), name, timeout=self._timeout)
+            if row is None:
+                return
+            async for batch in self._claimers(connection, row, found):
+                yield batch
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[Connection]:
+        # REPEATABLE READ: the header and every FETCH see one snapshot, so
+        # amount - remaining_amount always equals the claimers streamed
+        # (queries.sql coupon_header).
+        async with (
+            self._connection() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield connection
+
+    async def _claimers(
+        self, connection: Connection, row: asyncpg.Record, found: list[CouponHeader]
+    ) -> AsyncGenerator[list[str], None]:
+        """The header (into ``found``, then an empty batch), then the claimers."""
+        found.append(coupon_state(row))
+        yield []
+        await connection.execute(query("coupon_claimers"), row["id"], timeout=self._timeout)
+        fetch = query("fetch_coupon_claimers").format(rows=int(self._batch_rows))
+        while batch := await connection.fetch(fetch, timeout=self._timeout):
+            yield [record[0] for record in batch]
 
     async def claims_page(self, name: str, *, after: int, limit: int) -> list[ClaimRow] | None:
         async with self._connection() as connection:

@@ -12,18 +12,11 @@ from litestar.datastructures import State
 from flashsale.config import SettingsError, load_settings, parse_networks
 from flashsale.http.auth import configure_admin
 from flashsale.http.limits import ClaimLimits, TokenBuckets, TrustedProxies
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import HandClock
 
 
 def test_a_bucket_lets_its_burst_through_then_one_per_refill() -> None:
-    clock = Clock()
+    clock = HandClock(1000.0)
     buckets = TokenBuckets(rate=2, burst=3, size=10, clock=clock)
     assert [buckets.take("a") for _ in range(3)] == [0, 0, 0]
     assert buckets.take("a") == pytest.approx(0.5)  # one token comes in 1/rate s
@@ -34,7 +27,7 @@ def test_a_bucket_lets_its_burst_through_then_one_per_refill() -> None:
 
 
 def test_a_bucket_saves_up_no_more_than_its_burst() -> None:
-    clock = Clock()
+    clock = HandClock(1000.0)
     buckets = TokenBuckets(rate=1, burst=2, size=10, clock=clock)
     buckets.take("a")
     clock.now += 3600
@@ -42,7 +35,7 @@ def test_a_bucket_saves_up_no_more_than_its_burst() -> None:
 
 
 def test_refused_attempts_do_not_push_the_next_token_further_away() -> None:
-    clock = Clock()
+    clock = HandClock(1000.0)
     buckets = TokenBuckets(rate=1, burst=1, size=10, clock=clock)
     buckets.take("a")
     for _ in range(100):
@@ -52,7 +45,7 @@ def test_refused_attempts_do_not_push_the_next_token_further_away() -> None:
 
 
 def test_the_table_never_holds_more_than_its_size() -> None:
-    clock = Clock()
+    clock = HandClock(1000.0)
     buckets = TokenBuckets(rate=1, burst=5, size=100, clock=clock)
     for n in range(10_000):
         buckets.take(f"client-{n}")
@@ -60,7 +53,7 @@ def test_the_table_never_holds_more_than_its_size() -> None:
 
 
 def test_past_its_size_refilled_buckets_go_first_then_the_oldest() -> None:
-    clock = Clock()
+    clock = HandClock(1000.0)
     buckets = TokenBuckets(rate=1, burst=2, size=8, clock=clock)
     for n in range(4):
         buckets.take(f"idle-{n}")
@@ -106,7 +99,7 @@ def scope(peer: str, *headers: tuple[bytes, bytes]) -> Any:
 
 
 def test_the_operator_is_never_limited_and_anonymous_callers_are_by_address() -> None:
-    clock = Clock()
+    clock = HandClock(1000.0)
     settings = load_settings({"CLAIM_RATE": "1", "CLAIM_BURST": "1", "ADMIN_TOKEN": "s3cret"})
     state = State()
     configure_admin(state, settings)
