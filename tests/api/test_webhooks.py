@@ -36,7 +36,8 @@ async def test_a_webhook_is_registered_listed_and_deleted_and_its_secret_shown_o
     created = await register(client, "https://orders.example/hooks")
     assert created["url"] == "https://orders.example/hooks"
     assert created["events"] == [
-        "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed"
+        "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed",
+        "waitlisted", "raffle_drawn",
     ]  # fmt: skip
     assert created["status"] == "enabled"
     assert (created["failures"], created["last_error"], created["pending"]) == (0, None, 0)

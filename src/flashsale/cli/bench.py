@@ -23,6 +23,7 @@ from flashsale.bench.claimers import CLAIMERS, Claimer, ClaimersPlan, run_claime
 from flashsale.bench.claimers_report import render_claimers
 from flashsale.bench.database import Check
 from flashsale.bench.deployments import DIRECT, Topology
+from flashsale.bench.draw import draw_lines, run_draw_bench
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
 from flashsale.bench.scenarios import SCENARIOS, Scenario
@@ -84,6 +85,14 @@ def bench_options(command: Command) -> Command:
     "memory, half-sent bodies cut within 60 s (bench/under_attack.py).",
 )
 @click.option(
+    "--draw",
+    type=int,
+    default=0,
+    help="Instead of the scenarios: a raffle of this many entrants loaded straight into a "
+    "fresh database, then drawn; the draw's wall time, PostgreSQL's CPU and its longest "
+    "transaction (bench/draw.py).",
+)
+@click.option(
     "--claimers",
     default="",
     help="Instead of the scenarios: the hot coupon claimed by these callers (comma-separated: "
@@ -92,7 +101,9 @@ def bench_options(command: Command) -> Command:
     "ratio to plain, CPU and verification cost per token (bench/claimers.py).",
 )
 @click.option("--rounds", type=int, default=3, help="Rounds of --claimers.")
-def bench(webhooks: int, attack: bool, claimers: str, rounds: int, **options: Any) -> None:
+def bench(
+    webhooks: int, attack: bool, draw: int, claimers: str, rounds: int, **options: Any
+) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
     no-database ceiling; then check the database: no oversell, no double
@@ -102,6 +113,9 @@ def bench(webhooks: int, attack: bool, claimers: str, rounds: int, **options: An
         return
     if attack:
         bench_attack(**options)
+        return
+    if draw:
+        bench_draw(draw, database_url=options["database_url"])
         return
     if claimers:
         bench_claimers(chosen_claimers(claimers), rounds, **options)
@@ -118,6 +132,19 @@ def bench_webhooks(
     with direct_run(database_url, workers) as run:
         done = run_webhook_bench(run.database_url, run.folder, load, workers, rounds, run.status)
     run.console.print(render_rounds(done))
+
+
+def bench_draw(entries: int, *, database_url: str | None) -> None:
+    """A raffle's draw over ``entries`` entrants (bench/draw.py)."""
+    console = make_console()
+    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
+    with (
+        console.status(f"loading {entries:,} entrants, then drawing"),
+        DIRECT.database_server(database_url, 10) as database,
+    ):
+        done = run_draw_bench(database.url, database.postmaster, entries)
+    for line in draw_lines(done):
+        console.print(line)
 
 
 def bench_attack(

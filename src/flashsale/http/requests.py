@@ -66,7 +66,7 @@ FIELD_RULES = {
     "from_event_id": f"must be an integer from 1 to {2**63 - 1}",
     "from_time": _TIME_RULE,
     "events": "must be a non-empty list of event types: coupon_created, coupon_changed, "
-    "claimed, released, expired, redeemed",
+    "claimed, released, expired, redeemed, waitlisted, raffle_drawn",
 }
 _FIELD_PATH = re.compile(r"at `\$\.(\w+)")
 _MISSING = re.compile(r"missing required field `(\w+)`")

@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from flashsale.storage.queries import admin_query, query, startup_query
+from flashsale.storage.queries import admin_query, startup_query
 
 
 def database_url(server_url: str, database: str) -> str:
@@ -52,7 +52,7 @@ async def seed_coupon(
     (holds, when ``hold_seconds`` is set)."""
     connection = await asyncpg.connect(url)
     try:
-        await connection.execute(query("create_coupon"), name, amount, None, None, hold_seconds)
+        await connection.execute(admin_query("seed_coupon"), name, amount, hold_seconds)
         if claims:
             await connection.execute(admin_query("seed_claims"), name, claims)
             await connection.execute(admin_query("analyze_claims"))
@@ -64,8 +64,8 @@ async def seed_coupons(url: str, names: list[str], amount: int) -> None:
     """Coupons of ``amount`` each, one per name, over one connection."""
     connection = await asyncpg.connect(url)
     try:
-        arguments = [(name, amount, None, None, None) for name in names]
-        await connection.executemany(query("create_coupon"), arguments)
+        arguments = [(name, amount, None) for name in names]
+        await connection.executemany(admin_query("seed_coupon"), arguments)
     finally:
         await connection.close()
 
