@@ -10,6 +10,9 @@
 -- "idempotency", "tokens=<file>": every request carries the next bearer
 -- token of <file>.<thread id> (one a line) and no user_id (the token's sub
 -- is the user: CLAIM_AUTH=user, docs/access.md; tests/support/jwt_bench.py).
+-- "bearer=<token>" (alone or after "idempotency,"): every request also
+-- carries that one bearer token (the shop's backend's, claiming for the new
+-- user of the body: CLAIM_AUTH=backend, which a raffle's entrants need).
 
 local threads = {}
 local next_thread = 0
@@ -56,7 +59,11 @@ function init(args)
    coupon = args[1] or coupon
    path = args[2] or path
    prefix = args[3] or prefix
-   keyed = args[4] == "idempotency"
+   keyed = args[4] ~= nil and string.match(args[4], "^idempotency") ~= nil
+   local bearer = args[4] and string.match(args[4], "bearer=([^,]+)$")
+   if bearer then
+      headers["Authorization"] = "Bearer " .. bearer
+   end
    local file = args[4] and string.match(args[4], "^tokens=(.+)$")
    if file then
       tokens = {}

@@ -20,7 +20,7 @@ from rich.console import Console
 from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
-from flashsale.bench.scenarios import SCENARIOS, Scenario
+from flashsale.bench.scenarios import EXTRA_SCENARIOS, SCENARIOS, Scenario
 from flashsale.bench.under_attack import attack_lines, render_attack, run_attack_bench
 from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, require_wrk
@@ -42,7 +42,8 @@ _OPTIONS = (
     click.option(
         "--scenarios",
         default=",".join(scenario.key for scenario in SCENARIOS),
-        help="Comma-separated scenarios to run, in this order (the ceiling first warms up).",
+        help="Comma-separated scenarios to run, in this order (the ceiling first warms up); "
+        "also 'raffle' (raffle entries: the whole run then claims with a backend token).",
     ),
     click.option(
         "--database-url",
@@ -168,7 +169,7 @@ def run_bench_command(
 
 def chosen_scenarios(keys: str) -> tuple[Scenario, ...]:
     """The scenarios --scenarios names (all when empty), in its order."""
-    by_key = {scenario.key: scenario for scenario in SCENARIOS}
+    by_key = {scenario.key: scenario for scenario in SCENARIOS + EXTRA_SCENARIOS}
     names = [key.strip() for key in keys.split(",") if key.strip()]
     if unknown := [key for key in names if key not in by_key]:
         raise click.BadParameter(f"unknown scenario {unknown[0]!r}", param_hint="--scenarios")
