@@ -6,6 +6,9 @@
 --
 -- Contents
 --   1. Coupons            coupons, sale_refusal, coupon_status, change_coupon
+--   1b. Raffles          raffle_seeds, raffle_entries, raffle_draws, raffle_enter,
+--                         raffle_refusal, raffle_promote, raffle_start_draws,
+--                         raffle_draw_step, raffle_finish, change_raffle
 --   2. Claims and stock   claims, claim_history, claims_take_stock,
 --                         claims_return_stock, claims_follow_expiry,
 --                         redeem_claim; a claim tied to its coupon:
@@ -68,6 +71,14 @@ CREATE TABLE coupons (
     -- stock, under its row lock.
     event_seq        bigint      NOT NULL DEFAULT 0,
     event_xid        xid8,
+    -- A raffle (0021, section 2): allocation, its draw time, sha256 of its
+    -- seed (published from creation), when the draw's last step committed,
+    -- and how many entered (moved by the entering batch under the row lock).
+    allocation       text        NOT NULL DEFAULT 'first_come',
+    draw_at          timestamptz,
+    draw_commitment  bytea,
+    drawn_at         timestamptz,
+    draw_entries     integer     NOT NULL DEFAULT 0,
     CONSTRAINT coupons_name_key UNIQUE (name),
     -- Target of the claims foreign key, which carries the name along.
     CONSTRAINT coupons_id_name_key UNIQUE (id, name),
@@ -77,7 +88,11 @@ CREATE TABLE coupons (
     CONSTRAINT coupons_remaining_not_negative CHECK (remaining_amount >= 0),
     CONSTRAINT coupons_remaining_within_amount CHECK (remaining_amount <= amount),
     CONSTRAINT coupons_window_order CHECK (ends_at > starts_at),
-    CONSTRAINT coupons_hold_seconds_range CHECK (hold_seconds BETWEEN 10 AND 86400)
+    CONSTRAINT coupons_hold_seconds_range CHECK (hold_seconds BETWEEN 10 AND 86400),
+    CONSTRAINT coupons_allocation_known CHECK (allocation IN ('first_come', 'raffle')),
+    CONSTRAINT coupons_raffle_draw_at CHECK ((allocation = 'raffle') = (draw_at IS NOT NULL)),
+    -- NULL (an open end) passes: after starts_at when set, before ends_at when set.
+    CONSTRAINT coupons_draw_in_window CHECK (draw_at > starts_at AND draw_at < ends_at)
 );
 
 -- Room on each page for the next version of its coupons' rows: every claim
@@ -164,8 +179,418 @@ BEGIN
            active = coalesce(p_active, c.active),
            hold_seconds = CASE WHEN p_set_hold THEN p_hold ELSE c.hold_seconds END
      WHERE c.id = v_id;
+    PERFORM raffle_promote(v_id, clock_timestamp());  -- a restock's units (0021)
     RETURN 'ok';
 END
+$$;
+
+-- =========================================================================
+-- 1b. Raffles (migrations/0021_raffles.sql; the public rule: src/flashsale/draw_rule.py)
+-- =========================================================================
+--
+-- A raffle's entries come through the claim path (claim_many), its draw
+-- through raffle_start_draws and raffle_draw_step (service/draws.py), its
+-- returned units through raffle_promote.
+
+-- The seed, read only by the entering batches (tickets) and the draw; the
+-- API shows it once drawn_at is set. inner_key and outer_key are RFC 2104's
+-- padded keys (the seed zero-padded to SHA-256's 64-byte block, xor 0x36
+-- and 0x5c), computed once so a ticket is two sha256() calls.
+CREATE TABLE raffle_seeds (
+    coupon_id bigint PRIMARY KEY REFERENCES coupons ON DELETE CASCADE,
+    seed      bytea  NOT NULL,
+    inner_key bytea  NOT NULL,
+    outer_key bytea  NOT NULL,
+    CONSTRAINT raffle_seeds_seed_length CHECK (octet_length(seed) = 32)
+);
+
+-- One entry per user per coupon (the primary key: entering again changes
+-- nothing). ticket is computed when entering (the seed is fixed from
+-- creation), so the draw only walks raffle_entries_order_idx. place is set
+-- by the draw; it is in no index, so the draw's updates stay heap-only
+-- (the fillfactor leaves each page room for them).
+CREATE TABLE raffle_entries (
+    coupon_id  bigint      NOT NULL REFERENCES coupons ON DELETE CASCADE,
+    user_id    text        NOT NULL,
+    entrant    bytea       NOT NULL,
+    ticket     bytea       NOT NULL,
+    entered_at timestamptz NOT NULL DEFAULT now(),
+    place      integer,
+    CONSTRAINT raffle_entries_pkey PRIMARY KEY (coupon_id, user_id)
+) WITH (fillfactor = 80);
+
+-- The draw order (ties, never seen, broken by the entrant: draw_rule's total order).
+CREATE INDEX raffle_entries_order_idx ON raffle_entries (coupon_id, ticket, entrant);
+-- Entries before the draw, paged by entrant.
+CREATE INDEX raffle_entries_entrant_idx ON raffle_entries (coupon_id, entrant);
+
+-- A draw's progress: one row per coupon, inserted by the freeze (its
+-- primary key makes the draw start once, whatever the instances), moved by
+-- each step under the coupon's row lock. Places 1..placed are assigned, the
+-- last one at (last_ticket, last_entrant); places winners+1 ..
+-- winners+promoted were handed a returned unit, the last at
+-- (promote_ticket, promote_entrant). '\x' sorts before every ticket.
+CREATE TABLE raffle_draws (
+    coupon_id       bigint      PRIMARY KEY REFERENCES coupons ON DELETE CASCADE,
+    entries         integer     NOT NULL,
+    winners         integer     NOT NULL,
+    placed          integer     NOT NULL DEFAULT 0,
+    last_ticket     bytea       NOT NULL DEFAULT '\x',
+    last_entrant    bytea       NOT NULL DEFAULT '\x',
+    promoted        integer     NOT NULL DEFAULT 0,
+    promote_ticket  bytea       NOT NULL DEFAULT '\x',
+    promote_entrant bytea       NOT NULL DEFAULT '\x',
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz,
+    CONSTRAINT raffle_draws_counts CHECK (
+        winners BETWEEN 0 AND entries AND placed BETWEEN 0 AND entries
+        AND promoted BETWEEN 0 AND entries - winners)
+);
+
+-- RFC 2104's padded key: p_seed zero-padded to 64 bytes, each byte xor p_pad.
+CREATE FUNCTION raffle_pad(p_seed bytea, p_pad integer)
+RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_key bytea := p_seed || decode(repeat('00', 64 - octet_length(p_seed)), 'hex');
+BEGIN
+    FOR i IN 0 .. 63 LOOP
+        v_key := set_byte(v_key, i, get_byte(v_key, i) # p_pad);
+    END LOOP;
+    RETURN v_key;
+END
+$$;
+
+-- HMAC-SHA256 from the padded keys (no pgcrypto on the embedded PostgreSQL):
+-- sha256(outer || sha256(inner || message)).
+CREATE FUNCTION raffle_ticket(p_inner bytea, p_outer bytea, p_entrant bytea)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT sha256(p_outer || sha256(p_inner || p_entrant))
+$$;
+
+-- A raffle's seed stored with its padded keys (creation, or a PATCH to
+-- raffle); an existing seed is kept, so the commitment never changes.
+CREATE FUNCTION raffle_keep_seed(p_coupon_id bigint, p_seed bytea)
+RETURNS bytea
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO raffle_seeds (coupon_id, seed, inner_key, outer_key)
+    VALUES (p_coupon_id, p_seed, raffle_pad(p_seed, 54), raffle_pad(p_seed, 92))
+    ON CONFLICT (coupon_id) DO NOTHING;
+    RETURN (SELECT sha256(s.seed) FROM raffle_seeds AS s WHERE s.coupon_id = p_coupon_id);
+END
+$$;
+
+-- Users still waiting after a coupon's draw (NULL: not drawn yet).
+CREATE FUNCTION raffle_waiting(p_coupon_id bigint)
+RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT d.entries - d.winners - d.promoted
+      FROM raffle_draws AS d
+     WHERE d.coupon_id = p_coupon_id AND d.finished_at IS NOT NULL
+$$;
+
+-- Why a raffle refuses a claim at p_at once the sale is open (NULL: it does
+-- not; 'entered' is no refusal but the entry's outcome): entries_closed from
+-- draw_at until the draw is done, raffle_drawn while users wait.
+CREATE FUNCTION raffle_refusal(p_coupon_id bigint, p_draw_at timestamptz,
+                               p_drawn_at timestamptz, p_at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+               WHEN p_draw_at IS NULL THEN NULL
+               WHEN p_drawn_at IS NULL AND p_at < p_draw_at THEN 'entered'
+               WHEN p_drawn_at IS NULL THEN 'entries_closed'
+               WHEN raffle_waiting(p_coupon_id) > 0 THEN 'raffle_drawn'
+           END
+$$;
+
+-- The entries of a batch: each user not entered yet gets a row with its
+-- digest and ticket. Returns how many entered now (repeats change nothing).
+-- Runs under the coupon's row lock (claim_many), which also moves the count.
+CREATE FUNCTION raffle_enter(p_coupon_id bigint, p_users text[], p_at timestamptz)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    INSERT INTO raffle_entries (coupon_id, user_id, entrant, ticket, entered_at)
+    SELECT p_coupon_id, u.user_id, u.entrant, raffle_ticket(s.inner_key, s.outer_key, u.entrant),
+           p_at
+      FROM raffle_seeds AS s,
+           LATERAL (SELECT x.user_id, sha256(convert_to(x.user_id, 'UTF8')) AS entrant, x.ord
+                      FROM unnest(p_users) WITH ORDINALITY AS x(user_id, ord)) AS u
+     WHERE s.coupon_id = p_coupon_id
+     ORDER BY u.ord
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    IF v_count > 0 THEN
+        UPDATE coupons AS c SET draw_entries = c.draw_entries + v_count WHERE c.id = p_coupon_id;
+    END IF;
+    RETURN v_count;
+END
+$$;
+
+-- Events of a raffle's outcome (waitlisted, raffle_drawn), numbered as the
+-- claim triggers number theirs: the coupon's event_seq moved under its row
+-- lock (the caller holds it), one row per user (p_users NULL: one event
+-- naming nobody), p_data parallel.
+CREATE FUNCTION raffle_record(p_coupon_id bigint, p_name text, p_type text, p_users text[],
+                              p_data jsonb[], p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer := cardinality(p_data);
+    v_base bigint;
+    v_xid xid8;
+BEGIN
+    UPDATE coupons AS c
+       SET event_seq = c.event_seq + v_count,
+           event_xid = greatest(c.event_xid, pg_current_xact_id())
+     WHERE c.id = p_coupon_id
+    RETURNING c.event_seq - v_count, c.event_xid INTO v_base, v_xid;
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
+    SELECT v_xid, p_coupon_id, p_name, v_base + u.ord, p_type, p_users[u.ord], p_at, u.data
+      FROM unnest(p_data) WITH ORDINALITY AS u(data, ord);
+END
+$$;
+
+-- raffle_promote: units free after a draw go down the waitlist, in place
+-- order: a claim each (a hold when the coupon has holds), event data.reason
+-- 'waitlist_promoted'. Called wherever units come back, in that
+-- transaction, under the coupon's row lock: claim_many (releases, due
+-- holds), expire_holds (the sweep), change_coupon (a restock, a resume) and
+-- the draw's last step. Not while paused (a resume promotes), nor from
+-- ends_at on. Out: how many were promoted.
+CREATE FUNCTION raffle_promote(p_coupon_id bigint, p_at timestamptz)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    c coupons%ROWTYPE;
+    d raffle_draws%ROWTYPE;
+    v_users text[];
+    v_tickets bytea[];
+    v_entrants bytea[];
+    v_count integer;
+BEGIN
+    SELECT * INTO c FROM coupons AS k WHERE k.id = p_coupon_id;
+    IF c.drawn_at IS NULL OR c.remaining_amount = 0 OR NOT c.active
+       OR c.ends_at <= p_at THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO d FROM raffle_draws AS r WHERE r.coupon_id = p_coupon_id;
+    v_count := least(c.remaining_amount, d.entries - d.winners - d.promoted);
+    IF v_count <= 0 THEN
+        RETURN 0;
+    END IF;
+    SELECT array_agg(e.user_id ORDER BY e.ticket, e.entrant),
+           array_agg(e.ticket ORDER BY e.ticket, e.entrant),
+           array_agg(e.entrant ORDER BY e.ticket, e.entrant)
+      INTO v_users, v_tickets, v_entrants
+      FROM (SELECT x.user_id, x.ticket, x.entrant FROM raffle_entries AS x
+             WHERE x.coupon_id = p_coupon_id
+               AND (x.ticket, x.entrant) > (d.promote_ticket, d.promote_entrant)
+             ORDER BY x.ticket, x.entrant
+             LIMIT v_count) AS e;
+    v_count := coalesce(cardinality(v_users), 0);
+    IF v_count = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM raffle_grant(c, v_users, 'waitlist_promoted', p_at);
+    UPDATE raffle_draws AS r
+       SET promoted = r.promoted + v_count, promote_ticket = v_tickets[v_count],
+           promote_entrant = v_entrants[v_count]
+     WHERE r.coupon_id = p_coupon_id;
+    RETURN v_count;
+END
+$$;
+
+-- Claims for p_users (in order) granted by the raffle, a hold each when the
+-- coupon has holds; their claimed events say p_reason (claims_take_stock).
+CREATE FUNCTION raffle_grant(c coupons, p_users text[], p_reason text, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('flashsale.claim_reason', p_reason, true);
+    INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
+    SELECT c.id, c.name, u.user_id, p_at, p_at + make_interval(secs => c.hold_seconds)
+      FROM unnest(p_users) WITH ORDINALITY AS u(user_id, ord)
+     ORDER BY u.ord
+    ON CONFLICT DO NOTHING;
+    PERFORM set_config('flashsale.claim_reason', '', true);
+END
+$$;
+
+-- raffle_start_draws: the draw's freeze, by whichever instance gets there.
+-- Up to p_limit raffles due (draw_at passed by clock_timestamp(), not drawn
+-- yet), each FOR UPDATE SKIP LOCKED: a coupon whose batch or draw step holds
+-- the row is left to the next tick. The row's newest version (FOR UPDATE
+-- re-reads it) counts every entry committed before the lock; any batch after
+-- the lock decides at a later clock, past draw_at: entries_closed. A paused
+-- raffle whose draw has not started waits for its resume. Out: the raffles
+-- whose draw is to be stepped (started now, or earlier and unfinished: a
+-- crash resumes here). The primary key of raffle_draws starts a draw once.
+CREATE FUNCTION raffle_start_draws(p_limit integer)
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN
+        SELECT c.id, c.active, c.remaining_amount, c.draw_entries
+          FROM coupons AS c
+         WHERE c.allocation = 'raffle' AND c.drawn_at IS NULL AND c.draw_at <= clock_timestamp()
+         ORDER BY c.draw_at
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        IF v.active THEN
+            INSERT INTO raffle_draws (coupon_id, entries, winners)
+            VALUES (v.id, v.draw_entries, least(v.remaining_amount, v.draw_entries))
+            ON CONFLICT (coupon_id) DO NOTHING;
+        END IF;
+        IF EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = v.id) THEN
+            RETURN NEXT v.id;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- raffle_draw_step: the next p_chunk places of a started draw, in one
+-- short transaction (the caller's), under the coupon's row lock; progress in
+-- raffle_draws in the same transaction, so a crash between steps resumes at
+-- the next place and nobody is placed (or wins) twice. The progress row is
+-- read after the lock, in a statement of its own (READ COMMITTED: it sees
+-- every step committed before). Places 1..winners get claims (reason
+-- raffle_won), the others a waitlisted event with their place. The last
+-- step sets drawn_at (the seed is published from then), records one
+-- raffle_drawn event and hands units that came back meanwhile to the
+-- waitlist. Out: true when the draw is done (or there is none).
+CREATE FUNCTION raffle_draw_step(p_coupon_id bigint, p_chunk integer)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    c coupons%ROWTYPE;
+    d raffle_draws%ROWTYPE;
+    v_now timestamptz;
+    v_users text[];
+    v_tickets bytea[];
+    v_entrants bytea[];
+    v_count integer;
+    v_won integer;
+BEGIN
+    SELECT * INTO c FROM coupons AS k WHERE k.id = p_coupon_id FOR UPDATE;
+    SELECT * INTO d FROM raffle_draws AS r WHERE r.coupon_id = p_coupon_id;
+    IF c.id IS NULL OR d.coupon_id IS NULL OR d.finished_at IS NOT NULL THEN
+        RETURN true;
+    END IF;
+    v_now := clock_timestamp();
+    SELECT array_agg(e.user_id ORDER BY e.ticket, e.entrant),
+           array_agg(e.ticket ORDER BY e.ticket, e.entrant),
+           array_agg(e.entrant ORDER BY e.ticket, e.entrant)
+      INTO v_users, v_tickets, v_entrants
+      FROM (SELECT x.user_id, x.ticket, x.entrant FROM raffle_entries AS x
+             WHERE x.coupon_id = p_coupon_id
+               AND (x.ticket, x.entrant) > (d.last_ticket, d.last_entrant)
+             ORDER BY x.ticket, x.entrant
+             LIMIT p_chunk) AS e;
+    v_count := coalesce(cardinality(v_users), 0);
+    IF v_count > 0 THEN
+        UPDATE raffle_entries AS e SET place = d.placed + u.ord
+          FROM unnest(v_users) WITH ORDINALITY AS u(user_id, ord)
+         WHERE e.coupon_id = p_coupon_id AND e.user_id = u.user_id;
+        v_won := greatest(0, least(v_count, d.winners - d.placed));
+        IF v_won > 0 THEN
+            PERFORM raffle_grant(c, v_users[1:v_won], 'raffle_won', v_now);
+        END IF;
+        IF v_won < v_count THEN
+            PERFORM raffle_record(c.id, c.name, 'waitlisted', v_users[v_won + 1:v_count],
+                                  ARRAY(SELECT jsonb_build_object('place', d.placed + v_won + i)
+                                          FROM generate_series(1, v_count - v_won) AS i),
+                                  v_now);
+        END IF;
+        UPDATE raffle_draws AS r
+           SET placed = r.placed + v_count, last_ticket = v_tickets[v_count],
+               last_entrant = v_entrants[v_count],
+               promote_ticket = CASE WHEN v_won > 0 THEN v_tickets[v_won] ELSE r.promote_ticket END,
+               promote_entrant = CASE WHEN v_won > 0 THEN v_entrants[v_won]
+                                      ELSE r.promote_entrant END
+         WHERE r.coupon_id = p_coupon_id;
+        IF d.placed + v_count < d.entries THEN
+            RETURN false;
+        END IF;
+    END IF;
+    PERFORM raffle_finish(c, d, v_now);
+    RETURN true;
+END
+$$;
+
+-- The draw's last step (raffle_draw_step): the draw published and units
+-- returned meanwhile handed down the waitlist.
+CREATE FUNCTION raffle_finish(c coupons, d raffle_draws, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE raffle_draws AS r SET finished_at = p_at WHERE r.coupon_id = c.id;
+    UPDATE coupons AS k SET drawn_at = p_at WHERE k.id = c.id;
+    PERFORM raffle_record(c.id, c.name, 'raffle_drawn', NULL,
+                          ARRAY[jsonb_build_object(
+                              'entries', d.entries, 'winners', d.winners,
+                              'seed', (SELECT encode(s.seed, 'hex') FROM raffle_seeds AS s
+                                        WHERE s.coupon_id = c.id))],
+                          p_at);
+    PERFORM raffle_promote(c.id, p_at);
+END
+$$;
+
+-- change_raffle (PATCH allocation and draw_at): refused once anyone entered
+-- (raffle_entries_exist), or for a first-come coupon with claims; a raffle's
+-- seed is kept (p_seed is used only when it has none). Runs before
+-- change_coupon in the same transaction, under the coupon's row lock.
+-- Out: 'ok', 'coupon_not_found' or 'raffle_entries_exist' (a window CHECK
+-- failure raises: coupons_raffle_draw_at, coupons_draw_in_window).
+CREATE FUNCTION change_raffle(p_name text, p_allocation text, p_set_draw boolean,
+                              p_draw_at timestamptz, p_seed bytea)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    c coupons%ROWTYPE;
+    v_allocation text;
+BEGIN
+    SELECT * INTO c FROM coupons AS k WHERE k.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'coupon_not_found';
+    END IF;
+    IF c.draw_entries > 0 OR c.amount <> c.remaining_amount
+       OR EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = c.id) THEN
+        RETURN 'raffle_entries_exist';
+    END IF;
+    v_allocation := coalesce(p_allocation, c.allocation);
+    UPDATE coupons AS k
+       SET allocation = v_allocation,
+           draw_at = CASE WHEN v_allocation = 'first_come' THEN NULL
+                          WHEN p_set_draw THEN p_draw_at ELSE k.draw_at END,
+           draw_commitment = CASE WHEN v_allocation = 'raffle'
+                                  THEN raffle_keep_seed(k.id, p_seed) END
+     WHERE k.id = c.id;
+    RETURN 'ok';
+END
+$$;
+
+-- What a raffle's status shows beside coupon_status's: ended, paused and
+-- scheduled keep their precedence; then entries_open before draw_at,
+-- drawing until the draw's last step, drawn after it.
+CREATE FUNCTION raffle_status(p_status text, p_draw_at timestamptz, p_drawn_at timestamptz,
+                              p_at timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+               WHEN p_draw_at IS NULL OR p_status IN ('ended', 'paused', 'scheduled') THEN p_status
+               WHEN p_drawn_at IS NOT NULL THEN 'drawn'
+               WHEN p_draw_at <= p_at THEN 'drawing'
+               ELSE 'entries_open'
+           END
 $$;
 
 -- =========================================================================
@@ -243,6 +668,10 @@ CREATE INDEX claim_history_coupon_idx ON claim_history (coupon_id, id);
 -- fails the whole statement: an oversell becomes an error, never a row.
 CREATE FUNCTION claims_take_stock() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    -- Why the raffle granted these claims (raffle_draw_step, raffle_promote),
+    -- read once per statement; NULL for the claim path's claims.
+    v_reason text := nullif(current_setting('flashsale.claim_reason', true), '');
 BEGIN
     WITH n AS (
         SELECT coupon_id, count(*) AS taken, min(expires_at) AS first_expiry
@@ -257,10 +686,12 @@ BEGIN
          WHERE c.id = n.coupon_id
         RETURNING c.id, c.event_seq - n.taken AS base, c.event_xid AS xid
     )
-    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at)
+    INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
     SELECT m.xid, k.coupon_id, k.coupon_name,
            m.base + row_number() OVER (PARTITION BY k.coupon_id ORDER BY k.id),
-           'claimed', k.user_id, k.claimed_at
+           'claimed', k.user_id, k.claimed_at,
+           CASE WHEN v_reason IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('reason', v_reason) END
       FROM new_claims AS k
       JOIN moved AS m ON m.id = k.coupon_id;
     RETURN NULL;
@@ -543,9 +974,11 @@ BEGIN
                     WHEN r_holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
                     ELSE coalesce(r_refusal, 'sold_out') END AS outcome,
                CASE WHEN s.key IS NOT NULL THEN s.claimed_at
-                    WHEN g.user_id IS NOT NULL THEN r_claimed_at END AS claimed_at,
+                    WHEN g.user_id IS NOT NULL OR r_refusal = 'entered'
+                    THEN r_claimed_at END AS claimed_at,
                CASE WHEN s.key IS NOT NULL THEN s.expires_at
-                    WHEN g.user_id IS NOT NULL THEN r_expires_at END AS expires_at
+                    WHEN g.user_id IS NOT NULL OR r_refusal = 'entered'
+                    THEN r_expires_at END AS expires_at
           FROM unnest(p_users, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
           LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
           LEFT JOIN unnest(r_claimed) AS g(user_id) ON g.user_id = u.user_id
@@ -695,6 +1128,25 @@ BEGIN
     END IF;
 
     v_refusal := sale_refusal(c.starts_at, c.ends_at, c.active, v_now);
+    IF c.allocation = 'raffle' AND v_refusal IS NULL THEN
+        -- A raffle (0021): units that came back go down the waitlist first;
+        -- then before draw_at the batch enters (v_now is after the row lock,
+        -- the freeze's clock too: an entry is in the draw or refused), from
+        -- draw_at until the draw is done it is refused, and after it while
+        -- users wait. An empty waitlist leaves the claims to first come.
+        IF c.drawn_at IS NOT NULL AND raffle_promote(c.id, v_now) > 0 THEN
+            SELECT k.remaining_amount INTO v_remaining FROM coupons AS k WHERE k.id = c.id;
+        END IF;
+        v_refusal := raffle_refusal(c.id, c.draw_at, c.drawn_at, v_now);
+        IF v_refusal = 'entered' THEN
+            -- Every arrival hears 'entered' (a repeat too); expires_at
+            -- carries draw_at, the entry's answer.
+            PERFORM raffle_enter(c.id, p_users, v_now);
+            RETURN QUERY SELECT c.id, v_remaining, '{}'::text[], '{}'::text[], v_refusal,
+                                v_now, c.draw_at, v_released, v_redeemed;
+            RETURN;
+        END IF;
+    END IF;
     IF v_refusal IS NOT NULL THEN
         SELECT coalesce(array_agg(h.user_id), '{}') INTO v_holders
           FROM claims AS h
@@ -894,8 +1346,8 @@ BEGIN
         -- a data-modifying WITH exactly once, whatever the main query reads).
         INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
         SELECT p_scope, a.key, a.print, a.outcome,
-               CASE WHEN a.outcome = 'claimed' THEN r.claimed_at END,
-               CASE WHEN a.outcome = 'claimed' THEN r.expires_at END
+               CASE WHEN a.outcome IN ('claimed', 'entered') THEN r.claimed_at END,
+               CASE WHEN a.outcome IN ('claimed', 'entered') THEN r.expires_at END
           FROM arrival AS a
          WHERE a.key IS NOT NULL
          ORDER BY a.key
@@ -956,6 +1408,7 @@ BEGIN
      WHERE sale_refusal(c.starts_at, c.ends_at, c.active, v_now) IS NULL
        AND (c.holds_due_at IS NULL OR c.holds_due_at > v_now)
        AND c.remaining_amount >= p.n
+       AND c.allocation = 'first_come'  -- a raffle's part is claim_many's (0021)
        AND p.ord <> ALL (p_release_parts);
     RETURN QUERY
         WITH fast AS (
@@ -1018,7 +1471,9 @@ LANGUAGE sql STABLE AS $$
                        WHERE c.holds_due_at <= now()
                          AND d.coupon_id = c.id AND d.redeemed_at IS NULL
                          AND d.expires_at IS NOT NULL AND d.expires_at <= now()) AS remaining,
-               sale_refusal(c.starts_at, c.ends_at, c.active, now()) AS refusal
+               coalesce(sale_refusal(c.starts_at, c.ends_at, c.active, now()),
+                        nullif(raffle_refusal(c.id, c.draw_at, c.drawn_at, now()), 'entered'))
+                   AS refusal
           FROM coupons AS c WHERE c.name = p_coupon_name
     )
     SELECT u.ord::integer,
@@ -1117,6 +1572,7 @@ BEGIN
          FOR UPDATE SKIP LOCKED
     LOOP
         v_total := v_total + expire_coupon_holds(v_coupon, clock_timestamp());
+        PERFORM raffle_promote(v_coupon, clock_timestamp());  -- the units to the waitlist (0021)
     END LOOP;
     RETURN v_total;
 END
@@ -1128,11 +1584,20 @@ $$;
 CREATE VIEW coupon_state AS
 SELECT c.id, c.name, c.amount,
        c.remaining_amount + due.holds AS remaining_amount,
-       coupon_status(c.starts_at, c.ends_at, c.active, c.remaining_amount + due.holds, now())
-           AS status,
+       raffle_status(coupon_status(c.starts_at, c.ends_at, c.active,
+                                   c.remaining_amount + due.holds, now()),
+                     c.draw_at, c.drawn_at, now()) AS status,
        c.starts_at, c.ends_at, c.hold_seconds, c.active,
        (SELECT count(*)::integer FROM claims AS r
-         WHERE r.coupon_id = c.id AND r.redeemed_at IS NOT NULL) AS redeemed
+         WHERE r.coupon_id = c.id AND r.redeemed_at IS NOT NULL) AS redeemed,
+       c.allocation, c.draw_at, encode(c.draw_commitment, 'hex') AS draw_commitment,
+       (SELECT encode(s.seed, 'hex') FROM raffle_seeds AS s
+         WHERE c.drawn_at IS NOT NULL AND s.coupon_id = c.id) AS draw_seed,
+       CASE WHEN c.allocation = 'raffle' THEN c.draw_entries END AS entries,
+       (SELECT d.winners FROM raffle_draws AS d
+         WHERE c.drawn_at IS NOT NULL AND d.coupon_id = c.id) AS draw_winners,
+       (SELECT d.entries - d.winners - d.promoted FROM raffle_draws AS d
+         WHERE c.drawn_at IS NOT NULL AND d.coupon_id = c.id) AS waitlisted
   FROM coupons AS c
  CROSS JOIN LATERAL (SELECT count(*)::integer AS holds FROM claims AS d
                       WHERE c.holds_due_at <= now()
@@ -1171,8 +1636,9 @@ CREATE TABLE events (
     data        jsonb       NOT NULL DEFAULT '{}',
     -- No foreign key: events outlive their coupon (like claim_history).
     CONSTRAINT events_pkey PRIMARY KEY (coupon_id, seq),
-    CONSTRAINT events_type CHECK (type IN ('coupon_created', 'coupon_changed', 'claimed',
-                                           'released', 'expired', 'redeemed'))
+    CONSTRAINT events_type CHECK (
+        type IN ('coupon_created', 'coupon_changed', 'claimed', 'released', 'expired', 'redeemed',
+                 'waitlisted', 'raffle_drawn'))
 );
 
 -- The global feed's keyset. Only these two indexes: every claim writes a row.
@@ -1214,6 +1680,11 @@ BEGIN
            jsonb_build_object('amount', n.amount, 'remaining_amount', n.remaining_amount,
                               'starts_at', n.starts_at, 'ends_at', n.ends_at,
                               'active', n.active, 'hold_seconds', n.hold_seconds)
+           -- A raffle's event says so (0021); a first-come one's is as before.
+           || CASE WHEN n.allocation = 'raffle'
+                   THEN jsonb_build_object('allocation', n.allocation, 'draw_at', n.draw_at,
+                                           'draw_commitment', encode(n.draw_commitment, 'hex'))
+                   ELSE '{}'::jsonb END
            || event_actor_data()
       FROM new_coupons AS n;
     RETURN NULL;
@@ -1252,6 +1723,12 @@ BEGIN
     IF NEW.hold_seconds IS DISTINCT FROM OLD.hold_seconds THEN
         v_data := v_data || jsonb_build_object('hold_seconds', NEW.hold_seconds);
     END IF;
+    IF NEW.allocation IS DISTINCT FROM OLD.allocation THEN
+        v_data := v_data || jsonb_build_object('allocation', NEW.allocation);
+    END IF;
+    IF NEW.draw_at IS DISTINCT FROM OLD.draw_at THEN
+        v_data := v_data || jsonb_build_object('draw_at', NEW.draw_at);
+    END IF;
     NEW.event_seq := NEW.event_seq + 1;
     NEW.event_xid := greatest(NEW.event_xid, pg_current_xact_id());
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, at, data)
@@ -1268,7 +1745,9 @@ CREATE TRIGGER coupons_record_change
           OR NEW.starts_at IS DISTINCT FROM OLD.starts_at
           OR NEW.ends_at IS DISTINCT FROM OLD.ends_at
           OR NEW.active IS DISTINCT FROM OLD.active
-          OR NEW.hold_seconds IS DISTINCT FROM OLD.hold_seconds)
+          OR NEW.hold_seconds IS DISTINCT FROM OLD.hold_seconds
+          OR NEW.allocation IS DISTINCT FROM OLD.allocation
+          OR NEW.draw_at IS DISTINCT FROM OLD.draw_at)
     EXECUTE FUNCTION coupons_record_change();
 
 -- Redemptions: the rows whose redeemed_at went from NULL to a time (claims
@@ -1338,7 +1817,8 @@ CREATE TABLE webhooks (
     changed_at            timestamptz,
     CONSTRAINT webhooks_events_known CHECK (
         events <@ ARRAY['coupon_created', 'coupon_changed', 'claimed', 'released', 'expired',
-                        'redeemed']::text[] AND cardinality(events) > 0)
+                        'redeemed', 'waitlisted', 'raffle_drawn']::text[]
+        AND cardinality(events) > 0)
 );
 
 CREATE TABLE webhook_streams (
