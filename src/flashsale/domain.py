@@ -16,6 +16,12 @@ class ClaimOutcome(StrEnum):
     SALE_ENDED = "sale_ended"
     PAUSED = "paused"
     KEY_REUSED = "idempotency_key_reused"  # the claim's key came with another request
+    # A raffle's answers (issue 27): an entry recorded (the decision's
+    # expires_at is the draw time), entries closed until the draw is done,
+    # and after it, a claim refused while users wait.
+    ENTERED = "entered"
+    ENTRIES_CLOSED = "entries_closed"
+    RAFFLE_DRAWN = "raffle_drawn"
 
 
 class ReleaseOutcome(StrEnum):
@@ -119,6 +125,30 @@ class DestinationRefused(DomainError):
     code = "destination_refused"
 
 
+class EntriesClosed(DomainError):
+    code = "entries_closed"
+
+
+class RaffleDrawn(DomainError):
+    code = "raffle_drawn"
+
+
+class RaffleNeedsIdentities(DomainError):
+    """A raffle is only as fair as its entrants are real: not with CLAIM_AUTH=open."""
+
+    code = "raffle_needs_identities"
+
+
+class RaffleEntriesExist(DomainError):
+    """allocation and draw_at are fixed once anyone entered (or claimed)."""
+
+    code = "raffle_entries_exist"
+
+
+class InvalidDrawAt(DomainError):
+    code = "invalid_draw_at"
+
+
 class InvalidCoupon(DomainError):
     """A coupon's fields that only the database can judge (ends_at in the
     past by its clock, a window whose end would precede its start)."""
@@ -219,7 +249,19 @@ _REFUSALS: dict[ClaimOutcome, tuple[type[DomainError], str]] = {
     ClaimOutcome.PAUSED: (Paused, "the sale of coupon {coupon!r} is paused"),
     ClaimOutcome.NOT_FOUND: (CouponNotFound, "coupon {coupon!r} does not exist"),
     ClaimOutcome.KEY_REUSED: (IdempotencyKeyReused, KEY_REUSED),
+    ClaimOutcome.ENTRIES_CLOSED: (
+        EntriesClosed,
+        "the entries of raffle {coupon!r} are closed: the draw is under way",
+    ),
+    ClaimOutcome.RAFFLE_DRAWN: (
+        RaffleDrawn,
+        "raffle {coupon!r} was drawn: its units go down the waitlist",
+    ),
 }
+
+# Decisions that carry the batch's times: a grant (claimed_at, expires_at)
+# and an entry (entered at, the draw time).
+TIMED = frozenset({ClaimOutcome.CLAIMED, ClaimOutcome.ENTERED})
 
 
 def raise_for_outcome(outcome: ClaimOutcome, *, coupon_name: str, user_id: str) -> None:

@@ -15,7 +15,7 @@ from litestar import Litestar
 
 from flashsale.claims.counted import CountedClaims
 from flashsale.claims.engine import create_claim_engine
-from flashsale.config import Settings, WebhookDelivery, load_settings
+from flashsale.config import ClaimAuth, Settings, WebhookDelivery, load_settings
 from flashsale.delivery.addresses import AddressPolicy
 from flashsale.delivery.destinations import Destinations
 from flashsale.delivery.sender import HttpSender
@@ -26,6 +26,7 @@ from flashsale.metrics import Metrics, forget_this_process, get_metrics
 from flashsale.service.coupons import CouponService
 from flashsale.service.dashboard import DashboardFeed
 from flashsale.service.delivery import Batching, WebhookDeliverer
+from flashsale.service.draws import Drawer
 from flashsale.service.event_feed import EventFeed
 from flashsale.service.events import EventReads
 from flashsale.service.expiry import HoldExpirer
@@ -98,7 +99,11 @@ def _services(
     timeout = settings.request_timeout
     return Services(
         coupons=CouponService(
-            store, claims, request_timeout=timeout, on_event=get_metrics().count_claim_event
+            store,
+            claims,
+            request_timeout=timeout,
+            on_event=get_metrics().count_claim_event,
+            identified=settings.claim_auth is not ClaimAuth.OPEN,
         ),
         reads=CouponReads(reads, request_timeout=timeout),
         dashboard=DashboardFeed(reads),
@@ -120,6 +125,7 @@ class _Background:
     purge: KeyPurge
     expirer: HoldExpirer
     sampler: asyncio.Task[None]
+    drawer: Drawer
 
     @classmethod
     def started(
@@ -137,11 +143,15 @@ class _Background:
         # Idempotency keys past IDEMPOTENCY_TTL go in the background (SKIP LOCKED batches).
         purge = KeyPurge(store, ttl=settings.idempotency_ttl)
         purge.start()
-        return cls(purge, expirer, sampler)
+        # Raffles draw at draw_at with no request needed (exactly once in SQL).
+        drawer = Drawer(store)
+        drawer.start()
+        return cls(purge, expirer, sampler, drawer)
 
     async def close(self) -> None:
         await self.purge.close()
         await self.expirer.close()
+        await self.drawer.close()
         self.sampler.cancel()
         with suppress(asyncio.CancelledError):
             await self.sampler

@@ -11,6 +11,8 @@ from tests.support.api import Client
 CLAIM_CONFLICTS = {
     "already_claimed",
     "sold_out",
+    "entries_closed",
+    "raffle_drawn",
     "not_started",
     "sale_ended",
     "paused",

@@ -53,4 +53,17 @@ def sale_fields(status: str = "active", redeemed: int = 0) -> dict[str, object]:
         "ends_at": None,
         "hold_seconds": None,
         "redeemed": redeemed,
+        **FIRST_COME,
     }
+
+
+# A first-come coupon's raffle fields (issue 27).
+FIRST_COME: dict[str, object] = {
+    "allocation": "first_come",
+    "draw_at": None,
+    "draw_commitment": None,
+    "draw_seed": None,
+    "entries": None,
+    "draw_winners": None,
+    "waitlisted": None,
+}

@@ -52,6 +52,7 @@ from flashsale.claims.ports import (
 )
 from flashsale.domain import (
     REFUSED,
+    TIMED,
     Caller,
     ClaimDecision,
     ClaimOutcome,
@@ -191,10 +192,7 @@ class BatchedClaims:
     ) -> list[_Decided]:
         """Each arrival's answer from its coupon's decided batch, in order."""
         self._note_stock(coupon_name, result.coupon_id, result.remaining, releases)
-        granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
-        claims = iter(
-            [granted if o is ClaimOutcome.CLAIMED else REFUSED[o] for o in result.outcomes]
-        )
+        claims = iter([_decision(o, result) for o in result.outcomes])
         released = iter(result.releases)
         return [next(claims) if isinstance(item, str) else next(released) for item in work]
 
@@ -216,12 +214,11 @@ class BatchedClaims:
             release_actors=[item.actor for item in releases],
         )
         self._note_stock(coupon_name, result.coupon_id, result.remaining, released_users)
-        granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
         # Empty when this call had no key after all (a later round of unkeyed repeats).
         keyed_claims = result.keyed_claims or [None] * len(result.outcomes)
         keyed_releases = result.keyed_releases or [None] * len(result.releases)
         decisions = iter(
-            keyed or (granted if outcome is ClaimOutcome.CLAIMED else REFUSED[outcome])
+            keyed or _decision(outcome, result)
             for outcome, keyed in zip(result.outcomes, keyed_claims, strict=True)
         )
         backs = iter(
@@ -270,6 +267,14 @@ class BatchedClaims:
         await asyncio.sleep(0)  # the released waiters join the lane before it drains
         await self._claim_lane.close()
         await self._sold_out_lane.close()
+
+
+def _decision(outcome: ClaimOutcome, result: BatchResult) -> ClaimDecision:
+    """An arrival's decision: a grant or an entry with the batch's times, a
+    shared refusal otherwise (none allocated on the hot path)."""
+    if outcome in TIMED:
+        return ClaimDecision(outcome, result.claimed_at, result.expires_at)
+    return REFUSED[outcome]
 
 
 def _part(coupon_name: str, work: Sequence[_Work]) -> CouponPart:

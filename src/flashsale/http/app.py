@@ -27,6 +27,7 @@ from flashsale.http.metrics import metrics_endpoint
 from flashsale.http.observability import RequestObserver
 from flashsale.http.openapi import complete_schema
 from flashsale.http.paths import RawUserPaths
+from flashsale.http.raffles import RAFFLE_HANDLERS
 from flashsale.http.requests import MAX_BODY_BYTES
 from flashsale.http.spool import Spools
 from flashsale.http.streams import StreamGate
@@ -66,6 +67,7 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
         route_handlers=[
             CouponController,
             *CLAIM_HANDLERS,
+            *RAFFLE_HANDLERS,
             *USER_HANDLERS,
             WebhookController,
             *EVENT_HANDLERS,

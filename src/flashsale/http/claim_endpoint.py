@@ -43,6 +43,7 @@ from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.status_codes import (
     HTTP_200_OK,
+    HTTP_202_ACCEPTED,
     HTTP_204_NO_CONTENT,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
@@ -90,7 +91,13 @@ from flashsale.http.idempotency import raw_path as request_path
 from flashsale.http.limits import ClaimLimits
 from flashsale.http.paths import encoded_path
 from flashsale.http.requests import CLAIM, CLAIM_KEYS, OWN_CLAIM, decode_json, receive_json_body
-from flashsale.http.schemas import ClaimRequest, ClaimResponse, ErrorResponse, OwnClaimRequest
+from flashsale.http.schemas import (
+    ClaimRequest,
+    ClaimResponse,
+    EnteredResponse,
+    ErrorResponse,
+    OwnClaimRequest,
+)
 from flashsale.service.ports import Answer as StoredAnswer
 
 Headers = list[tuple[bytes, bytes]]
@@ -271,6 +278,9 @@ def _error_answer(error: DomainError | RequestError) -> Answer:
 
 def claim_answer(data: ClaimRequest, decision: ClaimDecision) -> Answer:
     """A claim's answer from its decision (http/idempotency.decided)."""
+    if decision.outcome is ClaimOutcome.ENTERED:
+        entered = StoredAnswer(HTTP_202_ACCEPTED, _entered(data, decision), decision.replayed)
+        return _with_replayed(entered, _JSON_HEADERS)
     if decision.outcome is ClaimOutcome.CLAIMED and not decision.replayed:
         # decided()'s own answer for a new grant, without its closures: the
         # same struct and encoder, so the same bytes as every replay of it.
@@ -295,6 +305,17 @@ def _granted(data: ClaimRequest, decision: ClaimDecision) -> bytes:
             coupon_name=data.coupon_name,
             claimed_at=decision.claimed_at,
             expires_at=decision.expires_at,
+        )
+    )
+
+
+def _entered(data: ClaimRequest, decision: ClaimDecision) -> bytes:
+    """A raffle's entry (202), the same bytes on every repeat: the decision's
+    expires_at is the draw time (domain.ClaimOutcome)."""
+    assert decision.expires_at is not None
+    return _ENCODER.encode(
+        EnteredResponse(
+            user_id=data.user_id, coupon_name=data.coupon_name, draw_at=decision.expires_at
         )
     )
 

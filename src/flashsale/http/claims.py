@@ -35,10 +35,12 @@ from flashsale.http.openapi import (
     BODY_FAILURES,
     CLAIM_NOT_FOUND,
     COUPON_NOT_FOUND,
+    ENTRIES_CLOSED,
     FORBIDDEN,
     INVALID_REQUEST,
     NOT_STARTED,
     PAUSED,
+    RAFFLE_DRAWN,
     SALE_ENDED,
     SERVICE_UNAVAILABLE,
     SOLD_OUT,
@@ -63,8 +65,10 @@ from flashsale.http.schemas import (
     ClaimRequest,
     ClaimResponse,
     ClaimsPageResponse,
+    EnteredResponse,
+    EntryBody,
 )
-from flashsale.service.ports import ClaimView
+from flashsale.service.ports import ClaimView, EntryView
 
 CLAIM_PATH = "/api/coupons/claim"
 CEILING_PATH = "/bench/claim-ceiling"  # flashsale bench only: a claim minus the database
@@ -84,13 +88,18 @@ RELEASE_TEMPLATE = "/api/coupons/{name}/claims/{user_id}"  # as Litestar's route
         NOT_STARTED,
         SALE_ENDED,
         PAUSED,
+        ENTRIES_CLOSED,
+        RAFFLE_DRAWN,
         SERVICE_UNAVAILABLE,
         UNAUTHORIZED,
         FORBIDDEN,
         body=ClaimRequest,
         keyed=True,
         optional_auth=True,
-        responses={200: ResponseSpec(ClaimResponse, description="claimed, and committed")},
+        responses={
+            200: ResponseSpec(ClaimResponse, description="claimed, and committed"),
+            202: ResponseSpec(EnteredResponse, description="a raffle's entry, committed"),
+        },
     ),
 )
 async def claim_coupon() -> Response[Any]:
@@ -164,7 +173,7 @@ def claim_key(name: str, user_id: str) -> tuple[str, str]:
 
 @get(
     ONE_CLAIM,
-    summary="One user's live claim on a coupon (held or redeemed)",
+    summary="One user's live claim on a coupon (held or redeemed), or a raffle entrant's place",
     tags=["claims"],
     **documented(
         COUPON_NOT_FOUND,
@@ -175,10 +184,16 @@ def claim_key(name: str, user_id: str) -> tuple[str, str]:
         optional_auth=True,
     ),
 )
-async def read_claim(request: AnyRequest, state: State, name: str, user_id: str) -> ClaimBody:
+async def read_claim(
+    request: AnyRequest, state: State, name: str, user_id: str
+) -> ClaimBody | EntryBody:
+    """A raffle's entrant without a claim: ``entered`` before the draw is
+    done, ``waitlisted`` with its place after it."""
     coupon_name, user = claim_key(name, user_id)
     require_reader_of(connection_caller(request), access_of(state), user)
     claim = await services_of(state).reads.claim(coupon_name=coupon_name, user_id=user)
+    if isinstance(claim, EntryView):
+        return EntryBody(claim.user_id, claim.coupon_name, claim.status, claim.place)
     return claim_body(claim)
 
 

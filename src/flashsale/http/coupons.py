@@ -25,7 +25,10 @@ from flashsale.http.openapi import (
     BODY_FAILURES,
     COUPON_EXISTS,
     COUPON_NOT_FOUND,
+    INVALID_DRAW_AT,
     INVALID_REQUEST,
+    RAFFLE_ENTRIES_EXIST,
+    RAFFLE_NEEDS_IDENTITIES,
     SERVICE_UNAVAILABLE,
     documented,
 )
@@ -76,6 +79,8 @@ class CouponController(Resource):
         **admin_only(
             *BODY_FAILURES,
             COUPON_EXISTS,
+            INVALID_DRAW_AT,
+            RAFFLE_NEEDS_IDENTITIES,
             SERVICE_UNAVAILABLE,
             body=CreateCouponRequest,
             keyed=True,
@@ -86,7 +91,10 @@ class CouponController(Resource):
         data = await decode_body(request, CREATE_COUPON)
         check_window(data.starts_at, data.ends_at)
         key = await request_key(request, idempotency.CREATE_COUPON)
-        coupon = NewCoupon(data.name, data.amount, data.starts_at, data.ends_at, data.hold_seconds)
+        coupon = NewCoupon(
+            *(data.name, data.amount, data.starts_at, data.ends_at, data.hold_seconds),
+            *(data.allocation, data.draw_at),
+        )
         coupons = services_of(request.app.state).coupons
         actor = request_caller(request)
         return await respond(
@@ -103,6 +111,9 @@ class CouponController(Resource):
             *BODY_FAILURES,
             COUPON_NOT_FOUND,
             AMOUNT_BELOW_CLAIMED,
+            INVALID_DRAW_AT,
+            RAFFLE_NEEDS_IDENTITIES,
+            RAFFLE_ENTRIES_EXIST,
             SERVICE_UNAVAILABLE,
             body=ChangeCouponRequest,
             keyed=True,
@@ -125,6 +136,8 @@ class CouponController(Resource):
             starts_at=starts,
             ends_at=ends,
             hold_seconds=_or_keep(data.hold_seconds),
+            allocation=None if data.allocation is msgspec.UNSET else data.allocation,
+            draw_at=KEEP if data.draw_at is msgspec.UNSET else data.draw_at,
         )
         coupons = services_of(request.app.state).coupons
         actor = request_caller(request)
@@ -205,7 +218,10 @@ def _item_fields(
 
 
 _HEAD = ("name", "amount", "remaining_amount")
-_TAIL = ("status", "starts_at", "ends_at", "hold_seconds", "redeemed")
+_TAIL = (
+    *("status", "starts_at", "ends_at", "hold_seconds", "redeemed", "allocation", "draw_at"),
+    *("draw_commitment", "draw_seed", "entries", "draw_winners", "waitlisted"),
+)
 
 
 def _head(snapshot: CouponSnapshot) -> bytes:

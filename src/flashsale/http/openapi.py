@@ -70,6 +70,21 @@ SOLD_OUT = Failure(409, "sold_out", "no stock left")
 NOT_STARTED = Failure(409, "not_started", "the sale's window has not opened yet")
 SALE_ENDED = Failure(409, "sale_ended", "the sale's window has closed (at or after ends_at)")
 PAUSED = Failure(409, "paused", "the sale is paused")
+ENTRIES_CLOSED = Failure(
+    409, "entries_closed", "a raffle past draw_at whose draw is not done yet (docs/raffle.md)"
+)
+RAFFLE_DRAWN = Failure(
+    409, "raffle_drawn", "the raffle was drawn and users still wait: units go down the waitlist"
+)
+RAFFLE_NEEDS_IDENTITIES = Failure(
+    409, "raffle_needs_identities", "a raffle needs identified entrants (not CLAIM_AUTH=open)"
+)
+RAFFLE_ENTRIES_EXIST = Failure(
+    409, "raffle_entries_exist", "allocation and draw_at are fixed once anyone entered"
+)
+INVALID_DRAW_AT = Failure(
+    400, "invalid_draw_at", "draw_at missing for a raffle, in the past or outside the window"
+)
 CLAIM_NOT_FOUND = Failure(
     404,
     "claim_not_found",

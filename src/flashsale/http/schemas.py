@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from flashsale.service import ports as service_ports
+
 # ASCII letters, digits, "_", "-", "." - safe in a URL path segment as is.
 CouponName = Annotated[
     str,
@@ -58,6 +60,9 @@ HoldSeconds = Annotated[
 ]
 
 
+Allocation = Literal["first_come", "raffle"]
+
+
 class Body(msgspec.Struct):
     """Base of every request and response body."""
 
@@ -74,6 +79,9 @@ class CreateCouponRequest(AdminBody):
     starts_at: Timestamp | None = None
     ends_at: Timestamp | None = None
     hold_seconds: HoldSeconds | None = None
+    # A raffle (issue 27): entries until draw_at, then one draw anyone can check.
+    allocation: Allocation = "first_come"
+    draw_at: Timestamp | None = None
 
 
 class ChangeCouponRequest(AdminBody):
@@ -85,6 +93,8 @@ class ChangeCouponRequest(AdminBody):
     ends_at: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
     hold_seconds: HoldSeconds | msgspec.UnsetType | None = msgspec.UNSET
+    allocation: Allocation | msgspec.UnsetType = msgspec.UNSET  # until the first entry
+    draw_at: Timestamp | msgspec.UnsetType = msgspec.UNSET
 
 
 class ClaimRequest(Body):
@@ -100,7 +110,9 @@ class OwnClaimRequest(Body):
     user_id: UserId | None = None
 
 
-CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
+CouponStatus = Literal[
+    "scheduled", "active", "paused", "sold_out", "ended", "entries_open", "drawing", "drawn"
+]
 
 
 class CouponResponse(Body):
@@ -113,6 +125,14 @@ class CouponResponse(Body):
     ends_at: datetime | None
     hold_seconds: int | None
     redeemed: int
+    # A raffle's (null or first_come otherwise): docs/raffle.md.
+    allocation: str
+    draw_at: datetime | None
+    draw_commitment: str | None  # hex SHA-256 of the seed, from creation
+    draw_seed: str | None  # hex, once drawn
+    entries: int | None
+    draw_winners: int | None
+    waitlisted: int | None
 
 
 class ClaimResponse(Body):
@@ -132,6 +152,34 @@ class ClaimBody(Body):
     claimed_at: datetime
     expires_at: datetime | None
     redeemed_at: datetime | None
+
+
+class EnteredResponse(Body):
+    """A raffle's entry (202): the same answer however often it is sent."""
+
+    user_id: str
+    coupon_name: str
+    draw_at: datetime
+    message: str = "entered the raffle"
+
+
+class EntryBody(Body):
+    """A raffle entrant without a claim: entered (before the draw) or waitlisted."""
+
+    user_id: str
+    coupon_name: str
+    status: Literal["entered", "waitlisted"]
+    place: int | None
+
+
+class EntryItem(Body):
+    entrant: str  # hex SHA-256 of the user id in UTF-8
+    place: int | None  # null until the draw is done
+
+
+class EntriesPageResponse(Body):
+    entries: list[EntryItem]
+    next: str | None
 
 
 class UserClaimsPageResponse(Body):
@@ -173,6 +221,14 @@ class CouponItem(Body):
     ends_at: datetime | None
     hold_seconds: int | None
     redeemed: int
+    # A raffle's (null or first_come otherwise): docs/raffle.md.
+    allocation: str
+    draw_at: datetime | None
+    draw_commitment: str | None  # hex SHA-256 of the seed, from creation
+    draw_seed: str | None  # hex, once drawn
+    entries: int | None
+    draw_winners: int | None
+    waitlisted: int | None
 
 
 class CouponsPageResponse(Body):
@@ -180,9 +236,8 @@ class CouponsPageResponse(Body):
     next: str | None
 
 
-EventType = Literal[
-    "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed"
-]
+# The event types (one list: the use cases' and the API's).
+EventType = service_ports.EventType
 
 
 class EventBody(Body):

@@ -3,10 +3,19 @@ redeem a claim, and the health check."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
+from dataclasses import replace
 
 from flashsale.claims.ports import ClaimStrategy, Key
-from flashsale.domain import Caller, ClaimDecision, ReleaseDecision, ReleaseOutcome
+from flashsale.domain import (
+    Caller,
+    ClaimDecision,
+    InvalidDrawAt,
+    RaffleNeedsIdentities,
+    ReleaseDecision,
+    ReleaseOutcome,
+)
 from flashsale.service.deadline import deadline
 from flashsale.service.ports import (
     Answer,
@@ -20,6 +29,8 @@ from flashsale.service.ports import (
 
 Actor = Caller | None  # who makes an admin change (recorded in its event)
 HEALTH_TIMEOUT = 2.0  # a health check must answer before a load balancer gives up
+RAFFLE = "raffle"
+SEED_BYTES = 32  # the draw's secret (draw_rule.py): drawn here, committed at creation
 
 
 class CouponService:
@@ -30,7 +41,9 @@ class CouponService:
         *,
         request_timeout: float = 10.0,
         on_event: Callable[[str, int], None] | None = None,  # ("released"|"redeemed", n)
+        identified: bool = True,  # whether claims come from identified users (not CLAIM_AUTH=open)
     ) -> None:
+        self._identified = identified
         self._store = store
         self._claims = claims
         self.request_timeout = request_timeout
@@ -40,9 +53,23 @@ class CouponService:
         self, coupon: NewCoupon, once: Once[CouponState] | None = None, *, actor: Actor = None
     ) -> CouponState | Answer:
         """``once``: under an Idempotency-Key (CouponWriter says how);
-        ``actor``: who creates it, recorded in its event."""
+        ``actor``: who creates it, recorded in its event. A raffle gets its
+        secret seed here (stored with the coupon, in its transaction)."""
+        if coupon.allocation == RAFFLE:
+            self._check_raffle(coupon.draw_at is not None)
+            coupon = replace(coupon, seed=secrets.token_bytes(SEED_BYTES))
+        elif coupon.draw_at is not None:
+            raise InvalidDrawAt("draw_at is for a raffle (allocation: raffle)")
         async with deadline(self.request_timeout):
             return await self._store.create_coupon(coupon, once, actor=actor)
+
+    def _check_raffle(self, has_draw_at: bool) -> None:
+        if not self._identified:
+            raise RaffleNeedsIdentities(
+                "a raffle needs identified entrants: CLAIM_AUTH=open lets anyone enter as anyone"
+            )
+        if not has_draw_at:
+            raise InvalidDrawAt("a raffle needs draw_at")
 
     async def change_coupon(
         self,
@@ -52,7 +79,11 @@ class CouponService:
         *,
         actor: Actor = None,
     ) -> CouponState | Answer:
-        """A restock or cut, a new window, a pause or resume, a new hold."""
+        """A restock or cut, a new window, a pause or resume, a new hold; a
+        raffle's allocation or draw_at, until the first entry."""
+        if change.allocation == RAFFLE:
+            self._check_raffle(True)  # change_raffle's CHECK wants draw_at
+            change = replace(change, seed=secrets.token_bytes(SEED_BYTES))
         async with deadline(self.request_timeout):
             return await self._store.change_coupon(name, change, once, actor=actor)
 

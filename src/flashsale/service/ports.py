@@ -12,10 +12,19 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 from flashsale.domain import Caller, DomainError, IdempotencyKey
 
-CouponStatus = Literal["scheduled", "active", "paused", "sold_out", "ended"]
+CouponStatus = Literal[
+    "scheduled", "active", "paused", "sold_out", "ended", "entries_open", "drawing", "drawn"
+]
 ClaimStatus = Literal["held", "redeemed"]
 EventType = Literal[
-    "coupon_created", "coupon_changed", "claimed", "released", "expired", "redeemed"
+    "coupon_created",
+    "coupon_changed",
+    "claimed",
+    "released",
+    "expired",
+    "redeemed",
+    "waitlisted",
+    "raffle_drawn",
 ]
 
 
@@ -32,6 +41,14 @@ class CouponState:
     ends_at: datetime | None
     hold_seconds: int | None
     redeemed: int
+    # A raffle's (issue 27); a first-come coupon's are first_come and None.
+    allocation: str = "first_come"
+    draw_at: datetime | None = None
+    draw_commitment: str | None = None
+    draw_seed: str | None = None
+    entries: int | None = None
+    draw_winners: int | None = None
+    waitlisted: int | None = None
 
 
 CouponHeader = CouponState  # the head of a streamed read
@@ -47,6 +64,26 @@ class NewCoupon:
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     hold_seconds: int | None = None
+    allocation: str = "first_come"
+    draw_at: datetime | None = None
+    seed: bytes | None = None  # a raffle's secret 32 bytes (the service draws them)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    """A raffle entrant who holds no claim: entered before the draw,
+    waitlisted (with its 1-based place) after it."""
+
+    user_id: str
+    coupon_name: str
+    status: Literal["entered", "waitlisted"]
+    place: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    entrant: bytes
+    place: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +115,9 @@ class CouponChange:
     starts_at: datetime | Keep | None = KEEP
     ends_at: datetime | Keep | None = KEEP
     hold_seconds: int | Keep | None = KEEP
+    allocation: str | None = None  # None keeps it
+    draw_at: datetime | Keep = KEEP
+    seed: bytes | None = None  # for a change to raffle (a raffle keeps its seed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +303,15 @@ class CouponReader(Protocol):
     async def coupons_page(self, *, after: str, limit: int) -> list[CouponStock]:
         """Up to ``limit`` coupons named after ``after``, by name."""
 
-    async def find_claim(self, *, coupon_name: str, user_id: str) -> ClaimView | None:
-        """The user's live claim; None when there is none; CouponNotFound."""
+    async def find_claim(self, *, coupon_name: str, user_id: str) -> ClaimView | EntryView | None:
+        """The user's live claim, else a raffle entrant's entry (entered or
+        waitlisted); None when there is neither; CouponNotFound."""
+
+    async def entries_page(
+        self, name: str, *, after: bytes | None, limit: int
+    ) -> list[EntryRow] | None:
+        """Up to ``limit`` raffle entrants after entrant ``after``: by entrant
+        until the draw is done, then in draw order with places; None: no such coupon."""
 
     async def user_claims_page(self, user_id: str, *, before: int, limit: int) -> list[ClaimView]:
         """Up to ``limit`` of the user's live claims with ids below ``before``, newest first."""

@@ -16,6 +16,8 @@ from flashsale.service.ports import (
     CouponReader,
     CouponSnapshot,
     CouponStock,
+    EntryRow,
+    EntryView,
 )
 
 
@@ -29,6 +31,12 @@ class ClaimsPage:
 class CouponsPage:
     coupons: list[CouponStock]
     next_after: str | None  # coupon name to continue after; None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesPage:
+    entries: list[EntryRow]
+    next_after: bytes | None  # entrant to continue after; None on the last page
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +85,14 @@ class CouponReads:
             rows = await self._reader.coupons_page(after=after, limit=limit + 1)
         return CouponsPage(*one_page(rows, limit, lambda row: row.name))
 
-    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimView:
+    async def entries_page(self, name: str, *, after: bytes | None, limit: int) -> EntriesPage:
+        async with deadline(self.request_timeout):
+            rows = await self._reader.entries_page(name, after=after, limit=limit + 1)
+        if rows is None:
+            raise CouponNotFound(f"coupon {name!r} does not exist")
+        return EntriesPage(*one_page(rows, limit, lambda row: row.entrant))
+
+    async def claim(self, *, coupon_name: str, user_id: str) -> ClaimView | EntryView:
         """The user's live claim; ClaimNotFound (an expired or released hold
         is gone) or CouponNotFound otherwise."""
         async with deadline(self.request_timeout):

@@ -45,6 +45,10 @@ async def drop_database(server_url: str, url: str) -> None:
     await _run_on_server(server_url, sql)
 
 
+# create_coupon's last arguments for a first-come coupon: allocation, draw_at, seed.
+_FIRST_COME = ("first_come", None, None)
+
+
 async def seed_coupon(
     url: str, name: str, amount: int, *, claims: int = 0, hold_seconds: int | None = None
 ) -> None:
@@ -52,7 +56,9 @@ async def seed_coupon(
     (holds, when ``hold_seconds`` is set)."""
     connection = await asyncpg.connect(url)
     try:
-        await connection.execute(query("create_coupon"), name, amount, None, None, hold_seconds)
+        await connection.execute(
+            query("create_coupon"), name, amount, None, None, hold_seconds, *_FIRST_COME
+        )
         if claims:
             await connection.execute(admin_query("seed_claims"), name, claims)
             await connection.execute(admin_query("analyze_claims"))
@@ -64,7 +70,7 @@ async def seed_coupons(url: str, names: list[str], amount: int) -> None:
     """Coupons of ``amount`` each, one per name, over one connection."""
     connection = await asyncpg.connect(url)
     try:
-        arguments = [(name, amount, None, None, None) for name in names]
+        arguments = [(name, amount, None, None, None, *_FIRST_COME) for name in names]
         await connection.executemany(query("create_coupon"), arguments)
     finally:
         await connection.close()

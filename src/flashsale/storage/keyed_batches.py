@@ -22,6 +22,7 @@ import asyncpg
 from flashsale.claims.ports import BatchResult, Key
 from flashsale.domain import (
     REFUSED,
+    TIMED,
     ClaimDecision,
     ClaimOutcome,
     ReleaseDecision,
@@ -165,9 +166,9 @@ def _met_stored_keys(row: asyncpg.Record) -> bool:
 def _new_key_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
     """The decisions claim_many_new_keys stored with new keys: none a replay,
     a granted one with the batch's times."""
-    granted = ClaimDecision(ClaimOutcome.CLAIMED, row["claimed_at"], row["expires_at"])
     decisions = {outcome.value: REFUSED[outcome] for outcome in ClaimOutcome}
-    decisions[ClaimOutcome.CLAIMED.value] = granted
+    for timed in TIMED:  # a grant or an entry, with the batch's times
+        decisions[timed.value] = ClaimDecision(timed, row["claimed_at"], row["expires_at"])
     return [None if o is None else decisions[o] for o in row["claim_outcomes"] or ()]
 
 

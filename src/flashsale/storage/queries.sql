@@ -12,14 +12,30 @@ SELECT pg_is_in_recovery() AS read_only,
 
 -- name: create_coupon
 -- New coupon with full stock; a duplicate name fails on coupons_name_key, a
--- window that ends before it starts on coupons_window_order. No row back:
--- ends_at ($4) is not in the future by the database's clock.
-INSERT INTO coupons (name, amount, remaining_amount, starts_at, ends_at, hold_seconds)
-SELECT $1, $2, $2, $3, $4, $5
- WHERE $4::timestamptz IS NULL OR $4::timestamptz > now()
-RETURNING name, amount, remaining_amount,
-          coupon_status(starts_at, ends_at, active, remaining_amount, now()) AS status,
-          starts_at, ends_at, hold_seconds, 0 AS redeemed;
+-- window that ends before it starts on coupons_window_order, a draw outside
+-- the window on coupons_draw_in_window. No row back: ends_at ($4) or draw_at
+-- ($7) is not in the future by the database's clock. A raffle ($6) stores
+-- its seed ($8) in the same statement (raffle_seeds; the coupon keeps only
+-- sha256 of it, the commitment).
+WITH c AS (
+    INSERT INTO coupons (name, amount, remaining_amount, starts_at, ends_at, hold_seconds,
+                         allocation, draw_at, draw_commitment)
+    SELECT $1, $2, $2, $3, $4, $5, $6, $7, sha256($8::bytea)
+     WHERE ($4::timestamptz IS NULL OR $4::timestamptz > now())
+       AND ($7::timestamptz IS NULL OR $7::timestamptz > now())
+    RETURNING *
+), seed AS (
+    INSERT INTO raffle_seeds (coupon_id, seed, inner_key, outer_key)
+    SELECT c.id, $8, raffle_pad($8, 54), raffle_pad($8, 92) FROM c WHERE $8::bytea IS NOT NULL
+)
+SELECT name, amount, remaining_amount,
+       raffle_status(coupon_status(starts_at, ends_at, active, remaining_amount, now()),
+                     draw_at, drawn_at, now()) AS status,
+       starts_at, ends_at, hold_seconds, 0 AS redeemed, allocation, draw_at,
+       encode(draw_commitment, 'hex') AS draw_commitment, NULL::text AS draw_seed,
+       CASE WHEN allocation = 'raffle' THEN 0 END AS entries,
+       NULL::integer AS draw_winners, NULL::integer AS waitlisted
+  FROM c;
 
 -- name: act_as
 -- Who makes this transaction's admin change (JSON: kind, name or subject):
@@ -33,9 +49,15 @@ SELECT set_config('flashsale.actor', $1, true);
 -- 'ok' or why not. The store reads coupon_state after it, in the same transaction.
 SELECT change_coupon($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
+-- name: change_raffle
+-- PATCH of allocation or draw_at, before change_coupon in its transaction
+-- (the function: schema.sql): 'ok' or why not.
+SELECT change_raffle($1, $2, $3, $4, $5);
+
 -- name: coupon_state
 -- One coupon as clients see it (due holds count as returned; the view: schema.sql).
-SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed
+SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed,
+       allocation, draw_at, draw_commitment, draw_seed, entries, draw_winners, waitlisted
   FROM coupon_state
  WHERE name = $1;
 
@@ -50,12 +72,63 @@ SELECT expire_holds($1);
 
 -- name: find_claim
 -- One user's live claim on a coupon. No row: no such coupon; a row with a
--- NULL user_id: the coupon exists and the user holds no live claim.
+-- NULL user_id: the coupon exists and the user holds no live claim. For a
+-- raffle, the user's entry too: entered (a row of raffle_entries), its place
+-- once the draw is done (drawn_at set), and served, the places handed a
+-- unit so far (winners and promoted): a place after them is waiting.
 SELECT c.name AS coupon_name, h.id, h.user_id, h.status, h.claimed_at, h.expires_at,
-       h.redeemed_at
+       h.redeemed_at, e.user_id IS NOT NULL AS entered,
+       CASE WHEN c.drawn_at IS NOT NULL THEN e.place END AS place,
+       CASE WHEN c.drawn_at IS NOT NULL AND e.user_id IS NOT NULL
+            THEN (SELECT d.winners + d.promoted FROM raffle_draws AS d
+                   WHERE d.coupon_id = c.id) END AS served
   FROM coupons AS c
   LEFT JOIN live_claims AS h ON h.coupon_id = c.id AND h.user_id = $2
+  LEFT JOIN raffle_entries AS e
+         ON c.allocation = 'raffle' AND e.coupon_id = c.id AND e.user_id = $2
  WHERE c.name = $1;
+
+-- name: entries_page
+-- Up to $3 entrants of raffle $1 after the entrant $2 (NULL: from the
+-- first). Until the draw is done (drawn_at), by entrant without places
+-- (raffle_entries_entrant_idx); after it, in draw order with places
+-- (raffle_entries_order_idx, from the cursor's own ticket: one probe). No
+-- row at all: no such coupon; a single row with a NULL entrant: the page is
+-- empty.
+SELECT e.entrant, CASE WHEN c.drawn_at IS NOT NULL THEN e.place END AS place
+  FROM coupons AS c
+  LEFT JOIN LATERAL (
+        (SELECT x.entrant, x.place, x.entrant AS sort
+           FROM raffle_entries AS x
+          WHERE c.drawn_at IS NULL AND x.coupon_id = c.id
+            AND ($2::bytea IS NULL OR x.entrant > $2::bytea)
+          ORDER BY x.entrant
+          LIMIT $3)
+        UNION ALL
+        (SELECT x.entrant, x.place, x.ticket AS sort
+           FROM raffle_entries AS x
+          WHERE c.drawn_at IS NOT NULL AND x.coupon_id = c.id
+            AND ($2::bytea IS NULL
+                 OR (x.ticket, x.entrant) > (SELECT y.ticket, y.entrant
+                                               FROM raffle_entries AS y
+                                              WHERE y.coupon_id = c.id
+                                                AND y.entrant = $2::bytea
+                                              LIMIT 1))
+          ORDER BY x.ticket, x.entrant
+          LIMIT $3)
+  ) AS e ON true
+ WHERE c.name = $1
+ ORDER BY e.sort, e.entrant;
+
+-- name: start_draws
+-- The draws to step now: up to $1 raffles due, frozen by this call if
+-- not started yet (the function: schema.sql).
+SELECT raffle_start_draws($1) AS coupon_id;
+
+-- name: draw_step
+-- The next $2 places of coupon $1's draw in this statement's transaction;
+-- true when the draw is done (the function: schema.sql).
+SELECT raffle_draw_step($1, $2);
 
 -- name: user_claims_page
 -- Up to $3 of user $1's live claims with ids below $2, newest first: a
@@ -158,7 +231,8 @@ SELECT (SELECT count(*) FROM coupons) AS coupons, (SELECT count(*) FROM claims) 
 -- coupon_claimers in the same REPEATABLE READ snapshot, where now() is one
 -- instant: the due holds coupon_state counts as returned are exactly those
 -- live_claims leaves out, so amount - remaining_amount = len(claimed_by).
-SELECT id, name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed
+SELECT id, name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed,
+       allocation, draw_at, draw_commitment, draw_seed, entries, draw_winners, waitlisted
   FROM coupon_state
  WHERE name = $1;
 
@@ -191,7 +265,8 @@ SELECT h.id, h.user_id, h.claimed_at
 
 -- name: coupons_page
 -- Up to $2 coupons named after $1, by name (keyset on coupons_name_key).
-SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed
+SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed,
+       allocation, draw_at, draw_commitment, draw_seed, entries, draw_winners, waitlisted
   FROM coupon_state
  WHERE name > $1
  ORDER BY name

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
+import asyncpg
+
 from flashsale.domain import CouponNotFound, ServiceUnavailable
 from flashsale.service.ports import (
     ClaimRow,
@@ -16,6 +18,8 @@ from flashsale.service.ports import (
     CouponHeader,
     CouponSnapshot,
     CouponStock,
+    EntryRow,
+    EntryView,
 )
 from flashsale.storage.connections import Connections
 from flashsale.storage.queries import query
@@ -82,14 +86,27 @@ class CouponReadStore:
             )
         return [coupon_state(row) for row in rows]
 
-    async def find_claim(self, *, coupon_name: str, user_id: str) -> ClaimView | None:
+    async def find_claim(self, *, coupon_name: str, user_id: str) -> ClaimView | EntryView | None:
         async with self._connection() as connection:
             row = await connection.fetchrow(
                 query("find_claim"), coupon_name, user_id, timeout=self._timeout
             )
         if row is None:
             raise CouponNotFound(f"coupon {coupon_name!r} does not exist")
-        return None if row["user_id"] is None else claim_view(row)
+        if row["user_id"] is not None:
+            return claim_view(row)
+        return _entry_view(row, coupon_name, user_id)
+
+    async def entries_page(
+        self, name: str, *, after: bytes | None, limit: int
+    ) -> list[EntryRow] | None:
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                query("entries_page"), name, after, limit, timeout=self._timeout
+            )
+        if not rows:
+            return None
+        return [EntryRow(row["entrant"], row["place"]) for row in rows if row["entrant"]]
 
     async def user_claims_page(self, user_id: str, *, before: int, limit: int) -> list[ClaimView]:
         async with self._connection() as connection:
@@ -141,3 +158,16 @@ class _Slot:
 
     async def __aexit__(self, *_: object) -> None:
         self._semaphore.release()
+
+
+def _entry_view(row: asyncpg.Record, coupon_name: str, user_id: str) -> EntryView | None:
+    """A raffle entrant without a live claim: entered until the draw is
+    done, then waitlisted while its place is after the places served; None
+    otherwise (never entered, or served and the claim is gone)."""
+    if not row["entered"]:
+        return None
+    if row["place"] is None:
+        return EntryView(user_id, coupon_name, "entered", None)
+    if row["place"] > row["served"]:
+        return EntryView(user_id, coupon_name, "waitlisted", row["place"])
+    return None

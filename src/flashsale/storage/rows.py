@@ -25,6 +25,13 @@ def coupon_state(row: asyncpg.Record) -> CouponState:
         row["ends_at"],
         row["hold_seconds"],
         row["redeemed"],
+        row["allocation"],
+        row["draw_at"],
+        row["draw_commitment"],
+        row["draw_seed"],
+        row["entries"],
+        row["draw_winners"],
+        row["waitlisted"],
     )
 
 

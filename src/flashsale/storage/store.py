@@ -28,6 +28,8 @@ from flashsale.domain import (
     CouponNotFound,
     DomainError,
     InvalidCoupon,
+    InvalidDrawAt,
+    RaffleEntriesExist,
     ServiceUnavailable,
 )
 from flashsale.service.ports import (
@@ -51,6 +53,10 @@ R = TypeVar("R")
 # Coupons whose due holds one sweep takes at most (each under its own row lock).
 SWEEP_COUPONS = 100
 _WINDOW_ORDER = "coupons_window_order"
+_DRAW_CHECKS = {
+    "coupons_draw_in_window": "draw_at must be after starts_at and before ends_at",
+    "coupons_raffle_draw_at": "a raffle needs draw_at, and only a raffle has one",
+}
 # What a health check reports when the database answers but cannot take writes.
 _READ_ONLY = "no writable primary (the database is a read-only replica), retry shortly"
 _NO_STANDBY = "commits are waiting for a synchronous standby, retry shortly"
@@ -173,6 +179,23 @@ class CouponStore:
             return expired
 
         return await self._write(expire_holds)
+
+    async def start_draws(self, limit: int) -> list[int]:
+        """The raffles whose draw is to be stepped, frozen now if due."""
+
+        async def start_draws(connection: Connection) -> list[asyncpg.Record]:
+            return await connection.fetch(query("start_draws"), limit)
+
+        return [row["coupon_id"] for row in await self._write(start_draws)]
+
+    async def draw_step(self, coupon_id: int, chunk: int) -> bool:
+        """The next ``chunk`` places of a draw, one transaction; True when done."""
+
+        async def draw_step(connection: Connection) -> bool:
+            done: bool = await connection.fetchval(query("draw_step"), coupon_id, chunk)
+            return done
+
+        return await self._write(draw_step)
 
     async def decide_batch(
         self,
@@ -299,7 +322,10 @@ async def _acting(actor: Caller, effect: Effect[R], connection: Connection) -> R
 
 
 async def _create_coupon(coupon: NewCoupon, connection: Connection) -> CouponState:
-    arguments = (coupon.name, coupon.amount, coupon.starts_at, coupon.ends_at, coupon.hold_seconds)
+    arguments = (
+        *(coupon.name, coupon.amount, coupon.starts_at, coupon.ends_at, coupon.hold_seconds),
+        *(coupon.allocation, coupon.draw_at, coupon.seed),
+    )
     try:
         row = await connection.fetchrow(query("create_coupon"), *arguments)
     except asyncpg.UniqueViolationError:
@@ -307,13 +333,25 @@ async def _create_coupon(coupon: NewCoupon, connection: Connection) -> CouponSta
     except asyncpg.CheckViolationError as error:
         raise _window_error(error) from None
     if row is None:
-        raise _ends_in_past()
+        raise _past_error(coupon)
     return coupon_state(row)
+
+
+def _past_error(coupon: NewCoupon) -> DomainError:
+    """Which time was not in the future: the earlier of draw_at and ends_at
+    (the one before the other is in the past whenever the later one is)."""
+    draw, ends = coupon.draw_at, coupon.ends_at
+    if draw is not None and (ends is None or draw < ends):
+        return InvalidDrawAt("draw_at must be in the future")
+    return _ends_in_past()
 
 
 async def _change_coupon(name: str, change: CouponChange, connection: Connection) -> CouponState:
     """Runs in a transaction: the coupon is read after the change, under its lock."""
     try:
+        if change.allocation is not None or change.draw_at is not KEEP:
+            raffle = await connection.fetchval(query("change_raffle"), name, *_raffle(change))
+            _raise_for(raffle, name, "")
         verdict = await connection.fetchval(query("change_coupon"), name, *_change(change))
     except asyncpg.CheckViolationError as error:
         raise _window_error(error) from None
@@ -348,6 +386,13 @@ def _change(change: CouponChange) -> tuple[Any, ...]:
     )
 
 
+def _raffle(change: CouponChange) -> tuple[Any, ...]:
+    """change_raffle's arguments after the name: allocation (None keeps it),
+    whether to set draw_at and its value, a seed for a coupon that has none."""
+    draw = change.draw_at
+    return (change.allocation, draw is not KEEP, None if draw is KEEP else draw, change.seed)
+
+
 def _raise_for(verdict: str, coupon_name: str, user_id: str) -> None:
     """The domain error a function's verdict stands for ('ok': none)."""
     errors: dict[str, DomainError] = {
@@ -362,6 +407,9 @@ def _raise_for(verdict: str, coupon_name: str, user_id: str) -> None:
             f"amount would be below the live claims of coupon {coupon_name!r}"
         ),
         "ends_in_past": _ends_in_past(),
+        "raffle_entries_exist": RaffleEntriesExist(
+            f"coupon {coupon_name!r} has entries or claims: its allocation and draw_at are fixed"
+        ),
     }
     if verdict != "ok":
         raise errors[verdict]
@@ -371,7 +419,9 @@ def _ends_in_past() -> InvalidCoupon:
     return InvalidCoupon("ends_at must be in the future")
 
 
-def _window_error(error: asyncpg.CheckViolationError) -> InvalidCoupon:
+def _window_error(error: asyncpg.CheckViolationError) -> DomainError:
+    if error.constraint_name in _DRAW_CHECKS:
+        return InvalidDrawAt(_DRAW_CHECKS[error.constraint_name])
     if error.constraint_name != _WINDOW_ORDER:
         raise error
     return InvalidCoupon("ends_at must be later than starts_at")

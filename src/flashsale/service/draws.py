@@ -1,0 +1,70 @@
+"""Raffle draws with no request needed: one drawer task per worker.
+
+Every worker of every instance ticks; the SQL does the exactly-once part
+(schema.sql raffle_start_draws and raffle_draw_step): a due raffle is frozen
+under its coupon's row lock (FOR UPDATE SKIP LOCKED, the primary key of
+raffle_draws starts a draw once), then placed ``chunk`` entrants at a time,
+one short transaction per step with its progress, each step under the
+coupon's row lock. Two workers stepping the same draw take turns on that
+lock, and each step reads the progress the previous one committed: nobody is
+placed twice, and a crash between steps leaves the next tick (of any worker)
+to resume. A step of 10,000 places stays well under a second (docs/benchmarks.md),
+so no transaction holds the events feed back (postgres-pitfalls.md)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from flashsale.service.periodic import Periodic, tolerated
+
+DRAW_SECONDS = 0.5  # a draw starts within about this long of draw_at
+CHUNK = 10_000  # places per step (transaction)
+TICK_BUDGET = 5.0  # seconds of steps per tick before other work gets a turn
+RAFFLES_PER_TICK = 10
+
+log = logging.getLogger("flashsale.draws")
+
+
+class DrawStore(Protocol):
+    async def start_draws(self, limit: int) -> list[int]:
+        """The raffles whose draw is to be stepped, frozen now if due."""
+
+    async def draw_step(self, coupon_id: int, chunk: int) -> bool:
+        """The next ``chunk`` places of a draw, one transaction; True when done."""
+
+
+class Drawer(Periodic):
+    def __init__(
+        self,
+        store: DrawStore,
+        interval: float = DRAW_SECONDS,
+        *,
+        chunk: int = CHUNK,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._chunk = chunk
+        self._clock = clock
+        super().__init__(self.draw_once, interval)
+        self.steps = 0  # steps this worker ran (tests, logs)
+
+    async def draw_once(self) -> None:
+        """One tick: every due or unfinished draw stepped, within the budget."""
+        with tolerated(log, "raffle draw"):
+            await self.run(budget=TICK_BUDGET)
+
+    async def run(self, *, budget: float) -> bool:
+        """Steps draws until none is left or ``budget`` seconds passed; True
+        when none is left. Raises what the store raises."""
+        until = self._clock() + budget
+        for coupon_id in await self._store.start_draws(RAFFLES_PER_TICK):
+            while not await self._store.draw_step(coupon_id, self._chunk):
+                self.steps += 1
+                if self._clock() >= until:
+                    return False
+            self.steps += 1
+            log.info("raffle %d drawn", coupon_id)
+        return True
