@@ -145,6 +145,12 @@ class RaffleEntriesExist(DomainError):
     code = "raffle_entries_exist"
 
 
+class RaffleDrawing(DomainError):
+    """The stock is fixed while a draw places its entrants (a few seconds)."""
+
+    code = "raffle_drawing"
+
+
 class InvalidDrawAt(DomainError):
     code = "invalid_draw_at"
 

@@ -204,3 +204,43 @@ async def test_a_released_hold_goes_to_the_next_waitlisted_user(
     )
     assert promoted == "waitlist_promoted"
     assert (await shop.get("/api/coupons/R")).json()["waitlisted"] == 3
+
+
+async def test_allocation_and_draw_at_change_until_the_first_entry(shop: Client) -> None:
+    created = await shop.post("/api/coupons", json={"name": "R", "amount": 3}, headers=ADMIN)
+    assert created.json()["draw_commitment"] is None
+    to_raffle = {"allocation": "raffle", "draw_at": later()}
+    changed = await shop.patch("/api/coupons/R", json=to_raffle, headers=ADMIN)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["allocation"], changed.json()["status"]) == ("raffle", "entries_open")
+    commitment = changed.json()["draw_commitment"]
+    moved = await shop.patch("/api/coupons/R", json={"draw_at": later(60)}, headers=ADMIN)
+    assert moved.json()["draw_commitment"] == commitment  # the seed is kept
+    past = await shop.patch(
+        "/api/coupons/R", json={"draw_at": "2020-01-01T00:00:00Z"}, headers=ADMIN
+    )
+    assert (past.status_code, past.json()["error"]) == (400, "invalid_draw_at")
+    assert (await enter(shop, "alice", "R")).status_code == 202
+    fixed = await shop.patch("/api/coupons/R", json={"draw_at": later(120)}, headers=ADMIN)
+    assert (fixed.status_code, fixed.json()["error"]) == (409, "raffle_entries_exist")
+    restocked = await shop.patch("/api/coupons/R", json={"amount": 5}, headers=ADMIN)
+    assert restocked.json()["amount"] == 5
+
+
+async def test_a_restock_after_the_draw_goes_down_the_waitlist(
+    shop: Client, db: asyncpg.Connection[Any]
+) -> None:
+    await create_raffle(shop, "R", 1)
+    users = [f"user-{n}" for n in range(4)]
+    for user in users:
+        await enter(shop, user, "R")
+    await draw_now(db, "R")
+    order = draw_order_of(await drawn(shop, "R"), users)
+    restocked = await shop.patch("/api/coupons/R", json={"amount": 3}, headers=ADMIN)
+    assert (restocked.json()["remaining_amount"], restocked.json()["waitlisted"]) == (0, 1)
+    holders = await db.fetch("SELECT user_id FROM claims")
+    assert sorted(row["user_id"] for row in holders) == sorted(order[:3])
+    last = await shop.patch("/api/coupons/R", json={"amount": 5}, headers=ADMIN)
+    assert (last.json()["remaining_amount"], last.json()["waitlisted"]) == (1, 0)
+    # The waitlist is empty and a unit is left: first come, first served.
+    assert (await enter(shop, "latecomer", "R")).status_code == 200

@@ -51,7 +51,8 @@ class Parties:
     haproxy: int | None = None
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """A local process's CPU seconds (utime + stime); 0 when it is not ours to read."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
     except OSError:
@@ -109,7 +110,7 @@ def _snapshot(parties: Parties) -> dict[str, dict[int, float]]:
         "pgbouncer": process_tree(parties.pgbouncer) if parties.pgbouncer else [],
         "haproxy": process_tree(parties.haproxy) if parties.haproxy else [],
     }
-    return {name: {pid: _cpu_seconds(pid) for pid in pids} for name, pids in trees.items()}
+    return {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in trees.items()}
 
 
 def _spent(before: dict[int, float], after: dict[int, float]) -> float:

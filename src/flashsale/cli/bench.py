@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 
 from flashsale.bench.deployments import DIRECT, Topology
+from flashsale.bench.draw import draw_lines, run_draw_bench
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
 from flashsale.bench.scenarios import EXTRA_SCENARIOS, SCENARIOS, Scenario
@@ -78,7 +79,15 @@ def bench_options(command: Command) -> Command:
     "coupon at 2 KB/s, then after it left; claims/s, p99s, a small coupon's GET p99, worker "
     "memory, half-sent bodies cut within 60 s (bench/under_attack.py).",
 )
-def bench(webhooks: int, attack: bool, **options: Any) -> None:
+@click.option(
+    "--draw",
+    type=int,
+    default=0,
+    help="Instead of the scenarios: a raffle of this many entrants loaded straight into a "
+    "fresh database, then drawn; the draw's wall time, PostgreSQL's CPU and its longest "
+    "transaction (bench/draw.py).",
+)
+def bench(webhooks: int, attack: bool, draw: int, **options: Any) -> None:
     """Measure claims/s and latency under wrk, for each claim strategy, on a
     hot coupon and in a rush (stock 1,000), beside the same server's
     no-database ceiling; then check the database: no oversell, no double
@@ -88,6 +97,9 @@ def bench(webhooks: int, attack: bool, **options: Any) -> None:
         return
     if attack:
         bench_attack(**options)
+        return
+    if draw:
+        bench_draw(draw, database_url=options["database_url"])
         return
     run_bench_command(topology=DIRECT, **options)
 
@@ -108,6 +120,19 @@ def bench_webhooks(
         load = Load(connections, threads, duration)
         done = run_webhook_bench(database.url, Path(tmp), load, workers, rounds, status.update)
     console.print(render_rounds(done))
+
+
+def bench_draw(entries: int, *, database_url: str | None) -> None:
+    """A raffle's draw over ``entries`` entrants (bench/draw.py)."""
+    console = make_console()
+    console.print(f"[dim]{machine_line()}; load {os.getloadavg()[0]:.2f}[/dim]")
+    with (
+        console.status(f"loading {entries:,} entrants, then drawing"),
+        DIRECT.database_server(database_url, 10) as database,
+    ):
+        done = run_draw_bench(database.url, database.postmaster, entries)
+    for line in draw_lines(done):
+        console.print(line)
 
 
 def bench_attack(

@@ -82,6 +82,9 @@ RAFFLE_NEEDS_IDENTITIES = Failure(
 RAFFLE_ENTRIES_EXIST = Failure(
     409, "raffle_entries_exist", "allocation and draw_at are fixed once anyone entered"
 )
+RAFFLE_DRAWING = Failure(
+    409, "raffle_drawing", "the amount is fixed while the draw places its entrants"
+)
 INVALID_DRAW_AT = Failure(
     400, "invalid_draw_at", "draw_at missing for a raffle, in the past or outside the window"
 )

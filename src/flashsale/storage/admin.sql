@@ -95,3 +95,43 @@ VACUUM (ANALYZE);
 -- ... and its dirty pages written, so no run pays for the previous one's
 -- checkpoint either (needs superuser or pg_checkpoint: skipped otherwise).
 CHECKPOINT;
+
+-- name: seed_raffle_entries
+-- $2 entrants user-1 .. user-$2 of raffle $1, loaded in one statement
+-- (flashsale bench --draw) with their digests and tickets as an entering
+-- batch computes them (raffle_enter), and the count the batch would move.
+WITH r AS (
+    SELECT c.id, s.inner_key, s.outer_key
+      FROM coupons AS c JOIN raffle_seeds AS s ON s.coupon_id = c.id
+     WHERE c.name = $1
+), loaded AS (
+    INSERT INTO raffle_entries (coupon_id, user_id, entrant, ticket)
+    SELECT r.id, u.user_id, u.entrant, raffle_ticket(r.inner_key, r.outer_key, u.entrant)
+      FROM r, generate_series(1, $2::integer) AS g(n),
+           LATERAL (SELECT 'user-' || g.n AS user_id,
+                           sha256(convert_to('user-' || g.n, 'UTF8')) AS entrant) AS u
+    RETURNING 1
+)
+UPDATE coupons AS c SET draw_entries = c.draw_entries + (SELECT count(*) FROM loaded)
+  FROM r WHERE c.id = r.id;
+
+-- name: make_draw_due
+-- Raffle $1's draw_at passes now (the bench: no wait for the clock).
+UPDATE coupons SET draw_at = clock_timestamp(), starts_at = NULL WHERE name = $1;
+
+-- name: vacuum_raffle_entries
+-- As autovacuum would have left entries that arrived over minutes.
+VACUUM (ANALYZE) raffle_entries;
+
+-- name: draw_outcome
+-- What the draw of raffle $1 left: places assigned, claims, events by type.
+SELECT (SELECT count(*) FROM raffle_entries AS e JOIN coupons AS c ON c.id = e.coupon_id
+         WHERE c.name = $1 AND e.place IS NOT NULL) AS placed,
+       (SELECT count(DISTINCT e.place) FROM raffle_entries AS e JOIN coupons AS c
+            ON c.id = e.coupon_id WHERE c.name = $1) AS distinct_places,
+       (SELECT count(*) FROM claims WHERE coupon_name = $1) AS claims,
+       (SELECT count(*) FROM events WHERE coupon_name = $1 AND type = 'waitlisted') AS waitlisted;
+
+-- name: backend_pid
+-- This session's server process (its CPU is read from /proc when local).
+SELECT pg_backend_pid();

@@ -29,6 +29,7 @@ from flashsale.domain import (
     DomainError,
     InvalidCoupon,
     InvalidDrawAt,
+    RaffleDrawing,
     RaffleEntriesExist,
     ServiceUnavailable,
 )
@@ -407,6 +408,10 @@ def _raise_for(verdict: str, coupon_name: str, user_id: str) -> None:
             f"amount would be below the live claims of coupon {coupon_name!r}"
         ),
         "ends_in_past": _ends_in_past(),
+        "draw_in_past": InvalidDrawAt("draw_at must be in the future"),
+        "raffle_drawing": RaffleDrawing(
+            f"the draw of coupon {coupon_name!r} is under way: change the amount after it"
+        ),
         "raffle_entries_exist": RaffleEntriesExist(
             f"coupon {coupon_name!r} has entries or claims: its allocation and draw_at are fixed"
         ),

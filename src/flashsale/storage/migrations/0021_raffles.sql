@@ -121,9 +121,11 @@ CREATE FUNCTION raffle_keep_seed(p_coupon_id bigint, p_seed bytea)
 RETURNS bytea
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO raffle_seeds (coupon_id, seed, inner_key, outer_key)
-    VALUES (p_coupon_id, p_seed, raffle_pad(p_seed, 54), raffle_pad(p_seed, 92))
-    ON CONFLICT (coupon_id) DO NOTHING;
+    IF p_seed IS NOT NULL THEN  -- NULL: a change that keeps the raffle's seed
+        INSERT INTO raffle_seeds (coupon_id, seed, inner_key, outer_key)
+        VALUES (p_coupon_id, p_seed, raffle_pad(p_seed, 54), raffle_pad(p_seed, 92))
+        ON CONFLICT (coupon_id) DO NOTHING;
+    END IF;
     RETURN (SELECT sha256(s.seed) FROM raffle_seeds AS s WHERE s.coupon_id = p_coupon_id);
 END
 $$;
@@ -282,9 +284,12 @@ BEGIN
            event_xid = greatest(c.event_xid, pg_current_xact_id())
      WHERE c.id = p_coupon_id
     RETURNING c.event_seq - v_count, c.event_xid INTO v_base, v_xid;
+    -- unnest side by side, never p_users[i]: subscripting an array of
+    -- variable-length elements walks it from the start (quadratic).
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
-    SELECT v_xid, p_coupon_id, p_name, v_base + u.ord, p_type, p_users[u.ord], p_at, u.data
-      FROM unnest(p_data) WITH ORDINALITY AS u(data, ord);
+    SELECT v_xid, p_coupon_id, p_name, v_base + u.ord, p_type, u.user_id, p_at, u.data
+      FROM unnest(coalesce(p_users, array_fill(NULL::text, ARRAY[v_count])), p_data)
+           WITH ORDINALITY AS u(user_id, data, ord);
 END
 $$;
 
@@ -409,6 +414,7 @@ DECLARE
     v_users text[];
     v_tickets bytea[];
     v_entrants bytea[];
+    v_rows tid[];
     v_count integer;
     v_won integer;
 BEGIN
@@ -420,18 +426,23 @@ BEGIN
     v_now := clock_timestamp();
     SELECT array_agg(e.user_id ORDER BY e.ticket, e.entrant),
            array_agg(e.ticket ORDER BY e.ticket, e.entrant),
-           array_agg(e.entrant ORDER BY e.ticket, e.entrant)
-      INTO v_users, v_tickets, v_entrants
-      FROM (SELECT x.user_id, x.ticket, x.entrant FROM raffle_entries AS x
+           array_agg(e.entrant ORDER BY e.ticket, e.entrant),
+           array_agg(e.ctid ORDER BY e.ticket, e.entrant)
+      INTO v_users, v_tickets, v_entrants, v_rows
+      FROM (SELECT x.user_id, x.ticket, x.entrant, x.ctid FROM raffle_entries AS x
              WHERE x.coupon_id = p_coupon_id
                AND (x.ticket, x.entrant) > (d.last_ticket, d.last_entrant)
              ORDER BY x.ticket, x.entrant
              LIMIT p_chunk) AS e;
     v_count := coalesce(cardinality(v_users), 0);
     IF v_count > 0 THEN
+        -- By ctid (a TID scan per row, half the cost of a primary-key
+        -- probe): nothing else writes these rows while the step holds the
+        -- coupon's lock (entries are frozen), so the versions just read are
+        -- the ones to update.
         UPDATE raffle_entries AS e SET place = d.placed + u.ord
-          FROM unnest(v_users) WITH ORDINALITY AS u(user_id, ord)
-         WHERE e.coupon_id = p_coupon_id AND e.user_id = u.user_id;
+          FROM unnest(v_rows) WITH ORDINALITY AS u(row_id, ord)
+         WHERE e.ctid = u.row_id;
         v_won := greatest(0, least(v_count, d.winners - d.placed));
         IF v_won > 0 THEN
             PERFORM raffle_grant(c, v_users[1:v_won], 'raffle_won', v_now);
@@ -480,8 +491,9 @@ $$;
 -- (raffle_entries_exist), or for a first-come coupon with claims; a raffle's
 -- seed is kept (p_seed is used only when it has none). Runs before
 -- change_coupon in the same transaction, under the coupon's row lock.
--- Out: 'ok', 'coupon_not_found' or 'raffle_entries_exist' (a window CHECK
--- failure raises: coupons_raffle_draw_at, coupons_draw_in_window).
+-- Out: 'ok', 'coupon_not_found', 'raffle_entries_exist' or 'draw_in_past'
+-- (a window CHECK failure raises: coupons_raffle_draw_at,
+-- coupons_draw_in_window).
 CREATE FUNCTION change_raffle(p_name text, p_allocation text, p_set_draw boolean,
                               p_draw_at timestamptz, p_seed bytea)
 RETURNS text
@@ -497,6 +509,9 @@ BEGIN
     IF c.draw_entries > 0 OR c.amount <> c.remaining_amount
        OR EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = c.id) THEN
         RETURN 'raffle_entries_exist';
+    END IF;
+    IF p_set_draw AND p_draw_at <= clock_timestamp() THEN
+        RETURN 'draw_in_past';
     END IF;
     v_allocation := coalesce(p_allocation, c.allocation);
     UPDATE coupons AS k
@@ -903,6 +918,11 @@ BEGIN
     END IF;
     IF p_set_ends AND p_ends <= clock_timestamp() THEN
         RETURN 'ends_in_past';
+    END IF;
+    -- A draw being placed counts on the stock it froze for its winners (0021).
+    IF p_amount IS NOT NULL AND EXISTS (SELECT 1 FROM raffle_draws AS d
+                                         WHERE d.coupon_id = v_id AND d.finished_at IS NULL) THEN
+        RETURN 'raffle_drawing';
     END IF;
     IF p_amount < v_live THEN
         v_live := v_live - expire_coupon_holds(v_id, clock_timestamp());
