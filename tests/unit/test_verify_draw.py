@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from flashsale.cli import main
-from flashsale.cli.verify_draw import Bounds, verify
+from flashsale.cli.verify_draw import Bounds, NothingToCheck, Reader, verify
 
 SEED = bytes.fromhex("5e" * 32)
 USERS = [f"user-{n}" for n in range(7)]
@@ -213,3 +213,13 @@ def test_the_token_is_sent_on_every_read(capsys: pytest.CaptureFixture[str]) -> 
     with httpx.Client(transport=transport, base_url="http://f", headers=headers) as client:
         assert verify(client, "RAFFLE", None, BOUNDS) == 0
     assert seen == ["Bearer t0ken"] * 4  # the coupon, then 3 pages of entries
+
+
+def test_reading_longer_than_the_time_bound_stops_the_check() -> None:
+    ticks = iter([0.0, 1.0, 9.0])  # at the start, then after each chunk read
+    transport = httpx.MockTransport(FakeRaffle().handle)
+    with httpx.Client(transport=transport, base_url="http://fake") as client:
+        reader = Reader(client, Bounds(100, 1 << 20, max_seconds=5), clock=lambda: next(ticks))
+        reader.get("/api/coupons/RAFFLE")  # within the bound
+        with pytest.raises(NothingToCheck, match="reading took more than 5 s"):
+            reader.get("/api/coupons/RAFFLE")

@@ -4,13 +4,14 @@ the API publishes (the coupon body and every page of its entries) and print
 nothing to check (unreachable, no such coupon, not a raffle, not drawn yet).
 
 Every read is bounded: explicit timeouts, at most ``--max-pages`` pages of
-entries and ``--max-bytes`` per answer, so a hostile or broken server
-cannot keep the checker reading forever."""
+entries, ``--max-bytes`` per answer and ``--max-seconds`` in all, so a
+hostile or broken server cannot keep the checker reading forever."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote
@@ -60,14 +61,20 @@ class _Page(msgspec.Struct):
 class Bounds:
     max_pages: int
     max_bytes: int
+    max_seconds: float = 600.0  # the whole read: a server dripping bytes is cut off
 
 
 class Reader:
-    """GETs of one service, each answer read up to ``bounds.max_bytes``."""
+    """GETs of one service, each answer read up to ``bounds.max_bytes``, all
+    of them within ``bounds.max_seconds``."""
 
-    def __init__(self, client: httpx.Client, bounds: Bounds) -> None:
+    def __init__(
+        self, client: httpx.Client, bounds: Bounds, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.client = client
         self.bounds = bounds
+        self._clock = clock
+        self._deadline = clock() + bounds.max_seconds
 
     def get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
         try:
@@ -82,6 +89,8 @@ class Reader:
             body += chunk
             if len(body) > self.bounds.max_bytes:
                 raise NothingToCheck(f"{path} answered more than {self.bounds.max_bytes} bytes")
+            if self._clock() > self._deadline:
+                raise NothingToCheck(f"reading took more than {self.bounds.max_seconds:g} s")
         return bytes(body)
 
 
@@ -160,14 +169,21 @@ def verify(client: httpx.Client, coupon: str, user: str | None, bounds: Bounds) 
 )
 @click.option("--max-pages", type=int, default=10_000, help="Most pages of entries to read.")
 @click.option("--max-bytes", type=int, default=256 << 20, help="Most bytes of any one answer.")
+@click.option("--max-seconds", type=float, default=600.0, help="Most seconds for all the reads.")
 def verify_draw_command(
-    url: str, coupon: str, user: str | None, token: str | None, max_pages: int, max_bytes: int
+    url: str,
+    coupon: str,
+    user: str | None,
+    token: str | None,
+    max_pages: int,
+    max_bytes: int,
+    max_seconds: float,
 ) -> None:
     """Recompute a raffle's draw from what the API at URL publishes (the seed
     against its commitment, every place from the seed and the entrants'
     digests, the claimers against the places) and print ok or each
     discrepancy. Exit 0 ok, 1 discrepancies, 2 nothing to check yet."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    bounds = Bounds(max_pages=max_pages, max_bytes=max_bytes)
+    bounds = Bounds(max_pages=max_pages, max_bytes=max_bytes, max_seconds=max_seconds)
     with httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as client:
         sys.exit(verify(client, coupon, user, bounds))
