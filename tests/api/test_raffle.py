@@ -130,6 +130,15 @@ async def test_entering_answers_202_and_makes_one_entry_however_often_sent(
     mine = await shop.get("/api/coupons/R/claims/u1", headers=BACKEND)
     assert mine.json() == {"user_id": "u1", "coupon_name": "R", "status": "entered", "place": None}
     assert (await shop.get("/api/coupons/R/claims/nobody", headers=BACKEND)).status_code == 404
+    page = (await shop.get("/api/coupons/R/entries?limit=15")).json()
+    rest = (await shop.get(f"/api/coupons/R/entries?after={page['next']}")).json()
+    listed = [e["entrant"] for e in page["entries"] + rest["entries"]]
+    digests = sorted(hashlib.sha256(f"u{n}".encode()).hexdigest() for n in range(20))
+    assert (listed, rest["next"]) == (digests, None)  # by entrant, before the draw
+    assert {e["place"] for e in page["entries"] + rest["entries"]} == {None}
+    bad = await shop.get("/api/coupons/R/entries?after=u1")
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
+    assert (await shop.get("/api/coupons/NOPE/entries")).status_code == 404
 
 
 async def test_an_entry_under_an_idempotency_key_is_kept_and_replayed(

@@ -13,6 +13,7 @@ import asyncpg
 
 from flashsale import draw_rule
 from flashsale.claims.batched import BatchedClaims
+from flashsale.claims.ports import BatchResult, CouponPart
 from flashsale.domain import ClaimOutcome
 from flashsale.service.draws import Drawer
 from flashsale.service.ports import CouponChange, NewCoupon
@@ -225,3 +226,19 @@ async def test_a_raffle_paused_across_draw_at_draws_when_resumed(
     await draw(store)
     assert sorted(await places(db, "R")) == ["a", "b", "c"]
     await assert_drawn_once(db, "R", 2)
+
+
+async def test_a_raffles_part_of_a_batch_across_coupons_enters_its_users(
+    store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon(raffle("R", 1))
+    await store.create_coupon(NewCoupon("F", 10))
+    parts = [CouponPart("R", ["a", "b", "a"]), CouponPart("F", ["a", "b"])]
+    raffled, first_come = await store.decide_coupons(parts)
+    assert isinstance(raffled, BatchResult)
+    assert isinstance(first_come, BatchResult)
+    assert raffled.outcomes == [ClaimOutcome.ENTERED] * 3
+    assert first_come.outcomes == [ClaimOutcome.CLAIMED] * 2
+    entries = await db.fetch("SELECT user_id FROM raffle_entries ORDER BY user_id")
+    assert [row["user_id"] for row in entries] == ["a", "b"]
+    assert await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = 'R'") == 0

@@ -8,7 +8,7 @@ one short transaction per step with its progress, each step under the
 coupon's row lock. Two workers stepping the same draw take turns on that
 lock, and each step reads the progress the previous one committed: nobody is
 placed twice, and a crash between steps leaves the next tick (of any worker)
-to resume. A step of 10,000 places stays well under a second (docs/benchmarks.md),
+to resume. A step of 5,000 places stays well under a second (docs/benchmarks.md),
 so no transaction holds the events feed back (postgres-pitfalls.md)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Protocol
 from flashsale.service.periodic import Periodic, tolerated
 
 DRAW_SECONDS = 0.5  # a draw starts within about this long of draw_at
-CHUNK = 10_000  # places per step (transaction)
+CHUNK = 5_000  # places per step: a step's transaction stays under ~0.5 s on a loaded machine
 TICK_BUDGET = 5.0  # seconds of steps per tick before other work gets a turn
 RAFFLES_PER_TICK = 10
 
