@@ -5,11 +5,12 @@ Every worker of every instance ticks; the SQL does the exactly-once part
 under its coupon's row lock (FOR UPDATE SKIP LOCKED, the primary key of
 raffle_draws starts a draw once), then placed ``chunk`` entrants at a time,
 one short transaction per step with its progress, each step under the
-coupon's row lock. Two workers stepping the same draw take turns on that
-lock, and each step reads the progress the previous one committed: nobody is
-placed twice, and a crash between steps leaves the next tick (of any worker)
-to resume. A step of 5,000 places stays well under a second (docs/benchmarks.md),
-so no transaction holds the events feed back (postgres-pitfalls.md)."""
+coupon's row lock. One worker steps a draw at a time (a transaction-level
+advisory lock; the others leave it), and each step reads the progress the
+previous one committed: nobody is placed twice, and a crash between steps
+leaves the next tick (of any worker) to resume. A step of 5,000 places
+stays well under a second (docs/benchmarks.md), so no transaction holds the
+events feed back (postgres-pitfalls.md)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ class DrawStore(Protocol):
     async def start_draws(self, limit: int) -> list[int]:
         """The raffles whose draw is to be stepped, frozen now if due."""
 
-    async def draw_step(self, coupon_id: int, chunk: int) -> bool:
-        """The next ``chunk`` places of a draw, one transaction; True when done."""
+    async def draw_step(self, coupon_id: int, chunk: int) -> bool | None:
+        """The next ``chunk`` places of a draw, one transaction; True when
+        done, None when another session is stepping it."""
 
 
 class Drawer(Periodic):
@@ -57,14 +59,16 @@ class Drawer(Periodic):
             await self.run(budget=TICK_BUDGET)
 
     async def run(self, *, budget: float) -> bool:
-        """Steps draws until none is left or ``budget`` seconds passed; True
-        when none is left. Raises what the store raises."""
+        """Steps draws until none is left to this worker or ``budget``
+        seconds passed; True then, False when the budget ran out. A draw
+        another worker is stepping is left to it. Raises what the store raises."""
         until = self._clock() + budget
         for coupon_id in await self._store.start_draws(RAFFLES_PER_TICK):
-            while not await self._store.draw_step(coupon_id, self._chunk):
+            while (done := await self._store.draw_step(coupon_id, self._chunk)) is False:
                 self.steps += 1
                 if self._clock() >= until:
                     return False
-            self.steps += 1
-            log.info("raffle %d drawn", coupon_id)
+            if done:
+                self.steps += 1
+                log.info("raffle %d drawn", coupon_id)
         return True

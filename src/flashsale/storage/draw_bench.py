@@ -54,7 +54,7 @@ async def timed_draw(url: str, name: str, chunk: int, cpu_of: Callable[[int], fl
         longest, steps, done = time.perf_counter() - started, 1, False
         while not done:
             step = time.perf_counter()
-            done = await connection.fetchval(query("draw_step"), coupon_id, chunk)
+            done = await connection.fetchval(query("draw_step"), coupon_id, chunk) is not False
             longest, steps = max(longest, time.perf_counter() - step), steps + 1
         wall, cpu = time.perf_counter() - started, cpu_of(pid) - cpu
         outcome = await connection.fetchrow(admin_query("draw_outcome"), name)

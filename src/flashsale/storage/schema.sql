@@ -477,7 +477,8 @@ $$;
 -- raffle_won), the others a waitlisted event with their place. The last
 -- step sets drawn_at (the seed is published from then), records one
 -- raffle_drawn event and hands units that came back meanwhile to the
--- waitlist. Out: true when the draw is done (or there is none).
+-- waitlist. Out: true when the draw is done (or there is none), NULL when
+-- another session is stepping it (class 27 of the advisory locks).
 CREATE FUNCTION raffle_draw_step(p_coupon_id bigint, p_chunk integer)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
@@ -492,6 +493,13 @@ DECLARE
     v_count integer;
     v_won integer;
 BEGIN
+    -- One drawer steps a draw at a time; the others leave it to that one
+    -- instead of queueing on the coupon's row (and on lock_timeout). A
+    -- transaction-level lock: safe behind a transaction-mode pooler, and
+    -- gone with a crashed step's transaction.
+    IF NOT pg_try_advisory_xact_lock(27, (p_coupon_id % 2147483647)::integer) THEN
+        RETURN NULL;
+    END IF;
     SELECT * INTO c FROM coupons AS k WHERE k.id = p_coupon_id FOR UPDATE;
     SELECT * INTO d FROM raffle_draws AS r WHERE r.coupon_id = p_coupon_id;
     IF c.id IS NULL OR d.coupon_id IS NULL OR d.finished_at IS NOT NULL THEN

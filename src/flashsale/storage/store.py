@@ -189,11 +189,12 @@ class CouponStore:
 
         return [row["coupon_id"] for row in await self._write(start_draws)]
 
-    async def draw_step(self, coupon_id: int, chunk: int) -> bool:
-        """The next ``chunk`` places of a draw, one transaction; True when done."""
+    async def draw_step(self, coupon_id: int, chunk: int) -> bool | None:
+        """The next ``chunk`` places of a draw, one transaction; True when
+        done, None when another session is stepping it."""
 
-        async def draw_step(connection: Connection) -> bool:
-            done: bool = await connection.fetchval(query("draw_step"), coupon_id, chunk)
+        async def draw_step(connection: Connection) -> bool | None:
+            done: bool | None = await connection.fetchval(query("draw_step"), coupon_id, chunk)
             return done
 
         return await self._write(draw_step)
