@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.support.api import Client
+from tests.support.walkthroughs import curl_request
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -37,19 +38,9 @@ def walkthrough() -> list[tuple[list[str], int, Any]]:
 
 
 async def send(client: Client, arguments: list[str]) -> Any:
-    method, headers, body, url = "GET", {}, None, ""
-    pairs = iter(arguments)
-    for argument in pairs:
-        if argument == "-X":
-            method = next(pairs)
-        elif argument == "-H":
-            name, _, value = next(pairs).partition(": ")
-            headers[name] = value
-        elif argument == "-d":
-            body = next(pairs)
-        else:
-            url = argument
-    return await client.request(method, urlsplit(url).path, headers=headers, content=body)
+    request = curl_request(arguments)
+    path = urlsplit(request.url).path
+    return await client.request(request.method, path, headers=request.headers, content=request.body)
 
 
 def same_answer(shown: Any, answered: Any) -> bool:

@@ -1,17 +1,22 @@
 """The dashboard in a real browser watches the stock drain while claims
-arrive through the API, and each coupon's status, holds and redemptions
-(screenshots at desktop and phone width)."""
+arrive through the API, each coupon's status, holds and redemptions, and a
+raffle's phase, entries and waitlist (screenshots at desktop and phone width)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 from playwright.async_api import Browser, expect
 
 from flashsale.bench.server import RunningServer
 from tests.support.chromium import keep_screenshot, needs_chromium
 from tests.support.load import claim_all, create_coupon
+from tests.support.raffles import BACKEND, create_raffle, enter
+from tests.support.servers import serve
 
 pytestmark = needs_chromium
 
@@ -86,3 +91,34 @@ async def test_the_dashboard_shows_a_coupons_status_holds_and_redemptions(
         await expect(card.locator(".holds")).to_have_text("1")
         await expect(card.locator(".remaining")).to_have_text("8")
         await keep_screenshot(page, "dashboard-sale-life.png")
+
+
+@pytest.fixture
+def raffle_server(database: str, tmp_path: Path) -> Iterator[RunningServer]:
+    """Entrants need identities; no ADMIN_TOKEN, so the dashboard is open on loopback."""
+    env = {"CLAIM_AUTH": "backend", "BACKEND_TOKEN": BACKEND}
+    server = serve(database, tmp_path / "server.log", workers=2, env=env)
+    yield server
+    server.stop()
+
+
+async def test_the_dashboard_shows_a_raffles_phase_entries_and_waitlist(
+    browser: Browser, raffle_server: RunningServer
+) -> None:
+    base = raffle_server.base_url
+    with httpx.Client(base_url=base, timeout=10) as admin:
+        create_raffle(admin, "RAFFLE", 2, ahead_s=6)
+    enter(base, "RAFFLE", ["ann", "bob", "cy", "dee", "eve"])
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    await page.goto(f"{base}/dashboard")
+    card = page.locator('section.coupon[data-coupon="RAFFLE"]')
+    await expect(card.locator(".entries")).to_have_text("5", timeout=10_000)
+    await expect(card.locator(".waitlisted")).to_have_text(
+        "\u2013"
+    )  # an en dash: no waitlist before the draw
+    # The draw happens at draw_at with no request; the page follows it.
+    await expect(card.locator(".status")).to_have_text("drawn", timeout=30_000)
+    await expect(card.locator(".waitlisted")).to_have_text("3")
+    await expect(card.locator(".remaining")).to_have_text("0")
+    await expect(card.locator(".claimer")).to_have_count(2)
+    await keep_screenshot(page, "dashboard-raffle.png")

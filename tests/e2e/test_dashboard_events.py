@@ -86,15 +86,16 @@ def test_open_dashboards_do_not_hold_up_a_server_shutdown(database: str, tmp_pat
 
 async def session_activity(database: str) -> set[tuple[int, Any]]:
     """(session, start of its last statement) for the service's sessions:
-    any query, a dashboard's poll included, changes it. The hold sweeper's
-    and the webhook deliverer's statements (every worker, every 0.5 s,
-    watched or not) are left out."""
+    any query, a dashboard's poll included, changes it. The hold sweeper's,
+    the webhook deliverer's and the raffle drawer's statements (every
+    worker, every 0.5 s, watched or not) are left out."""
     connection = await asyncpg.connect(database)
     try:
         rows = await connection.fetch(
             "SELECT pid, query_start FROM pg_stat_activity"
             " WHERE application_name = 'flashsale' AND datname = current_database()"
             " AND query NOT LIKE '%expire_holds%' AND query NOT LIKE '%webhook%'"
+            " AND query NOT LIKE '%raffle_start_draws%'"
         )
     finally:
         await connection.close()

@@ -109,3 +109,39 @@ async def test_a_tile_shows_status_holds_and_redemptions(
     tile = snapshot.coupons[0]
     assert (tile.status, tile.holds, tile.redeemed, tile.remaining_amount) == ("paused", 1, 1, 3)
     assert tile.recent_claimers == ["b", "a"]
+
+
+async def test_a_raffle_tile_shows_its_phase_entries_and_waitlist(
+    store: CouponStore, read_store: CouponReadStore, db: Connection
+) -> None:
+    await store.create_coupon(NewCoupon(name="RAFFLE", amount=1))
+    # A raffle whose draw is ahead, with a seed and three entries, made by the
+    # migration's own functions (the HTTP path: tests/browser/test_dashboard.py).
+    coupon_id = await db.fetchval(
+        "UPDATE coupons SET allocation = 'raffle', draw_at = now() + interval '1 hour', "
+        "draw_commitment = raffle_keep_seed(id, sha256('seed')) WHERE name = 'RAFFLE' "
+        "RETURNING id"
+    )
+    await db.execute("SELECT raffle_enter($1, ARRAY['ann', 'bob', 'cy'], now())", coupon_id)
+    feed = DashboardFeed(read_store, tick=0.05)
+    [before] = await watch(feed, 1)
+    tile = before.coupons[0]
+    assert (tile.status, tile.allocation, tile.entries, tile.waitlisted) == (
+        "entries_open", "raffle", 3, None,
+    )  # fmt: skip
+    await db.execute("UPDATE coupons SET draw_at = now() WHERE id = $1", coupon_id)
+    await db.fetch("SELECT raffle_start_draws(10)")
+    assert await db.fetchval("SELECT raffle_draw_step($1, 1000)", coupon_id)
+    [after] = await watch(DashboardFeed(read_store, tick=0.05), 1)
+    tile = after.coupons[0]
+    assert (tile.status, tile.entries, tile.waitlisted, tile.remaining_amount) == ("drawn", 3, 2, 0)
+    assert len(tile.recent_claimers) == 1
+
+
+async def test_a_first_come_tile_has_no_raffle_figures(
+    store: CouponStore, read_store: CouponReadStore
+) -> None:
+    await store.create_coupon(NewCoupon(name="PLAIN", amount=5))
+    [snapshot] = await watch(DashboardFeed(read_store, tick=0.05), 1)
+    tile = snapshot.coupons[0]
+    assert (tile.allocation, tile.entries, tile.waitlisted) == ("first_come", None, None)

@@ -201,6 +201,7 @@ async def test_returned_units_go_down_the_waitlist_once_each(
     # 25 units: the 5 winners who kept theirs, then places 21..40 in place order.
     assert holders == set(order[15:20]) | set(order[20:40])
     body = await db.fetchrow("SELECT remaining_amount, waitlisted FROM coupon_state")
+    assert body is not None
     assert (body["remaining_amount"], body["waitlisted"]) == (0, 160)
     promoted = await db.fetchval(
         "SELECT count(*) FROM events WHERE data->>'reason' = 'waitlist_promoted'"

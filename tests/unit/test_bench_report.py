@@ -7,9 +7,20 @@ from rich.console import Console
 
 from flashsale.bench.cpu import CpuSplit
 from flashsale.bench.database import Check
+from flashsale.bench.raffle import entry_count_problems
 from flashsale.bench.report import all_targets, render
 from flashsale.bench.runner import Measurement
-from flashsale.bench.scenarios import CEILING, HELD, HOT, RETURNS, RUSH, Scenario
+from flashsale.bench.scenarios import (
+    CEILING,
+    CLAIM_PATH,
+    HELD,
+    HOT,
+    HOT_KEYED,
+    RAFFLE,
+    RETURNS,
+    RUSH,
+    Scenario,
+)
 from flashsale.bench.wrk import WrkError, WrkResult, parse_output
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8080/api/coupons/claim
@@ -115,3 +126,28 @@ def test_the_table_shows_each_partys_cpu_microseconds_per_request() -> None:
     console = Console(record=True, width=220)
     console.print(render(run))
     assert "100 / 40 / 20" in console.export_text()
+
+
+def test_raffle_entries_are_measured_against_the_hot_coupon_of_the_same_run() -> None:
+    entries = WrkResult(10.0, 90_000, {202: 90_000}, 0, 5.0, 20)
+    run = [measured("batched", HOT, result(11_000)), measured("batched", RAFFLE, entries)]
+    verdicts = {target.name: target for target in all_targets(run)}
+    target = verdicts["batched raffle entries: >= 80% of hot coupon"]
+    assert (target.measured, target.met) == ("82%", True)
+
+
+def test_the_raffle_run_sends_the_backend_token_with_every_scenario() -> None:
+    assert RAFFLE.wrk_args("u1-", "t0k") == ["BENCH_RAFFLE", CLAIM_PATH, "u1-", "bearer=t0k", "1"]
+    assert HOT_KEYED.wrk_args("u1-", "t0k")[3] == "idempotency,bearer=t0k"
+    assert HOT_KEYED.wrk_args("u1-")[3] == "idempotency"
+    assert HOT.wrk_args("u1-")[3] == "-"
+
+
+def test_entry_rows_match_the_answers_202_up_to_those_in_flight() -> None:
+    assert entry_count_problems(entries=1_000, claims=0, accepted=990, in_flight=256) == []
+    assert entry_count_problems(entries=989, claims=0, accepted=990, in_flight=256) == [
+        "989 entry rows for 990 answers 202"
+    ]
+    assert entry_count_problems(entries=990, claims=3, accepted=990, in_flight=256) == [
+        "3 claims of a raffle whose draw is an hour away"
+    ]

@@ -204,7 +204,7 @@ def synopsis_options(text: str) -> dict[str, set[str]]:
 
 
 def test_the_synopsis_names_every_command() -> None:
-    listed = re.findall(r"^  (\w+)  ", help_text().split("Commands:", 1)[1], re.MULTILINE)
+    listed = re.findall(r"^  ([\w-]+)  ", help_text().split("Commands:", 1)[1], re.MULTILINE)
     assert set(listed) == set(synopsis()) - {""}
     assert "--version" in synopsis()[""]
     assert "--version" in options(help_text())

@@ -12,6 +12,9 @@
 -- minted ahead of the run) and no user_id (the token's sub is the user:
 -- CLAIM_AUTH=user, docs/access.md; flashsale bench --claimers, bench/tokens.py).
 -- Past the file's last line the tokens repeat (the bench counts the reuses).
+-- "bearer=<token>" (alone or after "idempotency,"): every request also
+-- carries that one bearer token (the shop's backend's, claiming for the new
+-- user of the body: CLAIM_AUTH=backend, which a raffle's entrants need).
 
 local threads = {}
 local next_thread = 0
@@ -59,7 +62,11 @@ function init(args)
    coupon = args[1] or coupon
    path = args[2] or path
    prefix = args[3] or prefix
-   keyed = args[4] == "idempotency"
+   keyed = args[4] ~= nil and string.match(args[4], "^idempotency") ~= nil
+   local bearer = args[4] and string.match(args[4], "bearer=([^,]+)$")
+   if bearer then
+      headers["Authorization"] = "Bearer " .. bearer
+   end
    local file = args[4] and string.match(args[4], "^tokens=(.+)$")
    if file then
       tokens = {}

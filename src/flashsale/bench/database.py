@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from flashsale.bench.raffle import entry_count_problems
 from flashsale.bench.scenarios import RUSH_STOCK, Scenario
 from flashsale.bench.wrk import WrkResult
 from flashsale.storage.admin import (
+    count_entries,
     count_unseeded_claims,
     coupons_stock,
     database_url,
@@ -26,6 +28,8 @@ async def create_fresh_database(server_url: str, scenarios: tuple[Scenario, ...]
     url = database_url(server_url, f"flashsale_bench_{uuid.uuid4().hex[:10]}")
     await migrate(url)  # creates the database, then applies the migrations
     for scenario in scenarios:
+        if scenario.raffle:  # created through the service (bench/raffle.py)
+            continue
         if scenario.stock is not None and scenario.coupons > 1:
             await seed_coupons(url, scenario.coupon_names(), scenario.stock)
         elif scenario.stock is not None:
@@ -43,8 +47,9 @@ async def create_fresh_database(server_url: str, scenarios: tuple[Scenario, ...]
 class Check:
     """What the database says after a scenario; ``problems`` empty means sound."""
 
-    claims: int | None  # claim rows of the scenario's coupon
+    claims: int | None  # claim rows of the scenario's coupon (a raffle's: entry rows)
     problems: list[str] = field(default_factory=list)
+    rows: str = "claims"  # what ``claims`` counts
 
     @property
     def ok(self) -> bool:
@@ -65,6 +70,11 @@ async def check_scenario(
     names = scenario.coupon_names()
     amount, remaining = await coupons_stock(url, names)
     claims = amount - remaining
+    if scenario.raffle:
+        entries = await count_entries(url, scenario.coupon)
+        problems = [v.describe() for v in report.violations if v.coupon in names]
+        problems += entry_count_problems(entries, claims, result.ok, in_flight_bound)
+        return Check(claims=entries, problems=problems, rows="entries")
     if scenario.seeded:  # seeded claims came and went: count the load's own rows
         claims = await count_unseeded_claims(url, scenario.coupon)
     problems = [v.describe() for v in report.violations if v.coupon in names]

@@ -22,6 +22,7 @@ from flashsale.bench.deployments import (
     Topology,
     stop,
 )
+from flashsale.bench.raffle import create_raffle, identity_env, new_backend_token
 from flashsale.bench.returns import return_stock_during
 from flashsale.bench.scenarios import RAW, SCENARIOS, Scenario
 from flashsale.bench.server import start_server
@@ -87,14 +88,19 @@ def run_strategy(
     topology = plan.topology
     announce(f"{strategy}: fresh database, {topology.name}, {plan.workers} workers per instance")
     scenarios = plan.scenarios
+    # A raffle's entrants need identities: the whole server then serves with
+    # CLAIM_AUTH=backend, and every scenario sends the backend's token.
+    token = new_backend_token() if any(scenario.raffle for scenario in scenarios) else None
+    env = identity_env(token) if token else {}
     url = asyncio.run(create_fresh_database(database.url, scenarios))
     try:
-        config = ServerConfig(url, plan.workers, strategy, workdir / f"server-{strategy}.log")
+        log = workdir / f"server-{strategy}.log"
+        config = ServerConfig(url, plan.workers, strategy, log, env)
         with topology.deploy(config, database.postmaster, workdir) as target:
             # Leaving the block stops the instances gracefully: the claims in
             # flight commit before the checks.
             runs = [
-                drive(target, scenario, plan.load, strategy, announce, url)
+                drive(target, scenario, plan.load, strategy, announce, url, token)
                 for scenario in scenarios
             ]
         return [
@@ -118,15 +124,18 @@ def drive(
     strategy: str,
     announce: Announce,
     database_url: str | None = None,
+    bearer: str | None = None,
 ) -> tuple[WrkResult, CpuSplit]:
     announce(f"{strategy}: {scenario.title}, {load.connections} connections, {load.duration_s:g}s")
+    if scenario.raffle:
+        create_raffle(target.base_url, scenario)
     url = target.base_url + scenario.path
     parties: Parties = target.parties
     with (
         measure_cpu(parties) as meter,
         returning_stock(database_url, target.base_url, scenario, load.duration_s, announce),
     ):
-        result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-"))
+        result = run_wrk(url, load, scenario.wrk_args(f"u{uuid.uuid4().hex[:6]}-", bearer))
     return result, meter.split
 
 

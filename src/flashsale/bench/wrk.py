@@ -50,7 +50,8 @@ class WrkResult:
 
     @property
     def ok(self) -> int:
-        return self.statuses.get(200, 0)
+        """Answers that did what was asked: a claim's 200, a raffle entry's 202."""
+        return self.statuses.get(200, 0) + self.statuses.get(202, 0)
 
     @property
     def ok_per_s(self) -> float:

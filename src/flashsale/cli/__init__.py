@@ -10,6 +10,7 @@ from flashsale.cli.deliver import deliver_command
 from flashsale.cli.migrate import migrate_command
 from flashsale.cli.serve import serve
 from flashsale.cli.verify import verify_command
+from flashsale.cli.verify_draw import verify_draw_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -29,3 +30,4 @@ main.add_command(migrate_command)
 main.add_command(bench)
 main.add_command(verify_command)
 main.add_command(deliver_command)
+main.add_command(verify_draw_command)

@@ -26,7 +26,7 @@ from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.draw import draw_lines, run_draw_bench
 from flashsale.bench.report import render
 from flashsale.bench.runner import BenchPlan, run_bench
-from flashsale.bench.scenarios import SCENARIOS, Scenario
+from flashsale.bench.scenarios import EXTRA_SCENARIOS, SCENARIOS, Scenario
 from flashsale.bench.under_attack import attack_lines, render_attack, run_attack_bench
 from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, require_wrk
@@ -49,7 +49,8 @@ _OPTIONS = (
     click.option(
         "--scenarios",
         default=",".join(scenario.key for scenario in SCENARIOS),
-        help="Comma-separated scenarios to run, in this order (the ceiling first warms up).",
+        help="Comma-separated scenarios to run, in this order (the ceiling first warms up); "
+        "also 'raffle' (raffle entries: the whole run then claims with a backend token).",
     ),
     click.option(
         "--database-url",
@@ -262,7 +263,7 @@ def run_bench_command(
 
 def chosen_scenarios(keys: str) -> tuple[Scenario, ...]:
     """The scenarios --scenarios names (all when empty), in its order."""
-    by_key = {scenario.key: scenario for scenario in SCENARIOS}
+    by_key = {scenario.key: scenario for scenario in SCENARIOS + EXTRA_SCENARIOS}
     return named(by_key, keys, "--scenarios") or SCENARIOS
 
 

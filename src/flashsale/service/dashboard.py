@@ -36,6 +36,11 @@ class CouponTile:
     status: str = "active"
     holds: int = 0  # live claims not yet redeemed
     redeemed: int = 0
+    # A raffle's (issue 27): its phase is ``status`` (entries_open, drawing,
+    # drawn); entries so far, and users still waiting once drawn (None before).
+    allocation: str = "first_come"
+    entries: int | None = None
+    waitlisted: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,9 @@ def tiles(activity: list[CouponActivity], rates: dict[str, float]) -> list[Coupo
             a.status,
             a.holds,
             a.redeemed,
+            a.allocation,
+            a.entries,
+            a.waitlisted,
         )
         for a in activity
     ]

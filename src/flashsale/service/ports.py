@@ -136,6 +136,9 @@ class CouponActivity:
     status: CouponStatus = "active"
     holds: int = 0  # live claims not redeemed yet
     redeemed: int = 0
+    allocation: str = "first_come"
+    entries: int | None = None  # a raffle's entries so far (None: first come)
+    waitlisted: int | None = None  # a drawn raffle's users still waiting
 
 
 class CouponSnapshot:

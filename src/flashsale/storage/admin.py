@@ -120,9 +120,18 @@ async def schedule_expiries(url: str, coupon: str, users: list[str], seconds: fl
 
 
 async def count_unseeded_claims(url: str, coupon: str) -> int:
+    return await _count(url, "count_unseeded_claims", coupon)
+
+
+async def count_entries(url: str, coupon: str) -> int:
+    """Entry rows of raffle ``coupon`` (the bench's raffle entries scenario)."""
+    return await _count(url, "count_entries", coupon)
+
+
+async def _count(url: str, name: str, coupon: str) -> int:
     connection = await asyncpg.connect(url)
     try:
-        count: int = await connection.fetchval(admin_query("count_unseeded_claims"), coupon)
+        count: int = await connection.fetchval(admin_query(name), coupon)
     finally:
         await connection.close()
     return count

@@ -43,6 +43,11 @@ SELECT coalesce(sum(amount), 0)::bigint AS amount,
 -- Claim rows of coupon $1 made by the bench's load (seeded users are 'user-N').
 SELECT count(*) FROM claims WHERE coupon_name = $1 AND user_id NOT LIKE 'user-%';
 
+-- name: count_entries
+-- Entry rows of raffle $1 (the bench's raffle entries scenario): one per user
+-- by the primary key (coupon_id, user_id).
+SELECT count(*) FROM raffle_entries AS e JOIN coupons AS c ON c.id = e.coupon_id WHERE c.name = $1;
+
 -- name: analyze_claims
 -- Fresh statistics after a bulk seed, so plans match a real coupon's.
 ANALYZE claims;

@@ -277,9 +277,11 @@ SELECT name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds,
 -- newest unclaimed ones), each with its last $2 claimers, newest first. One
 -- backward probe of claims_coupon_order_idx per coupon; never a scan of claims.
 -- Status, holds and redemptions come from coupon_state (due holds counted as
--- returned): one probe of the partial hold and redeemed indexes each.
+-- returned): one probe of the partial hold and redeemed indexes each; so do a
+-- raffle's entries (a counter on the row) and waitlist (its draw's row).
 SELECT s.name, s.amount, v.remaining_amount, v.status, v.redeemed,
        s.amount - v.remaining_amount - v.redeemed AS holds,
+       v.allocation, v.entries, v.waitlisted,
        ARRAY(SELECT h.user_id
                FROM live_claims AS h
               WHERE h.coupon_id = s.id
@@ -292,7 +294,7 @@ SELECT s.name, s.amount, v.remaining_amount, v.status, v.redeemed,
                                WHERE h.coupon_id = c.id) AS l
          ORDER BY l.last_id DESC NULLS LAST, c.id DESC
          LIMIT $1) AS s
- CROSS JOIN LATERAL (SELECT remaining_amount, status, redeemed
+ CROSS JOIN LATERAL (SELECT remaining_amount, status, redeemed, allocation, entries, waitlisted
                       FROM coupon_state WHERE id = s.id) AS v
  ORDER BY s.last_id DESC NULLS LAST, s.id DESC;
 

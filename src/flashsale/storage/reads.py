@@ -155,6 +155,9 @@ class CouponReadStore:
                 row["status"],
                 row["holds"],
                 row["redeemed"],
+                row["allocation"],
+                row["entries"],
+                row["waitlisted"],
             )
             for row in rows
         ]
