@@ -66,8 +66,8 @@ def multiprocess_mode() -> bool:
 
 
 # In multiprocess mode every update asks os.getpid() (a system call) to learn
-# whether it now runs in a forked child: three times a request, 2-3% of a
-# worker's CPU under load. The same answer, kept in memory and refreshed in
+# whether it now runs in a forked child: three times a request (its share of
+# a worker's CPU is in docs/benchmarks.md). The same answer, kept in memory and refreshed in
 # each child at fork, through the hook prometheus_client offers for a custom
 # process identifier (read when a metric is created; ours are created later).
 _pid = os.getpid()

@@ -16,7 +16,7 @@ from flashsale.claims.batched import BatchedClaims
 from flashsale.claims.ports import BatchResult, CouponPart
 from flashsale.claims.transaction import TransactionPerClaim
 from flashsale.domain import ClaimOutcome
-from flashsale.service.draws import Drawer
+from flashsale.service.draws import RAFFLES_PER_TICK, Drawer
 from flashsale.service.ports import CouponChange, NewCoupon
 from flashsale.storage.draw_bench import seed_raffle
 from flashsale.storage.store import CouponStore
@@ -228,6 +228,23 @@ async def test_a_raffle_paused_across_draw_at_draws_when_resumed(
     await draw(store)
     assert sorted(await places(db, "R")) == ["a", "b", "c"]
     await assert_drawn_once(db, "R", 2)
+
+
+async def test_paused_raffles_past_draw_at_never_hold_back_a_due_one(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    # More paused raffles due than a tick takes, all due before the last one.
+    for n in range(RAFFLES_PER_TICK + 2):
+        await store.create_coupon(raffle(f"P{n}", 1))
+        await store.change_coupon(f"P{n}", CouponChange(active=False))
+        await make_due(db, f"P{n}")
+    await store.create_coupon(raffle("LAST", 1))
+    assert await outcome_of(engine, coupon_name="LAST", user_id="a") is ClaimOutcome.ENTERED
+    await make_due(db, "LAST")
+    await draw(store)
+    assert await places(db, "LAST") == ["a"]
+    await assert_drawn_once(db, "LAST", 1)
+    assert await db.fetchval("SELECT count(*) FROM raffle_draws") == 1
 
 
 async def test_a_raffles_part_of_a_batch_across_coupons_enters_its_users(

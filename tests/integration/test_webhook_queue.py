@@ -14,7 +14,8 @@ import asyncpg
 import pytest
 
 from flashsale.config import load_settings
-from flashsale.service.ports import Delivery, NewCoupon
+from flashsale.service.ports import NewCoupon
+from flashsale.service.webhook_ports import Delivery
 from flashsale.storage.connections import Connections
 from flashsale.storage.pool import Pool, create_pool
 from flashsale.storage.store import CouponStore

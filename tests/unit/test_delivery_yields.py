@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flashsale.service.delivery import FEED_PAGE, WebhookDeliverer
-from flashsale.service.ports import Delivery, PostOutcome
+from flashsale.service.webhook_ports import Delivery, PostOutcome
 from flashsale.service.webhooks import RetryPolicy
 
 

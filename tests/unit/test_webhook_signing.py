@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from flashsale.service.ports import Failure
 from flashsale.service.signing import (
     is_secret,
     legacy_signature,
@@ -21,6 +20,7 @@ from flashsale.service.signing import (
     signed_headers,
     verify_legacy,
 )
+from flashsale.service.webhook_ports import Failure
 from flashsale.service.webhooks import RetryPolicy
 
 KEY = b"0123456789abcdef0123456789abcdef"

@@ -27,7 +27,7 @@ from flashsale.delivery.destinations import (
     PinnedBackend,
     url_origin,
 )
-from flashsale.service.ports import PostOutcome
+from flashsale.service.webhook_ports import PostOutcome
 
 _USER_AGENT = b"flashsale-webhooks/1"
 MAX_ANSWER_BYTES = 4096

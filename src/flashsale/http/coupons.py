@@ -54,14 +54,7 @@ from flashsale.http.schemas import (
     CreateCouponRequest,
 )
 from flashsale.http.spool import spooled
-from flashsale.service.ports import (
-    KEEP,
-    CouponChange,
-    CouponSnapshot,
-    CouponState,
-    Keep,
-    NewCoupon,
-)
+from flashsale.service.ports import KEEP, CouponChange, CouponSnapshot, CouponState, Keep, NewCoupon
 
 log = logging.getLogger("flashsale.http")
 

@@ -48,8 +48,8 @@ from flashsale.http.schemas import (
     WebhooksResponse,
 )
 from flashsale.logs import get_logger
-from flashsale.service.ports import Webhook
 from flashsale.service.signing import is_secret
+from flashsale.service.webhook_ports import Webhook
 
 log = get_logger("flashsale.webhooks")
 

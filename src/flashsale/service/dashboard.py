@@ -12,10 +12,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 from flashsale.domain import ServiceUnavailable
+from flashsale.service.periodic import stop_task
 from flashsale.service.ports import ActivityReader, CouponActivity
 
 TICK_SECONDS = 0.5
@@ -125,10 +125,7 @@ class DashboardFeed:
 
     async def close(self) -> None:
         """Stop polling (shutdown); open streams end with their poller."""
-        if self._poller is not None and not self._poller.done():
-            self._poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._poller
+        await stop_task(self._poller)
 
     def _start_poller(self, stopping: Callable[[], bool]) -> None:
         if self._poller is None or self._poller.done():

@@ -19,8 +19,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from flashsale.domain import ServiceUnavailable
-from flashsale.service.ports import Delivery, DeliveryQueue, Event, PostOutcome, WebhookSender
+from flashsale.service.ports import Event
 from flashsale.service.signing import signed_headers
+from flashsale.service.webhook_ports import Delivery, DeliveryQueue, PostOutcome, WebhookSender
 from flashsale.service.webhooks import RetryPolicy
 
 TICK_SECONDS = 0.5

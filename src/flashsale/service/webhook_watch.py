@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from flashsale.service.periodic import Periodic, tolerated
-from flashsale.service.ports import DeliveryQueue
+from flashsale.service.webhook_ports import DeliveryQueue
 
 WATCH_SECONDS = 5.0
 

@@ -10,14 +10,14 @@ from datetime import datetime
 from flashsale.config import Settings
 from flashsale.domain import Caller, DestinationRefused, WebhookNotFound
 from flashsale.service.deadline import deadline
-from flashsale.service.ports import (
+from flashsale.service.signing import new_secret
+from flashsale.service.webhook_ports import (
     DestinationCheck,
     Failure,
     Replay,
     Webhook,
     WebhookRegistry,
 )
-from flashsale.service.signing import new_secret
 
 
 class WebhookService:

@@ -231,6 +231,13 @@ CREATE INDEX raffle_entries_order_idx ON raffle_entries (coupon_id, ticket, entr
 -- Entries before the draw, paged by entrant.
 CREATE INDEX raffle_entries_entrant_idx ON raffle_entries (coupon_id, entrant);
 
+-- The drawer's tick (raffle_start_draws: every worker, twice a second)
+-- finds the due raffles here instead of reading every coupon. Updates of a
+-- coupon stay heap-only (HOT): no column a claim batch changes is indexed
+-- or in the predicate (only the draw's last step sets drawn_at, once).
+CREATE INDEX coupons_draws_due_idx ON coupons (draw_at)
+    WHERE allocation = 'raffle' AND drawn_at IS NULL;
+
 -- A draw's progress: one row per coupon, inserted by the freeze (its
 -- primary key makes the draw start once, whatever the instances), moved by
 -- each step under the coupon's row lock. Places 1..placed are assigned, the
@@ -482,6 +489,9 @@ BEGIN
         SELECT c.id, c.active, c.remaining_amount, c.draw_entries
           FROM coupons AS c
          WHERE c.allocation = 'raffle' AND c.drawn_at IS NULL AND c.draw_at <= clock_timestamp()
+           -- A paused raffle not started yet is not even locked: however many
+           -- wait, they never fill p_limit ahead of the ones to draw.
+           AND (c.active OR EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = c.id))
          ORDER BY c.draw_at
          LIMIT p_limit
            FOR UPDATE SKIP LOCKED

@@ -10,7 +10,8 @@ from datetime import datetime
 import asyncpg
 
 from flashsale.domain import Caller
-from flashsale.service.ports import Backlog, Delivery, Event, Failure, Replay, Webhook
+from flashsale.service.ports import Event
+from flashsale.service.webhook_ports import Backlog, Delivery, Failure, Replay, Webhook
 from flashsale.storage.connections import Connections
 from flashsale.storage.events import event
 from flashsale.storage.pool import Connection
