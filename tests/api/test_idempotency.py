@@ -285,6 +285,31 @@ async def test_two_keys_for_one_user_in_one_batch_are_decided_in_turn(
         assert_replay(first, await claim_with(client, f"dave-{n}", "dave", "TWO"))
 
 
+async def test_keys_of_several_coupons_in_one_batch_each_replay_their_answer(
+    client: Client, db: Connection
+) -> None:
+    for coupon, amount in (("M1", 5), ("M2", 1), ("M3", 5)):
+        await create_coupon(client, coupon, amount)
+    await claim_coupon(client, "held", "M3")
+    answers = await asyncio.gather(
+        claim_with(client, "m1", "ann", "M1"),
+        claim_with(client, "m2a", "bob", "M2"),
+        claim_with(client, "m2b", "cid", "M2"),  # one of bob and cid: sold out
+        post_claim(client, "dan", "M1"),
+        post_claim(client, "eve", "M3"),
+        client.delete("/api/coupons/M3/claims/held", headers=keyed("m3")),
+    )
+    assert sorted(a.status_code for a in answers[1:3]) == [200, 409]
+    assert [answers[0].status_code, *(a.status_code for a in answers[3:])] == [200, 200, 200, 204]
+    keyed_claims = [("m1", "ann", "M1"), ("m2a", "bob", "M2"), ("m2b", "cid", "M2")]
+    for (key, user, coupon), first in zip(keyed_claims, answers[:3], strict=True):
+        assert_replay(first, await claim_with(client, key, user, coupon))
+    again = await client.delete("/api/coupons/M3/claims/held", headers=keyed("m3"))
+    assert_replay(answers[5], again)
+    assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 4
+    assert await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = 'M2'") == 1
+
+
 async def test_a_release_key_on_another_user_is_refused(client: Client, db: Connection) -> None:
     await create_coupon(client, "RK", 5)
     await claim_coupon(client, "ann", "RK")

@@ -80,6 +80,10 @@ class FakeClaimStore:
         return [
             self.broken[part.coupon_name]
             if part.coupon_name in self.broken
+            else self._keyed_part(
+                self.coupons.get(part.coupon_name), part.user_ids, part.claim_keys
+            )
+            if any(part.claim_keys)
             else self._decide_part(self.coupons.get(part.coupon_name), part.user_ids, part.releases)
             for part in parts
         ]
@@ -109,6 +113,11 @@ class FakeClaimStore:
         """Keyed claims only (what the engine's unit tests send): a key's first
         decision is kept and replayed, as decide_batch keeps it."""
         coupon = await self._enter("decide_batch", coupon_name, list(user_ids))
+        return self._keyed_part(coupon, user_ids, claim_keys)
+
+    def _keyed_part(
+        self, coupon: FakeCoupon | None, user_ids: Sequence[str], claim_keys: Sequence[Key]
+    ) -> BatchResult:
         assert coupon is not None
         outcomes: list[ClaimOutcome] = []
         keyed: list[ClaimDecision | None] = []

@@ -100,7 +100,7 @@ async def test_a_whole_batch_failure_reaches_every_coupon_in_it() -> None:
     assert list(outcomes) == [error, error]
 
 
-async def test_a_keyed_part_is_decided_beside_the_others() -> None:
+async def test_a_keyed_part_is_decided_with_the_others() -> None:
     store = FakeClaimStore()
     store.create("A", 5)
     store.create("B", 5)
@@ -115,9 +115,26 @@ async def test_a_keyed_part_is_decided_beside_the_others() -> None:
     )
     assert list(outcomes[:2]) == [CLAIMED, CLAIMED]
     assert outcomes[2].outcome is CLAIMED
+    assert [(batch.call, batch.coupon) for batch in store.batches] == [("decide_coupons", "A+B+K")]
+
+
+async def test_a_keyed_user_arriving_twice_is_decided_beside_the_others() -> None:
+    store = FakeClaimStore()
+    store.create("A", 5)
+    store.create("K", 5)
+    engine = lanes_engine(store)
+    first, second = IdempotencyKey("claim", "k1", b"1"), IdempotencyKey("claim", "k2", b"2")
+    outcomes = await asyncio.gather(
+        outcome_of(engine, coupon_name="A", user_id="x"),
+        engine.claim(coupon_name="K", user_id="z", key=first),
+        engine.claim(coupon_name="K", user_id="z", key=second),
+    )
+    assert outcomes[0] is CLAIMED
+    assert [outcomes[1].outcome, outcomes[2].outcome] == [CLAIMED, ClaimOutcome.ALREADY_CLAIMED]
     assert sorted((batch.call, batch.coupon) for batch in store.batches) == [
         ("decide_batch", "K"),
-        ("decide_coupons", "A+B"),
+        ("decide_batch", "K"),
+        ("decide_coupons", "A"),
     ]
 
 

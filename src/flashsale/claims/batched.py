@@ -5,9 +5,10 @@ Two kinds of lane:
   its name's hash) decide a batch of several coupons' claims in one
   transaction (the store's ``decide_coupons``: SQL ``claim_many_coupons``),
   or of one coupon's (``decide_batch``: SQL ``claim_many``, exactly as
-  before), under each coupon's row lock. A coupon's part with
-  Idempotency-Keys is decided on its own (``decide_batch`` with keys),
-  beside the rest of its batch;
+  before), under each coupon's row lock. Parts with Idempotency-Keys go in
+  the same call (SQL ``claim_many_coupons_keyed``), unless a keyed user
+  arrives twice in its part: that part's rounds (claims/keyed.py) are
+  decided beside the batch, one ``decide_batch`` call each;
 - the sold-out lanes (the same kind, and the same lane for a coupon), used
   once this process has seen the coupon sold out, run ``sold_out_batch``
   (``sold_out_coupons`` for several coupons), a plain snapshot read that
@@ -39,7 +40,7 @@ from functools import partial
 
 from flashsale.claims.gate import ReleaseGate
 from flashsale.claims.keyed import Decided as _Decided
-from flashsale.claims.keyed import Keyed, Release, decide_keyed, has_keys
+from flashsale.claims.keyed import Keyed, Release, decide_keyed, has_keys, in_one_call
 from flashsale.claims.keyed import Work as _Work
 from flashsale.claims.lanes import CouponLanes, OnLaneBatch
 from flashsale.claims.ports import (
@@ -47,7 +48,6 @@ from flashsale.claims.ports import (
     ClaimStore,
     CouponPart,
     Key,
-    PartResult,
     SoldOutRead,
 )
 from flashsale.domain import (
@@ -133,49 +133,49 @@ class BatchedClaims:
     async def _run_lane_batch(
         self, parts: dict[str, list[_Work]]
     ) -> dict[str, Sequence[_Decided] | Exception]:
-        """One coupon: its batch as before. Several: the parts without keys
-        in one decide_coupons call, each keyed part beside it on its own."""
+        """One coupon: its batch as before. Several: every part that one call
+        decides (keys included) in one decide_coupons call; a keyed part
+        whose keyed user arrives twice (decide_keyed's rounds) beside it."""
         if len(parts) == 1:
             [(coupon_name, work)] = parts.items()
             return {coupon_name: await self._run_claim_lane(coupon_name, work)}
-        plain = {name: work for name, work in parts.items() if not has_keys(work)}
-        keyed = [name for name in parts if name not in plain]
+        together = {name: work for name, work in parts.items() if in_one_call(work)}
+        rounds = [name for name in parts if name not in together]
         alone = asyncio.gather(
-            *(self._run_claim_lane(name, parts[name]) for name in keyed), return_exceptions=True
+            *(self._run_claim_lane(name, parts[name]) for name in rounds), return_exceptions=True
         )
-        together: dict[str, Sequence[_Decided] | Exception] | Exception
+        decided: dict[str, Sequence[_Decided] | Exception] | Exception
         try:
-            together = await self._decide_together(plain)
-        except Exception as error:  # a whole-batch failure is every plain part's
-            together = error
+            decided = await self._decide_together(together)
+        except Exception as error:  # a whole-batch failure is every part's in it
+            decided = error
         answers = {
-            name: together if isinstance(together, Exception) else together[name] for name in plain
+            name: decided if isinstance(decided, Exception) else decided[name] for name in together
         }
-        for name, decided in zip(keyed, await alone, strict=True):
-            if not isinstance(decided, Exception | list):
-                raise decided  # cancelled: shutting down
-            answers[name] = decided
+        for name, outcome in zip(rounds, await alone, strict=True):
+            if not isinstance(outcome, Exception | list):
+                raise outcome  # cancelled: shutting down
+            answers[name] = outcome
         return answers
 
     async def _decide_together(
-        self, plain: dict[str, list[_Work]]
+        self, together: dict[str, list[_Work]]
     ) -> dict[str, Sequence[_Decided] | Exception]:
-        if not plain:
+        if not together:
             return {}
-        parts = [_part(name, work) for name, work in plain.items()]
+        parts = [_part(name, work) for name, work in together.items()]
         results = await self._store.decide_coupons(parts)
         return {
-            part.coupon_name: self._answers(part.coupon_name, plain[part.coupon_name], result)
+            part.coupon_name: result
+            if isinstance(result, Exception)
+            else self._answers(part, together[part.coupon_name], result)
             for part, result in zip(parts, results, strict=True)
         }
 
-    def _answers(
-        self, coupon_name: str, work: list[_Work], result: PartResult
-    ) -> list[_Decided] | Exception:
-        if isinstance(result, Exception):
-            return result
-        releases = [item.user_id for item in work if isinstance(item, Release)]
-        return self._decided(coupon_name, work, releases, result)
+    def _answers(self, part: CouponPart, work: list[_Work], result: BatchResult) -> list[_Decided]:
+        if part.has_keys():
+            return self._keyed_answers(part, work, result)
+        return self._decided(part.coupon_name, work, list(part.releases), result)
 
     async def _run_claim_lane(self, coupon_name: str, work: Sequence[_Work]) -> list[_Decided]:
         if has_keys(work):
@@ -197,24 +197,24 @@ class BatchedClaims:
         return [next(claims) if isinstance(item, str) else next(released) for item in work]
 
     async def _decide_keyed_round(self, coupon_name: str, work: list[_Work]) -> list[_Decided]:
-        """One decide_batch call with keys (a round of decide_keyed); each
-        keyed arrival answered with the decision stored under its key."""
-        claims = [item for item in work if not isinstance(item, Release)]
-        users = [item if isinstance(item, str) else item.user_id for item in claims]
-        claim_keys = [None if isinstance(item, str) else item.key for item in claims]
-        releases = [item for item in work if isinstance(item, Release)]
-        release_keys = [item.key for item in releases]
-        released_users = [item.user_id for item in releases]
+        """One decide_batch call with keys (a round of decide_keyed)."""
+        part = _part(coupon_name, work)
         result = await self._store.decide_batch(
             coupon_name,
-            users,
-            released_users,
-            claim_keys,
-            release_keys,
-            release_actors=[item.actor for item in releases],
+            part.user_ids,
+            part.releases,
+            part.claim_keys,
+            part.release_keys,
+            release_actors=part.release_actors,
         )
-        self._note_stock(coupon_name, result.coupon_id, result.remaining, released_users)
-        # Empty when this call had no key after all (a later round of unkeyed repeats).
+        return self._keyed_answers(part, work, result)
+
+    def _keyed_answers(
+        self, part: CouponPart, work: Sequence[_Work], result: BatchResult
+    ) -> list[_Decided]:
+        """Each arrival's answer, a keyed one the decision stored under its key."""
+        self._note_stock(part.coupon_name, result.coupon_id, result.remaining, list(part.releases))
+        # Empty when the call had no key after all (a later round of unkeyed repeats).
         keyed_claims = result.keyed_claims or [None] * len(result.outcomes)
         keyed_releases = result.keyed_releases or [None] * len(result.releases)
         decisions = iter(
@@ -278,9 +278,15 @@ def _decision(outcome: ClaimOutcome, result: BatchResult) -> ClaimDecision:
 
 
 def _part(coupon_name: str, work: Sequence[_Work]) -> CouponPart:
-    """A coupon's unkeyed work as decide_coupons takes it: its claims, and
-    its releases with who sent each."""
+    """A coupon's work as the store takes it: its claims, its releases with
+    who sent each, and their keys if any arrival has one."""
     releases = [item for item in work if isinstance(item, Release)]
-    claims = [item for item in work if isinstance(item, str)]
+    claims = [item for item in work if not isinstance(item, Release)]
+    users = [item if isinstance(item, str) else item.user_id for item in claims]
+    released = [item.user_id for item in releases]
     actors = [item.actor for item in releases]
-    return CouponPart(coupon_name, claims, [item.user_id for item in releases], actors)
+    if not has_keys(work):
+        return CouponPart(coupon_name, users, released, actors)
+    claim_keys = [None if isinstance(item, str) else item.key for item in claims]
+    release_keys = [item.key for item in releases]
+    return CouponPart(coupon_name, users, released, actors, claim_keys, release_keys)

@@ -56,6 +56,12 @@ def has_keys(work: Sequence[Work]) -> bool:
     return any(type(item) is Keyed or (type(item) is Release and item.key) for item in work)
 
 
+def in_one_call(work: Sequence[Work]) -> bool:
+    """Whether one decide call takes the work whole: it has no key, or no
+    key and no user of a kind arrives twice in it (decide_keyed's one round)."""
+    return not has_keys(work) or _all_distinct(work)
+
+
 async def decide_keyed(run: Run, work: Sequence[Work]) -> list[Decided]:
     """Every arrival's decision, in order, from as few ``run`` calls as the
     module's rules allow (one, unless a keyed user arrives twice)."""

@@ -40,13 +40,20 @@ class BatchResult:
 @dataclass(frozen=True, slots=True)
 class CouponPart:
     """One coupon's part of a batch across coupons: its claims (user ids in
-    arrival order, repeats allowed) and its releases, without keys, with who
-    sent each (parallel to ``releases``, or empty: nobody named)."""
+    arrival order, repeats allowed) and its releases, with who sent each
+    (parallel to ``releases``, or empty: nobody named), and their
+    Idempotency-Keys (parallel to ``user_ids`` and ``releases``, or empty:
+    none), as decide_batch takes them: a keyed user arrives once per kind."""
 
     coupon_name: str
     user_ids: Sequence[str]
     releases: Sequence[str] = ()
     release_actors: Sequence[Caller | None] = ()
+    claim_keys: Sequence[Key] = ()
+    release_keys: Sequence[Key] = ()
+
+    def has_keys(self) -> bool:
+        return any(self.claim_keys) or any(self.release_keys)
 
 
 # A part's result, or the error that deciding it on its own raised.
@@ -85,7 +92,8 @@ class ClaimStore(Protocol):
 
     async def decide_coupons(self, parts: Sequence[CouponPart]) -> list[PartResult]:
         """decide_batch for several coupons (distinct names) in one
-        transaction, each part under its coupon's lock, results in order.
+        transaction, each part under its coupon's lock, keys included (each
+        keyed part's decisions as decide_batch's), results in order.
         When one part makes the whole transaction fail, each part is decided
         in a transaction of its own, and a part that fails then gets its
         error. A failure of the database as a whole raises, as decide_batch."""

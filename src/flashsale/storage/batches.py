@@ -1,5 +1,6 @@
 """A decided batch's row (SQL claim_many and its keyed wrappers) turned into
-the claim engine's BatchResult: each arrival's outcome in arrival order."""
+the claim engine's BatchResult: each arrival's outcome in arrival order; a
+sold-out read's rows into its SoldOutRead."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from flashsale.claims.ports import BatchResult, CouponPart
+from flashsale.claims.ports import BatchResult, CouponPart, SoldOutRead
 from flashsale.domain import ClaimOutcome, ReleaseOutcome
 from flashsale.storage.rows import release_actors_json
 
@@ -42,6 +43,14 @@ def coupons_arguments(parts: Sequence[CouponPart], firsts: list[list[str]]) -> t
         [user for _, part in numbered for user in part.releases],
         [release_actors_json(part.releases, part.release_actors) for part in parts],
     )
+
+
+def sold_out_read(rows: list[asyncpg.Record]) -> SoldOutRead:
+    """One coupon's sold_out_batch rows (one per arrival, in order)."""
+    first = rows[0]
+    refusal = ClaimOutcome(first["refusal"]) if first["refusal"] else None
+    holds = [row["holds"] for row in rows]
+    return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
 
 
 def release_outcomes(row: asyncpg.Record, releases: list[str]) -> list[ReleaseOutcome]:

@@ -92,20 +92,20 @@ class KeyedBatches:
         first arrival is its only one and the key goes with it."""
         firsts = list(dict.fromkeys(user_ids))
         by_user = {user: key for user, key in zip(user_ids, claim_keys, strict=False) if key}
-        claims = _key_arguments([by_user.get(user) for user in firsts])
-        released = _key_arguments(list(release_keys) or [None] * len(releases))
+        claims = key_arguments([by_user.get(user) for user in firsts])
+        released = key_arguments(list(release_keys) or [None] * len(releases))
         batch = KeyedBatch(coupon_name, firsts, releases, claims, released, actors)
         row, new = await self._write(partial(self._send, batch))
         result = batch_result(row, firsts, user_ids)
         result.releases.extend(release_outcomes(row, releases))
-        keyed = _new_key_claims(row) if new else _keyed_claims(row)
+        keyed = _new_key_claims(row) if new else keyed_claims(row)
         decided = dict(zip(firsts, keyed, strict=False))
         result.keyed_claims.extend(
             decided.get(user) if key else None
             for user, key in zip(user_ids, claim_keys or [None] * len(user_ids), strict=True)
         )
         if not new:  # claim_many_new_keys carries no release key
-            result.keyed_releases.extend(_keyed_releases(row, len(releases)))
+            result.keyed_releases.extend(keyed_releases(row, len(releases)))
         return result
 
     async def _send(self, batch: KeyedBatch, connection: Connection) -> tuple[asyncpg.Record, bool]:
@@ -133,7 +133,7 @@ class KeyedBatches:
         self._replaying.add(coupon_name)
 
 
-def _key_arguments(keys: Sequence[Key]) -> KeyArguments:
+def key_arguments(keys: Sequence[Key]) -> KeyArguments:
     """A kind's scope (its keys share their route's), keys and fingerprints."""
     scope = next((key.scope for key in keys if key), None)
     return (
@@ -172,7 +172,7 @@ def _new_key_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
     return [None if o is None else decisions[o] for o in row["claim_outcomes"] or ()]
 
 
-def _keyed_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
+def keyed_claims(row: asyncpg.Record) -> list[ClaimDecision | None]:
     """The decisions claim_many_keyed stored (or found) under each first arrival's key."""
     outcomes = row["claim_outcomes"] or []
     replayed, claimed, expires = (
@@ -193,7 +193,7 @@ def _keyed_claim(
     return ClaimDecision(decided, claimed_at, expires_at, replayed and decided is not _REUSED)
 
 
-def _keyed_releases(row: asyncpg.Record, count: int) -> list[ReleaseDecision | None]:
+def keyed_releases(row: asyncpg.Record, count: int) -> list[ReleaseDecision | None]:
     outcomes = row["release_outcomes"] or [None] * count
     replayed = row["release_replayed"] or [False] * count
     decisions: list[ReleaseDecision | None] = []

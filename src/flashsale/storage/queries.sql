@@ -160,6 +160,18 @@ SELECT part, coupon_id, remaining, claimed, holders, refusal, claimed_at, expire
   FROM claim_many_coupons($1::text[], $2::integer[], $3::integer[], $4::text[],
                           $5::integer[], $6::text[], $7::text[]);
 
+-- name: decide_coupons_keyed_batch
+-- decide_coupons_batch for a batch with Idempotency-Keys in some parts:
+-- $8-$10 the claims' scope, keys and fingerprints (parallel to $4), $11-$13
+-- the releases' (parallel to $6). Each row also carries its part's keyed
+-- arrivals' decisions, as decide_keyed_batch's (the function: schema.sql).
+SELECT part, coupon_id, remaining, claimed, holders, refusal, claimed_at, expires_at,
+       released, redeemed, claim_outcomes, claim_replayed, claim_claimed_ats,
+       claim_expires_ats, release_outcomes, release_replayed
+  FROM claim_many_coupons_keyed($1::text[], $2::integer[], $3::integer[], $4::text[],
+                                $5::integer[], $6::text[], $7::text[], $8, $9::text[],
+                                $10::bytea[], $11, $12::text[], $13::bytea[]);
+
 -- name: decide_keyed_batch
 -- decide_batch under Idempotency-Keys (the wrapper: schema.sql): $4-$6 the claims' scope, keys and
 -- fingerprints (parallel to $2), $7-$9 the releases' (parallel to $3), $10

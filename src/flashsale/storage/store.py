@@ -2,7 +2,8 @@
 released, redeemed and expired (the claim engine's ClaimStore, the service's
 CouponWriter and HoldSweeper). Each method runs the query of queries.sql
 that bears its name and returns plain Python values; batches with
-Idempotency-Keys go through storage/keyed_batches.py.
+Idempotency-Keys go through storage/keyed_batches.py, a lane's batch across
+coupons through storage/lane_batches.py.
 
 Writes go through Connections.write (never cancelled once sent: a commit may
 be waiting for its synchronous standby); reads carry a client-side timeout,
@@ -23,7 +24,6 @@ from flashsale.domain import (
     Caller,
     ClaimDecision,
     ClaimNotFound,
-    ClaimOutcome,
     CouponExists,
     CouponNotFound,
     DomainError,
@@ -42,10 +42,11 @@ from flashsale.service.ports import (
     NewCoupon,
     Once,
 )
-from flashsale.storage.batches import batch_result, coupons_arguments, release_outcomes
+from flashsale.storage.batches import batch_result, release_outcomes, sold_out_read
 from flashsale.storage.connections import Connections
 from flashsale.storage.idempotency import Effect, in_transaction, run_once
 from flashsale.storage.keyed_batches import KeyedBatches
+from flashsale.storage.lane_batches import LaneBatches
 from flashsale.storage.pool import Connection
 from flashsale.storage.queries import query
 from flashsale.storage.rows import actor_json, claim_view, coupon_state, release_actors_json
@@ -69,6 +70,7 @@ class CouponStore:
         self._connection = connections.connection
         self._write = connections.write
         self._keyed = KeyedBatches(connections)
+        self._lanes = LaneBatches(connections, self._decide_alone)
         self._read_timeout = connections.read_timeout
 
     async def ping(self) -> None:
@@ -228,46 +230,28 @@ class CouponStore:
         return result
 
     async def decide_coupons(self, parts: Sequence[CouponPart]) -> list[PartResult]:
-        firsts = [list(dict.fromkeys(part.user_ids)) for part in parts]
+        return await self._lanes.decide_coupons(parts)
 
-        async def decide_coupons(connection: Connection) -> list[asyncpg.Record]:
-            arguments = coupons_arguments(parts, firsts)
-            return await connection.fetch(query("decide_coupons_batch"), *arguments)
-
-        try:
-            rows = await self._write(decide_coupons)
-        except asyncpg.PostgresError:
-            # One part failed the statement (a constraint, a raise): nothing
-            # of the batch committed. Each part alone, so only its own fails.
-            # (Failures of the database as a whole are ServiceUnavailable.)
-            return await _each_alone(self, parts)
-        results: list[PartResult] = []
-        rows = sorted(rows, key=lambda row: row["part"])  # the fast parts came first
-        for row, part, first in zip(rows, parts, firsts, strict=True):
-            result = batch_result(row, first, part.user_ids)
-            result.releases.extend(release_outcomes(row, list(part.releases)))
-            results.append(result)
-        return results
+    async def _decide_alone(self, part: CouponPart) -> BatchResult:
+        """A lane batch's part in a transaction of its own."""
+        return await self.decide_batch(
+            part.coupon_name,
+            part.user_ids,
+            part.releases,
+            part.claim_keys,
+            part.release_keys,
+            release_actors=part.release_actors,
+        )
 
     async def sold_out_batch(self, coupon_name: str, user_ids: Sequence[str]) -> SoldOutRead:
         async with self._connection() as connection:
             rows = await connection.fetch(
                 query("sold_out_batch"), coupon_name, user_ids, timeout=self._read_timeout
             )
-        return _sold_out_read(rows)
+        return sold_out_read(rows)
 
     async def sold_out_coupons(self, parts: Sequence[CouponPart]) -> list[SoldOutRead]:
-        names = [part.coupon_name for part in parts]
-        counts = [len(part.user_ids) for part in parts]
-        users = [user for part in parts for user in part.user_ids]
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                query("sold_out_coupons_batch"), names, counts, users, timeout=self._read_timeout
-            )
-        by_part: list[list[asyncpg.Record]] = [[] for _ in parts]
-        for row in rows:
-            by_part[row["part"] - 1].append(row)
-        return [_sold_out_read(part_rows) for part_rows in by_part]
+        return await self._lanes.sold_out_coupons(parts)
 
     async def claim_one(self, *, coupon_name: str, user_id: str, key: Key = None) -> ClaimDecision:
         """The original's flow: one transaction (one autocommit statement) per
@@ -286,29 +270,6 @@ class CouponStore:
         assert row is not None
         result = batch_result(row, [user_id], [user_id])
         return ClaimDecision(result.outcomes[0], result.claimed_at, result.expires_at)
-
-
-def _sold_out_read(rows: list[asyncpg.Record]) -> SoldOutRead:
-    """One coupon's sold_out_batch rows (one per arrival, in order)."""
-    first = rows[0]
-    refusal = ClaimOutcome(first["refusal"]) if first["refusal"] else None
-    holds = [row["holds"] for row in rows]
-    return SoldOutRead(holds, first["coupon_id"], first["remaining"], refusal)
-
-
-async def _each_alone(store: CouponStore, parts: Sequence[CouponPart]) -> list[PartResult]:
-    """Each part decided in a transaction of its own, one after another (one
-    connection at a time, as the batch had), its error kept as its result."""
-    results: list[PartResult] = []
-    for part in parts:
-        try:
-            decided = store.decide_batch(
-                part.coupon_name, part.user_ids, part.releases, release_actors=part.release_actors
-            )
-            results.append(await decided)
-        except Exception as error:  # the part's own answer
-            results.append(error)
-    return results
 
 
 # The writes' effects, each on a connection the caller chose: in a
