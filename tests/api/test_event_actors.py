@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from tests.support.api import Client, in_process_client
+from tests.support.events import feed_over_http
 from tests.support.holds import expire_holds
 
 if TYPE_CHECKING:
@@ -30,11 +31,9 @@ async def guarded(database: str) -> AsyncIterator[Client]:
         yield client
 
 
-async def feed(client: Client) -> list[dict[str, Any]]:
-    response = await client.get("/api/events", headers=ADMIN)
-    assert response.status_code == 200, response.text
-    events: list[dict[str, Any]] = response.json()["events"]
-    return events
+async def feed(client: Client, count: int) -> list[dict[str, Any]]:
+    """The feed once it shows ``count`` events (tests/support/events.py)."""
+    return await feed_over_http(client, ADMIN, count)
 
 
 async def test_the_feed_names_who_made_each_admin_change(guarded: Client) -> None:
@@ -48,7 +47,7 @@ async def test_the_feed_names_who_made_each_admin_change(guarded: Client) -> Non
     assert changed.status_code == 200
     redeemed = await guarded.post("/api/coupons/A/claims/u/redeem", headers=ADMIN)
     assert redeemed.status_code == 200, redeemed.text
-    events = await feed(guarded)
+    events = await feed(guarded, 4)
     actors = {event["type"]: event["data"].get("actor") for event in events}
     assert actors == {
         "coupon_created": OPERATOR,
@@ -65,7 +64,7 @@ async def test_a_keyed_change_names_its_actor_once(guarded: Client, db: Connecti
     for _ in range(2):
         response = await guarded.patch("/api/coupons/K", json={"active": False}, headers=keyed)
         assert response.status_code == 200
-    events = await feed(guarded)
+    events = await feed(guarded, 2)
     assert [(e["type"], e["data"]["actor"]) for e in events] == [
         ("coupon_created", OPERATOR),
         ("coupon_changed", OPERATOR),
@@ -130,7 +129,7 @@ async def test_each_release_names_its_caller_and_an_expiry_nobody(
             assert response.status_code == 204
         await expire_holds(db, "R", ["late"])
         assert await db.fetchval("SELECT expire_holds(10)") == 1
-        events = await feed(client)
+        events = await feed(client, 9)
     ended = [(e["type"], e["user_id"], e["data"]) for e in events if e["type"] != "claimed"][1:]
     assert ended == [
         ("released", "op", {"reason": "released", "actor": OPERATOR}),

@@ -3,7 +3,6 @@ and their cursors, and what a bad request answers."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import Client, claim_coupon, create_coupon, in_process_client
+from tests.support.events import feed_over_http
 
 TOKEN = "events-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,13 +30,8 @@ async def admin_page(client: Client, **params: Any) -> dict[str, Any]:
 
 
 async def wait_for_feed(client: Client, count: int) -> None:
-    """Until the feed shows ``count`` events: it holds back behind any
-    transaction open on the server, which the suite may share."""
-    for _ in range(600):
-        if len((await admin_page(client, limit="1000"))["events"]) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the feed never showed {count} events")
+    """Until the feed shows ``count`` events (tests/support/events.py)."""
+    await feed_over_http(client, ADMIN, count)
 
 
 async def test_a_page_of_the_feed_holds_each_event_and_a_cursor_to_go_on(

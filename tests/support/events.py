@@ -13,6 +13,7 @@ from typing import Any
 from flashsale.service.ports import FEED_START, Event, EventReader, FeedPosition
 
 PAGE = 100
+WAITS = 1200  # polls 50 ms apart: a minute for a transaction elsewhere to end
 
 
 async def read_feed(
@@ -89,3 +90,17 @@ async def changes_in_database(db: Any) -> Counter[tuple[str, str, str]]:
 def claim_changes(events: list[Event]) -> Counter[tuple[str, str, str]]:
     """The same from events (coupon events left out)."""
     return Counter((e.coupon_name, e.user_id, e.type) for e in events if e.user_id is not None)
+
+
+async def feed_over_http(client: Any, headers: dict[str, str], count: int) -> list[dict[str, Any]]:
+    """``GET /api/events`` once it shows at least ``count`` events, in feed
+    order: the feed shows a prefix that grows as transactions anywhere on
+    the server end, and the suite's PostgreSQL may be shared."""
+    for _ in range(WAITS):
+        response = await client.get("/api/events", params={"limit": "1000"}, headers=headers)
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()["events"]
+        if len(events) >= count:
+            return events
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the feed never showed {count} events")
