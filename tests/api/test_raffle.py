@@ -136,8 +136,9 @@ async def test_entering_answers_202_and_makes_one_entry_however_often_sent(
     digests = sorted(hashlib.sha256(f"u{n}".encode()).hexdigest() for n in range(20))
     assert (listed, rest["next"]) == (digests, None)  # by entrant, before the draw
     assert {e["place"] for e in page["entries"] + rest["entries"]} == {None}
-    bad = await shop.get("/api/coupons/R/entries?after=u1")
-    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
+    for query in ("after=u1", "limit=0", "limit=1001"):  # the cursor's form, the page's bound
+        bad = await shop.get(f"/api/coupons/R/entries?{query}")
+        assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
     assert (await shop.get("/api/coupons/NOPE/entries")).status_code == 404
 
 
