@@ -28,7 +28,7 @@ from flashsale.http.auth import (
     staff_only,
 )
 from flashsale.http.context import services_of
-from flashsale.http.idempotency import request_caller, request_key, respond
+from flashsale.http.idempotency import request_key, write_coupons
 from flashsale.http.openapi import (
     ALREADY_CLAIMED,
     ALREADY_REDEEMED,
@@ -226,13 +226,12 @@ async def release_claim() -> None:
 async def redeem_claim(request: AnyRequest, name: str, user_id: str) -> Response[Any]:
     coupon_name, user = claim_key(name, user_id)
     key = await request_key(request, idempotency.REDEEM_CLAIM, user)
-    coupons = services_of(request.app.state).coupons
-    actor = request_caller(request)
-    return await respond(
+    return await write_coupons(
+        request,
         key,
         HTTP_200_OK,
         claim_body,
-        lambda once: coupons.redeem_claim(
+        lambda coupons, once, actor: coupons.redeem_claim(
             coupon_name=coupon_name, user_id=user, once=once, actor=actor
         ),
     )
