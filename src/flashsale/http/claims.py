@@ -67,6 +67,7 @@ from flashsale.http.schemas import (
     ClaimsPageResponse,
     EnteredResponse,
     EntryBody,
+    shown,
 )
 from flashsale.service.ports import ClaimView, EntryView
 
@@ -157,14 +158,7 @@ _CLAIM_WRITE_FAILURES = (
 
 
 def claim_body(claim: ClaimView) -> ClaimBody:
-    return ClaimBody(
-        claim.user_id,
-        claim.coupon_name,
-        claim.status,
-        claim.claimed_at,
-        claim.expires_at,
-        claim.redeemed_at,
-    )
+    return shown(ClaimBody, claim)
 
 
 def claim_key(name: str, user_id: str) -> tuple[str, str]:

@@ -52,6 +52,7 @@ from flashsale.http.schemas import (
     CouponResponse,
     CouponsPageResponse,
     CreateCouponRequest,
+    shown,
 )
 from flashsale.http.spool import spooled
 from flashsale.service.ports import KEEP, CouponChange, CouponSnapshot, CouponState, Keep, NewCoupon
@@ -196,17 +197,15 @@ def _or_keep(value: T | msgspec.UnsetType) -> T | Keep:
 
 def created_body(coupon: CouponState) -> CouponResponse:
     """A new coupon: no claimers yet."""
-    return CouponResponse(claimed_by=[], **_item_fields(coupon))
+    return shown(CouponResponse, coupon, claimed_by=[])
 
 
 def coupon_item(coupon: CouponState) -> CouponItem:
-    return CouponItem(**_item_fields(coupon))
+    return shown(CouponItem, coupon)
 
 
-def _item_fields(
-    coupon: CouponState, names: tuple[str, ...] = CouponItem.__struct_fields__
-) -> dict[str, Any]:
-    """The coupon's fields that a CouponItem shows (all of CouponState's), or some of them."""
+def _item_fields(coupon: CouponState, names: tuple[str, ...]) -> dict[str, Any]:
+    """Some of the coupon's fields, by name (the streamed body's parts)."""
     return {name: getattr(coupon, name) for name in names}
 
 
