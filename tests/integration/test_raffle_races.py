@@ -257,6 +257,25 @@ async def test_a_raffle_paused_across_draw_at_draws_when_resumed(
     await assert_drawn_once(db, "R", 2)
 
 
+async def test_a_raffle_resumed_after_its_sale_ended_is_drawn_with_no_winners(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    """The draw still places every entrant (anyone can check it), but no
+    claim is granted at or after ends_at, at the draw or down the waitlist."""
+    await store.create_coupon(raffle("R", 2))
+    for user in ("a", "b", "c"):
+        assert await outcome_of(engine, coupon_name="R", user_id=user) is ClaimOutcome.ENTERED
+    await store.change_coupon("R", CouponChange(active=False))
+    await make_due(db, "R")
+    await db.execute("UPDATE coupons SET ends_at = clock_timestamp() + interval '1 millisecond'")
+    await db.execute("SELECT pg_sleep_until(ends_at + interval '1 millisecond') FROM coupons")
+    await store.change_coupon("R", CouponChange(active=True))
+    await draw(store)
+    await assert_drawn_once(db, "R", 0)
+    assert await db.fetchval("SELECT count(*) FROM claims") == 0
+    assert await db.fetchval("SELECT status FROM coupon_state") == "ended"
+
+
 async def test_paused_raffles_past_draw_at_never_hold_back_a_due_one(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:

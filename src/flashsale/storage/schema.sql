@@ -487,7 +487,9 @@ $$;
 -- the row is left to the next tick. The row's newest version (FOR UPDATE
 -- re-reads it) counts every entry committed before the lock; any batch after
 -- the lock decides at a later clock, past draw_at: entries_closed. A paused
--- raffle whose draw has not started waits for its resume. Out: the raffles
+-- raffle whose draw has not started waits for its resume; resumed from
+-- ends_at on, it is drawn with no winners (the sale is over: every entrant
+-- waits, and nobody is promoted after ends_at). Out: the raffles
 -- whose draw is to be stepped (started now, or earlier and unfinished: a
 -- crash resumes here). The primary key of raffle_draws starts a draw once.
 CREATE FUNCTION raffle_start_draws(p_limit integer)
@@ -497,7 +499,7 @@ DECLARE
     v record;
 BEGIN
     FOR v IN
-        SELECT c.id, c.active, c.remaining_amount, c.draw_entries
+        SELECT c.id, c.active, c.remaining_amount, c.draw_entries, c.ends_at
           FROM coupons AS c
          WHERE c.allocation = 'raffle' AND c.drawn_at IS NULL AND c.draw_at <= clock_timestamp()
            -- A paused raffle not started yet is not even locked: however many
@@ -509,7 +511,9 @@ BEGIN
     LOOP
         IF v.active THEN
             INSERT INTO raffle_draws (coupon_id, entries, winners)
-            VALUES (v.id, v.draw_entries, least(v.remaining_amount, v.draw_entries))
+            VALUES (v.id, v.draw_entries,
+                    CASE WHEN v.ends_at <= clock_timestamp() THEN 0
+                         ELSE least(v.remaining_amount, v.draw_entries) END)
             ON CONFLICT (coupon_id) DO NOTHING;
         END IF;
         IF EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = v.id) THEN

@@ -6,7 +6,8 @@
 -- now marks its first entry and every 1,000th after it with their places
 -- (raffle_draw_marks), and raffle_place() counts from the nearest mark:
 -- under 1,000 entries of raffle_entries_order_idx. The entries are never
--- updated any more; their pages are filled again.
+-- updated any more; their pages are filled again. Also: a raffle resumed
+-- after its sale ended is drawn with no winners (raffle_start_draws).
 
 -- Places a draw marked: the first entry of each step and every 1,000th
 -- after it (ticket, entrant), with its place. The draw's first mark is
@@ -143,5 +144,50 @@ BEGIN
     END IF;
     PERFORM raffle_finish(c, d, v_now);
     RETURN true;
+END
+$$;
+
+-- A raffle paused across draw_at and resumed from ends_at on was drawn with
+-- winners: claims granted after the sale's end. It is drawn with none now.
+
+-- raffle_start_draws: the draw's freeze, by whichever instance gets there.
+-- Up to p_limit raffles due (draw_at passed by clock_timestamp(), not drawn
+-- yet), each FOR UPDATE SKIP LOCKED: a coupon whose batch or draw step holds
+-- the row is left to the next tick. The row's newest version (FOR UPDATE
+-- re-reads it) counts every entry committed before the lock; any batch after
+-- the lock decides at a later clock, past draw_at: entries_closed. A paused
+-- raffle whose draw has not started waits for its resume; resumed from
+-- ends_at on, it is drawn with no winners (the sale is over: every entrant
+-- waits, and nobody is promoted after ends_at). Out: the raffles
+-- whose draw is to be stepped (started now, or earlier and unfinished: a
+-- crash resumes here). The primary key of raffle_draws starts a draw once.
+CREATE OR REPLACE FUNCTION raffle_start_draws(p_limit integer)
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN
+        SELECT c.id, c.active, c.remaining_amount, c.draw_entries, c.ends_at
+          FROM coupons AS c
+         WHERE c.allocation = 'raffle' AND c.drawn_at IS NULL AND c.draw_at <= clock_timestamp()
+           -- A paused raffle not started yet is not even locked: however many
+           -- wait, they never fill p_limit ahead of the ones to draw.
+           AND (c.active OR EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = c.id))
+         ORDER BY c.draw_at
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        IF v.active THEN
+            INSERT INTO raffle_draws (coupon_id, entries, winners)
+            VALUES (v.id, v.draw_entries,
+                    CASE WHEN v.ends_at <= clock_timestamp() THEN 0
+                         ELSE least(v.remaining_amount, v.draw_entries) END)
+            ON CONFLICT (coupon_id) DO NOTHING;
+        END IF;
+        IF EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = v.id) THEN
+            RETURN NEXT v.id;
+        END IF;
+    END LOOP;
 END
 $$;
