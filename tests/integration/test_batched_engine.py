@@ -41,6 +41,23 @@ async def coupon_locked(database: str, coupon: str) -> AsyncIterator[asyncpg.Con
         await lock_holder.close()
 
 
+@asynccontextmanager
+async def new_coupon_locked(
+    store: CouponStore, database: str
+) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A new coupon C of 100 whose row lock another session holds (yielded)."""
+    await store.create_coupon(NewCoupon(name="C", amount=100))
+    async with coupon_locked(database, "C") as holder:
+        yield holder
+
+
+async def sold_out_to_a(engine: BatchedClaims, store: CouponStore) -> None:
+    """Coupon C's one unit claimed by a: b is refused, sold out."""
+    await store.create_coupon(NewCoupon(name="C", amount=1))
+    await outcome_of(engine, coupon_name="C", user_id="a")
+    assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
+
+
 async def test_concurrent_claims_are_granted_in_arrival_order(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
@@ -75,8 +92,7 @@ async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
 ) -> None:
     store = await make_store(DB_STATEMENT_TIMEOUT="0.3")
     engine = BatchedClaims(store, max_batch=500, max_queue=1000)
-    await store.create_coupon(NewCoupon(name="C", amount=100))
-    async with coupon_locked(database, "C"):
+    async with new_coupon_locked(store, database):
         outcomes = await claim_many(engine, "C", [f"u{i}" for i in range(50)])
     assert all(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
     assert await db.fetchval("SELECT count(*) FROM claims") == 0
@@ -87,8 +103,7 @@ async def test_a_database_error_mid_batch_fails_every_waiter_and_writes_nothing(
 async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
-    await store.create_coupon(NewCoupon(name="C", amount=100))
-    async with coupon_locked(database, "C") as holder:
+    async with new_coupon_locked(store, database) as holder:
         pending = asyncio.ensure_future(claim_many(engine, "C", [f"u{i}" for i in range(20)]))
         await wait_until_blocked(holder)
         await db.execute(
@@ -106,8 +121,7 @@ async def test_a_connection_killed_mid_batch_fails_its_waiters_only_with_503(
 async def test_what_committed_stands_when_callers_leave(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any], database: str
 ) -> None:
-    await store.create_coupon(NewCoupon(name="C", amount=100))
-    async with coupon_locked(database, "C") as holder:
+    async with new_coupon_locked(store, database) as holder:
         in_flight = asyncio.create_task(outcome_of(engine, coupon_name="C", user_id="in-flight"))
         await wait_until_blocked(holder)  # its batch is now waiting for the lock
         queued = [
@@ -140,9 +154,7 @@ async def test_sold_out_answers_do_not_wait_for_the_coupon_lock(
 async def test_a_coupon_recreated_under_the_same_name_is_claimable_again(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(NewCoupon(name="C", amount=1))
-    await outcome_of(engine, coupon_name="C", user_id="a")
-    assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
+    await sold_out_to_a(engine, store)
     await db.execute("DELETE FROM coupons WHERE name = 'C'")
     assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.NOT_FOUND
     await store.create_coupon(NewCoupon(name="C", amount=5))
@@ -153,9 +165,7 @@ async def test_a_coupon_recreated_under_the_same_name_is_claimable_again(
 async def test_stock_returned_by_an_operator_reopens_a_sold_out_coupon(
     engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(NewCoupon(name="C", amount=1))
-    await outcome_of(engine, coupon_name="C", user_id="a")
-    assert await outcome_of(engine, coupon_name="C", user_id="b") is ClaimOutcome.SOLD_OUT
+    await sold_out_to_a(engine, store)
     await db.execute("DELETE FROM claims WHERE user_id = 'a'")
     assert await outcome_of(engine, coupon_name="C", user_id="b") is CLAIMED
     assert await outcome_of(engine, coupon_name="C", user_id="c") is ClaimOutcome.SOLD_OUT
@@ -166,8 +176,7 @@ async def test_a_coupon_queue_past_its_cap_is_refused_with_503(
     store: CouponStore, database: str
 ) -> None:
     engine = BatchedClaims(store, max_batch=10, max_queue=5)
-    await store.create_coupon(NewCoupon(name="C", amount=100))
-    async with coupon_locked(database, "C") as holder:
+    async with new_coupon_locked(store, database) as holder:
         pending = asyncio.ensure_future(claim_many(engine, "C", [f"u{i}" for i in range(20)]))
         await wait_until_blocked(holder)  # the first batch is at the lock, the rest queued
     outcomes = await pending

@@ -14,6 +14,7 @@ from flashsale.service.dashboard import DashboardFeed, DashboardSnapshot
 from flashsale.service.ports import CouponActivity, CouponChange, NewCoupon
 from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
+from tests.support.counting import Counting
 from tests.support.stores import outcome_of
 from tests.support.traffic import wait_until
 
@@ -21,16 +22,11 @@ if TYPE_CHECKING:
     Connection = asyncpg.Connection[Any]
 
 
-class CountingReader:
+class CountingReader(Counting[CouponReadStore]):
     """The real reader, counting its queries."""
 
-    def __init__(self, reader: CouponReadStore) -> None:
-        self.reader = reader
-        self.polls = 0
-
     async def recent_activity(self, *, coupons: int, claimers: int) -> list[CouponActivity]:
-        self.polls += 1
-        return await self.reader.recent_activity(coupons=coupons, claimers=claimers)
+        return await self.poll().recent_activity(coupons=coupons, claimers=claimers)
 
 
 async def watch(feed: DashboardFeed, count: int) -> list[DashboardSnapshot]:

@@ -10,21 +10,17 @@ from flashsale.service.event_feed import EventFeed
 from flashsale.service.ports import FEED_START, Event, FeedPosition, NewCoupon
 from flashsale.storage.events import EventStore
 from flashsale.storage.store import CouponStore
+from tests.support.counting import Counting
 
 
-class CountingReader:
-    """The real event store, counting its queries."""
-
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-        self.polls = 0
+class CountingReader(Counting[EventStore]):
+    """The real event store, counting its queries (of the feed, not a coupon's)."""
 
     async def events_page(self, *, after: FeedPosition, limit: int) -> list[Event]:
-        self.polls += 1
-        return await self.store.events_page(after=after, limit=limit)
+        return await self.poll().events_page(after=after, limit=limit)
 
     async def coupon_events_page(self, name: str, *, after: int, limit: int) -> list[Event] | None:
-        return await self.store.coupon_events_page(name, after=after, limit=limit)
+        return await self.inner.coupon_events_page(name, after=after, limit=limit)
 
 
 async def follow(feed: EventFeed, after: FeedPosition, count: int) -> list[Event]:

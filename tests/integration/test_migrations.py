@@ -40,6 +40,7 @@ async def test_a_missing_database_is_created_and_migrated_once(
             "coupons",
             "events",
             "idempotency_keys",
+            "raffle_draw_marks",
             "raffle_draws",
             "raffle_entries",
             "raffle_seeds",

@@ -17,8 +17,9 @@ from flashsale.claims.ports import BatchResult, CouponPart
 from flashsale.claims.transaction import TransactionPerClaim
 from flashsale.domain import ClaimOutcome
 from flashsale.service.draws import RAFFLES_PER_TICK, Drawer
-from flashsale.service.ports import CouponChange, NewCoupon
+from flashsale.service.ports import CouponChange, EntryView, NewCoupon
 from flashsale.storage.draw_bench import seed_raffle
+from flashsale.storage.reads import CouponReadStore
 from flashsale.storage.store import CouponStore
 from tests.support.holds import expire_holds
 from tests.support.invariants import assert_invariants
@@ -47,10 +48,12 @@ async def draw(store: CouponStore, chunk: int = 100) -> None:
 
 
 async def places(db: asyncpg.Connection[Any], name: str) -> list[str]:
-    """The entrants in place order; every entrant placed exactly once."""
+    """The entrants in place order; every entrant placed exactly once: the
+    places derived from the draw's marks are 1..N in the draw's order."""
     rows = await db.fetch(
-        "SELECT e.user_id, e.place FROM raffle_entries AS e JOIN coupons AS c "
-        "ON c.id = e.coupon_id WHERE c.name = $1 ORDER BY e.place",
+        "SELECT e.user_id, raffle_place(e.coupon_id, e.ticket, e.entrant) AS place "
+        "FROM raffle_entries AS e JOIN coupons AS c ON c.id = e.coupon_id "
+        "WHERE c.name = $1 ORDER BY e.ticket, e.entrant",
         name,
     )
     assert [row["place"] for row in rows] == list(range(1, len(rows) + 1))
@@ -95,6 +98,30 @@ async def test_the_sql_draw_follows_the_public_rule(
         by_digest = {draw_rule.entrant_digest(user): user for user in users}
         expected = [by_digest[d] for d in draw_rule.draw_order(seed, list(by_digest))]
         assert await assert_drawn_once(db, name, 10) == expected
+
+
+async def test_places_read_page_by_page_and_one_by_one_are_the_draws(
+    database: str, store: CouponStore, read_store: CouponReadStore, db: asyncpg.Connection[Any]
+) -> None:
+    """Places are derived from the draw's marks (every 1,000 places and each
+    step's first): pages that cross marks and single reads on either side of
+    one give the public rule's places."""
+    await seed_raffle(database, "R", 10, 2_345, SEED)
+    await make_due(db, "R")
+    await draw(store, chunk=700)
+    users = [f"user-{n}" for n in range(1, 2_346)]
+    by_digest = {draw_rule.entrant_digest(user): user for user in users}
+    order = draw_rule.draw_order(SEED, list(by_digest))
+    listed: list[tuple[bytes, int | None]] = []
+    while page := await read_store.entries_page(
+        "R", after=listed[-1][0] if listed else None, limit=333
+    ):
+        listed += [(row.entrant, row.place) for row in page]
+    assert listed == [(digest, place) for place, digest in enumerate(order, start=1)]
+    for place in [11, 700, 701, 1_000, 1_001, 1_401, 2_345]:  # 1..10 won: claims
+        entry = await read_store.find_claim(coupon_name="R", user_id=by_digest[order[place - 1]])
+        assert isinstance(entry, EntryView)
+        assert (entry.status, entry.place) == ("waitlisted", place)
 
 
 async def test_entries_racing_draw_at_are_in_the_draw_or_refused(
@@ -228,6 +255,25 @@ async def test_a_raffle_paused_across_draw_at_draws_when_resumed(
     await draw(store)
     assert sorted(await places(db, "R")) == ["a", "b", "c"]
     await assert_drawn_once(db, "R", 2)
+
+
+async def test_a_raffle_resumed_after_its_sale_ended_is_drawn_with_no_winners(
+    engine: BatchedClaims, store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    """The draw still places every entrant (anyone can check it), but no
+    claim is granted at or after ends_at, at the draw or down the waitlist."""
+    await store.create_coupon(raffle("R", 2))
+    for user in ("a", "b", "c"):
+        assert await outcome_of(engine, coupon_name="R", user_id=user) is ClaimOutcome.ENTERED
+    await store.change_coupon("R", CouponChange(active=False))
+    await make_due(db, "R")
+    await db.execute("UPDATE coupons SET ends_at = clock_timestamp() + interval '1 millisecond'")
+    await db.execute("SELECT pg_sleep_until(ends_at + interval '1 millisecond') FROM coupons")
+    await store.change_coupon("R", CouponChange(active=True))
+    await draw(store)
+    await assert_drawn_once(db, "R", 0)
+    assert await db.fetchval("SELECT count(*) FROM claims") == 0
+    assert await db.fetchval("SELECT status FROM coupon_state") == "ended"
 
 
 async def test_paused_raffles_past_draw_at_never_hold_back_a_due_one(

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from flashsale.http.limits import is_address
+
 _REAL_GETADDRINFO = socket.getaddrinfo
 _REAL_CONNECT = socket.socket.connect
 _REAL_CONNECT_EX = socket.socket.connect_ex
@@ -40,7 +42,7 @@ class Network:
             queue = self.answers[name]
             return [_info(address, port) for address in (queue.pop(0) if len(queue) > 1
                                                          else queue[0])]  # fmt: skip
-        if name != "localhost" and not _is_literal(name):
+        if name != "localhost" and not is_address(name):
             raise socket.gaierror(socket.EAI_NONAME, f"{name}: not in the test's resolver")
         return _REAL_GETADDRINFO(host, port, *args, **kwargs)
 
@@ -51,14 +53,6 @@ class Network:
             return ipaddress.ip_address(str(address[0]).split("%", 1)[0]).is_loopback
         except ValueError:
             return False
-
-
-def _is_literal(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _info(address: str, port: Any) -> tuple[Any, ...]:

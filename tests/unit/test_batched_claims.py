@@ -74,6 +74,17 @@ async def first_batch_held(
     return engine, await batch_held(store, engine, "C", user)
 
 
+async def a_and_b_claimed_then_c_held(
+    store: FakeClaimStore, amount: int
+) -> tuple[BatchedClaims, asyncio.Task[ClaimOutcome]]:
+    """Coupon C with a's and b's claims granted, then c's batch (in flight,
+    taking a unit) waiting at the store's gate: what comes next queues behind it."""
+    store.create("C", amount)
+    engine = engine_on(store)
+    assert await claim_at_once(engine, "C", ["a", "b"]) == [CLAIMED, CLAIMED]
+    return engine, await batch_held(store, engine, "C", "c")
+
+
 async def sold_out_to_b(store: FakeClaimStore) -> BatchedClaims:
     """An engine that sold C's one unit to a and told b it was sold out."""
     store.create("C", 1)
@@ -310,10 +321,7 @@ async def test_close_waits_for_the_batches_in_flight(store: FakeClaimStore) -> N
 async def test_a_release_rides_in_the_next_claim_batch_and_its_unit_goes_to_it(
     store: FakeClaimStore,
 ) -> None:
-    store.create("C", 3)
-    engine = engine_on(store)
-    assert await claim_at_once(engine, "C", ["a", "b"]) == [CLAIMED, CLAIMED]
-    first = await batch_held(store, engine, "C", "c")  # in flight: takes the last unit
+    engine, first = await a_and_b_claimed_then_c_held(store, 3)  # c takes the last unit
     release = asyncio.create_task(engine.release(coupon_name="C", user_id="a"))
     later = claim_later(engine, "C", "d")
     await settle()
@@ -341,10 +349,7 @@ SHOP = Caller(CallerKind.BACKEND, name="shop")
 async def test_releases_of_two_callers_in_one_batch_each_carry_their_own(
     store: FakeClaimStore,
 ) -> None:
-    store.create("C", 5)
-    engine = engine_on(store)
-    assert await claim_at_once(engine, "C", ["a", "b"]) == [CLAIMED, CLAIMED]
-    first = await batch_held(store, engine, "C", "c")  # in flight: the releases queue behind it
+    engine, first = await a_and_b_claimed_then_c_held(store, 5)  # the releases queue behind c
     releases = [
         asyncio.create_task(engine.release(coupon_name="C", user_id="a", actor=OPERATOR)),
         asyncio.create_task(engine.release(coupon_name="C", user_id="b", actor=SHOP)),

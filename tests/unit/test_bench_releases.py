@@ -7,16 +7,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import ClassVar
 from urllib.parse import unquote
 
 import pytest
 
 from flashsale.bench.returns import _status, release_evenly
+from tests.support.stub_http import QuietHandler
 
 
-class _Shop(BaseHTTPRequestHandler):
+class _Shop(QuietHandler):
     """204 for a held user, 404 with a JSON body for any other."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as Granian serves
@@ -30,15 +31,7 @@ class _Shop(BaseHTTPRequestHandler):
             self.send_response(204)
             self.end_headers()
             return
-        body = b'{"error":"claim_not_found","message":"no claim"}'
-        self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:
-        pass
+        self.send_json(404, b'{"error":"claim_not_found","message":"no claim"}')
 
 
 @pytest.fixture

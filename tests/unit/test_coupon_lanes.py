@@ -39,6 +39,17 @@ async def held_first_batch(
     return await batch_held(store, engine, "FIRST", "first")
 
 
+async def x_on_a_and_y_on(
+    engine: BatchedClaims, other: str
+) -> tuple[ClaimOutcome | BaseException, ClaimOutcome | BaseException]:
+    """x's claim on A and y's on ``other``, sent together: outcomes or errors."""
+    return await asyncio.gather(
+        outcome_of(engine, coupon_name="A", user_id="x"),
+        outcome_of(engine, coupon_name=other, user_id="y"),
+        return_exceptions=True,
+    )
+
+
 async def test_a_coupon_takes_at_most_its_share_while_others_wait() -> None:
     store = FakeClaimStore()
     engine = lanes_engine(store, max_batch=4, share=2)
@@ -76,11 +87,7 @@ async def test_a_failed_part_fails_only_its_own_claims() -> None:
     store.create("BROKEN", 5)
     store.broken["BROKEN"] = error = RuntimeError("a constraint of BROKEN")
     engine = lanes_engine(store)
-    outcomes = await asyncio.gather(
-        outcome_of(engine, coupon_name="A", user_id="x"),
-        outcome_of(engine, coupon_name="BROKEN", user_id="y"),
-        return_exceptions=True,
-    )
+    outcomes = await x_on_a_and_y_on(engine, "BROKEN")
     assert list(outcomes) == [CLAIMED, error]
     assert store.coupons["A"].holders == ["x"]
     assert store.coupons["BROKEN"].holders == []
@@ -92,11 +99,7 @@ async def test_a_whole_batch_failure_reaches_every_coupon_in_it() -> None:
     store.create("B", 5)
     store.failure = error = ServiceUnavailable("the database is unreachable, retry shortly")
     engine = lanes_engine(store)
-    outcomes = await asyncio.gather(
-        outcome_of(engine, coupon_name="A", user_id="x"),
-        outcome_of(engine, coupon_name="B", user_id="y"),
-        return_exceptions=True,
-    )
+    outcomes = await x_on_a_and_y_on(engine, "B")
     assert list(outcomes) == [error, error]
 
 

@@ -28,7 +28,7 @@ from flashsale.http.auth import (
     staff_only,
 )
 from flashsale.http.context import services_of
-from flashsale.http.idempotency import request_caller, request_key, respond
+from flashsale.http.idempotency import request_key, write_coupons
 from flashsale.http.openapi import (
     ALREADY_CLAIMED,
     ALREADY_REDEEMED,
@@ -67,6 +67,7 @@ from flashsale.http.schemas import (
     ClaimsPageResponse,
     EnteredResponse,
     EntryBody,
+    shown,
 )
 from flashsale.service.ports import ClaimView, EntryView
 
@@ -157,14 +158,7 @@ _CLAIM_WRITE_FAILURES = (
 
 
 def claim_body(claim: ClaimView) -> ClaimBody:
-    return ClaimBody(
-        claim.user_id,
-        claim.coupon_name,
-        claim.status,
-        claim.claimed_at,
-        claim.expires_at,
-        claim.redeemed_at,
-    )
+    return shown(ClaimBody, claim)
 
 
 def claim_key(name: str, user_id: str) -> tuple[str, str]:
@@ -226,13 +220,12 @@ async def release_claim() -> None:
 async def redeem_claim(request: AnyRequest, name: str, user_id: str) -> Response[Any]:
     coupon_name, user = claim_key(name, user_id)
     key = await request_key(request, idempotency.REDEEM_CLAIM, user)
-    coupons = services_of(request.app.state).coupons
-    actor = request_caller(request)
-    return await respond(
+    return await write_coupons(
+        request,
         key,
         HTTP_200_OK,
         claim_body,
-        lambda once: coupons.redeem_claim(
+        lambda coupons, once, actor: coupons.redeem_claim(
             coupon_name=coupon_name, user_id=user, once=once, actor=actor
         ),
     )

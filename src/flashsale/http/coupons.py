@@ -19,7 +19,7 @@ from flashsale.http import idempotency
 from flashsale.http.allow import Resource
 from flashsale.http.auth import admin_only, sees_claimers
 from flashsale.http.context import services_of, spools_of
-from flashsale.http.idempotency import request_caller, request_key, respond
+from flashsale.http.idempotency import request_key, write_coupons
 from flashsale.http.openapi import (
     AMOUNT_BELOW_CLAIMED,
     BODY_FAILURES,
@@ -52,6 +52,7 @@ from flashsale.http.schemas import (
     CouponResponse,
     CouponsPageResponse,
     CreateCouponRequest,
+    shown,
 )
 from flashsale.http.spool import spooled
 from flashsale.service.ports import KEEP, CouponChange, CouponSnapshot, CouponState, Keep, NewCoupon
@@ -89,13 +90,12 @@ class CouponController(Resource):
             *(data.name, data.amount, data.starts_at, data.ends_at, data.hold_seconds),
             *(data.allocation, data.draw_at),
         )
-        coupons = services_of(request.app.state).coupons
-        actor = request_caller(request)
-        return await respond(
+        return await write_coupons(
+            request,
             key,
             HTTP_201_CREATED,
             created_body,
-            lambda once: coupons.create_coupon(coupon, once, actor=actor),
+            lambda coupons, once, actor: coupons.create_coupon(coupon, once, actor=actor),
         )
 
     @patch(
@@ -134,13 +134,12 @@ class CouponController(Resource):
             allocation=None if data.allocation is msgspec.UNSET else data.allocation,
             draw_at=KEEP if data.draw_at is msgspec.UNSET else data.draw_at,
         )
-        coupons = services_of(request.app.state).coupons
-        actor = request_caller(request)
-        return await respond(
+        return await write_coupons(
+            request,
             key,
             HTTP_200_OK,
             coupon_item,
-            lambda once: coupons.change_coupon(name, change, once, actor=actor),
+            lambda coupons, once, actor: coupons.change_coupon(name, change, once, actor=actor),
         )
 
     @get(
@@ -198,17 +197,15 @@ def _or_keep(value: T | msgspec.UnsetType) -> T | Keep:
 
 def created_body(coupon: CouponState) -> CouponResponse:
     """A new coupon: no claimers yet."""
-    return CouponResponse(claimed_by=[], **_item_fields(coupon))
+    return shown(CouponResponse, coupon, claimed_by=[])
 
 
 def coupon_item(coupon: CouponState) -> CouponItem:
-    return CouponItem(**_item_fields(coupon))
+    return shown(CouponItem, coupon)
 
 
-def _item_fields(
-    coupon: CouponState, names: tuple[str, ...] = CouponItem.__struct_fields__
-) -> dict[str, Any]:
-    """The coupon's fields that a CouponItem shows (all of CouponState's), or some of them."""
+def _item_fields(coupon: CouponState, names: tuple[str, ...]) -> dict[str, Any]:
+    """Some of the coupon's fields, by name (the streamed body's parts)."""
     return {name: getattr(coupon, name) for name in names}
 
 

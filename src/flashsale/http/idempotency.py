@@ -34,6 +34,7 @@ from flashsale.http.errors import InvalidRequest, status_of
 from flashsale.http.limits import client_address_of
 from flashsale.http.requests import AnyRequest
 from flashsale.http.schemas import ErrorResponse
+from flashsale.service.coupons import CouponService
 from flashsale.service.ports import Answer, Once
 
 R = TypeVar("R")
@@ -210,6 +211,20 @@ async def respond(
     if isinstance(result, Answer):
         return answer_response(result)
     return Response(struct(result), status_code=status)
+
+
+async def write_coupons(
+    request: AnyRequest,
+    key: IdempotencyKey | None,
+    status: int,
+    struct: Callable[[R], msgspec.Struct],
+    write: Callable[[CouponService, Once[R] | None, Caller], Awaitable[R | Answer]],
+) -> Response[Any]:
+    """A coupon write's response (``respond``): ``write`` gets the worker's
+    CouponService and runs as the request's caller."""
+    coupons = services_of(request.app.state).coupons
+    actor = request_caller(request)
+    return await respond(key, status, struct, lambda once: write(coupons, once, actor))
 
 
 def answer_response(answer: Answer) -> Response[Any]:

@@ -112,11 +112,11 @@ class TrustedProxies:
         hops = [hop.strip() for line in forwarded for hop in line.decode("latin-1").split(",")]
         for hop in reversed(hops):
             if not self.trusts(hop):
-                return hop if _is_address(hop) else peer
-        return hops[0] if hops and _is_address(hops[0]) else peer
+                return hop if is_address(hop) else peer
+        return hops[0] if hops and is_address(hops[0]) else peer
 
 
-def _is_address(text: str) -> bool:
+def is_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -5,7 +5,7 @@ booleans or strings where an integer is declared)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -65,6 +65,16 @@ Allocation = Literal["first_come", "raffle"]
 
 class Body(msgspec.Struct):
     """Base of every request and response body."""
+
+
+B = TypeVar("B", bound=Body)
+
+
+def shown(body: type[B], value: object, **given: Any) -> B:
+    """``body`` with each of its fields not ``given`` read from the same-named
+    attribute of ``value`` (a use case's value: a coupon, a claim)."""
+    read = {name: getattr(value, name) for name in body.__struct_fields__ if name not in given}
+    return body(**read, **given)
 
 
 class AdminBody(Body, forbid_unknown_fields=True):

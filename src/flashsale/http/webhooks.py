@@ -57,6 +57,19 @@ _WEBHOOK_ID = re.compile(r"^[1-9][0-9]{0,18}$")
 MAX_BIGINT = 2**63 - 1
 
 
+def _action(name: str, summary: str, body: type[msgspec.Struct] | None = None) -> post:
+    """``POST /api/webhooks/{id}/<name>``: an operator's action on one
+    endpoint, answered 200; 404 for no such endpoint, and a body's failures
+    when it takes one."""
+    failures = BODY_FAILURES if body is not None else ()
+    return post(
+        f"/{{webhook_id:str}}/{name}",
+        status_code=HTTP_200_OK,
+        summary=summary,
+        **admin_only(*failures, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE, body=body),
+    )
+
+
 class WebhookController(Resource):
     path = "/api/webhooks"
     tags = ["webhooks"]  # noqa: RUF012 - Litestar declares it as an instance attribute
@@ -80,13 +93,10 @@ class WebhookController(Resource):
         )
         return CreatedWebhookBody(**msgspec.structs.asdict(webhook_body(webhook)), secret=secret)
 
-    @post(
-        "/{webhook_id:str}/secret",
-        status_code=HTTP_200_OK,
-        summary="Rotate an endpoint's secret: the old one signs beside it for a while",
-        **admin_only(
-            *BODY_FAILURES, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE, body=RotateSecretRequest
-        ),
+    @_action(
+        "secret",
+        "Rotate an endpoint's secret: the old one signs beside it for a while",
+        RotateSecretRequest,
     )
     async def rotate_secret(self, request: AnyRequest, webhook_id: str) -> RotatedSecretBody:
         data = await decode_body(request, ROTATE_SECRET)
@@ -122,23 +132,15 @@ class WebhookController(Resource):
         webhooks = services_of(request.app.state).webhooks
         return webhook_body(await webhooks.get(_webhook_id(webhook_id)))
 
-    @post(
-        "/{webhook_id:str}/enable",
-        status_code=HTTP_200_OK,
-        summary="Enable a disabled endpoint: it gets every event it missed, in order",
-        **admin_only(WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE),
-    )
+    @_action("enable", "Enable a disabled endpoint: it gets every event it missed, in order")
     async def enable_webhook(self, request: AnyRequest, webhook_id: str) -> WebhookBody:
         webhooks = services_of(request.app.state).webhooks
         return webhook_body(
             await webhooks.enable(_webhook_id(webhook_id), actor=request_caller(request))
         )
 
-    @post(
-        "/{webhook_id:str}/replay",
-        status_code=HTTP_200_OK,
-        summary="Deliver an endpoint's events again from an event id or a time",
-        **admin_only(*BODY_FAILURES, WEBHOOK_NOT_FOUND, SERVICE_UNAVAILABLE, body=ReplayRequest),
+    @_action(
+        "replay", "Deliver an endpoint's events again from an event id or a time", ReplayRequest
     )
     async def replay_webhook(self, request: AnyRequest, webhook_id: str) -> ReplayBody:
         data = await decode_body(request, REPLAY)

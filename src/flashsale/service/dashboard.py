@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from flashsale.domain import ServiceUnavailable
 from flashsale.service.periodic import stop_task
@@ -27,20 +27,11 @@ log = logging.getLogger("flashsale.dashboard")
 
 
 @dataclass(frozen=True, slots=True)
-class CouponTile:
-    name: str
-    amount: int
-    remaining_amount: int
-    claims_per_second: float
-    recent_claimers: list[str]  # newest first
-    status: str = "active"
-    holds: int = 0  # live claims not yet redeemed
-    redeemed: int = 0
-    # A raffle's (issue 27): its phase is ``status`` (entries_open, drawing,
-    # drawn); entries so far, and users still waiting once drawn (None before).
-    allocation: str = "first_come"
-    entries: int | None = None
-    waitlisted: int | None = None
+class CouponTile(CouponActivity):
+    """A coupon's activity as the query read it, and its claims per second.
+    A raffle's phase is ``status`` (entries_open, drawing, drawn)."""
+
+    claims_per_second: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +66,8 @@ def tiles(activity: list[CouponActivity], rates: dict[str, float]) -> list[Coupo
     """Busiest first; equally busy coupons keep the query's order (most recent claim first)."""
     built = [
         CouponTile(
-            a.name,
-            a.amount,
-            a.remaining_amount,
-            round(rates.get(a.name, 0.0), 1),
-            a.recent_claimers,
-            a.status,
-            a.holds,
-            a.redeemed,
-            a.allocation,
-            a.entries,
-            a.waitlisted,
+            **{f.name: getattr(a, f.name) for f in fields(a)},
+            claims_per_second=round(rates.get(a.name, 0.0), 1),
         )
         for a in activity
     ]

@@ -4,11 +4,11 @@ Each runs under the request deadline, as the writes do."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from flashsale.domain import ClaimNotFound, CouponNotFound
+from flashsale.domain import ClaimNotFound, CouponNotFound, DomainError
 from flashsale.service.deadline import deadline
 from flashsale.service.ports import (
     ClaimRow,
@@ -47,6 +47,7 @@ class UserClaimsPage:
 
 Row = TypeVar("Row")
 Key = TypeVar("Key")
+Found = TypeVar("Found")
 
 
 def one_page(
@@ -67,17 +68,12 @@ class CouponReads:
         """The coupon, with its claimers still to be read from the same
         snapshot; CouponNotFound (nothing held) when there is none. The
         deadline covers opening the snapshot: 404 and 503 are decided there."""
-        async with deadline(self.request_timeout):
-            snapshot = await self._reader.open_snapshot(name)
-        if snapshot is None:
-            raise CouponNotFound(f"coupon {name!r} does not exist")
-        return snapshot
+        return await self._found(lambda: self._reader.open_snapshot(name), _no_coupon(name))
 
     async def claims_page(self, name: str, *, after: int, limit: int) -> ClaimsPage:
-        async with deadline(self.request_timeout):
-            rows = await self._reader.claims_page(name, after=after, limit=limit + 1)
-        if rows is None:
-            raise CouponNotFound(f"coupon {name!r} does not exist")
+        rows = await self._found(
+            lambda: self._reader.claims_page(name, after=after, limit=limit + 1), _no_coupon(name)
+        )
         return ClaimsPage(*one_page(rows, limit, lambda row: row.claim_id))
 
     async def coupons_page(self, *, after: str, limit: int) -> CouponsPage:
@@ -86,22 +82,34 @@ class CouponReads:
         return CouponsPage(*one_page(rows, limit, lambda row: row.name))
 
     async def entries_page(self, name: str, *, after: bytes | None, limit: int) -> EntriesPage:
-        async with deadline(self.request_timeout):
-            rows = await self._reader.entries_page(name, after=after, limit=limit + 1)
-        if rows is None:
-            raise CouponNotFound(f"coupon {name!r} does not exist")
+        rows = await self._found(
+            lambda: self._reader.entries_page(name, after=after, limit=limit + 1), _no_coupon(name)
+        )
         return EntriesPage(*one_page(rows, limit, lambda row: row.entrant))
 
     async def claim(self, *, coupon_name: str, user_id: str) -> ClaimView | EntryView:
         """The user's live claim; ClaimNotFound (an expired or released hold
         is gone) or CouponNotFound otherwise."""
-        async with deadline(self.request_timeout):
-            found = await self._reader.find_claim(coupon_name=coupon_name, user_id=user_id)
-        if found is None:
-            raise ClaimNotFound(f"user {user_id!r} holds no live claim on coupon {coupon_name!r}")
-        return found
+        return await self._found(
+            lambda: self._reader.find_claim(coupon_name=coupon_name, user_id=user_id),
+            ClaimNotFound(f"user {user_id!r} holds no live claim on coupon {coupon_name!r}"),
+        )
 
     async def user_claims_page(self, user_id: str, *, before: int, limit: int) -> UserClaimsPage:
         async with deadline(self.request_timeout):
             rows = await self._reader.user_claims_page(user_id, before=before, limit=limit + 1)
         return UserClaimsPage(*one_page(rows, limit, lambda row: row.claim_id))
+
+    async def _found(
+        self, read: Callable[[], Awaitable[Found | None]], missing: DomainError
+    ) -> Found:
+        """What ``read`` finds under the request deadline, or ``missing`` raised."""
+        async with deadline(self.request_timeout):
+            found = await read()
+        if found is None:
+            raise missing
+        return found
+
+
+def _no_coupon(name: str) -> CouponNotFound:
+    return CouponNotFound(f"coupon {name!r} does not exist")

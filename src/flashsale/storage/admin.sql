@@ -130,11 +130,27 @@ UPDATE coupons SET draw_at = clock_timestamp(), starts_at = NULL WHERE name = $1
 VACUUM (ANALYZE) raffle_entries;
 
 -- name: draw_outcome
--- What the draw of raffle $1 left: places assigned, claims, events by type.
-SELECT (SELECT count(*) FROM raffle_entries AS e JOIN coupons AS c ON c.id = e.coupon_id
-         WHERE c.name = $1 AND e.place IS NOT NULL) AS placed,
-       (SELECT count(DISTINCT e.place) FROM raffle_entries AS e JOIN coupons AS c
-            ON c.id = e.coupon_id WHERE c.name = $1) AS distinct_places,
+-- What the draw of raffle $1 left: entries placed (the progress row), the
+-- entries whose derived place checks out (each mark's place is one past
+-- the entries before it, counted mark to mark: every entry once), claims,
+-- events by type.
+WITH coupon AS (SELECT c.id FROM coupons AS c WHERE c.name = $1),
+     marks AS (SELECT k.place, k.ticket, k.entrant,
+                      lead(k.ticket) OVER w AS next_ticket, lead(k.entrant) OVER w AS next_entrant
+                 FROM raffle_draw_marks AS k JOIN coupon ON k.coupon_id = coupon.id
+               WINDOW w AS (ORDER BY k.ticket, k.entrant)),
+     spans AS (SELECT m.place, s.entries,
+                      sum(s.entries) OVER (ORDER BY m.ticket, m.entrant) - s.entries AS before
+                 FROM marks AS m, coupon,
+                      LATERAL (SELECT count(*) AS entries FROM raffle_entries AS x
+                                WHERE x.coupon_id = coupon.id
+                                  AND (x.ticket, x.entrant) >= (m.ticket, m.entrant)
+                                  AND (m.next_ticket IS NULL
+                                       OR (x.ticket, x.entrant) < (m.next_ticket, m.next_entrant)))
+                              AS s)
+SELECT (SELECT d.placed FROM raffle_draws AS d JOIN coupon ON d.coupon_id = coupon.id) AS placed,
+       (SELECT coalesce(sum(s.entries) FILTER (WHERE s.place = s.before + 1), 0)
+          FROM spans AS s)::integer AS places_checked,
        (SELECT count(*) FROM claims WHERE coupon_name = $1) AS claims,
        (SELECT count(*) FROM events WHERE coupon_name = $1 AND type = 'waitlisted') AS waitlisted;
 

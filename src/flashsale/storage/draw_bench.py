@@ -23,7 +23,7 @@ class DrawTiming:
     steps: int
     backend_cpu: float  # CPU seconds of the session that drew (PostgreSQL's share)
     placed: int
-    distinct_places: int
+    places_checked: int  # entries whose derived place checks out
     claims: int
     waitlisted: int
 

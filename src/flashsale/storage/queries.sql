@@ -74,11 +74,12 @@ SELECT expire_holds($1);
 -- One user's live claim on a coupon. No row: no such coupon; a row with a
 -- NULL user_id: the coupon exists and the user holds no live claim. For a
 -- raffle, the user's entry too: entered (a row of raffle_entries), its place
--- once the draw is done (drawn_at set), and served, the places handed a
--- unit so far (winners and promoted): a place after them is waiting.
+-- once the draw is done (drawn_at set; raffle_place derives it), and served,
+-- the places handed a unit so far (winners and promoted): a place after them
+-- is waiting.
 SELECT c.name AS coupon_name, h.id, h.user_id, h.status, h.claimed_at, h.expires_at,
        h.redeemed_at, e.user_id IS NOT NULL AS entered,
-       CASE WHEN c.drawn_at IS NOT NULL THEN e.place END AS place,
+       CASE WHEN c.drawn_at IS NOT NULL THEN raffle_place(c.id, e.ticket, e.entrant) END AS place,
        CASE WHEN c.drawn_at IS NOT NULL AND e.user_id IS NOT NULL
             THEN (SELECT d.winners + d.promoted FROM raffle_draws AS d
                    WHERE d.coupon_id = c.id) END AS served
@@ -91,29 +92,36 @@ SELECT c.name AS coupon_name, h.id, h.user_id, h.status, h.claimed_at, h.expires
 -- name: entries_page
 -- Up to $3 entrants of raffle $1 after the entrant $2 (NULL: from the
 -- first). Until the draw is done (drawn_at), by entrant without places
--- (raffle_entries_entrant_idx); after it, in draw order with places
--- (raffle_entries_order_idx, from the cursor's own ticket: one probe). No
--- row at all: no such coupon; a single row with a NULL entrant: the page is
--- empty.
-SELECT e.entrant, CASE WHEN c.drawn_at IS NOT NULL THEN e.place END AS place
+-- (raffle_entries_entrant_idx); after it, in draw order
+-- (raffle_entries_order_idx, from the cursor's own ticket: one probe), each
+-- place the cursor's (raffle_place, once per page) plus the row's rank on
+-- the page: places are contiguous in draw order. No row at all: no such
+-- coupon; a single row with a NULL entrant: the page is empty (an unknown
+-- cursor included).
+SELECT e.entrant, e.place
   FROM coupons AS c
   LEFT JOIN LATERAL (
-        (SELECT x.entrant, x.place, x.entrant AS sort
+        SELECT y.ticket, y.entrant, raffle_place(c.id, y.ticket, y.entrant) AS place
+          FROM raffle_entries AS y
+         WHERE c.drawn_at IS NOT NULL AND y.coupon_id = c.id AND y.entrant = $2::bytea
+         LIMIT 1
+  ) AS page_start ON true
+  LEFT JOIN LATERAL (
+        (SELECT x.entrant, NULL::integer AS place, x.entrant AS sort
            FROM raffle_entries AS x
           WHERE c.drawn_at IS NULL AND x.coupon_id = c.id
             AND ($2::bytea IS NULL OR x.entrant > $2::bytea)
           ORDER BY x.entrant
           LIMIT $3)
         UNION ALL
-        (SELECT x.entrant, x.place, x.ticket AS sort
+        (SELECT x.entrant,
+                (coalesce(page_start.place, 0)
+                 + row_number() OVER (ORDER BY x.ticket, x.entrant))::integer AS place,
+                x.ticket AS sort
            FROM raffle_entries AS x
           WHERE c.drawn_at IS NOT NULL AND x.coupon_id = c.id
             AND ($2::bytea IS NULL
-                 OR (x.ticket, x.entrant) > (SELECT y.ticket, y.entrant
-                                               FROM raffle_entries AS y
-                                              WHERE y.coupon_id = c.id
-                                                AND y.entrant = $2::bytea
-                                              LIMIT 1))
+                 OR (x.ticket, x.entrant) > (page_start.ticket, page_start.entrant))
           ORDER BY x.ticket, x.entrant
           LIMIT $3)
   ) AS e ON true

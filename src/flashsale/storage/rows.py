@@ -3,6 +3,7 @@ values, and a coupon's page of rows as its paged queries give it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -15,36 +16,18 @@ from flashsale.service.ports import ClaimView, CouponState
 T = TypeVar("T")
 
 
+# The coupon_state view's columns are CouponState's fields, by name; the
+# live_claims view's are ClaimView's, its id first (claim_id).
+_COUPON_STATE = tuple(field.name for field in dataclasses.fields(CouponState))
+_LIVE_CLAIM = ("id", *(field.name for field in dataclasses.fields(ClaimView)[1:]))
+
+
 def coupon_state(row: asyncpg.Record) -> CouponState:
-    return CouponState(
-        row["name"],
-        row["amount"],
-        row["remaining_amount"],
-        row["status"],
-        row["starts_at"],
-        row["ends_at"],
-        row["hold_seconds"],
-        row["redeemed"],
-        row["allocation"],
-        row["draw_at"],
-        row["draw_commitment"],
-        row["draw_seed"],
-        row["entries"],
-        row["draw_winners"],
-        row["waitlisted"],
-    )
+    return CouponState(*(row[name] for name in _COUPON_STATE))
 
 
 def claim_view(row: asyncpg.Record) -> ClaimView:
-    return ClaimView(
-        row["id"],
-        row["user_id"],
-        row["coupon_name"],
-        row["status"],
-        row["claimed_at"],
-        row["expires_at"],
-        row["redeemed_at"],
-    )
+    return ClaimView(*(row[name] for name in _LIVE_CLAIM))
 
 
 def coupon_page(rows: list[asyncpg.Record], make: Callable[[asyncpg.Record], T]) -> list[T] | None:

@@ -6,8 +6,9 @@
 --
 -- Contents
 --   1. Coupons            coupons, sale_refusal, coupon_status, change_coupon
---   1b. Raffles          raffle_seeds, raffle_entries, raffle_draws, raffle_enter,
---                         raffle_refusal, raffle_promote, raffle_start_draws,
+--   1b. Raffles          raffle_seeds, raffle_entries, raffle_draws,
+--                         raffle_draw_marks, raffle_enter, raffle_refusal,
+--                         raffle_promote, raffle_start_draws, raffle_place,
 --                         raffle_draw_step, raffle_finish, change_raffle
 --   2. Claims and stock   claims, claim_history, claims_take_stock,
 --                         claims_return_stock, claims_follow_expiry,
@@ -213,18 +214,16 @@ CREATE TABLE raffle_seeds (
 
 -- One entry per user per coupon (the primary key: entering again changes
 -- nothing). ticket is computed when entering (the seed is fixed from
--- creation), so the draw only walks raffle_entries_order_idx. place is set
--- by the draw; it is in no index, so the draw's updates stay heap-only
--- (the fillfactor leaves each page room for them).
+-- creation), so the draw only walks raffle_entries_order_idx. An entry is
+-- never updated: its place is derived (raffle_place, 0023).
 CREATE TABLE raffle_entries (
     coupon_id  bigint      NOT NULL,
     user_id    text        NOT NULL,
     entrant    bytea       NOT NULL,
     ticket     bytea       NOT NULL,
     entered_at timestamptz NOT NULL DEFAULT now(),
-    place      integer,
     CONSTRAINT raffle_entries_pkey PRIMARY KEY (coupon_id, user_id)
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 100);
 
 -- The draw order (ties, never seen, broken by the entrant: draw_rule's total order).
 CREATE INDEX raffle_entries_order_idx ON raffle_entries (coupon_id, ticket, entrant);
@@ -261,6 +260,17 @@ CREATE TABLE raffle_draws (
         AND promoted BETWEEN 0 AND entries - winners)
 );
 
+-- Places a draw marked: the first entry of each step and every 1,000th
+-- after it (ticket, entrant), with its place. The draw's first mark is
+-- place 1; marks are at most 1,000 places apart.
+CREATE TABLE raffle_draw_marks (
+    coupon_id bigint  NOT NULL,  -- no foreign key: coupons_forget_raffles says why
+    ticket    bytea   NOT NULL,
+    entrant   bytea   NOT NULL,
+    place     integer NOT NULL,
+    CONSTRAINT raffle_draw_marks_pkey PRIMARY KEY (coupon_id, ticket, entrant)
+);
+
 -- A coupon's raffle rows go with it. No foreign keys to coupons: an
 -- operator empties the service's tables with TRUNCATE coupons, claims (and
 -- the service then sells again: tests/integration/test_coupon_link.py),
@@ -271,12 +281,13 @@ CREATE FUNCTION coupons_forget_raffles() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        TRUNCATE raffle_entries, raffle_seeds, raffle_draws;
+        TRUNCATE raffle_entries, raffle_seeds, raffle_draws, raffle_draw_marks;
         RETURN NULL;
     END IF;
     DELETE FROM raffle_entries AS e USING old_coupons AS o WHERE e.coupon_id = o.id;
     DELETE FROM raffle_seeds AS s USING old_coupons AS o WHERE s.coupon_id = o.id;
     DELETE FROM raffle_draws AS d USING old_coupons AS o WHERE d.coupon_id = o.id;
+    DELETE FROM raffle_draw_marks AS m USING old_coupons AS o WHERE m.coupon_id = o.id;
     RETURN NULL;
 END
 $$;
@@ -476,7 +487,9 @@ $$;
 -- the row is left to the next tick. The row's newest version (FOR UPDATE
 -- re-reads it) counts every entry committed before the lock; any batch after
 -- the lock decides at a later clock, past draw_at: entries_closed. A paused
--- raffle whose draw has not started waits for its resume. Out: the raffles
+-- raffle whose draw has not started waits for its resume; resumed from
+-- ends_at on, it is drawn with no winners (the sale is over: every entrant
+-- waits, and nobody is promoted after ends_at). Out: the raffles
 -- whose draw is to be stepped (started now, or earlier and unfinished: a
 -- crash resumes here). The primary key of raffle_draws starts a draw once.
 CREATE FUNCTION raffle_start_draws(p_limit integer)
@@ -486,7 +499,7 @@ DECLARE
     v record;
 BEGIN
     FOR v IN
-        SELECT c.id, c.active, c.remaining_amount, c.draw_entries
+        SELECT c.id, c.active, c.remaining_amount, c.draw_entries, c.ends_at
           FROM coupons AS c
          WHERE c.allocation = 'raffle' AND c.drawn_at IS NULL AND c.draw_at <= clock_timestamp()
            -- A paused raffle not started yet is not even locked: however many
@@ -498,7 +511,9 @@ BEGIN
     LOOP
         IF v.active THEN
             INSERT INTO raffle_draws (coupon_id, entries, winners)
-            VALUES (v.id, v.draw_entries, least(v.remaining_amount, v.draw_entries))
+            VALUES (v.id, v.draw_entries,
+                    CASE WHEN v.ends_at <= clock_timestamp() THEN 0
+                         ELSE least(v.remaining_amount, v.draw_entries) END)
             ON CONFLICT (coupon_id) DO NOTHING;
         END IF;
         IF EXISTS (SELECT 1 FROM raffle_draws AS d WHERE d.coupon_id = v.id) THEN
@@ -508,12 +523,36 @@ BEGIN
 END
 $$;
 
+-- raffle_place: the place raffle p_coupon_id's draw gave the entry
+-- (p_ticket, p_entrant), NULL while the draw has not reached it. The
+-- nearest mark at or before the entry, plus the entries between them
+-- (a range of raffle_entries_order_idx under 1,000 entries: marks are at
+-- most 1,000 places apart).
+-- Reads that show places do so once drawn_at is set (the draw done).
+CREATE FUNCTION raffle_place(p_coupon_id bigint, p_ticket bytea, p_entrant bytea)
+RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT m.place + (SELECT count(*)::integer FROM raffle_entries AS x
+                       WHERE x.coupon_id = p_coupon_id
+                         AND (x.ticket, x.entrant) >= (m.ticket, m.entrant)
+                         AND (x.ticket, x.entrant) < (p_ticket, p_entrant))
+      FROM raffle_draws AS d
+     CROSS JOIN LATERAL (SELECT k.ticket, k.entrant, k.place FROM raffle_draw_marks AS k
+                          WHERE k.coupon_id = p_coupon_id
+                            AND (k.ticket, k.entrant) <= (p_ticket, p_entrant)
+                          ORDER BY k.ticket DESC, k.entrant DESC
+                          LIMIT 1) AS m
+     WHERE d.coupon_id = p_coupon_id
+       AND (p_ticket, p_entrant) <= (d.last_ticket, d.last_entrant)
+$$;
+
 -- raffle_draw_step: the next p_chunk places of a started draw, in one
 -- short transaction (the caller's), under the coupon's row lock; progress in
 -- raffle_draws in the same transaction, so a crash between steps resumes at
 -- the next place and nobody is placed (or wins) twice. The progress row is
 -- read after the lock, in a statement of its own (READ COMMITTED: it sees
--- every step committed before). Places 1..winners get claims (reason
+-- every step committed before). The step's first entry and every 1,000th
+-- after it are marked with their places (raffle_place counts from them). Places 1..winners get claims (reason
 -- raffle_won), the others a waitlisted event with their place. The last
 -- step sets drawn_at (the seed is published from then), records one
 -- raffle_drawn event and hands units that came back meanwhile to the
@@ -529,7 +568,6 @@ DECLARE
     v_users text[];
     v_tickets bytea[];
     v_entrants bytea[];
-    v_rows tid[];
     v_count integer;
     v_won integer;
 BEGIN
@@ -548,23 +586,19 @@ BEGIN
     v_now := clock_timestamp();
     SELECT array_agg(e.user_id ORDER BY e.ticket, e.entrant),
            array_agg(e.ticket ORDER BY e.ticket, e.entrant),
-           array_agg(e.entrant ORDER BY e.ticket, e.entrant),
-           array_agg(e.ctid ORDER BY e.ticket, e.entrant)
-      INTO v_users, v_tickets, v_entrants, v_rows
-      FROM (SELECT x.user_id, x.ticket, x.entrant, x.ctid FROM raffle_entries AS x
+           array_agg(e.entrant ORDER BY e.ticket, e.entrant)
+      INTO v_users, v_tickets, v_entrants
+      FROM (SELECT x.user_id, x.ticket, x.entrant FROM raffle_entries AS x
              WHERE x.coupon_id = p_coupon_id
                AND (x.ticket, x.entrant) > (d.last_ticket, d.last_entrant)
              ORDER BY x.ticket, x.entrant
              LIMIT p_chunk) AS e;
     v_count := coalesce(cardinality(v_users), 0);
     IF v_count > 0 THEN
-        -- By ctid (a TID scan per row, half the cost of a primary-key
-        -- probe): nothing else writes these rows while the step holds the
-        -- coupon's lock (entries are frozen), so the versions just read are
-        -- the ones to update.
-        UPDATE raffle_entries AS e SET place = d.placed + u.ord
-          FROM unnest(v_rows) WITH ORDINALITY AS u(row_id, ord)
-         WHERE e.ctid = u.row_id;
+        -- Five subscripts of 5,000-element arrays a step: never quadratic.
+        INSERT INTO raffle_draw_marks (coupon_id, ticket, entrant, place)
+        SELECT p_coupon_id, v_tickets[i], v_entrants[i], d.placed + i
+          FROM generate_series(1, v_count, 1000) AS i;
         v_won := greatest(0, least(v_count, d.winners - d.placed));
         IF v_won > 0 THEN
             PERFORM raffle_grant(c, v_users[1:v_won], 'raffle_won', v_now);
