@@ -64,6 +64,31 @@ async def test_each_part_is_decided_by_its_coupons_rules(
         assert await gap_free_events(db, coupon)
 
 
+async def test_a_sold_out_part_answers_as_its_own_batch_would(
+    store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    await store.create_coupon(NewCoupon(name="GONE", amount=1, hold_seconds=60))
+    await store.create_coupon(NewCoupon(name="MORE", amount=5))
+    await store.decide_batch("GONE", ["first"])
+    alone = await store.decide_batch("GONE", ["late", "first"])
+    results = await store.decide_coupons(
+        [CouponPart("GONE", ["later", "first", "later"]), CouponPart("MORE", ["m"])]
+    )
+    assert all(isinstance(result, BatchResult) for result in results)
+    gone, more = (r for r in results if isinstance(r, BatchResult))
+    assert alone.outcomes == [ClaimOutcome.SOLD_OUT, ClaimOutcome.ALREADY_CLAIMED]
+    assert gone.outcomes == [
+        ClaimOutcome.SOLD_OUT,
+        ClaimOutcome.ALREADY_CLAIMED,
+        ClaimOutcome.SOLD_OUT,
+    ]
+    assert (gone.coupon_id, gone.remaining) == (alone.coupon_id, 0)
+    assert alone.remaining == 0
+    assert more.outcomes == [CLAIMED]
+    await assert_invariants(db)
+    assert await gap_free_events(db, "MORE")
+
+
 async def test_a_part_that_fails_fails_alone_and_the_others_commit(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:

@@ -790,6 +790,11 @@ BEGIN
                event_xid = greatest(c.event_xid, pg_current_xact_id())
           FROM n
          WHERE c.id = n.coupon_id
+           -- The same rows by their primary key: the planner takes a
+           -- transition table for as many coupons as it has rows, and
+           -- joined it to a sequential scan of every coupon once a batch
+           -- held a few dozen claims (0024); an array is looked up by index.
+           AND c.id = ANY (ARRAY(SELECT n.coupon_id FROM n))
         RETURNING c.id, c.event_seq - n.taken AS base, c.event_xid AS xid
     )
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
@@ -822,6 +827,7 @@ BEGIN
                event_xid = greatest(c.event_xid, pg_current_xact_id())
           FROM o
          WHERE c.id = o.coupon_id
+           AND c.id = ANY (ARRAY(SELECT o.coupon_id FROM o))  -- by index: claims_take_stock
         RETURNING c.id, c.event_seq - o.returned AS base, c.event_xid AS xid
     )
     INSERT INTO events (xid, coupon_id, coupon_name, seq, type, user_id, at, data)
@@ -1476,7 +1482,7 @@ $$;
 --      p_release_actors, parallel to p_coupons: each part's claim_many
 --      p_release_actors (as text; '{}' or NULL: nobody named).
 -- Out: one row per part: part (its number) and claim_many's row for that
---      coupon's users and releases (the fast parts first, then the others).
+--      coupon's users and releases (the fast parts first, then the sold-out ones, then the others).
 -- Locks: every coupon's row first, FOR UPDATE in one statement ordered by
 --      coupons.id (LockRows runs above the sort, so rows are locked in id
 --      order): two such batches wait for each other's coupons in the same
@@ -1505,15 +1511,27 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz;
     v_fast integer[];
+    v_gone integer[];
+    v_rows coupons[];
 BEGIN
-    PERFORM 1 FROM coupons AS k WHERE k.name = ANY (p_coupons) ORDER BY k.id FOR UPDATE;
+    -- The locked rows are kept: FOR UPDATE returns each row's newest version
+    -- (re-read after any wait), so the decision reads them here instead of
+    -- looking every coupon up twice more by name (0024).
+    v_rows := ARRAY(SELECT k FROM coupons AS k
+                     WHERE k.name = ANY (p_coupons) ORDER BY k.id FOR UPDATE);
     v_now := clock_timestamp();
-    SELECT coalesce(array_agg(p.ord::integer), '{}') INTO v_fast
+    -- The fast parts have stock for every user; the sold-out parts none (a
+    -- coupon another worker sold out, or claims that waited for the batch
+    -- that sold it): both only on claim_many's plain path (sale open, no
+    -- hold due, no release, first come).
+    SELECT coalesce(array_agg(p.ord::integer) FILTER (WHERE c.remaining_amount >= p.n), '{}'),
+           coalesce(array_agg(p.ord::integer) FILTER (WHERE c.remaining_amount = 0 AND p.n > 0),
+                    '{}')
+      INTO v_fast, v_gone
       FROM unnest(p_coupons, p_user_counts) WITH ORDINALITY AS p(name, n, ord)
-      JOIN coupons AS c ON c.name = p.name
+      JOIN unnest(v_rows) AS c ON c.name = p.name
      WHERE sale_refusal(c.starts_at, c.ends_at, c.active, v_now) IS NULL
        AND (c.holds_due_at IS NULL OR c.holds_due_at > v_now)
-       AND c.remaining_amount >= p.n
        AND c.allocation = 'first_come'  -- a raffle's part is claim_many's (0021)
        AND p.ord <> ALL (p_release_parts);
     RETURN QUERY
@@ -1521,7 +1539,7 @@ BEGIN
             SELECT p.ord::integer AS part, c.id, c.name, c.remaining_amount,
                    v_now + make_interval(secs => c.hold_seconds) AS expires_at
               FROM unnest(p_coupons) WITH ORDINALITY AS p(name, ord)
-              JOIN coupons AS c ON c.name = p.name
+              JOIN unnest(v_rows) AS c ON c.name = p.name
              WHERE p.ord = ANY (v_fast)
         ), inserted AS (
             INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
@@ -1539,8 +1557,24 @@ BEGIN
                coalesce(g.users, '{}'), NULL::text[], NULL::text, v_now, f.expires_at,
                '{}'::text[], '{}'::text[]
           FROM fast AS f LEFT JOIN granted AS g ON g.coupon_id = f.id;
+    -- A sold-out part: what claim_many's scarce-stock path answers with no
+    -- unit left (nobody granted, its users' claims as holders, no refusal:
+    -- sold_out), read in one statement for all such parts instead of a
+    -- claim_many call each (0024). A statement after the locks: it sees
+    -- every claim committed before them.
+    RETURN QUERY
+        SELECT p.ord::integer, c.id, 0, '{}'::text[],
+               ARRAY(SELECT h.user_id
+                       FROM unnest(p_user_parts, p_users) AS u(part, user_id)
+                       JOIN claims AS h ON h.coupon_id = c.id AND h.user_id = u.user_id
+                      WHERE u.part = p.ord),
+               NULL::text, v_now, v_now + make_interval(secs => c.hold_seconds),
+               '{}'::text[], '{}'::text[]
+          FROM unnest(p_coupons) WITH ORDINALITY AS p(name, ord)
+          JOIN unnest(v_rows) AS c ON c.name = p.name
+         WHERE p.ord = ANY (v_gone);
     FOR v_part IN 1 .. coalesce(cardinality(p_coupons), 0) LOOP
-        CONTINUE WHEN v_part = ANY (v_fast);
+        CONTINUE WHEN v_part = ANY (v_fast) OR v_part = ANY (v_gone);
         RETURN QUERY
             SELECT v_part, r.coupon_id, r.remaining, r.claimed, r.holders, r.refusal,
                    r.claimed_at, r.expires_at, r.released, r.redeemed
