@@ -40,6 +40,8 @@ MAX_PAYLOAD_CHARS = 4096
 # msgspec and json give up on deep nesting at different depths (both count
 # the caller's stack): a payload with more brackets goes to PyJWT.
 MAX_BRACKETS = 64
+MAX_PLAIN_HEADERS = 16  # header segments remembered as plain, per worker
+SIGNATURE_CHARS = 43  # an HMAC-SHA256 (32 bytes) in unpadded base64
 UNSET: Any = msgspec.UNSET
 
 # The url-safe alphabet mapped onto the standard one; "+", "/" and "=" are
@@ -87,43 +89,65 @@ class Hs256:
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
         self._issuer = issuer
         self._audience = audience
+        # Header segments already found plain: the backend mints one header
+        # for every token, so its decode and checks run once, not per token
+        # (a segment's verdict is a function of its text alone).
+        self._plain_headers: set[bytes] = set()
 
     def claims(self, token: str) -> Claims | None:
         """The token's checked claims; a PyJWT exception saying why it is
         refused; or None when the token is not of the plain shape."""
-        parts = _segments(token)
+        parts = self._segments(token)
         if parts is None:
             return None
-        signing_input, header, payload, signature = parts
-        if not _plain(header):
-            return None
+        signing_input, payload, signature = parts
         mac = self._mac.copy()
         mac.update(signing_input)
-        if not hmac.compare_digest(signature, mac.digest()):
-            raise errors.InvalidSignatureError("Signature verification failed")
+        # The canonical encoding of the expected signature against the
+        # segment, in constant time: equal only for the right signature
+        # canonically encoded. Otherwise the segment is decoded to tell a
+        # wrong signature from a malformed one (passed on, as before).
+        expected = binascii.b2a_base64(mac.digest(), newline=False)[:SIGNATURE_CHARS]
+        if not hmac.compare_digest(signature, expected):
+            signature_bytes = _base64(signature)
+            if signature_bytes is None:
+                return None
+            if not hmac.compare_digest(signature_bytes, mac.digest()):
+                raise errors.InvalidSignatureError("Signature verification failed")
         claims = _claims(payload)
         if claims is not None:
             check(claims, self._issuer, self._audience, time.time())
         return claims
 
+    def _segments(self, token: str) -> tuple[bytes, bytes, bytes] | None:
+        """The signing input, the decoded payload and the signature segment
+        (mapped by _TO_STANDARD, not decoded); None unless the header is
+        plain and the payload canonical base64url."""
+        if not token.isascii():
+            return None
+        raw = token.encode()
+        parts = raw.translate(_TO_STANDARD).split(b".")  # one pass for the three
+        if len(parts) != 3:
+            return None
+        header, payload, signature = parts
+        if len(payload) > MAX_PAYLOAD_CHARS or not self._plain(header):
+            return None
+        payload_bytes = _base64(payload)
+        if payload_bytes is None:
+            return None
+        return raw[: len(header) + 1 + len(payload)], payload_bytes, signature
 
-def _segments(token: str) -> tuple[bytes, bytes, bytes, bytes] | None:
-    """The signing input and the three decoded segments, or None."""
-    if not token.isascii():
-        return None
-    raw = token.encode()
-    parts = raw.translate(_TO_STANDARD).split(b".")  # one pass for the three
-    if len(parts) != 3:
-        return None
-    header, payload, signature = parts
-    if len(header) > MAX_HEADER_CHARS or len(payload) > MAX_PAYLOAD_CHARS:
-        return None
-    header_bytes, payload_bytes = _base64(header), _base64(payload)
-    signature_bytes = _base64(signature)
-    if header_bytes is None or payload_bytes is None or signature_bytes is None:
-        return None
-    signing_input = raw[: len(header) + 1 + len(payload)]
-    return signing_input, header_bytes, payload_bytes, signature_bytes
+    def _plain(self, header: bytes) -> bool:
+        if header in self._plain_headers:
+            return True
+        if len(header) > MAX_HEADER_CHARS:
+            return False
+        decoded = _base64(header)
+        if decoded is None or not _plain(decoded):
+            return False
+        if len(self._plain_headers) < MAX_PLAIN_HEADERS:
+            self._plain_headers.add(header)
+        return True
 
 
 def _base64(segment: bytes) -> bytes | None:
@@ -169,6 +193,17 @@ def _json(decoder: msgspec.json.Decoder[Any], segment: bytes) -> object:
 def check(claims: Claims, issuer: str, audience: str, now: float) -> None:
     """PyJWT 2.15's _validate_claims with require=[exp, iss, aud, sub] and
     leeway 0, check for check and exception for exception."""
+    if (
+        type(claims.exp) is int  # not bool
+        and claims.exp > now
+        and claims.iss == issuer
+        and claims.aud == audience != ""
+        and type(claims.sub) is str
+        and claims.iat is UNSET
+        and claims.nbf is UNSET
+        and claims.jti is UNSET
+    ):
+        return  # the shape the backend mints, valid: each check below passes
     for name in ("exp", "iss", "aud", "sub"):
         value = getattr(claims, name)
         if value is UNSET or value is None:
