@@ -27,11 +27,14 @@ import binascii
 import hashlib
 import hmac
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from jwt import exceptions as errors
 from jwt.algorithms import HMACAlgorithm
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 MAX_HEADER_CHARS = 256  # {"alg":"HS256","typ":"JWT"} is 36
 # 4,096 base64 characters are 3,072 bytes: no number there reaches the
@@ -83,10 +86,11 @@ class Hs256:
     def __init__(self, secret: str, issuer: str, audience: str) -> None:
         algorithm = HMACAlgorithm(HMACAlgorithm.SHA256)
         key = algorithm.prepare_key(secret)  # InvalidKeyError: caller decides
-        # The key's inner and outer hash states, computed once: a copy per
-        # token skips hmac.new's key setup and OpenSSL's digest fetch
-        # (HMACAlgorithm.sign is hmac.new(key, msg, hashlib.sha256).digest()).
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        # HMACAlgorithm.sign is hmac.new(key, msg, hashlib.sha256).digest():
+        # the same HMAC from the key's inner and outer hash states, computed
+        # once; per token a copy of each is four C calls, where hmac.new sets
+        # up the key again and hmac.HMAC's copy, update and digest are Python.
+        self._inner, self._outer = _keyed_states(key)
         self._issuer = issuer
         self._audience = audience
         # Header segments already found plain: the backend mints one header
@@ -101,23 +105,29 @@ class Hs256:
         if parts is None:
             return None
         signing_input, payload, signature = parts
-        mac = self._mac.copy()
-        mac.update(signing_input)
+        mac = self._sign(signing_input)
         # The canonical encoding of the expected signature against the
         # segment, in constant time: equal only for the right signature
         # canonically encoded. Otherwise the segment is decoded to tell a
         # wrong signature from a malformed one (passed on, as before).
-        expected = binascii.b2a_base64(mac.digest(), newline=False)[:SIGNATURE_CHARS]
+        expected = binascii.b2a_base64(mac, newline=False)[:SIGNATURE_CHARS]
         if not hmac.compare_digest(signature, expected):
             signature_bytes = _base64(signature)
             if signature_bytes is None:
                 return None
-            if not hmac.compare_digest(signature_bytes, mac.digest()):
+            if not hmac.compare_digest(signature_bytes, mac):
                 raise errors.InvalidSignatureError("Signature verification failed")
         claims = _claims(payload)
         if claims is not None:
             check(claims, self._issuer, self._audience, time.time())
         return claims
+
+    def _sign(self, signing_input: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(signing_input)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def _segments(self, token: str) -> tuple[bytes, bytes, bytes] | None:
         """The signing input, the decoded payload and the signature segment
@@ -148,6 +158,18 @@ class Hs256:
         if len(self._plain_headers) < MAX_PLAIN_HEADERS:
             self._plain_headers.add(header)
         return True
+
+
+def _keyed_states(key: bytes) -> tuple[HASH, HASH]:
+    """SHA-256 fed the key XOR ipad and XOR opad (RFC 2104, as the hmac
+    module's own fallback builds them)."""
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    return hashlib.sha256(key.translate(hmac.trans_36)), hashlib.sha256(
+        key.translate(hmac.trans_5C)
+    )
 
 
 def _base64(segment: bytes) -> bytes | None:
