@@ -7,8 +7,8 @@ call, far more than the HMAC itself (docs/benchmarks.md has the figures).
 This path does the same checks
 for the shape the shop's backend mints, verifies the signature as PyJWT's
 ``HMACAlgorithm`` does (HMAC-SHA256 of the key PyJWT's ``prepare_key``
-accepts, compared in constant time) from a keyed HMAC prepared once and
-copied per token, and raises PyJWT's own exceptions,
+accepts, compared in constant time) from the key's inner and outer SHA-256
+states prepared once and copied per token, and raises PyJWT's own exceptions,
 so end_users.py words a refusal the same way whichever path refused.
 
 The shape decided here: exactly three segments, each canonical unpadded
@@ -140,14 +140,14 @@ class Hs256:
         if len(parts) != 3:
             return None
         header, payload, signature = parts
-        if len(payload) > MAX_PAYLOAD_CHARS or not self._plain(header):
+        if len(payload) > MAX_PAYLOAD_CHARS or not self._plain_header(header):
             return None
         payload_bytes = _base64(payload)
         if payload_bytes is None:
             return None
         return raw[: len(header) + 1 + len(payload)], payload_bytes, signature
 
-    def _plain(self, header: bytes) -> bool:
+    def _plain_header(self, header: bytes) -> bool:
         if header in self._plain_headers:
             return True
         if len(header) > MAX_HEADER_CHARS:
