@@ -262,3 +262,15 @@ def test_a_far_exp_is_remembered_without_overflowing(users: EndUsers) -> None:
     far = mint_hs256("frank", exp=10**400)
     assert users.verify(far, None).subject == "frank"
     assert users.verify(far, None).subject == "frank"  # remembered
+
+
+def test_a_secret_longer_than_a_block_signs_as_hmac_does() -> None:
+    """RFC 2104: a key longer than SHA-256's 64-byte block is hashed first
+    (the fast path keeps HMAC's inner and outer states: the same digest)."""
+    secret = "s" * 100 + "\u00e9"
+    fast_path = Hs256(secret, ISSUER, AUDIENCE)
+    claims = fast_path.claims(mint_hs256("alice", secret=secret))
+    assert claims is not None
+    assert claims.sub == "alice"
+    with pytest.raises(jwt.InvalidSignatureError):
+        fast_path.claims(mint_hs256("alice", secret=secret[:-1]))

@@ -59,6 +59,7 @@ from litestar.types import (
 
 from flashsale.config import ClaimAuth
 from flashsale.domain import (
+    CallerKind,
     ClaimDecision,
     ClaimOutcome,
     DomainError,
@@ -195,17 +196,20 @@ class ClaimEndpoint:
         if access.claim_auth is ClaimAuth.OPEN and not authorization:
             return None, False  # the original contract's claim, at its cost
         caller = caller_of(self._state, authorization, _client(scope))
-        if caller.privileged and not anonymous(caller):
-            return None, False
+        # The end user first, in as few tests as it takes: on Python 3.11 an
+        # Enum member's look-up on its class costs 0.1-0.2 us (5 times a plain
+        # class attribute's), and a new token's claim is where they add up.
+        if caller.kind is CallerKind.USER:
+            if access.claim_auth is ClaimAuth.BACKEND:
+                raise Forbidden(
+                    "CLAIM_AUTH=backend: only the backend's and the operator's tokens claim"
+                )
+            return caller.subject, access.claim_auth is ClaimAuth.USER
         if anonymous(caller):
             if access.claim_auth is ClaimAuth.OPEN:
                 return None, False
             raise Unauthorized(_NEEDS_CREDENTIAL.format(access.claim_auth.value))
-        if access.claim_auth is ClaimAuth.BACKEND:
-            raise Forbidden(
-                "CLAIM_AUTH=backend: only the backend's and the operator's tokens claim"
-            )
-        return caller.subject, access.claim_auth is ClaimAuth.USER
+        return None, False  # the operator or the backend: for any user
 
 
 def _own_claim(body: bytes, subject: str | None) -> ClaimRequest:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import jwt
 import msgspec
@@ -185,18 +186,20 @@ def _refuse_algorithm(algorithm: str) -> Any:
     raise Refused(f"the configured key cannot verify {algorithm}")
 
 
-class _Subject(msgspec.Struct):
-    """``sub`` checked as a user id: converting to a Struct reuses its
-    compiled type (converting to UserId itself rebuilds it on every call)."""
-
-    sub: UserId
+# UserId's own rules (length, then its pattern, which msgspec applies with
+# re.search), applied directly: msgspec.convert of the ``sub`` cost a dict
+# and a Struct per new token (docs/benchmarks.md, "Issue 24").
+_USER_ID: msgspec.Meta = get_args(UserId)[1]
+_USER_ID_PATTERN = re.compile(_USER_ID.pattern or "")
 
 
 def _check_subject(subject: object) -> None:
-    try:
-        msgspec.convert({"sub": subject}, _Subject)
-    except msgspec.ValidationError:
-        raise Refused("the token's sub is not a valid user id") from None
+    if not (
+        isinstance(subject, str)
+        and (_USER_ID.min_length or 0) <= len(subject) <= (_USER_ID.max_length or len(subject))
+        and _USER_ID_PATTERN.search(subject)
+    ):
+        raise Refused("the token's sub is not a valid user id")
 
 
 def _at(caller: Caller, address: str | None) -> Caller:

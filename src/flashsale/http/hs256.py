@@ -7,8 +7,8 @@ call, far more than the HMAC itself (docs/benchmarks.md has the figures).
 This path does the same checks
 for the shape the shop's backend mints, verifies the signature as PyJWT's
 ``HMACAlgorithm`` does (HMAC-SHA256 of the key PyJWT's ``prepare_key``
-accepts, compared in constant time) from a keyed HMAC prepared once and
-copied per token, and raises PyJWT's own exceptions,
+accepts, compared in constant time) from the key's inner and outer SHA-256
+states prepared once and copied per token, and raises PyJWT's own exceptions,
 so end_users.py words a refusal the same way whichever path refused.
 
 The shape decided here: exactly three segments, each canonical unpadded
@@ -27,11 +27,14 @@ import binascii
 import hashlib
 import hmac
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from jwt import exceptions as errors
 from jwt.algorithms import HMACAlgorithm
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 MAX_HEADER_CHARS = 256  # {"alg":"HS256","typ":"JWT"} is 36
 # 4,096 base64 characters are 3,072 bytes: no number there reaches the
@@ -40,6 +43,8 @@ MAX_PAYLOAD_CHARS = 4096
 # msgspec and json give up on deep nesting at different depths (both count
 # the caller's stack): a payload with more brackets goes to PyJWT.
 MAX_BRACKETS = 64
+MAX_PLAIN_HEADERS = 16  # header segments remembered as plain, per worker
+SIGNATURE_CHARS = 43  # an HMAC-SHA256 (32 bytes) in unpadded base64
 UNSET: Any = msgspec.UNSET
 
 # The url-safe alphabet mapped onto the standard one; "+", "/" and "=" are
@@ -81,49 +86,90 @@ class Hs256:
     def __init__(self, secret: str, issuer: str, audience: str) -> None:
         algorithm = HMACAlgorithm(HMACAlgorithm.SHA256)
         key = algorithm.prepare_key(secret)  # InvalidKeyError: caller decides
-        # The key's inner and outer hash states, computed once: a copy per
-        # token skips hmac.new's key setup and OpenSSL's digest fetch
-        # (HMACAlgorithm.sign is hmac.new(key, msg, hashlib.sha256).digest()).
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        # HMACAlgorithm.sign is hmac.new(key, msg, hashlib.sha256).digest():
+        # the same HMAC from the key's inner and outer hash states, computed
+        # once; per token a copy of each is four C calls, where hmac.new sets
+        # up the key again and hmac.HMAC's copy, update and digest are Python.
+        self._inner, self._outer = _keyed_states(key)
         self._issuer = issuer
         self._audience = audience
+        # Header segments already found plain: the backend mints one header
+        # for every token, so its decode and checks run once, not per token
+        # (a segment's verdict is a function of its text alone).
+        self._plain_headers: set[bytes] = set()
 
     def claims(self, token: str) -> Claims | None:
         """The token's checked claims; a PyJWT exception saying why it is
         refused; or None when the token is not of the plain shape."""
-        parts = _segments(token)
+        parts = self._segments(token)
         if parts is None:
             return None
-        signing_input, header, payload, signature = parts
-        if not _plain(header):
-            return None
-        mac = self._mac.copy()
-        mac.update(signing_input)
-        if not hmac.compare_digest(signature, mac.digest()):
-            raise errors.InvalidSignatureError("Signature verification failed")
+        signing_input, payload, signature = parts
+        mac = self._sign(signing_input)
+        # The canonical encoding of the expected signature against the
+        # segment, in constant time: equal only for the right signature
+        # canonically encoded. Otherwise the segment is decoded to tell a
+        # wrong signature from a malformed one (passed on, as before).
+        expected = binascii.b2a_base64(mac, newline=False)[:SIGNATURE_CHARS]
+        if not hmac.compare_digest(signature, expected):
+            signature_bytes = _base64(signature)
+            if signature_bytes is None:
+                return None
+            if not hmac.compare_digest(signature_bytes, mac):
+                raise errors.InvalidSignatureError("Signature verification failed")
         claims = _claims(payload)
         if claims is not None:
             check(claims, self._issuer, self._audience, time.time())
         return claims
 
+    def _sign(self, signing_input: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(signing_input)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
-def _segments(token: str) -> tuple[bytes, bytes, bytes, bytes] | None:
-    """The signing input and the three decoded segments, or None."""
-    if not token.isascii():
-        return None
-    raw = token.encode()
-    parts = raw.translate(_TO_STANDARD).split(b".")  # one pass for the three
-    if len(parts) != 3:
-        return None
-    header, payload, signature = parts
-    if len(header) > MAX_HEADER_CHARS or len(payload) > MAX_PAYLOAD_CHARS:
-        return None
-    header_bytes, payload_bytes = _base64(header), _base64(payload)
-    signature_bytes = _base64(signature)
-    if header_bytes is None or payload_bytes is None or signature_bytes is None:
-        return None
-    signing_input = raw[: len(header) + 1 + len(payload)]
-    return signing_input, header_bytes, payload_bytes, signature_bytes
+    def _segments(self, token: str) -> tuple[bytes, bytes, bytes] | None:
+        """The signing input, the decoded payload and the signature segment
+        (mapped by _TO_STANDARD, not decoded); None unless the header is
+        plain and the payload canonical base64url."""
+        if not token.isascii():
+            return None
+        raw = token.encode()
+        parts = raw.translate(_TO_STANDARD).split(b".")  # one pass for the three
+        if len(parts) != 3:
+            return None
+        header, payload, signature = parts
+        if len(payload) > MAX_PAYLOAD_CHARS or not self._plain_header(header):
+            return None
+        payload_bytes = _base64(payload)
+        if payload_bytes is None:
+            return None
+        return raw[: len(header) + 1 + len(payload)], payload_bytes, signature
+
+    def _plain_header(self, header: bytes) -> bool:
+        if header in self._plain_headers:
+            return True
+        if len(header) > MAX_HEADER_CHARS:
+            return False
+        decoded = _base64(header)
+        if decoded is None or not _plain(decoded):
+            return False
+        if len(self._plain_headers) < MAX_PLAIN_HEADERS:
+            self._plain_headers.add(header)
+        return True
+
+
+def _keyed_states(key: bytes) -> tuple[HASH, HASH]:
+    """SHA-256 fed the key XOR ipad and XOR opad (RFC 2104, as the hmac
+    module's own fallback builds them)."""
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    return hashlib.sha256(key.translate(hmac.trans_36)), hashlib.sha256(
+        key.translate(hmac.trans_5C)
+    )
 
 
 def _base64(segment: bytes) -> bytes | None:
@@ -169,6 +215,17 @@ def _json(decoder: msgspec.json.Decoder[Any], segment: bytes) -> object:
 def check(claims: Claims, issuer: str, audience: str, now: float) -> None:
     """PyJWT 2.15's _validate_claims with require=[exp, iss, aud, sub] and
     leeway 0, check for check and exception for exception."""
+    if (
+        type(claims.exp) is int  # not bool
+        and claims.exp > now
+        and claims.iss == issuer
+        and claims.aud == audience != ""
+        and type(claims.sub) is str
+        and claims.iat is UNSET
+        and claims.nbf is UNSET
+        and claims.jti is UNSET
+    ):
+        return  # the shape the backend mints, valid: each check below passes
     for name in ("exp", "iss", "aud", "sub"):
         value = getattr(claims, name)
         if value is UNSET or value is None:
