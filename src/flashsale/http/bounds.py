@@ -52,6 +52,7 @@ from flashsale.http.schemas import ErrorResponse
 from flashsale.metrics import count_cut
 
 SWEEP_SECONDS = 0.5
+CUTS_PER_TURN = 32  # a cut's unwinding and 408: ~0.1 ms, so ~3 ms between two polls
 NEVER = math.inf
 _EVENT_STREAM = b"text/event-stream"
 _ENCODER = msgspec.json.Encoder()
@@ -312,12 +313,26 @@ class Bounds:
         try:
             while self._watches:
                 await asyncio.sleep(SWEEP_SECONDS)
-                now = time.monotonic()
-                for watch in list(self._watches):
-                    if (reason := watch.late(now, self.limits)) is not None:
-                        self._cut(watch, reason)
+                await self._cut_late(time.monotonic())
         finally:
             self._sweeper = None
+
+    async def _cut_late(self, now: float) -> None:
+        """Cuts the requests past their deadline, CUTS_PER_TURN at a time.
+        Requests that arrived together miss their deadline in the same sweep
+        (4,000 half-sent bodies: a thousand a worker); each cut unwinds its
+        task and sends a 408 at the loop's next turn, all in that one turn,
+        so claims would wait behind the whole burst. Between two handfuls
+        the loop polls its sockets and runs what is ready."""
+        cuts = 0
+        for watch in list(self._watches):
+            if watch not in self._watches:
+                continue  # ended while we yielded
+            if (reason := watch.late(now, self.limits)) is not None:
+                self._cut(watch, reason)
+                cuts += 1
+                if cuts % CUTS_PER_TURN == 0:
+                    await asyncio.sleep(0)
 
 
 async def _cut_off(watch: _Watch) -> None:
