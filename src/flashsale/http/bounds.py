@@ -17,7 +17,7 @@ The deadlines are checked by one sweeper task per worker every
 receive or send whether it is done: a request pays a counter and an
 attribute write per receive and send, no timer, clock or coroutine (the
 claim is the hot route: docs/benchmarks.md). A cut comes up to two sweeps
-after its deadline.
+after its deadline, plus the pacing when many are due at once (_cut_late).
 
 A worker full of requests (``WORKER_MAX_REQUESTS``) makes room before it
 refuses: the oldest request still waiting on its body is cut (408) for the
