@@ -80,8 +80,8 @@ def attack(
     via = RunningServer(server.process, door.base_url, server.log_path)  # the workers' pids
     run_wrk(door.base_url + HOT.path, WARM_UP, HOT.wrk_args("w-"))
     plain = phase(via, load, "plain", announce)
-    with under_attack.attacker(via, announce, ATTACKER_SOURCE) as (ready, finish):
-        attacked = phase(via, load, "under attack", announce)
+    with under_attack.attacker(via, announce, ATTACKER_SOURCE) as (ready, finish, pid):
+        attacked = phase(via, load, "under attack", announce, {"attacker": pid})
         report = finish()
     after = phase(via, load, "after the attack", announce)
     return AttackRun(plain, attacked, after, ready, report, None)

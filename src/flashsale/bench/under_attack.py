@@ -36,6 +36,7 @@ import msgspec
 from rich.table import Table
 
 from flashsale.bench.attacker import CUT_WINDOW_S, SOCKET_SLACK, raise_descriptor_limit
+from flashsale.bench.cpu import cpu_seconds, process_tree
 from flashsale.bench.database import create_fresh_database, drop_database
 from flashsale.bench.huge_coupon import rss_mb
 from flashsale.bench.scenarios import HOT
@@ -46,7 +47,7 @@ from flashsale.storage.admin import seed_coupon
 BIG, BIG_CLAIMERS = "BIG", 150_000
 SMALL, SMALL_AMOUNT = "SMALL", 10
 HALF_SENT, STREAMS, SLOW_READERS, READ_RATE = 4000, 300, 10, 2048
-PROBE_EVERY_S = 0.05
+PROBE_EVERY_S = 0.008  # ~1,000 probes in an 8 s phase, on schedule
 PROBE_TIMEOUT_S = 10.0
 READY_LIMIT_S = 180.0
 WARM_UP = Load(connections=64, threads=2, duration_s=3)  # not reported
@@ -59,17 +60,24 @@ Announce = Callable[[str], None]
 
 @dataclass
 class Probe:
-    """Latencies of GET /api/coupons/SMALL, each on a new connection."""
+    """Latencies of GET /api/coupons/SMALL, each on a new connection, from
+    bench/prober.py; and how late the prober started each (its own delay)."""
 
     seconds: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)  # status or error
+    late: list[float] = field(default_factory=list)
+
+    def ms(self, share: float, of: str = "seconds") -> float | None:
+        """The ``share`` percentile (0.5, 0.99, 1.0 for the largest), in ms."""
+        values: list[float] = getattr(self, of)
+        if not values:
+            return None
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
 
     @property
     def p99_ms(self) -> float | None:
-        if not self.seconds:
-            return None
-        ordered = sorted(self.seconds)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        return self.ms(0.99)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,7 @@ class Phase:
     wrk: WrkResult
     probe: Probe
     peak_rss_mb: float  # the largest worker's
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by party
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +118,8 @@ def run_attack_bench(
         run_wrk(server.base_url + HOT.path, WARM_UP, HOT.wrk_args("w-"))
         plain = phase(server, load, "plain", announce)
         before = server_cuts(server.base_url)
-        with attacker(server, announce) as (ready, finish):
-            attacked = phase(server, load, "under attack", announce)
+        with attacker(server, announce) as (ready, finish, pid):
+            attacked = phase(server, load, "under attack", announce, {"attacker": pid})
             announce(f"waiting until every half-sent body is cut (at most {CUT_WINDOW_S:g} s)")
             report = finish()
         cuts = server_cuts(server.base_url)
@@ -130,42 +139,52 @@ def server_cuts(base_url: str) -> dict[str, int]:
     return {reason: int(float(n)) for reason, n in _CUT_SAMPLE.findall(answer.text)}
 
 
-def phase(server: RunningServer, load: Load, name: str, announce: Announce) -> Phase:
+def phase(
+    server: RunningServer, load: Load, name: str, announce: Announce,
+    others: dict[str, int] | None = None,
+) -> Phase:  # fmt: skip
+    """wrk's run of the hot coupon, the prober's and the memory sampler's
+    beside it; CPU seconds of the server, the prober and ``others`` (name:
+    pid, e.g. the attacker's) meanwhile."""
     announce(f"hot coupon, {name}")
-    probe, stop = Probe(), threading.Event()
-    peaks: dict[int, float] = {}
-    threads = [
-        threading.Thread(target=_probe, args=(server.base_url, probe, stop), daemon=True),
-        threading.Thread(target=_sample, args=(server.worker_pids(), peaks, stop), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
+    prober = _start_prober(server.base_url)
+    stop, peaks = threading.Event(), dict[int, float]()
+    sampler = threading.Thread(target=_sample, args=(server.worker_pids(), peaks, stop))
+    parties = {"server": server.process.pid, "prober": prober.pid, **(others or {})}
+    before = _cpu(parties)
+    sampler.start()
     try:
         result = run_wrk(
             server.base_url + HOT.path, load, HOT.wrk_args(f"a{uuid.uuid4().hex[:6]}-")
         )
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
-    return Phase(name, result, probe, max(peaks.values(), default=0.0))
+        sampler.join()
+        after = _cpu(parties)
+        probe = _stop_prober(prober)
+    cpu = {party: after[party] - before[party] for party in parties}
+    return Phase(name, result, probe, max(peaks.values(), default=0.0), cpu)
 
 
-def _probe(base_url: str, probe: Probe, stop: threading.Event) -> None:
-    url = f"{base_url}/api/coupons/{SMALL}"
-    while not stop.is_set():
-        started = time.perf_counter()
-        failure: str | None = None
-        try:
-            status = httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code
-        except httpx.HTTPError as error:
-            failure = type(error).__name__
-        else:
-            failure = None if status == 200 else str(status)
-        probe.seconds.append(time.perf_counter() - started)
-        if failure is not None:
-            probe.failures[failure] = probe.failures.get(failure, 0) + 1
-        stop.wait(PROBE_EVERY_S)
+def _cpu(parties: dict[str, int]) -> dict[str, float]:
+    return {party: sum(map(cpu_seconds, process_tree(pid))) for party, pid in parties.items()}
+
+
+def _start_prober(base_url: str) -> subprocess.Popen[bytes]:
+    """bench/prober.py: a process of its own, in the bench's session like the
+    server and wrk (so it shares their autogroup's CPU share, no more)."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    command = [sys.executable, "-m", "flashsale.bench.prober", "--host", host, "--port", port,
+               "--path", f"/api/coupons/{SMALL}", "--every", str(PROBE_EVERY_S)]  # fmt: skip
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
+
+
+def _stop_prober(prober: subprocess.Popen[bytes]) -> Probe:
+    """Closing its stdin ends it; it prints its samples once its probes in
+    flight are answered (each within its timeout)."""
+    output, _ = prober.communicate(timeout=PROBE_TIMEOUT_S + 30)
+    found = msgspec.json.decode(output)["probes"]
+    return Probe(found["seconds"], found["failures"], found["late"])
 
 
 def _sample(pids: list[int], peaks: dict[int, float], stop: threading.Event) -> None:
@@ -180,11 +199,13 @@ def _sample(pids: list[int], peaks: dict[int, float], stop: threading.Event) -> 
 @contextlib.contextmanager
 def attacker(
     server: RunningServer, announce: Announce, source: str | None = None
-) -> Iterator[tuple[dict[str, Any], Callable[[], dict[str, Any]]]]:
+) -> Iterator[tuple[dict[str, Any], Callable[[], dict[str, Any]], int]]:
     """The attacker (from ``source``, a local address, if given), once its
-    connections are open: its ready line, and a call that waits for every
+    connections are open: its ready line, a call that waits for every
     half-sent body to be cut (or the window to pass since they were open),
-    sends it away and returns its report."""
+    sends it away and returns its report, and its pid. It runs in the
+    bench's session, as the server and wrk do: one autogroup, so its CPU
+    comes out of their share (docs/benchmarks.md, "Under attack")."""
     port = server.base_url.rsplit(":", 1)[1]
     command = [sys.executable, "-m", "flashsale.bench.attacker", "--port", port,
                "--half-sent", str(HALF_SENT), "--streams", str(STREAMS),
@@ -208,7 +229,7 @@ def attacker(
             process.stdin.close()  # the attacker's signal to leave
             return _next(lines, "report", 120)
 
-        yield ready, finish
+        yield ready, finish, process.pid
     finally:
         if process.poll() is None:
             process.terminate()
@@ -242,8 +263,8 @@ def _next(lines: queue.Queue[dict[str, Any]], kind: str, timeout: float) -> dict
 
 def render_attack(run: AttackRun) -> Table:
     table = Table(title="hot coupon under attack (same server, same run)")
-    for column in ("phase", "claims/s", "vs plain", "claim p99", "GET SMALL p99",
-                   "GET SMALL failed", "largest worker RSS"):  # fmt: skip
+    for column in ("phase", "claims/s", "vs plain", "claim p99", "GET SMALL p50 / p99 / max",
+                   "probes", "failed", "prober late p99", "largest worker RSS"):  # fmt: skip
         table.add_column(column, justify="right")
     for done in (run.plain, run.attacked, run.after):
         probe = done.probe
@@ -253,11 +274,17 @@ def render_attack(run: AttackRun) -> Table:
             f"{done.wrk.ok_per_s:,.0f}",
             f"{done.wrk.ok_per_s / max(run.plain.wrk.ok_per_s, 1e-9):.0%}",
             f"{done.wrk.p99_ms:,.0f} ms" if done.wrk.requests else "- (none answered)",
-            "-" if probe.p99_ms is None else f"{probe.p99_ms:,.0f} ms ({len(probe.seconds)})",
-            f"{failed} of {len(probe.seconds)}",
+            " / ".join(_ms(probe.ms(share)) for share in (0.5, 0.99, 1.0)),
+            f"{len(probe.seconds):,}",
+            failed,
+            _ms(probe.ms(0.99, "late")),
             f"{done.peak_rss_mb:,.0f} MB",
         )
     return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
 
 
 def attack_lines(run: AttackRun) -> list[str]:
@@ -277,7 +304,13 @@ def attack_lines(run: AttackRun) -> list[str]:
         f"server, bytes read {report['reader_bytes']}",
         *([f"descriptors: {run.descriptors}"] if run.descriptors else []),
         *([_counted(run.cuts)] if run.cuts else []),
+        *(_cpu_line(done) for done in (run.plain, run.attacked, run.after)),
     ]
+
+
+def _cpu_line(done: Phase) -> str:
+    spent = ", ".join(f"{party} {seconds:.2f}" for party, seconds in done.cpu_s.items())
+    return f"CPU seconds, {done.name} ({done.wrk.duration_s:.1f} s of wrk): {spent}"
 
 
 def _counted(cuts: dict[str, int]) -> str:

@@ -5,7 +5,8 @@ errors go through errors.py."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 import msgspec
@@ -166,7 +167,7 @@ class CouponController(Resource):
             responses={200: ResponseSpec(CouponResponse, description="the coupon, streamed")},
         ),
     )
-    async def get_coupon(self, request: AnyRequest, state: State, name: str) -> Stream:
+    async def get_coupon(self, request: AnyRequest, state: State, name: str) -> Response[Any]:
         """The same JSON as ever, written a few hundred KB at a time from one
         database snapshot, so a coupon with a million claimers costs neither
         a million-element list nor a 15 MB buffer; spooled to a file as fast
@@ -179,11 +180,27 @@ class CouponController(Resource):
         spools = spools_of(state)
         spools.check()
         snapshot = await services_of(state).reads.open_coupon(name)
-        body = coupon_json(snapshot, claimers=claimers)
-        return Stream(spooled(body, spools), media_type=MediaType.JSON)
+        chunks = coupon_json(snapshot, claimers=claimers)
+        first = await anext(chunks, b"")
+        second = await anext(chunks, None)
+        if second is None:
+            # The whole answer in one chunk (every small coupon): a plain
+            # response, without a streaming task and its disconnect listener.
+            return Response(first, media_type=MediaType.JSON)
+        return Stream(spooled(_chained((first, second), chunks), spools), media_type=MediaType.JSON)
 
 
 T = TypeVar("T")
+
+
+async def _chained(
+    taken: tuple[bytes, ...], rest: AsyncGenerator[bytes, None]
+) -> AsyncIterator[bytes]:
+    async with aclosing(rest):  # its snapshot closes when the answer ends, however
+        for chunk in taken:
+            yield chunk
+        async for chunk in rest:
+            yield chunk
 
 
 async def _none() -> AsyncIterator[list[str]]:
@@ -226,7 +243,9 @@ def _tail(snapshot: CouponSnapshot) -> bytes:
     return b"]," + _ENCODER.encode(_item_fields(snapshot.header, _TAIL))[1:]
 
 
-async def coupon_json(snapshot: CouponSnapshot, *, claimers: bool = True) -> AsyncIterator[bytes]:
+async def coupon_json(
+    snapshot: CouponSnapshot, *, claimers: bool = True
+) -> AsyncGenerator[bytes, None]:
     buffer = bytearray(_head(snapshot))
     first = True
     try:

@@ -256,6 +256,22 @@ SELECT id, name, amount, remaining_amount, status, starts_at, ends_at, hold_seco
   FROM coupon_state
  WHERE name = $1;
 
+-- name: small_coupon
+-- A coupon and, when it has at most $2 claimers, all of them in claim order,
+-- in one statement: one snapshot and one now(), as coupon_header's
+-- transaction gives, so amount - remaining_amount = len(claimers) here too,
+-- in one round trip instead of five (BEGIN, the header, DECLARE, FETCH,
+-- COMMIT), each of which waits its turn behind the claim batches. NULL
+-- claimers: more than $2 (the subquery is not run), read through
+-- coupon_header and the cursor instead.
+SELECT id, name, amount, remaining_amount, status, starts_at, ends_at, hold_seconds, redeemed,
+       allocation, draw_at, draw_commitment, draw_seed, entries, draw_winners, waitlisted,
+       CASE WHEN s.amount - s.remaining_amount <= $2
+            THEN ARRAY(SELECT h.user_id FROM live_claims AS h WHERE h.coupon_id = s.id ORDER BY h.id)
+       END AS claimers
+  FROM coupon_state AS s
+ WHERE name = $1;
+
 -- name: coupon_claimers
 -- A coupon's live claimers in claim order, read through a cursor in batches;
 -- walks claims_coupon_order_idx, so no sort however many there are. An SQL

@@ -46,29 +46,30 @@ class CouponReadStore:
         self._streams = asyncio.Semaphore(max(1, connections.max_size // 2))
 
     async def open_snapshot(self, name: str) -> CouponSnapshot | None:
+        # A coupon whose claimers fit in one FETCH is read in one statement,
+        # on a connection held for that round trip alone: a small read never
+        # waits behind large ones, nor five times behind the claim batches.
+        async with self._connection() as connection:
+            row = await connection.fetchrow(
+                query("small_coupon"), name, self._batch_rows, timeout=self._timeout
+            )
+        if row is None:
+            return None
+        if row["claimers"] is not None:
+            return CouponSnapshot(coupon_state(row), _one_batch(row["claimers"]))
         found: list[CouponHeader] = []
-        batches = self._coupon_claimers(name, found)
+        batches = self._large_coupon(name, found)
         try:
             await anext(batches)  # runs up to the first yield: the coupon row is read
         except StopAsyncIteration:
             return None
         return CouponSnapshot(found[0], batches)
 
-    async def _coupon_claimers(
+    async def _large_coupon(
         self, name: str, found: list[CouponHeader]
     ) -> AsyncGenerator[list[str], None]:
-        # A coupon whose claimers fit in one FETCH is read at once, without a
-        # stream slot: a small read never waits behind large ones. A larger
-        # one gives its connection back, waits for a slot, and reads from a
-        # snapshot of its own (the header again, then every batch).
-        async with self._snapshot() as connection:
-            row = await connection.fetchrow(query("coupon_header"), name, timeout=self._timeout)
-            if row is None:
-                return
-            if row["amount"] - row["remaining_amount"] <= self._batch_rows:
-                async for batch in self._claimers(connection, row, found):
-                    yield batch
-                return
+        # A stream slot, and a snapshot of its own (the header again, then
+        # every batch), held until the last batch is read.
         async with self._stream_slot(), self._snapshot() as connection:
             row = await connection.fetchrow(query("coupon_header"), name, timeout=self._timeout)
             if row is None:
@@ -184,6 +185,11 @@ class _Slot:
 
     async def __aexit__(self, *_: object) -> None:
         self._semaphore.release()
+
+
+async def _one_batch(claimers: list[str]) -> AsyncGenerator[list[str], None]:
+    """A small coupon's claimers, as CouponSnapshot takes them: read already."""
+    yield claimers
 
 
 def _entry_view(row: asyncpg.Record, coupon_name: str, user_id: str) -> EntryView | None:
