@@ -53,7 +53,11 @@ def front_door(folder: Path, instance: RunningServer, **settings: str) -> HAProx
     backend = instance.base_url.removeprefix("http://")
     haproxy = HAProxy(folder / f"haproxy-{free_port()}", free_port(), [backend], settings)
     haproxy.start()
-    haproxy.wait_for_states({"app1": "UP"})
+    try:
+        haproxy.wait_for_states({"app1": "UP"})
+    except BaseException:
+        haproxy.stop()  # never left running past a failed set-up
+        raise
     return haproxy
 
 

@@ -72,6 +72,19 @@ def wait_for_port(port: int, timeout: float = 10, host: str = "127.0.0.1") -> No
     raise TopologyError(f"nothing listens on {host}:{port} after {timeout:g} s")
 
 
+def wait_for_unix_socket(path: Path, timeout: float = 30) -> None:
+    """Until something accepts on the Unix socket ``path`` (HAProxy's worker
+    opens its runtime API after the listening port is bound: a loaded
+    machine shows the gap)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as sock:
+            if sock.connect_ex(str(path)) == 0:
+                return
+        time.sleep(0.05)
+    raise TopologyError(f"nothing accepts on {path} after {timeout:g} s")
+
+
 def stop_process(process: subprocess.Popen[bytes] | None, sig: int) -> None:
     """``sig``, then kill if it is still running 10 s later."""
     if process is not None and process.poll() is None:
@@ -210,7 +223,8 @@ class HAProxy:
                 command, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
             )
         try:
-            wait_for_port(self.port)
+            wait_for_port(self.port, timeout=30)
+            wait_for_unix_socket(self.socket_path)
         except TopologyError:
             self.stop()
             raise TopologyError(f"haproxy did not start:\n{self.log()}") from None
