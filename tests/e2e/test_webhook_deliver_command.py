@@ -81,3 +81,16 @@ async def test_delivery_processes_of_their_own_deliver_every_event_once_in_order
     assert len(ids) == len(set(ids))
     assert receiver.seqs_by_coupon() == expected
     assert all(arrival.verified for arrival in receiver.arrivals)
+
+
+async def test_a_deliverer_stopped_while_it_starts_leaves_cleanly(
+    database: str, tmp_path: Path
+) -> None:
+    """SIGTERM as soon as its priority is lowered (the database prepared, the
+    event loop maybe not listening yet): exit code 0, never killed by it."""
+    process = start_deliverer(database, tmp_path / "deliver.log")
+    try:
+        await wait_until(lambda: nice(process.pid) == 10)
+    finally:
+        process.terminate()
+    assert await asyncio.to_thread(process.wait, 20) == 0

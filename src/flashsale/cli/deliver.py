@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from types import FrameType
 
 import click
 
@@ -22,6 +23,8 @@ from flashsale.config import Settings
 def deliver_command(concurrency: int | None) -> None:
     """Deliver webhooks until SIGTERM or SIGINT: prepare the database (as
     serve does), then lease, POST and record, in this process only."""
+    for stopping in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stopping, _stop_before_started)
     settings = settings_or_exit(webhook_concurrency=concurrency)
     setup_logging(settings.log_level)
     dsn = prepare_database(settings)
@@ -31,6 +34,14 @@ def deliver_command(concurrency: int | None) -> None:
     # deliveries on what is left (nice(2): only ever raised, never lowered).
     os.nice(settings.webhook_deliver_nice)
     asyncio.run(_deliver(settings))
+
+
+def _stop_before_started(signum: int, frame: FrameType | None) -> None:
+    """A stop asked for while the process still starts (the database being
+    prepared, the event loop not yet listening): nothing is leased yet, so it
+    leaves at once and cleanly (a migration in progress rolls back). The
+    event loop's handlers replace this one."""
+    raise SystemExit(0)
 
 
 async def _deliver(settings: Settings) -> None:
