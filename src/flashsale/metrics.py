@@ -179,6 +179,14 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        self.held = Gauge(
+            "flashsale_held",
+            "What the workers hold for requests now, summed over workers, by what "
+            "(requests in flight, event streams open, bytes spooled for slow readers)",
+            ["what"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         self.requests_cut = Counter(
             "flashsale_requests_cut",
             "Requests a bound cut off or refused, by reason (" + ", ".join(CUT_REASONS) + ")",
@@ -261,6 +269,11 @@ class Metrics:
         for webhook_id, (backlog, lag) in states.items():
             self.webhook_backlog.labels(str(webhook_id)).set(backlog)
             self.webhook_lag.labels(str(webhook_id)).set(lag)
+
+    def sample_held(self, requests: int, streams: int, spooled_bytes: int) -> None:
+        self.held.labels("requests").set(requests)
+        self.held.labels("streams").set(streams)
+        self.held.labels("spooled_bytes").set(spooled_bytes)
 
     def sample_pool(self, size: int, idle: int, max_size: int) -> None:
         self.pool_connections.labels("in_use").set(size - idle)

@@ -10,7 +10,9 @@ and each worker's resident memory is sampled. After the run under attack
 the attacker keeps its connections until the server has cut every
 half-sent one or 60 s have passed since they were all open. What the
 server counted meanwhile (``flashsale_requests_cut_total`` by reason, from
-its /metrics) is reported beside what the attacker saw.
+its /metrics) is reported beside what the attacker saw, and once it has
+left, what the server still holds (bench/held.py: connections, requests,
+streams, spooled bytes, pool connections), read until nothing is.
 
 Both this process and the attacker raise their RLIMIT_NOFILE soft limit to
 what the sockets need (the server inherits the bench's)."""
@@ -38,7 +40,9 @@ from rich.table import Table
 from flashsale.bench.attacker import CUT_WINDOW_S, SOCKET_SLACK, raise_descriptor_limit
 from flashsale.bench.cpu import cpu_seconds, process_tree
 from flashsale.bench.database import create_fresh_database, drop_database
+from flashsale.bench.held import Held, wait_until_back
 from flashsale.bench.huge_coupon import rss_mb
+from flashsale.bench.report import Target
 from flashsale.bench.scenarios import HOT
 from flashsale.bench.server import RunningServer, start_server
 from flashsale.bench.wrk import Load, WrkResult, run_wrk
@@ -98,6 +102,7 @@ class AttackRun:
     report: dict[str, Any]  # and when it left
     descriptors: str | None  # what the bench did to its RLIMIT_NOFILE
     cuts: dict[str, int] = field(default_factory=dict)  # the server's, while attacked
+    held: Held | None = None  # what the server held once the attacker had left
 
     @property
     def ratio(self) -> float:
@@ -122,13 +127,15 @@ def run_attack_bench(
             attacked = phase(server, load, "under attack", announce, {"attacker": pid})
             announce(f"waiting until every half-sent body is cut (at most {CUT_WINDOW_S:g} s)")
             report = finish()
+        announce("reading what the server still holds")
+        held = wait_until_back(server.base_url, since=time.monotonic())
         cuts = server_cuts(server.base_url)
         after = phase(server, load, "after the attack", announce)
     finally:
         server.stop()
         asyncio.run(drop_database(server_url, url))
     moved = {reason: n - before.get(reason, 0) for reason, n in cuts.items()}
-    return AttackRun(plain, attacked, after, ready, report, descriptors, moved)
+    return AttackRun(plain, attacked, after, ready, report, descriptors, moved, held)
 
 
 def server_cuts(base_url: str) -> dict[str, int]:
@@ -283,6 +290,38 @@ def render_attack(run: AttackRun) -> Table:
     return table
 
 
+def attack_targets(run: AttackRun) -> list[Target]:
+    """Issue 25's targets, each against this run."""
+    attacked, probe = run.attacked, run.attacked.probe
+    cut, opened = run.report["half_sent_cut_within_60s"], run.report["half_sent_open"]
+    largest = max(done.peak_rss_mb for done in (run.plain, run.attacked, run.after))
+    small_p99 = probe.p99_ms
+    return [
+        Target("under attack: claims/s >= 80% of plain", f"{run.ratio:.0%}", run.ratio >= 0.8),
+        Target(
+            "under attack: claim p99 <= 100 ms",
+            _ms(attacked.wrk.p99_ms),
+            attacked.wrk.p99_ms <= 100,
+        ),
+        Target(
+            "under attack: GET of a small coupon, p99 <= 100 ms",
+            _ms(small_p99),
+            small_p99 is not None and small_p99 <= 100 and not probe.failures,
+        ),
+        Target("no worker above 1 GB", f"{largest:,.0f} MB", largest < 1024),
+        Target(
+            f"every half-sent body cut within {CUT_WINDOW_S:g} s",
+            f"{cut:,} of {opened:,}",
+            cut == opened,
+        ),
+        Target(
+            "after the attack: every connection and slot back",
+            str(run.held) if run.held else "not read",
+            run.held is not None and run.held.back,
+        ),
+    ]
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms"
 
@@ -304,6 +343,7 @@ def attack_lines(run: AttackRun) -> list[str]:
         f"server, bytes read {report['reader_bytes']}",
         *([f"descriptors: {run.descriptors}"] if run.descriptors else []),
         *([_counted(run.cuts)] if run.cuts else []),
+        *([run.held.line()] if run.held else []),
         *(_cpu_line(done) for done in (run.plain, run.attacked, run.after)),
     ]
 

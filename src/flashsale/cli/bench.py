@@ -24,10 +24,15 @@ from flashsale.bench.claimers_report import render_claimers
 from flashsale.bench.database import Check
 from flashsale.bench.deployments import DIRECT, Topology
 from flashsale.bench.draw import draw_lines, run_draw_bench
-from flashsale.bench.report import render
+from flashsale.bench.report import render, targets_table
 from flashsale.bench.runner import BenchPlan, run_bench
 from flashsale.bench.scenarios import EXTRA_SCENARIOS, SCENARIOS, Scenario
-from flashsale.bench.under_attack import attack_lines, render_attack, run_attack_bench
+from flashsale.bench.under_attack import (
+    attack_lines,
+    attack_targets,
+    render_attack,
+    run_attack_bench,
+)
 from flashsale.bench.webhook_load import render_rounds, run_webhook_bench
 from flashsale.bench.wrk import Load, WrkError, require_wrk
 from flashsale.config import load_settings
@@ -159,6 +164,7 @@ def bench_attack(
     run.console.print(render_attack(done))
     for line in attack_lines(done):
         run.console.print(line)
+    run.console.print(targets_table(attack_targets(done)))
     run.console.print(f"[dim]load after the run {os.getloadavg()[0]:.2f}[/dim]")
 
 

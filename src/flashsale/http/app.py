@@ -4,6 +4,7 @@ services; the lifespan opens them at start-up and closes them at shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -34,9 +35,11 @@ from flashsale.http.streams import StreamGate
 from flashsale.http.users import USER_HANDLERS
 from flashsale.http.webhooks import WebhookController
 from flashsale.logs import configure_logging, protect_secrets
+from flashsale.metrics import get_metrics
 from flashsale.service.services import Services
 
 OpenServices = Callable[[], AbstractAsyncContextManager[Services]]
+HELD_SAMPLE_SECONDS = 1.0
 
 
 @asynccontextmanager
@@ -51,14 +54,13 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         access = configure_access(app.state, settings)
-        put_budgets(
-            app.state,
-            Spools(settings.spool_max_bytes),
-            StreamGate(settings.max_streams, settings.stream_idle_timeout),
-        )
+        spools = Spools(settings.spool_max_bytes)
+        streams = StreamGate(settings.max_streams, settings.stream_idle_timeout)
+        put_budgets(app.state, spools, streams)
         async with (
             refreshing(settings, access.users) if access.users else _nothing(),
             open_services() as services,
+            _sampling_held(bounded, streams, spools),
         ):
             put_services(app.state, services)
             yield
@@ -95,6 +97,27 @@ def build_app(settings: Settings, open_services: OpenServices) -> Litestar:
     bounded = Bounds(claims, limits_of(settings))
     app.asgi_handler = RequestObserver(bounded, access=settings.log_access)
     return app
+
+
+@asynccontextmanager
+async def _sampling_held(
+    bounds: Bounds, streams: StreamGate, spools: Spools
+) -> AsyncIterator[None]:
+    """``flashsale_held`` each second, off the request path: what the worker
+    holds for its requests (``flashsale bench --attack`` reads it back to
+    zero once the attackers have gone)."""
+
+    async def sample() -> None:
+        metrics = get_metrics()
+        while True:
+            metrics.sample_held(bounds.in_flight, streams.open, spools.held)
+            await asyncio.sleep(HELD_SAMPLE_SECONDS)
+
+    sampler = asyncio.get_running_loop().create_task(sample())
+    try:
+        yield
+    finally:
+        sampler.cancel()
 
 
 def limits_of(settings: Settings) -> Limits:
