@@ -15,7 +15,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from flashsale.http.auth import guard_operator
 from flashsale.http.context import services_of, streams_of
 from flashsale.http.stopping import stopping, watch_stop_signals
-from flashsale.http.streams import StreamGate
+from flashsale.http.streams import SharedMessage, StreamGate
 from flashsale.service.dashboard import DashboardFeed, DashboardSnapshot
 
 _ENCODER = msgspec.json.Encoder()
@@ -59,8 +59,23 @@ async def _events(feed: DashboardFeed, gate: StreamGate) -> AsyncIterator[Server
     # disconnect), when the worker is told to stop (it would wait for us) or
     # when nothing has changed for the idle timeout.
     async for snapshot in gate.bounded(feed.snapshots(stopping), _changes()):
+        yield snapshot_message(snapshot)
+
+
+class _Last:
+    """The last snapshot's message. The feed hands every stream of the worker
+    the same snapshot object (one poller, fanned out), so it is encoded once
+    per tick however many dashboards watch, not once per stream."""
+
+    snapshot: DashboardSnapshot | None = None
+    message = SharedMessage()
+
+
+def snapshot_message(snapshot: DashboardSnapshot) -> ServerSentEventMessage:
+    if _Last.snapshot is not snapshot:
         data = _ENCODER.encode(snapshot).decode()
-        yield ServerSentEventMessage(data=data, event="snapshot")
+        _Last.snapshot, _Last.message = snapshot, SharedMessage(data, "snapshot")
+    return _Last.message
 
 
 def _changes() -> Callable[[DashboardSnapshot], bool]:

@@ -35,8 +35,8 @@ from flashsale.http.requests import (
 )
 from flashsale.http.schemas import EventBody, EventsPageResponse
 from flashsale.http.stopping import stopping, watch_stop_signals
-from flashsale.http.streams import StreamGate
-from flashsale.service.event_feed import STREAM_PAGE, EventFeed
+from flashsale.http.streams import SharedMessage, StreamGate
+from flashsale.service.event_feed import HISTORY, STREAM_PAGE, EventFeed
 from flashsale.service.events import EventsPage
 from flashsale.service.ports import Event
 
@@ -142,11 +142,11 @@ async def _messages(
     # when the worker is told to stop (Granian would wait for us) or when the
     # stream has been idle too long.
     for event in first.events:
-        yield _message(event)
+        yield event_message(event)
     quiet_since = time.monotonic()
     async for page in gate.bounded(feed.follow(first.next_after, stopping), bool):
         for event in page:
-            yield _message(event)
+            yield event_message(event)
         now = time.monotonic()
         if page:
             quiet_since = now
@@ -155,12 +155,27 @@ async def _messages(
             quiet_since = now
 
 
-def _message(event: Event) -> ServerSentEventMessage:
-    return ServerSentEventMessage(
-        data=_ENCODER.encode(event_body(event)).decode(),
-        event=event.type,
-        id=feed_cursor(event.position),
-    )
+# Each event's message, by event id, made once for every stream of the
+# worker: the streams read the same events from the feed's one window, so
+# a thousand followers encode an event once, not a thousand times. The
+# latest SENT_MAX are kept (the window's most, so a stream within it finds
+# its events here).
+SENT_MAX = 2 * HISTORY
+_SENT: dict[int, SharedMessage] = {}
+
+
+def event_message(event: Event) -> ServerSentEventMessage:
+    message = _SENT.get(event.event_id)
+    if message is None:
+        message = SharedMessage(
+            data=_ENCODER.encode(event_body(event)).decode(),
+            event=event.type,
+            id=feed_cursor(event.position),
+        )
+        _SENT[event.event_id] = message
+        if len(_SENT) > SENT_MAX:
+            del _SENT[next(iter(_SENT))]  # the oldest (dicts keep insertion order)
+    return message
 
 
 EVENT_HANDLERS = [list_events, coupon_events, event_stream]

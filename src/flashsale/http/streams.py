@@ -11,12 +11,28 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import TypeVar
+
+from litestar.response import ServerSentEventMessage
 
 from flashsale.domain import ServiceUnavailable
 from flashsale.metrics import count_cut
 
 T = TypeVar("T")
+
+
+@dataclass
+class SharedMessage(ServerSentEventMessage):
+    """A message whose bytes are made once, however many streams send it
+    (Litestar encodes each message it streams, stream by stream)."""
+
+    encoded: bytes | None = None
+
+    def encode(self) -> bytes:
+        if self.encoded is None:
+            self.encoded = super().encode()
+        return self.encoded
 
 
 class StreamGate:
