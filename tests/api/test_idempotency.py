@@ -13,7 +13,14 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.api import Client, claim_coupon, create_coupon, in_process_client, post_claim
+from tests.support.api import (
+    Client,
+    claim_coupon,
+    create_coupon,
+    in_process_client,
+    post_claim,
+    post_keyed_claim,
+)
 
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[Any]
@@ -184,12 +191,6 @@ def claim_body(user: str, coupon: str) -> str:
     return json.dumps({"user_id": user, "coupon_name": coupon})
 
 
-async def claim_with(client: Client, key: str, user: str, coupon: str) -> httpx.Response:
-    return await client.post(
-        "/api/coupons/claim", content=claim_body(user, coupon), headers=keyed(key)
-    )
-
-
 async def test_a_retried_claim_replays_its_200_and_claims_once(
     client: Client, db: Connection
 ) -> None:
@@ -197,9 +198,9 @@ async def test_a_retried_claim_replays_its_200_and_claims_once(
         "/api/coupons", json={"name": "C", "amount": 5, "hold_seconds": 60}
     )
     assert response.status_code == 201
-    first = await claim_with(client, "claim-1", "alice", "C")
+    first = await post_keyed_claim(client, "claim-1", "alice", "C")
     assert first.status_code == 200, first.text
-    retry = await claim_with(client, "claim-1", "alice", "C")
+    retry = await post_keyed_claim(client, "claim-1", "alice", "C")
     assert_replay(first, retry)
     assert await db.fetchval("SELECT count(*) FROM claims WHERE user_id = 'alice'") == 1
     assert (await coupon_row(db, "C"))["remaining_amount"] == 4
@@ -210,13 +211,13 @@ async def test_a_retried_claim_replays_its_200_and_claims_once(
 async def test_a_claim_key_with_another_body_is_refused(client: Client, db: Connection) -> None:
     await create_coupon(client, "C2", 5)
     await create_coupon(client, "C3", 5)
-    assert (await claim_with(client, "k2", "alice", "C2")).status_code == 200
-    other = await claim_with(client, "k2", "alice", "C3")  # alice's key, another body
+    assert (await post_keyed_claim(client, "k2", "alice", "C2")).status_code == 200
+    other = await post_keyed_claim(client, "k2", "alice", "C3")  # alice's key, another body
     assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
     assert "idempotent-replayed" not in other.headers
     assert await db.fetchval("SELECT count(*) FROM claims WHERE coupon_name = 'C3'") == 0
     # Issue 24: an anonymous claim's key is its user's, so bob's "k2" is his own.
-    bobs = await claim_with(client, "k2", "bob", "C2")
+    bobs = await post_keyed_claim(client, "k2", "bob", "C2")
     assert bobs.status_code == 200
     assert "idempotent-replayed" not in bobs.headers
 
@@ -226,22 +227,22 @@ async def test_a_refused_claim_is_replayed_refused_after_stock_comes_back(
 ) -> None:
     await create_coupon(client, "ONE", 1)
     await claim_coupon(client, "alice", "ONE")
-    first = await claim_with(client, "bob-1", "bob", "ONE")
+    first = await post_keyed_claim(client, "bob-1", "bob", "ONE")
     assert (first.status_code, first.json()["error"]) == (409, "sold_out")
     released = await client.delete("/api/coupons/ONE/claims/alice")
     assert released.status_code == 204
-    retry = await claim_with(client, "bob-1", "bob", "ONE")
+    retry = await post_keyed_claim(client, "bob-1", "bob", "ONE")
     assert_replay(first, retry)
     assert await db.fetchval("SELECT count(*) FROM claims WHERE user_id = 'bob'") == 0
-    fresh = await claim_with(client, "bob-2", "bob", "ONE")  # a new key runs now
+    fresh = await post_keyed_claim(client, "bob-2", "bob", "ONE")  # a new key runs now
     assert fresh.status_code == 200
 
 
 async def test_a_claim_on_no_coupon_is_replayed_as_404(client: Client) -> None:
-    first = await claim_with(client, "ghost", "alice", "GHOST")
+    first = await post_keyed_claim(client, "ghost", "alice", "GHOST")
     assert (first.status_code, first.json()["error"]) == (404, "coupon_not_found")
     await create_coupon(client, "GHOST", 5)
-    assert_replay(first, await claim_with(client, "ghost", "alice", "GHOST"))
+    assert_replay(first, await post_keyed_claim(client, "ghost", "alice", "GHOST"))
 
 
 async def test_a_malformed_claim_key_is_a_400(client: Client, db: Connection) -> None:
@@ -258,7 +259,7 @@ async def test_many_concurrent_retries_of_one_key_make_one_claim(
 ) -> None:
     await create_coupon(client, "RUSH", 100)
     answers = await asyncio.gather(
-        *(claim_with(client, "same-key", "carol", "RUSH") for _ in range(50))
+        *(post_keyed_claim(client, "same-key", "carol", "RUSH") for _ in range(50))
     )
     assert {a.status_code for a in answers} == {200}
     assert len({a.content for a in answers}) == 1
@@ -272,7 +273,7 @@ async def test_two_keys_for_one_user_in_one_batch_are_decided_in_turn(
 ) -> None:
     await create_coupon(client, "TWO", 10)
     answers = await asyncio.gather(
-        *(claim_with(client, f"dave-{n}", "dave", "TWO") for n in range(5)),
+        *(post_keyed_claim(client, f"dave-{n}", "dave", "TWO") for n in range(5)),
         *(post_claim(client, "dave", "TWO") for _ in range(5)),
     )
     assert sorted(a.status_code for a in answers) == [200] + [409] * 9
@@ -282,7 +283,7 @@ async def test_two_keys_for_one_user_in_one_batch_are_decided_in_turn(
     assert sorted(by_key.values()).count("already_claimed") >= 4
     for n in range(5):  # each key replays what it was answered
         first = answers[n]
-        assert_replay(first, await claim_with(client, f"dave-{n}", "dave", "TWO"))
+        assert_replay(first, await post_keyed_claim(client, f"dave-{n}", "dave", "TWO"))
 
 
 async def test_keys_of_several_coupons_in_one_batch_each_replay_their_answer(
@@ -292,9 +293,9 @@ async def test_keys_of_several_coupons_in_one_batch_each_replay_their_answer(
         await create_coupon(client, coupon, amount)
     await claim_coupon(client, "held", "M3")
     answers = await asyncio.gather(
-        claim_with(client, "m1", "ann", "M1"),
-        claim_with(client, "m2a", "bob", "M2"),
-        claim_with(client, "m2b", "cid", "M2"),  # one of bob and cid: sold out
+        post_keyed_claim(client, "m1", "ann", "M1"),
+        post_keyed_claim(client, "m2a", "bob", "M2"),
+        post_keyed_claim(client, "m2b", "cid", "M2"),  # one of bob and cid: sold out
         post_claim(client, "dan", "M1"),
         post_claim(client, "eve", "M3"),
         client.delete("/api/coupons/M3/claims/held", headers=keyed("m3")),
@@ -303,7 +304,7 @@ async def test_keys_of_several_coupons_in_one_batch_each_replay_their_answer(
     assert [answers[0].status_code, *(a.status_code for a in answers[3:])] == [200, 200, 200, 204]
     keyed_claims = [("m1", "ann", "M1"), ("m2a", "bob", "M2"), ("m2b", "cid", "M2")]
     for (key, user, coupon), first in zip(keyed_claims, answers[:3], strict=True):
-        assert_replay(first, await claim_with(client, key, user, coupon))
+        assert_replay(first, await post_keyed_claim(client, key, user, coupon))
     again = await client.delete("/api/coupons/M3/claims/held", headers=keyed("m3"))
     assert_replay(answers[5], again)
     assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 4
@@ -325,9 +326,9 @@ async def test_a_release_key_on_another_user_is_refused(client: Client, db: Conn
 async def test_keys_work_alike_with_a_transaction_per_claim(database: str, db: Connection) -> None:
     async with in_process_client(database, CLAIM_STRATEGY="transaction") as client:
         await create_coupon(client, "T", 5)
-        first = await claim_with(client, "t-claim", "ann", "T")
+        first = await post_keyed_claim(client, "t-claim", "ann", "T")
         assert first.status_code == 200, first.text
-        assert_replay(first, await claim_with(client, "t-claim", "ann", "T"))
+        assert_replay(first, await post_keyed_claim(client, "t-claim", "ann", "T"))
         released = await client.delete("/api/coupons/T/claims/ann", headers=keyed("t-rel"))
         assert released.status_code == 204
         again = await client.delete("/api/coupons/T/claims/ann", headers=keyed("t-rel"))

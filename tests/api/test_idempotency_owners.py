@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import httpx
 import pytest
 
-from tests.support.api import Client, in_process_client
+from tests.support.api import Client, create_coupon, in_process_client, post_keyed_claim
 
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[Any]
@@ -30,31 +29,13 @@ async def guarded(database: str) -> AsyncIterator[Client]:
         yield client
 
 
-async def create(client: Client, name: str, amount: int) -> None:
-    response = await client.post(
-        "/api/coupons", json={"name": name, "amount": amount}, headers=ADMIN
-    )
-    assert response.status_code == 201, response.text
-
-
-async def claim(
-    client: Client, key: str, user: str, coupon: str, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    body = json.dumps({"user_id": user, "coupon_name": coupon})
-    return await client.post(
-        "/api/coupons/claim",
-        content=body,
-        headers={**JSON, "Idempotency-Key": key, **(headers or {})},
-    )
-
-
 async def test_an_attackers_key_no_longer_blocks_the_real_clients_claim(
     guarded: Client, db: Connection
 ) -> None:
-    await create(guarded, "SALE", 5)
-    first = await claim(guarded, "order-1001", "mallory", "SALE")
+    await create_coupon(guarded, "SALE", 5, ADMIN)
+    first = await post_keyed_claim(guarded, "order-1001", "mallory", "SALE")
     assert first.status_code == 200, first.text
-    real = await claim(guarded, "order-1001", "alice", "SALE")
+    real = await post_keyed_claim(guarded, "order-1001", "alice", "SALE")
     assert real.status_code == 200, real.text  # was 422 idempotency_key_reused
     assert real.json()["user_id"] == "alice"
     assert "idempotent-replayed" not in real.headers
@@ -65,21 +46,22 @@ async def test_an_attackers_key_no_longer_blocks_the_real_clients_claim(
 async def test_a_key_and_body_known_do_not_read_another_callers_answer(
     guarded: Client, db: Connection
 ) -> None:
-    await create(guarded, "SHOP", 5)
-    stored = await claim(guarded, "order-2002", "alice", "SHOP", ADMIN)  # the shop's backend
+    await create_coupon(guarded, "SHOP", 5, ADMIN)
+    # The shop's backend stores it; the same key and body come anonymously.
+    stored = await post_keyed_claim(guarded, "order-2002", "alice", "SHOP", ADMIN)
     assert stored.status_code == 200, stored.text
-    assert_replayed = await claim(guarded, "order-2002", "alice", "SHOP", ADMIN)
+    assert_replayed = await post_keyed_claim(guarded, "order-2002", "alice", "SHOP", ADMIN)
     assert assert_replayed.headers["idempotent-replayed"] == "true"
-    stolen = await claim(guarded, "order-2002", "alice", "SHOP")  # same key and body, anonymous
+    stolen = await post_keyed_claim(guarded, "order-2002", "alice", "SHOP")
     assert (stolen.status_code, stolen.json()["error"]) == (409, "already_claimed")
     assert "idempotent-replayed" not in stolen.headers
     assert stolen.content != stored.content
 
 
 async def test_an_anonymous_users_retry_is_still_replayed(guarded: Client) -> None:
-    await create(guarded, "RETRY", 5)
-    first = await claim(guarded, "k-1", "bob", "RETRY")
-    retry = await claim(guarded, "k-1", "bob", "RETRY")
+    await create_coupon(guarded, "RETRY", 5, ADMIN)
+    first = await post_keyed_claim(guarded, "k-1", "bob", "RETRY")
+    retry = await post_keyed_claim(guarded, "k-1", "bob", "RETRY")
     assert (first.status_code, retry.status_code) == (200, 200)
     assert retry.content == first.content
     assert retry.headers["idempotent-replayed"] == "true"
@@ -101,7 +83,7 @@ async def test_a_request_refused_as_sent_keeps_no_key(client: Client, db: Connec
 
 
 async def test_an_invalid_body_keeps_no_key(guarded: Client, db: Connection) -> None:
-    await create(guarded, "BAD", 5)
+    await create_coupon(guarded, "BAD", 5, ADMIN)
     response = await guarded.post(
         "/api/coupons/claim",
         content=b'{"user_id": "", "coupon_name": "BAD"}',
@@ -109,17 +91,18 @@ async def test_an_invalid_body_keeps_no_key(guarded: Client, db: Connection) -> 
     )
     assert response.status_code == 400
     assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 0
-    assert (await claim(guarded, "k", "ann", "BAD")).status_code == 200
+    assert (await post_keyed_claim(guarded, "k", "ann", "BAD")).status_code == 200
 
 
 async def test_anonymous_keys_are_bounded_per_client_address(database: str, db: Connection) -> None:
     async with in_process_client(
         database, ADMIN_TOKEN=TOKEN, IDEMPOTENCY_KEYS_PER_IDENTITY="2"
     ) as client:
-        await create(client, "QUOTA", 10)
+        await create_coupon(client, "QUOTA", 10, ADMIN)
         for n, user in enumerate(("u1", "u2")):
-            assert (await claim(client, f"q-{n}", user, "QUOTA")).status_code == 200
-        over = await claim(client, "q-3", "u3", "QUOTA")  # another user, the same address
+            assert (await post_keyed_claim(client, f"q-{n}", user, "QUOTA")).status_code == 200
+        # Another user, the same address.
+        over = await post_keyed_claim(client, "q-3", "u3", "QUOTA")
         assert over.status_code == 429
         assert over.json()["error"] == "too_many_keys"
         assert int(over.headers["retry-after"]) > 0
@@ -127,7 +110,7 @@ async def test_anonymous_keys_are_bounded_per_client_address(database: str, db: 
             "/api/coupons/claim", json={"user_id": "u3", "coupon_name": "QUOTA"}
         )
         assert plain.status_code == 200  # without a key, as before
-        retry = await claim(client, "q-3", "u4", "QUOTA")
+        retry = await post_keyed_claim(client, "q-3", "u4", "QUOTA")
         assert retry.status_code == 429
     assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 2
 

@@ -70,6 +70,17 @@ async def drawn(client: Client, name: str) -> Any:
     raise AssertionError(f"{name} was not drawn: {body}")
 
 
+async def drawn_raffle(
+    shop: Client, db: asyncpg.Connection[Any], amount: int, users: list[str], **fields: object
+) -> tuple[list[Any], Any]:
+    """Raffle R with ``users`` entered in turn, then drawn: the answers to
+    their entries and the drawn coupon."""
+    await create_raffle(shop, "R", amount, **fields)
+    entries = [await enter(shop, user, "R") for user in users]
+    await draw_now(db, "R")
+    return entries, await drawn(shop, "R")
+
+
 def draw_order_of(body: Any, users: list[str]) -> list[str]:
     """The users in the public rule's order for the coupon's published seed."""
     seed = bytes.fromhex(body["draw_seed"])
@@ -157,12 +168,9 @@ async def test_an_entry_under_an_idempotency_key_is_kept_and_replayed(
 async def test_the_draw_gives_amount_claims_in_the_public_rules_order(
     shop: Client, db: asyncpg.Connection[Any]
 ) -> None:
-    await create_raffle(shop, "R", 3, hold_seconds=600)
     users = [f"user-{n}" for n in range(25)]
-    for user in users:
-        assert (await enter(shop, user, "R")).status_code == 202
-    await draw_now(db, "R")
-    body = await drawn(shop, "R")
+    entries, body = await drawn_raffle(shop, db, 3, users, hold_seconds=600)
+    assert {entry.status_code for entry in entries} == {202}
     assert draw_rule.commitment(bytes.fromhex(body["draw_seed"])) == body["draw_commitment"]
     assert (body["entries"], body["draw_winners"], body["waitlisted"]) == (25, 3, 22)
     order = draw_order_of(body, users)
@@ -198,12 +206,8 @@ async def test_the_draw_gives_amount_claims_in_the_public_rules_order(
 async def test_a_released_hold_goes_to_the_next_waitlisted_user(
     shop: Client, db: asyncpg.Connection[Any]
 ) -> None:
-    await create_raffle(shop, "R", 2, hold_seconds=600)
     users = [f"user-{n}" for n in range(6)]
-    for user in users:
-        await enter(shop, user, "R")
-    await draw_now(db, "R")
-    body = await drawn(shop, "R")
+    _, body = await drawn_raffle(shop, db, 2, users, hold_seconds=600)
     order = draw_order_of(body, users)
     released = await shop.delete(f"/api/coupons/R/claims/{order[0]}", headers=ADMIN)
     assert released.status_code == 204, released.text
@@ -242,12 +246,9 @@ async def test_allocation_and_draw_at_change_until_the_first_entry(shop: Client)
 async def test_a_restock_after_the_draw_goes_down_the_waitlist(
     shop: Client, db: asyncpg.Connection[Any]
 ) -> None:
-    await create_raffle(shop, "R", 1)
     users = [f"user-{n}" for n in range(4)]
-    for user in users:
-        await enter(shop, user, "R")
-    await draw_now(db, "R")
-    order = draw_order_of(await drawn(shop, "R"), users)
+    _, body = await drawn_raffle(shop, db, 1, users)
+    order = draw_order_of(body, users)
     restocked = await shop.patch("/api/coupons/R", json={"amount": 3}, headers=ADMIN)
     assert (restocked.json()["remaining_amount"], restocked.json()["waitlisted"]) == (0, 1)
     holders = await db.fetch("SELECT user_id FROM claims")

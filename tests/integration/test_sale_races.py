@@ -31,6 +31,26 @@ async def engines_on(make_store: StoreFactory, count: int) -> list[BatchedClaims
     return [BatchedClaims(await make_store(), max_batch=50, max_queue=10_000) for _ in range(count)]
 
 
+async def coupon_and_instances(
+    make_store: StoreFactory, store: CouponStore, coupon: NewCoupon
+) -> tuple[list[BatchedClaims], CouponStore]:
+    """The coupon, two claiming engines and a store that changes it, each on
+    connections of its own as separate server processes have."""
+    await store.create_coupon(coupon)
+    return await engines_on(make_store, 2), await make_store()
+
+
+async def claims_across(
+    engines: list[BatchedClaims], coupon_name: str, users: list[str]
+) -> list[ClaimOutcome]:
+    """Each user's claim at once, the users spread over the engines in turn."""
+    claims = (
+        outcome_of(engines[i % len(engines)], coupon_name=coupon_name, user_id=user)
+        for i, user in enumerate(users)
+    )
+    return list(await asyncio.gather(*claims))
+
+
 async def live_claims(db: asyncpg.Connection[Any], coupon: str) -> int:
     count: int = await db.fetchval(
         "SELECT count(*) FROM live_claims WHERE coupon_name = $1", coupon
@@ -51,15 +71,7 @@ async def test_releases_and_expiries_racing_claims_at_sell_out_never_oversell(
     sweeper = await make_store()
 
     async def claims() -> list[ClaimOutcome]:
-        users = [f"new{i}" for i in range(300)]
-        return list(
-            await asyncio.gather(
-                *(
-                    outcome_of(engines[i % 2], coupon_name="R", user_id=user)
-                    for i, user in enumerate(users)
-                )
-            )
-        )
+        return await claims_across(engines, "R", [f"new{i}" for i in range(300)])
 
     async def releases() -> None:
         for user in released:
@@ -82,9 +94,7 @@ async def test_releases_and_expiries_racing_claims_at_sell_out_never_oversell(
 async def test_a_restock_or_cut_racing_claims_keeps_stock_exact(
     make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(NewCoupon(name="S", amount=50))
-    engines = await engines_on(make_store, 2)
-    changer = await make_store()
+    engines, changer = await coupon_and_instances(make_store, store, NewCoupon(name="S", amount=50))
     amounts = [60, 80, 55, 120, 90, 150]
     refused: list[int] = []
 
@@ -97,15 +107,7 @@ async def test_a_restock_or_cut_racing_claims_keeps_stock_exact(
             await asyncio.sleep(0.002)
 
     users = [f"u{i}" for i in range(400)]
-    outcomes, _ = await asyncio.gather(
-        asyncio.gather(
-            *(
-                outcome_of(engines[i % 2], coupon_name="S", user_id=user)
-                for i, user in enumerate(users)
-            )
-        ),
-        changes(),
-    )
+    outcomes, _ = await asyncio.gather(claims_across(engines, "S", users), changes())
     row = await db.fetchrow("SELECT amount, remaining_amount FROM coupons WHERE name = 'S'")
     assert row is not None
     amount, remaining = row
@@ -135,9 +137,8 @@ async def test_a_cut_below_the_live_claims_is_refused_but_due_holds_do_not_count
 async def test_no_claim_decided_after_a_pause_committed_is_granted(
     make_store: StoreFactory, store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
-    await store.create_coupon(NewCoupon(name="P", amount=10_000))
-    engines = await engines_on(make_store, 2)
-    pauser = await make_store()
+    coupon = NewCoupon(name="P", amount=10_000)
+    engines, pauser = await coupon_and_instances(make_store, store, coupon)
     after_pause: list[ClaimOutcome] = []
     decided: list[ClaimOutcome] = []
     paused = asyncio.Event()

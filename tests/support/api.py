@@ -5,6 +5,7 @@ steps that must succeed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,16 +27,29 @@ async def in_process_client(database: str, **environment: str) -> AsyncIterator[
         yield client
 
 
-async def post_coupon(client: Client, name: str, amount: object) -> httpx.Response:
-    return await client.post("/api/coupons", json={"name": name, "amount": amount})
+async def post_coupon(
+    client: Client, name: str, amount: object, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await client.post("/api/coupons", json={"name": name, "amount": amount}, headers=headers)
 
 
 async def post_claim(client: Client, user: str, coupon: str) -> httpx.Response:
     return await client.post("/api/coupons/claim", json={"user_id": user, "coupon_name": coupon})
 
 
-async def create_coupon(client: Client, name: str, amount: int) -> None:
-    response = await post_coupon(client, name, amount)
+async def post_keyed_claim(
+    client: Client, key: str, user: str, coupon: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """A claim with an Idempotency-Key (and any other ``headers``)."""
+    body = json.dumps({"user_id": user, "coupon_name": coupon})
+    keyed = {"Content-Type": "application/json", "Idempotency-Key": key, **(headers or {})}
+    return await client.post("/api/coupons/claim", content=body, headers=keyed)
+
+
+async def create_coupon(
+    client: Client, name: str, amount: int, headers: dict[str, str] | None = None
+) -> None:
+    response = await post_coupon(client, name, amount, headers)
     assert response.status_code == 201, response.text
 
 

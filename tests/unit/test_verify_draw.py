@@ -94,6 +94,17 @@ def run(
     return status, out, err
 
 
+def assert_discrepancy(
+    fake: FakeRaffle, capsys: pytest.CaptureFixture[str], *lines: str, user: str | None = None
+) -> str:
+    """The check fails (exit 1) and says each of ``lines``; its output."""
+    status, out, _ = run(fake, capsys, user=user)
+    assert status == 1
+    for line in lines:
+        assert line in out
+    return out
+
+
 def test_a_sound_draw_prints_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(FakeRaffle(), capsys) == (0, "ok\n", "")
 
@@ -110,18 +121,14 @@ def test_a_participant_finds_their_place(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_a_user_who_is_not_listed_is_a_discrepancy(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run(FakeRaffle(), capsys, user="mallory")
-    assert status == 1
-    assert "user 'mallory'" in out
-    assert "is not among the 7 entrants" in out
+    lines = ("user 'mallory'", "is not among the 7 entrants")
+    assert_discrepancy(FakeRaffle(), capsys, *lines, user="mallory")
 
 
 def test_a_seed_that_is_not_the_committed_one_is_a_discrepancy(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status, out, _ = run(FakeRaffle(seed=bytes(32)), capsys)
-    assert status == 1
-    assert "but the committed draw_commitment is" in out
+    assert_discrepancy(FakeRaffle(seed=bytes(32)), capsys, "but the committed draw_commitment is")
 
 
 def test_places_the_rule_does_not_give_are_each_a_discrepancy(
@@ -130,10 +137,10 @@ def test_places_the_rule_does_not_give_are_each_a_discrepancy(
     fake = FakeRaffle()
     (d1, _), (d2, _) = fake.places[0], fake.places[1]
     fake.places[0], fake.places[1] = (d1, 2), (d2, 1)
-    status, out, _ = run(fake, capsys)
-    assert status == 1
+    out = assert_discrepancy(
+        fake, capsys, f"entrant {d1} is listed at place 2, the rule puts it at place 1"
+    )
     assert out.count("discrepancy: ") == 2
-    assert f"entrant {d1} is listed at place 2, the rule puts it at place 1" in out
 
 
 def test_an_entrant_left_out_of_the_pages_is_a_discrepancy(
@@ -141,9 +148,7 @@ def test_an_entrant_left_out_of_the_pages_is_a_discrepancy(
 ) -> None:
     fake = FakeRaffle()
     del fake.places[-1]
-    status, out, _ = run(fake, capsys)
-    assert status == 1
-    assert "the coupon says 7 entries, the entries pages list 6" in out
+    assert_discrepancy(fake, capsys, "the coupon says 7 entries, the entries pages list 6")
 
 
 def test_a_claim_from_a_waitlisted_place_is_a_discrepancy(
@@ -153,9 +158,8 @@ def test_a_claim_from_a_waitlisted_place_is_a_discrepancy(
     by_digest = {_digest(u).hex(): u for u in USERS}
     last = by_digest[fake.places[-1][0]]
     fake.claimed_by.append(last)
-    status, out, _ = run(fake, capsys)
-    assert status == 1
-    assert f"{last!r} holds a claim from place 7, but places after 3 are still waitlisted" in out
+    place = f"{last!r} holds a claim from place 7, but places after 3 are still waitlisted"
+    assert_discrepancy(fake, capsys, place)
 
 
 def test_a_claimer_who_never_entered_is_a_discrepancy_while_anyone_waits(

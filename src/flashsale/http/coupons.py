@@ -26,11 +26,10 @@ from flashsale.http.openapi import (
     BODY_FAILURES,
     COUPON_EXISTS,
     COUPON_NOT_FOUND,
-    INVALID_DRAW_AT,
     INVALID_REQUEST,
     RAFFLE_DRAWING,
     RAFFLE_ENTRIES_EXIST,
-    RAFFLE_NEEDS_IDENTITIES,
+    RAFFLE_FAILURES,
     SERVICE_UNAVAILABLE,
     documented,
 )
@@ -75,8 +74,7 @@ class CouponController(Resource):
         **admin_only(
             *BODY_FAILURES,
             COUPON_EXISTS,
-            INVALID_DRAW_AT,
-            RAFFLE_NEEDS_IDENTITIES,
+            *RAFFLE_FAILURES,
             SERVICE_UNAVAILABLE,
             body=CreateCouponRequest,
             keyed=True,
@@ -106,8 +104,7 @@ class CouponController(Resource):
             *BODY_FAILURES,
             COUPON_NOT_FOUND,
             AMOUNT_BELOW_CLAIMED,
-            INVALID_DRAW_AT,
-            RAFFLE_NEEDS_IDENTITIES,
+            *RAFFLE_FAILURES,
             RAFFLE_ENTRIES_EXIST,
             RAFFLE_DRAWING,
             SERVICE_UNAVAILABLE,
@@ -226,11 +223,11 @@ def _item_fields(coupon: CouponState, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(coupon, name) for name in names}
 
 
-_HEAD = ("name", "amount", "remaining_amount")
-_TAIL = (
-    *("status", "starts_at", "ends_at", "hold_seconds", "redeemed", "allocation", "draw_at"),
-    *("draw_commitment", "draw_seed", "entries", "draw_winners", "waitlisted"),
-)
+# The streamed body is CouponResponse written in parts: the fields around
+# claimed_by, in the order the schema declares them.
+_FIELDS = CouponResponse.__struct_fields__
+_HEAD = _FIELDS[: _FIELDS.index("claimed_by")]
+_TAIL = _FIELDS[_FIELDS.index("claimed_by") + 1 :]
 
 
 def _head(snapshot: CouponSnapshot) -> bytes:

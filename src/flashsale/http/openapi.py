@@ -133,6 +133,10 @@ KEY_FAILURES = (INVALID_REQUEST, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE,
 # What any route that reads a JSON body can answer.
 BODY_FAILURES = (INVALID_REQUEST, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
 
+# What a coupon's raffle fields can answer, created or changed alike (the
+# service checks both the same way).
+RAFFLE_FAILURES = (INVALID_DRAW_AT, RAFFLE_NEEDS_IDENTITIES)
+
 _REQUEST_ID_HEADER = OpenAPIHeader(
     schema=Schema(type=cast(Any, "string")),
     required=True,
