@@ -43,7 +43,8 @@ _EXISTING = frozenset(
 )
 
 # Why a bound cut a request off or refused it (http/bounds.py, http/streams.py,
-# http/spool.py, http/limits.py); every reason is exposed from the start at 0.
+# http/spool.py, http/limits.py, storage/reads.py); every reason is exposed
+# from the start at 0.
 CUT_REASONS = (
     "body_timeout",
     "send_timeout",
@@ -54,6 +55,7 @@ CUT_REASONS = (
     "streams_full",
     "stream_idle",
     "spool_full",
+    "reads_full",
     "rate_limited",
 )
 

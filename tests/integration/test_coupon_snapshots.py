@@ -12,6 +12,7 @@ import pytest
 
 from flashsale.config import load_settings
 from flashsale.domain import ServiceUnavailable
+from flashsale.metrics import get_metrics
 from flashsale.service.ports import CouponSnapshot
 from flashsale.storage.admin import seed_coupon
 from flashsale.storage.connections import Connections
@@ -43,8 +44,11 @@ async def test_a_small_coupon_is_read_while_every_large_read_slot_is_held(
 ) -> None:
     held = [await reads.open_snapshot("LARGE") for _ in range(2)]  # both slots, unread
     try:
+        refused = get_metrics().requests_cut.labels("reads_full")._value.get()
         with pytest.raises(ServiceUnavailable):  # a third large read finds none
             await reads.open_snapshot("LARGE")
+        # Counted under its reason (flashsale_requests_cut_total, docs/operations.md).
+        assert get_metrics().requests_cut.labels("reads_full")._value.get() == refused + 1
         small = await reads.open_snapshot("SMALL")
         assert small is not None
         assert (small.header.amount, small.header.remaining_amount) == (10, 7)

@@ -181,10 +181,19 @@ class _Slot:
             async with asyncio.timeout(self._timeout):
                 await self._semaphore.acquire()
         except TimeoutError:
+            _count_refused()
             raise ServiceUnavailable("too many large reads at once, retry shortly") from None
 
     async def __aexit__(self, *_: object) -> None:
         self._semaphore.release()
+
+
+def _count_refused() -> None:
+    # Imported here, in the workers: flashsale.metrics must not be imported
+    # by the CLI process before it sets PROMETHEUS_MULTIPROC_DIR.
+    from flashsale.metrics import count_cut
+
+    count_cut("reads_full")
 
 
 async def _one_batch(claimers: list[str]) -> AsyncGenerator[list[str], None]:
