@@ -206,11 +206,18 @@ class Metrics:
     def count_claim(self, coupon: str, outcome: str) -> None:
         child = self._claim_children.get((coupon, outcome))
         if child is None:
-            label = self._coupon_label(coupon, outcome)
-            child = self.claims.labels(label, outcome)
-            if label == coupon:  # unknown names are not cached: that map stays bounded
-                self._claim_children[(coupon, outcome)] = child
+            child = self._claim_child(self._coupon_label(coupon, outcome), outcome)
         child.inc()
+
+    def _claim_child(self, label: str, outcome: str) -> Counter:
+        """The counter of (label, outcome), made once: a coupon's own label is
+        kept by its name, a shared one (OTHER_COUPONS, UNKNOWN_COUPON) by the
+        label, so past MAX_COUPON_LABELS a claim still finds its counter in one
+        look-up, and both maps stay bounded (unknown names are never keys)."""
+        child = self._claim_children.get((label, outcome))
+        if child is None:
+            child = self._claim_children[(label, outcome)] = self.claims.labels(label, outcome)
+        return child
 
     def _coupon_label(self, coupon: str, outcome: str) -> str:
         if coupon in self._coupon_labels:

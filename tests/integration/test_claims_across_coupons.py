@@ -89,6 +89,49 @@ async def test_a_sold_out_part_answers_as_its_own_batch_would(
     assert await gap_free_events(db, "MORE")
 
 
+async def test_a_batch_without_a_common_part_or_without_a_sold_out_part_decides_alike(
+    store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    """claim_many_coupons skips its common-part INSERT when no part has stock
+    for all its users, and its sold-out statement when no part is sold out
+    (0025): such batches answer as before and keep each coupon's events."""
+    coupons = {"GONE": 1, "GONE_TOO": 1, "WIDE": 5, "ROOM": 5, "LAST": 2}
+    for name, amount in coupons.items():
+        await store.create_coupon(NewCoupon(name=name, amount=amount))
+        await store.decide_batch(name, ["first"])
+    # Sold out and scarce (5 users for 4 units): no common part.
+    no_common = await store.decide_coupons(
+        [CouponPart("GONE", ["later", "first"]), CouponPart("WIDE", ["w1", "w2", "w3", "w4", "w5"])]
+    )
+    only_sold_out = await store.decide_coupons(
+        [CouponPart("GONE_TOO", ["first", "late"]), CouponPart("GONE", ["last"])]
+    )
+    # A common part and a scarce one (2 users for 1 unit): none sold out.
+    no_sold_out = await store.decide_coupons(
+        [CouponPart("ROOM", ["r1", "first"]), CouponPart("LAST", ["l1", "l2"])]
+    )
+    assert [outcome_list(r) for r in no_common] == [
+        [ClaimOutcome.SOLD_OUT, ClaimOutcome.ALREADY_CLAIMED],
+        [CLAIMED] * 4 + [ClaimOutcome.SOLD_OUT],
+    ]
+    assert [outcome_list(r) for r in only_sold_out] == [
+        [ClaimOutcome.ALREADY_CLAIMED, ClaimOutcome.SOLD_OUT],
+        [ClaimOutcome.SOLD_OUT],
+    ]
+    assert [outcome_list(r) for r in no_sold_out] == [
+        [CLAIMED, ClaimOutcome.ALREADY_CLAIMED],
+        [CLAIMED, ClaimOutcome.SOLD_OUT],
+    ]
+    await assert_invariants(db)
+    for coupon in coupons:
+        assert await gap_free_events(db, coupon)
+
+
+def outcome_list(result: object) -> list[ClaimOutcome]:
+    assert isinstance(result, BatchResult)
+    return result.outcomes
+
+
 async def test_a_part_that_fails_fails_alone_and_the_others_commit(
     store: CouponStore, db: asyncpg.Connection[Any]
 ) -> None:
@@ -178,3 +221,33 @@ async def test_one_read_answers_several_sold_out_coupons(store: CouponStore) -> 
     assert [read.holds for read in reads] == [[True, False], [False], [False, True, True]]
     assert [read.remaining for read in reads] == [0, None, 0]
     assert reads[1].coupon_id is None
+
+
+async def test_the_sold_out_reads_probe_each_arrival_never_hash_every_claim(
+    store: CouponStore, db: asyncpg.Connection[Any]
+) -> None:
+    """With a few thousand claims, PostgreSQL preferred hashing every claim
+    of every coupon, on each read, to one primary-key probe per arrival
+    (an EXISTS planned as a hashed subplan): a read's cost grew with the
+    table. The probe is fenced off (0025): the plan reads claims by index."""
+    await store.create_coupon(NewCoupon(name="BIG", amount=5_000))
+    await db.execute(
+        "SELECT claim_many('BIG', ARRAY(SELECT 'u' || g FROM generate_series(1, 5000) AS g))"
+    )
+    await db.execute("ANALYZE claims")
+    users = [f"new-{i}" for i in range(40)]
+    plans = [
+        await db.fetch("EXPLAIN SELECT holds FROM sold_out_batch($1, $2::text[])", "BIG", users),
+        await db.fetch(
+            "EXPLAIN SELECT holds FROM sold_out_coupons($1::text[], $2::integer[], $3::text[])",
+            ["BIG", "BIG_TOO"],
+            [20, 20],
+            users,
+        ),
+    ]
+    for plan in plans:
+        text = "\n".join(row[0] for row in plan)
+        assert "Seq Scan on claims" not in text, text
+        assert "hashed SubPlan" not in text, text
+    reads = await store.sold_out_coupons([CouponPart("BIG", ["u7", "new-1"])])
+    assert reads[0].holds == [True, False]

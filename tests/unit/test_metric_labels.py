@@ -7,7 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from prometheus_client import CollectorRegistry
+import pytest
+from prometheus_client import CollectorRegistry, Counter
 
 from flashsale.metrics import MAX_COUPON_LABELS, OTHER_COUPONS, UNKNOWN_COUPON, Metrics
 
@@ -30,6 +31,36 @@ def test_coupon_labels_are_capped_per_process() -> None:
     totals = {s.labels["coupon"]: s.value for s in samples if s.name.endswith("_total")}
     assert len(totals) == MAX_COUPON_LABELS + 1
     assert totals[OTHER_COUPONS] == 10
+
+
+def test_a_coupon_past_the_cap_finds_its_shared_counter_without_labelling_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sale of more coupons than the cap counts every claim of the others
+    under OTHER_COUPONS: made once per outcome, then found in one look-up."""
+    metrics = Metrics(CollectorRegistry())
+    for i in range(MAX_COUPON_LABELS):
+        metrics.count_claim(f"C{i}", "claimed")
+    made: list[tuple[str, ...]] = []
+    labels = metrics.claims.labels
+
+    def counted_labels(*values: str) -> Counter:
+        made.append(values)
+        return labels(*values)
+
+    monkeypatch.setattr(metrics.claims, "labels", counted_labels)
+    for i in range(100):
+        metrics.count_claim(f"LATE{i}", "sold_out")
+        metrics.count_claim(f"made-up-{i}", "not_found")
+    assert made == [(OTHER_COUPONS, "sold_out"), (UNKNOWN_COUPON, "not_found")]
+    samples = next(iter(metrics.claims.collect())).samples
+    totals = {
+        (s.labels["coupon"], s.labels["outcome"]): s.value
+        for s in samples
+        if s.name.endswith("_total")
+    }
+    assert totals[(OTHER_COUPONS, "sold_out")] == 100
+    assert totals[(UNKNOWN_COUPON, "not_found")] == 100
 
 
 def test_the_command_line_does_not_import_prometheus_client() -> None:

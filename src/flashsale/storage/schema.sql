@@ -1534,45 +1534,52 @@ BEGIN
        AND (c.holds_due_at IS NULL OR c.holds_due_at > v_now)
        AND c.allocation = 'first_come'  -- a raffle's part is claim_many's (0021)
        AND p.ord <> ALL (p_release_parts);
-    RETURN QUERY
-        WITH fast AS (
-            SELECT p.ord::integer AS part, c.id, c.name, c.remaining_amount,
-                   v_now + make_interval(secs => c.hold_seconds) AS expires_at
-              FROM unnest(p_coupons) WITH ORDINALITY AS p(name, ord)
-              JOIN unnest(v_rows) AS c ON c.name = p.name
-             WHERE p.ord = ANY (v_fast)
-        ), inserted AS (
-            INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
-            SELECT f.id, f.name, u.user_id, v_now, f.expires_at
-              FROM unnest(p_user_parts, p_users) WITH ORDINALITY AS u(part, user_id, ord)
-              JOIN fast AS f ON f.part = u.part
-             ORDER BY u.ord
-            ON CONFLICT DO NOTHING
-            RETURNING claims.coupon_id, claims.user_id
-        ), granted AS (
-            SELECT i.coupon_id, array_agg(i.user_id) AS users
-              FROM inserted AS i GROUP BY i.coupon_id
-        )
-        SELECT f.part, f.id, f.remaining_amount - coalesce(cardinality(g.users), 0),
-               coalesce(g.users, '{}'), NULL::text[], NULL::text, v_now, f.expires_at,
-               '{}'::text[], '{}'::text[]
-          FROM fast AS f LEFT JOIN granted AS g ON g.coupon_id = f.id;
+    -- Each statement only when it has parts: an INSERT of no rows still
+    -- fires the statement triggers, and the sold-out statement is planned
+    -- anew on every call (0025).
+    IF cardinality(v_fast) > 0 THEN
+        RETURN QUERY
+            WITH fast AS (
+                SELECT p.ord::integer AS part, c.id, c.name, c.remaining_amount,
+                       v_now + make_interval(secs => c.hold_seconds) AS expires_at
+                  FROM unnest(p_coupons) WITH ORDINALITY AS p(name, ord)
+                  JOIN unnest(v_rows) AS c ON c.name = p.name
+                 WHERE p.ord = ANY (v_fast)
+            ), inserted AS (
+                INSERT INTO claims (coupon_id, coupon_name, user_id, claimed_at, expires_at)
+                SELECT f.id, f.name, u.user_id, v_now, f.expires_at
+                  FROM unnest(p_user_parts, p_users) WITH ORDINALITY AS u(part, user_id, ord)
+                  JOIN fast AS f ON f.part = u.part
+                 ORDER BY u.ord
+                ON CONFLICT DO NOTHING
+                RETURNING claims.coupon_id, claims.user_id
+            ), granted AS (
+                SELECT i.coupon_id, array_agg(i.user_id) AS users
+                  FROM inserted AS i GROUP BY i.coupon_id
+            )
+            SELECT f.part, f.id, f.remaining_amount - coalesce(cardinality(g.users), 0),
+                   coalesce(g.users, '{}'), NULL::text[], NULL::text, v_now, f.expires_at,
+                   '{}'::text[], '{}'::text[]
+              FROM fast AS f LEFT JOIN granted AS g ON g.coupon_id = f.id;
+    END IF;
     -- A sold-out part: what claim_many's scarce-stock path answers with no
     -- unit left (nobody granted, its users' claims as holders, no refusal:
     -- sold_out), read in one statement for all such parts instead of a
     -- claim_many call each (0024). A statement after the locks: it sees
     -- every claim committed before them.
-    RETURN QUERY
-        SELECT p.ord::integer, c.id, 0, '{}'::text[],
-               ARRAY(SELECT h.user_id
-                       FROM unnest(p_user_parts, p_users) AS u(part, user_id)
-                       JOIN claims AS h ON h.coupon_id = c.id AND h.user_id = u.user_id
-                      WHERE u.part = p.ord),
-               NULL::text, v_now, v_now + make_interval(secs => c.hold_seconds),
-               '{}'::text[], '{}'::text[]
-          FROM unnest(p_coupons) WITH ORDINALITY AS p(name, ord)
-          JOIN unnest(v_rows) AS c ON c.name = p.name
-         WHERE p.ord = ANY (v_gone);
+    IF cardinality(v_gone) > 0 THEN
+        RETURN QUERY
+            SELECT p.ord::integer, c.id, 0, '{}'::text[],
+                   ARRAY(SELECT h.user_id
+                           FROM unnest(p_user_parts, p_users) AS u(part, user_id)
+                           JOIN claims AS h ON h.coupon_id = c.id AND h.user_id = u.user_id
+                          WHERE u.part = p.ord),
+                   NULL::text, v_now, v_now + make_interval(secs => c.hold_seconds),
+                   '{}'::text[], '{}'::text[]
+              FROM unnest(p_coupons) WITH ORDINALITY AS p(name, ord)
+              JOIN unnest(v_rows) AS c ON c.name = p.name
+             WHERE p.ord = ANY (v_gone);
+    END IF;
     FOR v_part IN 1 .. coalesce(cardinality(p_coupons), 0) LOOP
         CONTINUE WHEN v_part = ANY (v_fast) OR v_part = ANY (v_gone);
         RETURN QUERY
@@ -1811,10 +1818,14 @@ LANGUAGE sql STABLE AS $$
           FROM coupons AS c WHERE c.name = p_coupon_name
     )
     SELECT u.ord::integer,
+           -- OFFSET 0 keeps this a probe of the primary key per arrival: an
+           -- EXISTS may otherwise be planned as a hash of every claim of
+           -- every coupon, built on each call (0025).
            EXISTS (SELECT 1 FROM claims AS h
                     WHERE h.coupon_id = k.id AND h.user_id = u.user_id
                       AND (h.redeemed_at IS NOT NULL OR h.expires_at IS NULL
-                           OR h.expires_at > now())),
+                           OR h.expires_at > now())
+                   OFFSET 0),
            k.id,
            k.remaining,
            k.refusal
