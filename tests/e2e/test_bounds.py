@@ -201,8 +201,11 @@ async def test_stalled_readers_of_a_big_coupon_hold_nothing_and_are_cut_off(
     assert cut, "every reader was refused; none was cut off"
     assert all(not a.endswith(b"}") and not a.endswith(b"0\r\n\r\n") for a in cut)
     # Each cut reader counted once: it read nothing, so whichever deadline of
-    # a write came first (a write stuck past SEND_TIMEOUT, or the rate).
+    # a write came first (a write stuck past SEND_TIMEOUT, or the rate); each
+    # refused one under reads_full.
     cut_now = moved(cut_before, await cuts(server))
+    refused = cut_now.pop("reads_full", 0)
+    assert refused == statuses.count(503)
     assert set(cut_now) <= {"send_timeout", "too_slow"}
     assert sum(cut_now.values()) == len(cut)
     async with httpx.AsyncClient(timeout=60) as client:
