@@ -40,9 +40,9 @@ def event(event_id: int) -> Event:
 
 
 def test_an_event_is_encoded_once_for_every_stream_that_sends_it() -> None:
-    # Streams read the same events from the feed's window; an equal event
-    # read again from the database (a stream catching up) shares it too.
-    sent = [event_message(event(1)) for _ in range(300)] + [event_message(event(1))]
+    # Streams read the same Event objects from the feed's window.
+    shared = event(1)
+    sent = [event_message(shared) for _ in range(300)]
     assert all(message is sent[0] for message in sent)
     assert all(message.encode() is sent[0].encode() for message in sent)
     text = sent[0].encode().decode()
@@ -50,10 +50,20 @@ def test_an_event_is_encoded_once_for_every_stream_that_sends_it() -> None:
     assert "id: " in text
 
 
+def test_an_event_read_anew_is_encoded_anew() -> None:
+    # A stream catching up reads its own Event objects; another database's
+    # event 1 (a test's, or after a reset) must never get this one's message.
+    first = event_message(event(1))
+    other = Event(1, 8, "OTHER", 1, "released", "bob", datetime(2026, 12, 8, tzinfo=UTC), {})
+    again = event_message(other)
+    assert again is not first
+    assert "event: released" in again.encode().decode()
+    assert "OTHER" in again.encode().decode()
+
+
 def test_the_events_kept_encoded_are_bounded() -> None:
-    for event_id in range(1000, 1000 + SENT_MAX + 50):
-        event_message(event(event_id))
-    newest = event_message(event(1000 + SENT_MAX + 49))
-    assert event_message(event(1000 + SENT_MAX + 49)) is newest
+    kept = [event(event_id) for event_id in range(SENT_MAX + 50)]
+    messages = [event_message(e) for e in kept]
+    assert event_message(kept[-1]) is messages[-1]
     assert len(events_module._SENT) == SENT_MAX
-    assert 1000 not in events_module._SENT  # the oldest went first
+    assert event_message(kept[0]) is not messages[0]  # the oldest went first

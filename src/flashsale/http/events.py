@@ -155,26 +155,30 @@ async def _messages(
             quiet_since = now
 
 
-# Each event's message, by event id, made once for every stream of the
-# worker: the streams read the same events from the feed's one window, so
-# a thousand followers encode an event once, not a thousand times. The
-# latest SENT_MAX are kept (the window's most, so a stream within it finds
-# its events here).
+# Each event's message, made once for every stream of the worker: the
+# streams read the same Event objects from the feed's one window, so a
+# thousand followers encode an event once, not a thousand times. Kept by
+# the object's identity, with the object itself (so its id is not reused
+# while the entry lives): an event read anew from the database, as a stream
+# catching up does, or another database's event with the same id after a
+# reset, is never answered from here. The latest SENT_MAX are kept (the
+# window's most).
 SENT_MAX = 2 * HISTORY
-_SENT: dict[int, SharedMessage] = {}
+_SENT: dict[int, tuple[Event, SharedMessage]] = {}
 
 
 def event_message(event: Event) -> ServerSentEventMessage:
-    message = _SENT.get(event.event_id)
-    if message is None:
-        message = SharedMessage(
-            data=_ENCODER.encode(event_body(event)).decode(),
-            event=event.type,
-            id=feed_cursor(event.position),
-        )
-        _SENT[event.event_id] = message
-        if len(_SENT) > SENT_MAX:
-            del _SENT[next(iter(_SENT))]  # the oldest (dicts keep insertion order)
+    kept = _SENT.get(id(event))
+    if kept is not None and kept[0] is event:
+        return kept[1]
+    message = SharedMessage(
+        data=_ENCODER.encode(event_body(event)).decode(),
+        event=event.type,
+        id=feed_cursor(event.position),
+    )
+    _SENT[id(event)] = (event, message)
+    if len(_SENT) > SENT_MAX:
+        del _SENT[next(iter(_SENT))]  # the oldest (dicts keep insertion order)
     return message
 
 
