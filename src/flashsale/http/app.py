@@ -36,6 +36,7 @@ from flashsale.http.users import USER_HANDLERS
 from flashsale.http.webhooks import WebhookController
 from flashsale.logs import configure_logging, protect_secrets
 from flashsale.metrics import get_metrics
+from flashsale.service.periodic import stop_task
 from flashsale.service.services import Services
 
 OpenServices = Callable[[], AbstractAsyncContextManager[Services]]
@@ -117,7 +118,7 @@ async def _sampling_held(
     try:
         yield
     finally:
-        sampler.cancel()
+        await stop_task(sampler)
 
 
 def limits_of(settings: Settings) -> Limits:
