@@ -54,6 +54,26 @@ def every_mode(callers: frozenset[str]) -> dict[str, frozenset[str]]:
     return dict.fromkeys(MODES, callers)
 
 
+def bodiless(
+    name: str,
+    method: str,
+    path: str,
+    callers: frozenset[str],
+    *,
+    success: int = 200,
+    claimed: bool = False,
+) -> Route:
+    """A request without a body, allowed to the same callers in every mode;
+    ``{n}`` in the path is the coupon."""
+    return Route(
+        name,
+        lambda c, n, h: c.request(method, path.format(n=n), headers=h),
+        success,
+        every_mode(callers),
+        claimed=claimed,
+    )
+
+
 ROUTES = [
     Route(
         "create coupon",
@@ -67,10 +87,8 @@ ROUTES = [
         200,
         every_mode(OPERATOR_ONLY),
     ),
-    Route("list coupons", lambda c, n, h: c.get("/api/coupons", headers=h), 200, every_mode(ALL)),
-    Route(
-        "read coupon", lambda c, n, h: c.get(f"/api/coupons/{n}", headers=h), 200, every_mode(ALL)
-    ),
+    bodiless("list coupons", "GET", "/api/coupons", ALL),
+    bodiless("read coupon", "GET", "/api/coupons/{n}", ALL),
     Route(
         "claim for alice",
         lambda c, n, h: c.post(
@@ -79,70 +97,34 @@ ROUTES = [
         200,
         {"open": ALL - {"bob"}, "user": OWNER, "backend": STAFF},
     ),
-    Route(
-        "list a coupon's claims",
-        lambda c, n, h: c.get(f"/api/coupons/{n}/claims", headers=h),
-        200,
-        every_mode(ALL),
-    ),
-    Route(
-        "read alice's claim",
-        lambda c, n, h: c.get(f"/api/coupons/{n}/claims/alice", headers=h),
-        200,
-        every_mode(OWNER),
-        claimed=True,
-    ),
-    Route(
+    bodiless("list a coupon's claims", "GET", "/api/coupons/{n}/claims", ALL),
+    bodiless("read alice's claim", "GET", "/api/coupons/{n}/claims/alice", OWNER, claimed=True),
+    bodiless(
         "release alice's claim",
-        lambda c, n, h: c.delete(f"/api/coupons/{n}/claims/alice", headers=h),
-        204,
-        every_mode(STAFF),
+        "DELETE",
+        "/api/coupons/{n}/claims/alice",
+        STAFF,
+        success=204,
         claimed=True,
     ),
-    Route(
-        "redeem alice's claim",
-        lambda c, n, h: c.post(f"/api/coupons/{n}/claims/alice/redeem", headers=h),
-        200,
-        every_mode(STAFF),
-        claimed=True,
+    bodiless(
+        "redeem alice's claim", "POST", "/api/coupons/{n}/claims/alice/redeem", STAFF, claimed=True
     ),
-    Route(
-        "alice's claims",
-        lambda c, n, h: c.get("/api/users/alice/claims", headers=h),
-        200,
-        every_mode(OWNER),
-    ),
-    Route(
-        "a coupon's events",
-        lambda c, n, h: c.get(f"/api/coupons/{n}/events", headers=h),
-        200,
-        every_mode(STAFF),
-    ),
-    Route(
-        "the events feed", lambda c, n, h: c.get("/api/events", headers=h), 200, every_mode(STAFF)
-    ),
+    bodiless("alice's claims", "GET", "/api/users/alice/claims", OWNER),
+    bodiless("a coupon's events", "GET", "/api/coupons/{n}/events", STAFF),
+    bodiless("the events feed", "GET", "/api/events", STAFF),
     # A stream never ends, and the in-process client waits for the end: an
     # admitted caller's stream is refused after the guard, by its cursor
     # (400); tests/e2e/test_access_streams.py reads both streams' 200s.
-    Route(
-        "the events stream",
-        lambda c, n, h: c.get("/api/events/stream?after=not-a-cursor", headers=h),
-        400,
-        every_mode(STAFF),
+    bodiless(
+        "the events stream", "GET", "/api/events/stream?after=not-a-cursor", STAFF, success=400
     ),
-    Route(
-        "webhooks",
-        lambda c, n, h: c.get("/api/webhooks", headers=h),
-        200,
-        every_mode(OPERATOR_ONLY),
-    ),
-    Route(
-        "dashboard", lambda c, n, h: c.get("/dashboard", headers=h), 200, every_mode(OPERATOR_ONLY)
-    ),
-    Route("metrics", lambda c, n, h: c.get("/metrics", headers=h), 200, every_mode(OPERATOR_ONLY)),
-    Route("docs", lambda c, n, h: c.get("/docs", headers=h), 200, every_mode(ALL)),
-    Route("openapi", lambda c, n, h: c.get("/openapi.json", headers=h), 200, every_mode(ALL)),
-    Route("health", lambda c, n, h: c.get("/health", headers=h), 200, every_mode(ALL)),
+    bodiless("webhooks", "GET", "/api/webhooks", OPERATOR_ONLY),
+    bodiless("dashboard", "GET", "/dashboard", OPERATOR_ONLY),
+    bodiless("metrics", "GET", "/metrics", OPERATOR_ONLY),
+    bodiless("docs", "GET", "/docs", ALL),
+    bodiless("openapi", "GET", "/openapi.json", ALL),
+    bodiless("health", "GET", "/health", ALL),
 ]
 
 

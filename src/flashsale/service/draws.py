@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
-from flashsale.service.periodic import Periodic, tolerated
+from flashsale.service.periodic import Periodic
 
 DRAW_SECONDS = 0.5  # a draw starts within about this long of draw_at
 CHUNK = 5_000  # places per step: a step's transaction stays under ~0.5 s on a loaded machine
@@ -50,13 +51,11 @@ class Drawer(Periodic):
         self._store = store
         self._chunk = chunk
         self._clock = clock
-        super().__init__(self.draw_once, interval)
+        # A tick: every due or unfinished draw stepped, within the budget.
+        super().__init__(
+            partial(self.run, budget=TICK_BUDGET), interval, log=log, what="raffle draw"
+        )
         self.steps = 0  # steps this worker ran (tests, logs)
-
-    async def draw_once(self) -> None:
-        """One tick: every due or unfinished draw stepped, within the budget."""
-        with tolerated(log, "raffle draw"):
-            await self.run(budget=TICK_BUDGET)
 
     async def run(self, *, budget: float) -> bool:
         """Steps draws until none is left to this worker or ``budget``

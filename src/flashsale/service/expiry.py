@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flashsale.service.periodic import Periodic, tolerated
+from flashsale.service.periodic import Periodic
 from flashsale.service.ports import HoldSweeper
 
 SWEEP_SECONDS = 0.5
@@ -30,15 +30,18 @@ class HoldExpirer(Periodic):
     ) -> None:
         self._sweeper = sweeper
         self._on_expired = on_expired
-        super().__init__(self.sweep_once, interval)
+        super().__init__(self._sweep, interval, log=log, what="hold sweep")
         self.expired = 0  # holds this worker expired (tests, logs)
 
     async def sweep_once(self) -> int:
-        """One sweep; a database that is away only delays it to the next tick."""
-        expired = 0
-        with tolerated(log, "hold sweep"):
-            expired = await self._sweeper.expire_holds()
+        """One sweep, as the loop runs it: the holds it expired (0 when the
+        database is away: that only delays them to the next tick)."""
+        before = self.expired
+        await self.once()
+        return self.expired - before
+
+    async def _sweep(self) -> None:
+        expired = await self._sweeper.expire_holds()
         self.expired += expired
         if self._on_expired is not None and expired:
             self._on_expired(expired)
-        return expired

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from flashsale.service.periodic import Periodic, tolerated
+from flashsale.service.periodic import Periodic
 from flashsale.service.ports import KeyPurger
 
 PURGE_SECONDS = 60.0
@@ -33,18 +33,17 @@ class KeyPurge(Periodic):
         self._purger = purger
         self._ttl = ttl
         self._batch = batch
-        super().__init__(self.purge_once, interval)
+        super().__init__(self.purge_once, interval, log=log, what="idempotency key purge")
 
     async def purge_once(self) -> int:
-        """Every key past its TTL, in batches; a database away only delays it."""
+        """Every key past its TTL, in batches: how many went. Raises what the
+        store raises (the loop's round tolerates it: Periodic.once)."""
         total = 0
-        with tolerated(log, "idempotency key purge"):
-            while True:
-                purged = await self._purger.purge_idempotency_keys(
-                    older_than=self._ttl, limit=self._batch
-                )
-                total += purged
-                if purged < self._batch:
-                    break
-                await asyncio.sleep(0)  # let requests run between batches
-        return total
+        while True:
+            purged = await self._purger.purge_idempotency_keys(
+                older_than=self._ttl, limit=self._batch
+            )
+            total += purged
+            if purged < self._batch:
+                return total
+            await asyncio.sleep(0)  # let requests run between batches

@@ -1,5 +1,6 @@
 """Work that every worker repeats on a timer (the hold sweeper, the key
-purge, the webhook watch): one task per worker, stopped at shutdown."""
+purge, the webhook watch, the raffle drawer): one task per worker, stopped
+at shutdown, and one rule for a tick that fails (``tolerated``)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ from flashsale.domain import ServiceUnavailable
 
 
 class Periodic:
-    """Runs ``work`` now and then every ``interval`` seconds after it ends."""
+    """Runs ``work`` now and then every ``interval`` seconds after it ends;
+    a failed round is logged to ``log`` as ``what`` and the loop goes on."""
 
-    def __init__(self, work: Callable[[], Awaitable[Any]], interval: float) -> None:
+    def __init__(
+        self,
+        work: Callable[[], Awaitable[Any]],
+        interval: float,
+        *,
+        log: logging.Logger,
+        what: str,
+    ) -> None:
         self._work = work
         self._interval = interval
+        self._log = log
+        self._what = what
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -29,9 +40,14 @@ class Periodic:
             with suppress(asyncio.CancelledError):
                 await self._task
 
+    async def once(self) -> None:
+        """One round, as the loop runs it: a failure ends the round only."""
+        with tolerated(self._log, self._what):
+            await self._work()
+
     async def _run(self) -> None:
         while True:
-            await self._work()
+            await self.once()
             await asyncio.sleep(self._interval)
 
 

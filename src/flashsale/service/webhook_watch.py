@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flashsale.service.periodic import Periodic, tolerated
+from flashsale.service.periodic import Periodic
 from flashsale.service.webhook_ports import DeliveryQueue
 
 WATCH_SECONDS = 5.0
@@ -29,12 +29,7 @@ class WebhookWatch(Periodic):
         self._queue = queue
         self._backlog_max = backlog_max
         self._on_sample = on_sample
-        super().__init__(self.watch, interval)
-
-    async def watch(self) -> None:
-        """One round; a database that is away only delays it to the next."""
-        with tolerated(log, "webhook watch"):
-            await self._sample_and_limit()
+        super().__init__(self._sample_and_limit, interval, log=log, what="webhook watch")
 
     async def _sample_and_limit(self) -> None:
         backlogs = await self._queue.backlogs()

@@ -16,12 +16,12 @@
 --                         claims_coupon_fkey, claims_forbid_update,
 --                         claims_fill_coupon
 --   3. Idempotency keys   idempotency_keys, take_idempotency_key,
---                         stored_keys, unstored_arrivals, keep_claim_keys,
---                         keep_release_keys
+--                         stored_keys, unstored_arrivals, coupon_part_decision,
+--                         keep_claim_keys, keep_release_keys
 --   4. The claim functions  claim_many, claim_many_keyed,
 --                         claim_many_new_keys, claim_many_coupons,
---                         coupon_part_decision, claim_many_coupons_keyed,
---                         sold_out_batch, sold_out_coupons
+--                         claim_many_coupons_keyed, sold_out_batch,
+--                         sold_out_coupons
 --   5. Holds and sweeping expire_coupon_holds, expire_holds, coupon_state,
 --                         live_claims
 --   6. Events             events, event_actor_data, coupons_number_creation,
@@ -1059,42 +1059,61 @@ BEGIN
 END
 $$;
 
--- Stores each fresh claim key with its decision and returns every arrival's
--- decision in the order of p_users (NULL where an arrival has no key), read
--- as the store reads claim_many's answer: granted; else a holder (every
--- ungranted user when the stock covered the batch: p_holders is NULL then);
--- else why the sale refused, or sold_out. fresh counts the keys inserted.
+-- coupon_part_decision: claim_many's row for one part of a batch, numbered
+-- by part (claim_many_keyed's batch is one part, numbered 1). The keys of a
+-- part's arrivals are decided from it (keep_claim_keys, keep_release_keys).
+CREATE TYPE coupon_part_decision AS (
+    part integer, coupon_id bigint, remaining integer, claimed text[], holders text[],
+    refusal text, claimed_at timestamptz, expires_at timestamptz,
+    released text[], redeemed text[]
+);
+
+-- keep_claim_keys: stores each fresh claim key with its decision.
+-- In:  p_scope; p_parts, p_users, p_keys and p_prints, parallel: each
+--      arrival's part, user, key (NULL: none) and fingerprint; p_stored, the
+--      keys found stored (stored_keys); p_decided, each part's decision.
+-- Out: fresh, the keys inserted; each arrival's decision in the order of
+--      p_users (NULL where an arrival has no key), read as the store reads
+--      claim_many's answer: granted; else a holder (every ungranted user
+--      when the stock covered the part: holders is NULL then); else why the
+--      sale refused, or sold_out.
+-- Locks: the key rows it inserts, in one INSERT in key order.
 -- The joins are to the batch's own arrays (hash or nested loop over a few
 -- hundred values), never to the table.
-CREATE FUNCTION keep_claim_keys(p_scope text, p_users text[], p_keys text[], p_prints bytea[],
-                                p_stored idempotency_keys[], r_coupon_id bigint,
-                                r_claimed text[], r_holders text[], r_refusal text,
-                                r_claimed_at timestamptz, r_expires_at timestamptz)
+CREATE FUNCTION keep_claim_keys(p_scope text, p_parts integer[], p_users text[],
+                                p_keys text[], p_prints bytea[],
+                                p_stored idempotency_keys[], p_decided coupon_part_decision[])
 RETURNS TABLE (fresh bigint, outcomes text[], replayed boolean[],
                claimed_ats timestamptz[], expires_ats timestamptz[])
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    WITH arrival AS (
+    WITH granted AS (
+        SELECT d.part, g.user_id FROM unnest(p_decided) AS d, unnest(d.claimed) AS g(user_id)
+    ), held AS (
+        SELECT d.part, h.user_id FROM unnest(p_decided) AS d, unnest(d.holders) AS h(user_id)
+    ), arrival AS (
         SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
                CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
                         THEN 'idempotency_key_reused'
                     WHEN s.key IS NOT NULL THEN s.outcome
-                    WHEN r_coupon_id IS NULL THEN 'not_found'
+                    WHEN d.coupon_id IS NULL THEN 'not_found'
                     WHEN g.user_id IS NOT NULL THEN 'claimed'
-                    WHEN r_holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
-                    ELSE coalesce(r_refusal, 'sold_out') END AS outcome,
+                    WHEN d.holders IS NULL OR h.user_id IS NOT NULL THEN 'already_claimed'
+                    ELSE coalesce(d.refusal, 'sold_out') END AS outcome,
                CASE WHEN s.key IS NOT NULL THEN s.claimed_at
-                    WHEN g.user_id IS NOT NULL OR r_refusal = 'entered'
-                    THEN r_claimed_at END AS claimed_at,
+                    WHEN g.user_id IS NOT NULL OR d.refusal = 'entered'
+                    THEN d.claimed_at END AS claimed_at,
                CASE WHEN s.key IS NOT NULL THEN s.expires_at
-                    WHEN g.user_id IS NOT NULL OR r_refusal = 'entered'
-                    THEN r_expires_at END AS expires_at
-          FROM unnest(p_users, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
+                    WHEN g.user_id IS NOT NULL OR d.refusal = 'entered'
+                    THEN d.expires_at END AS expires_at
+          FROM unnest(p_parts, p_users, p_keys, p_prints)
+               WITH ORDINALITY AS u(part, user_id, key, print, ord)
+          JOIN unnest(p_decided) AS d ON d.part = u.part
           LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
-          LEFT JOIN unnest(r_claimed) AS g(user_id) ON g.user_id = u.user_id
-          LEFT JOIN unnest(r_holders) AS h(user_id) ON h.user_id = u.user_id
+          LEFT JOIN granted AS g ON g.part = u.part AND g.user_id = u.user_id
+          LEFT JOIN held AS h ON h.part = u.part AND h.user_id = u.user_id
     ), inserted AS (
         INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
         SELECT p_scope, a.key, a.print, a.outcome, a.claimed_at, a.expires_at
@@ -1113,28 +1132,35 @@ BEGIN
 END
 $$;
 
--- keep_claim_keys for releases: released, already_redeemed, claim_not_found.
-CREATE FUNCTION keep_release_keys(p_scope text, p_releases text[], p_keys text[],
-                                  p_prints bytea[], p_stored idempotency_keys[],
-                                  r_coupon_id bigint, r_released text[], r_redeemed text[])
+-- keep_release_keys: keep_claim_keys for releases (p_releases for p_users):
+-- released, already_redeemed, claim_not_found.
+CREATE FUNCTION keep_release_keys(p_scope text, p_parts integer[], p_releases text[],
+                                  p_keys text[], p_prints bytea[],
+                                  p_stored idempotency_keys[], p_decided coupon_part_decision[])
 RETURNS TABLE (fresh bigint, outcomes text[], replayed boolean[])
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    WITH arrival AS (
+    WITH released AS (
+        SELECT d.part, x.user_id FROM unnest(p_decided) AS d, unnest(d.released) AS x(user_id)
+    ), redeemed AS (
+        SELECT d.part, x.user_id FROM unnest(p_decided) AS d, unnest(d.redeemed) AS x(user_id)
+    ), arrival AS (
         SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
                CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
                         THEN 'idempotency_key_reused'
                     WHEN s.key IS NOT NULL THEN s.outcome
-                    WHEN r_coupon_id IS NULL THEN 'not_found'
-                    WHEN d.user_id IS NOT NULL THEN 'released'
+                    WHEN d.coupon_id IS NULL THEN 'not_found'
+                    WHEN r.user_id IS NOT NULL THEN 'released'
                     WHEN x.user_id IS NOT NULL THEN 'already_redeemed'
                     ELSE 'claim_not_found' END AS outcome
-          FROM unnest(p_releases, p_keys, p_prints) WITH ORDINALITY AS u(user_id, key, print, ord)
+          FROM unnest(p_parts, p_releases, p_keys, p_prints)
+               WITH ORDINALITY AS u(part, user_id, key, print, ord)
+          JOIN unnest(p_decided) AS d ON d.part = u.part
           LEFT JOIN unnest(p_stored) AS s ON s.key = u.key
-          LEFT JOIN unnest(r_released) AS d(user_id) ON d.user_id = u.user_id
-          LEFT JOIN unnest(r_redeemed) AS x(user_id) ON x.user_id = u.user_id
+          LEFT JOIN released AS r ON r.part = u.part AND r.user_id = u.user_id
+          LEFT JOIN redeemed AS x ON x.part = u.part AND x.user_id = u.user_id
     ), inserted AS (
         INSERT INTO idempotency_keys (scope, key, fingerprint, outcome)
         SELECT p_scope, a.key, a.print, a.outcome
@@ -1373,7 +1399,8 @@ DECLARE
     v_release_stored idempotency_keys[];
     v_keys integer := coalesce(cardinality(array_remove(p_claim_keys, NULL)), 0);
     v_release_keys integer := coalesce(cardinality(array_remove(p_release_keys, NULL)), 0);
-    r record;
+    v_decided coupon_part_decision[];
+    r coupon_part_decision;
     v_fresh bigint := 0;
     v_released_fresh bigint := 0;
     v_outcomes text[];
@@ -1386,22 +1413,24 @@ BEGIN
     PERFORM 1 FROM coupons AS k WHERE k.name = p_coupon_name FOR UPDATE;
     v_claim_stored := stored_keys(p_claim_scope, p_claim_keys);
     v_release_stored := stored_keys(p_release_scope, p_release_keys);
-    SELECT * INTO r
-      FROM claim_many(p_coupon_name,
-                      unstored_arrivals(p_users, p_claim_keys, v_claim_stored),
-                      unstored_arrivals(p_releases, p_release_keys, v_release_stored),
-                      p_release_actors);
+    v_decided := ARRAY(
+        SELECT ROW(1, d.*)::coupon_part_decision
+          FROM claim_many(p_coupon_name,
+                          unstored_arrivals(p_users, p_claim_keys, v_claim_stored),
+                          unstored_arrivals(p_releases, p_release_keys, v_release_stored),
+                          p_release_actors) AS d);
+    r := v_decided[1];
     IF v_keys > 0 THEN
         SELECT * INTO v_fresh, v_outcomes, v_replayed, v_claimed_ats, v_expires_ats
-          FROM keep_claim_keys(p_claim_scope, p_users, p_claim_keys, p_claim_prints,
-                               v_claim_stored, r.coupon_id, r.claimed, r.holders, r.refusal,
-                               r.claimed_at, r.expires_at);
+          FROM keep_claim_keys(p_claim_scope, array_fill(1, ARRAY[cardinality(p_users)]),
+                               p_users, p_claim_keys, p_claim_prints, v_claim_stored,
+                               v_decided);
     END IF;
     IF v_release_keys > 0 THEN
         SELECT * INTO v_released_fresh, v_release_outcomes, v_release_replayed
-          FROM keep_release_keys(p_release_scope, p_releases, p_release_keys,
-                                 p_release_prints, v_release_stored, r.coupon_id,
-                                 r.released, r.redeemed);
+          FROM keep_release_keys(p_release_scope, array_fill(1, ARRAY[cardinality(p_releases)]),
+                                 p_releases, p_release_keys, p_release_prints,
+                                 v_release_stored, v_decided);
     END IF;
     IF v_fresh + v_released_fresh + cardinality(v_claim_stored)
        + cardinality(v_release_stored) < v_keys + v_release_keys THEN
@@ -1599,14 +1628,6 @@ BEGIN
 END
 $$;
 
--- coupon_part_decision: one part's row of claim_many_coupons, kept between
--- the statements of claim_many_coupons_keyed (its keys are decided from it).
-CREATE TYPE coupon_part_decision AS (
-    part integer, coupon_id bigint, remaining integer, claimed text[], holders text[],
-    refusal text, claimed_at timestamptz, expires_at timestamptz,
-    released text[], redeemed text[]
-);
-
 -- claim_many_coupons_keyed: claim_many_coupons for a lane's batch in which
 -- some parts carry Idempotency-Keys: every part of the batch, keyed or not,
 -- in one round trip and one transaction.
@@ -1634,8 +1655,8 @@ CREATE TYPE coupon_part_decision AS (
 --    key) leave the batch (a replay changes nothing).
 -- 3. claim_many_coupons decides the rest (its FOR UPDATE finds the locks
 --    held), unkeyed parts exactly as without this wrapper.
--- 4. One INSERT per kind stores each fresh key with its decision, read from
---    its part's row as keep_claim_keys and keep_release_keys read claim_many's.
+-- 4. One INSERT per kind for the whole batch (keep_claim_keys,
+--    keep_release_keys) stores each fresh key with its part's decision.
 -- No subtransaction: an error in one part fails the statement, and the store
 -- decides each part on its own (storage/lane_batches.py).
 CREATE FUNCTION claim_many_coupons_keyed(p_coupons text[], p_user_counts integer[],
@@ -1697,71 +1718,14 @@ BEGIN
                    v_user_parts, v_users, v_release_parts, v_releases,
                    p_release_actors) AS d);
     IF v_keys > 0 THEN
-        WITH arrival AS (
-            SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
-                   CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
-                            THEN 'idempotency_key_reused'
-                        WHEN s.key IS NOT NULL THEN s.outcome
-                        WHEN d.coupon_id IS NULL THEN 'not_found'
-                        WHEN u.user_id = ANY (d.claimed) THEN 'claimed'
-                        WHEN d.holders IS NULL OR u.user_id = ANY (d.holders)
-                            THEN 'already_claimed'
-                        ELSE coalesce(d.refusal, 'sold_out') END AS outcome,
-                   CASE WHEN s.key IS NOT NULL THEN s.claimed_at
-                        WHEN u.user_id = ANY (d.claimed) OR d.refusal = 'entered'
-                        THEN d.claimed_at END AS claimed_at,
-                   CASE WHEN s.key IS NOT NULL THEN s.expires_at
-                        WHEN u.user_id = ANY (d.claimed) OR d.refusal = 'entered'
-                        THEN d.expires_at END AS expires_at
-              FROM unnest(p_user_parts, p_users, p_claim_keys, p_claim_prints)
-                   WITH ORDINALITY AS u(part, user_id, key, print, ord)
-              JOIN unnest(v_decided) AS d ON d.part = u.part
-              LEFT JOIN unnest(v_claim_stored) AS s ON s.key = u.key
-        ), inserted AS (
-            INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, claimed_at, expires_at)
-            SELECT p_claim_scope, a.key, a.print, a.outcome, a.claimed_at, a.expires_at
-              FROM arrival AS a
-             WHERE a.key IS NOT NULL AND NOT a.replayed
-             ORDER BY a.key
-            ON CONFLICT DO NOTHING
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM inserted),
-               array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord),
-               array_agg(a.replayed ORDER BY a.ord),
-               array_agg(a.claimed_at ORDER BY a.ord),
-               array_agg(a.expires_at ORDER BY a.ord)
-          INTO v_fresh, v_outcomes, v_replayed, v_claimed_ats, v_expires_ats
-          FROM arrival AS a;
+        SELECT * INTO v_fresh, v_outcomes, v_replayed, v_claimed_ats, v_expires_ats
+          FROM keep_claim_keys(p_claim_scope, p_user_parts, p_users, p_claim_keys,
+                               p_claim_prints, v_claim_stored, v_decided);
     END IF;
     IF v_release_keys > 0 THEN
-        WITH arrival AS (
-            SELECT u.ord, u.key, u.print, s.key IS NOT NULL AS replayed,
-                   CASE WHEN s.key IS NOT NULL AND s.fingerprint <> u.print
-                            THEN 'idempotency_key_reused'
-                        WHEN s.key IS NOT NULL THEN s.outcome
-                        WHEN d.coupon_id IS NULL THEN 'not_found'
-                        WHEN u.user_id = ANY (d.released) THEN 'released'
-                        WHEN u.user_id = ANY (d.redeemed) THEN 'already_redeemed'
-                        ELSE 'claim_not_found' END AS outcome
-              FROM unnest(p_release_parts, p_releases, p_release_keys, p_release_prints)
-                   WITH ORDINALITY AS u(part, user_id, key, print, ord)
-              JOIN unnest(v_decided) AS d ON d.part = u.part
-              LEFT JOIN unnest(v_release_stored) AS s ON s.key = u.key
-        ), inserted AS (
-            INSERT INTO idempotency_keys (scope, key, fingerprint, outcome)
-            SELECT p_release_scope, a.key, a.print, a.outcome
-              FROM arrival AS a
-             WHERE a.key IS NOT NULL AND NOT a.replayed
-             ORDER BY a.key
-            ON CONFLICT DO NOTHING
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM inserted),
-               array_agg(CASE WHEN a.key IS NOT NULL THEN a.outcome END ORDER BY a.ord),
-               array_agg(a.replayed ORDER BY a.ord)
-          INTO v_released_fresh, v_release_outcomes, v_release_replayed
-          FROM arrival AS a;
+        SELECT * INTO v_released_fresh, v_release_outcomes, v_release_replayed
+          FROM keep_release_keys(p_release_scope, p_release_parts, p_releases, p_release_keys,
+                                 p_release_prints, v_release_stored, v_decided);
     END IF;
     IF v_fresh + v_released_fresh + cardinality(v_claim_stored)
        + cardinality(v_release_stored) < v_keys + v_release_keys THEN
