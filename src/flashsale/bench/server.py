@@ -84,9 +84,11 @@ def start_server(
     port = free_port()
     environment = {
         # The bench and the tests rush from one address (127.0.0.1): the
-        # per-client claim limit stays off unless the caller's environment
-        # or ``env`` turns it on (docs/operations.md#front-door).
+        # per-client claim limit stays off, and the keys quota of an
+        # anonymous client (counted per address) out of reach, unless the
+        # caller's environment or ``env`` sets them (docs/operations.md).
         "CLAIM_RATE": "0",
+        "IDEMPOTENCY_KEYS_PER_IDENTITY": "1000000000",
         **_without_database(os.environ),
         **({} if database_url is None else {"DATABASE_URL": database_url}),
         "APP_HOST": host,
