@@ -192,7 +192,10 @@ class BatchedClaims:
     ) -> list[_Decided]:
         """Each arrival's answer from its coupon's decided batch, in order."""
         self._note_stock(coupon_name, result.coupon_id, result.remaining, releases)
-        claims = iter([_decision(o, result) for o in result.outcomes])
+        decisions = _decisions(result)
+        if not releases:  # claims only (the common part): one decision each, in order
+            return decisions
+        claims = iter(decisions)
         released = iter(result.releases)
         return [next(claims) if isinstance(item, str) else next(released) for item in work]
 
@@ -269,6 +272,16 @@ class BatchedClaims:
         await self._sold_out_lane.close()
 
 
+def _decisions(result: BatchResult) -> list[_Decided]:
+    """Each claim's decision, in order. A batch's grants share one decision
+    (frozen: the same outcome and times for each)."""
+    granted = ClaimDecision(ClaimOutcome.CLAIMED, result.claimed_at, result.expires_at)
+    return [
+        granted if outcome is ClaimOutcome.CLAIMED else _decision(outcome, result)
+        for outcome in result.outcomes
+    ]
+
+
 def _decision(outcome: ClaimOutcome, result: BatchResult) -> ClaimDecision:
     """An arrival's decision: a grant or an entry with the batch's times, a
     shared refusal otherwise (none allocated on the hot path)."""
@@ -280,6 +293,9 @@ def _decision(outcome: ClaimOutcome, result: BatchResult) -> ClaimDecision:
 def _part(coupon_name: str, work: Sequence[_Work]) -> CouponPart:
     """A coupon's work as the store takes it: its claims, its releases with
     who sent each, and their keys if any arrival has one."""
+    plain = [item for item in work if type(item) is str]
+    if len(plain) == len(work):  # claims only, none with a key: the common part
+        return CouponPart(coupon_name, plain)
     releases = [item for item in work if isinstance(item, Release)]
     claims = [item for item in work if not isinstance(item, Release)]
     users = [item if isinstance(item, str) else item.user_id for item in claims]

@@ -129,7 +129,7 @@ class CouponLanes(Generic[I, O]):
         if not batch:
             return
         if self._on_batch is not None:
-            oldest = min(arrival[2] for part in batch.values() for arrival in part)
+            oldest = min(part[0][2] for part in batch.values())  # a part's first is its oldest
             size = sum(len(part) for part in batch.values())
             self._on_batch(
                 lane.number, size, len(batch), asyncio.get_running_loop().time() - oldest

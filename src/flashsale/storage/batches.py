@@ -18,10 +18,15 @@ def batch_result(row: asyncpg.Record, firsts: list[str], user_ids: Sequence[str]
     """The claims' outcomes (``firsts``: each user at its first arrival)."""
     if row["coupon_id"] is None:
         return BatchResult([ClaimOutcome.NOT_FOUND] * len(user_ids), None, None)
-    refusal = ClaimOutcome(row["refusal"]) if row["refusal"] else ClaimOutcome.SOLD_OUT
-    decided = _first_arrival_outcomes(firsts, row["claimed"], row["holders"], refusal)
+    claimed = row["claimed"]
+    if len(claimed) == len(user_ids):  # all granted (so each user arrived once): the common part
+        outcomes = [ClaimOutcome.CLAIMED] * len(user_ids)
+    else:
+        refusal = ClaimOutcome(row["refusal"]) if row["refusal"] else ClaimOutcome.SOLD_OUT
+        decided = _first_arrival_outcomes(firsts, claimed, row["holders"], refusal)
+        outcomes = _with_repeats(user_ids, decided)
     return BatchResult(
-        _with_repeats(user_ids, decided),
+        outcomes,
         row["coupon_id"],
         row["remaining"],
         row["claimed_at"],
@@ -33,16 +38,22 @@ def coupons_arguments(parts: Sequence[CouponPart], firsts: list[list[str]]) -> t
     """claim_many_coupons' arrays: the coupons, their distinct users'
     (``firsts``) counts, then users and releases each with its part's number,
     then each part's release actors (claim_many's p_release_actors)."""
-    numbered = list(enumerate(parts, start=1))
-    return (
-        [part.coupon_name for part in parts],
-        [len(users) for users in firsts],
-        [number for number, users in enumerate(firsts, start=1) for _ in users],
-        [user for users in firsts for user in users],
-        [number for number, part in numbered for _ in part.releases],
-        [user for _, part in numbered for user in part.releases],
-        [release_actors_json(part.releases, part.release_actors) for part in parts],
-    )
+    names: list[str] = []
+    counts: list[int] = []
+    user_parts: list[int] = []
+    users: list[str] = []
+    release_parts: list[int] = []
+    releases: list[str] = []
+    actors: list[str | None] = []
+    for number, (part, first) in enumerate(zip(parts, firsts, strict=True), start=1):
+        names.append(part.coupon_name)
+        counts.append(len(first))
+        user_parts.extend([number] * len(first))
+        users.extend(first)
+        release_parts.extend([number] * len(part.releases))
+        releases.extend(part.releases)
+        actors.append(release_actors_json(part.releases, part.release_actors))
+    return names, counts, user_parts, users, release_parts, releases, actors
 
 
 def sold_out_read(rows: list[asyncpg.Record]) -> SoldOutRead:
@@ -56,6 +67,8 @@ def sold_out_read(rows: list[asyncpg.Record]) -> SoldOutRead:
 def release_outcomes(row: asyncpg.Record, releases: list[str]) -> list[ReleaseOutcome]:
     """Each release's outcome in order; a user released twice in one batch
     gets its unit back once: the repeats held nothing any more."""
+    if not releases:
+        return []
     if row["coupon_id"] is None:
         return [ReleaseOutcome.NOT_FOUND] * len(releases)
     back, redeemed = set(row["released"]), set(row["redeemed"])
